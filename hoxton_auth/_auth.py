@@ -1,0 +1,306 @@
+"""``HoxtonAuth``: configuration, grant, cache and both adapters put together."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar, Union
+
+from ._cache import FileTokenCache, MemoryTokenCache, TokenCache, cache_key
+from ._config import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_DOMAIN,
+    ClientConfig,
+    RequestFormat,
+    normalize_scope,
+)
+from ._errors import ConfigError
+from ._grants import AuthorizationCode, ClientCredentials, Grant, Password
+from ._httpx import HttpxAuth, asend_with_httpx
+from ._manager import TokenManager
+from ._requests import RequestsAuth, send_with_requests
+
+__all__ = [
+    "DEFAULT",
+    "AuthorizationCodeAuth",
+    "ClientCredentialsAuth",
+    "HoxtonAuth",
+    "PasswordAuth",
+    "RefreshTokenAuth",
+    "resolve_cache",
+]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+"""The shared file cache (``FileTokenCache()``); the default of ``cache=``."""
+
+CacheArg = Union[TokenCache, str, "os.PathLike[str]", None]
+
+_GRANT_ARGUMENTS = (
+    "username",
+    "password",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
+)
+
+
+def resolve_cache(cache: CacheArg) -> TokenCache:
+    """Turn the ``cache=`` argument into a ``TokenCache``.
+
+    Raises:
+        ConfigError: If ``cache`` is of an unknown kind.
+    """
+    if cache is DEFAULT:
+        configured = os.environ.get("HOXTON_AUTH_CACHE", "")
+        return resolve_cache(configured) if configured else FileTokenCache()
+    if cache is None:
+        return MemoryTokenCache()
+    if isinstance(cache, TokenCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        location = os.fspath(cache)
+        if location.startswith(("redis://", "rediss://", "unix://")):
+            from ._redis_cache import RedisTokenCache  # type: ignore[import-not-found]  # issue 7
+
+            cache_from_url: TokenCache = RedisTokenCache(location)
+            return cache_from_url
+        return FileTokenCache(location)
+    raise ConfigError(
+        f"cache must be a TokenCache, a path, a redis:// URL or None, got {type(cache).__name__}"
+    )
+
+
+def _infer_class(kwargs: dict[str, Any]) -> type[HoxtonAuth]:
+    given = {name for name in _GRANT_ARGUMENTS if kwargs.get(name) is not None}
+    if given & {"username", "password"}:
+        return PasswordAuth
+    if given & {"code", "redirect_uri", "code_verifier"}:
+        return AuthorizationCodeAuth
+    if "refresh_token" in given:
+        return RefreshTokenAuth
+    return ClientCredentialsAuth
+
+
+class HoxtonAuth(RequestsAuth, HttpxAuth):
+    """Authenticate ``requests`` and ``httpx`` calls to the HoxtonAI API.
+
+    ``HoxtonAuth(...)`` picks the grant from its arguments and returns a
+    ``ClientCredentialsAuth``, ``PasswordAuth``, ``AuthorizationCodeAuth`` or
+    ``RefreshTokenAuth``. See the README for every argument.
+
+    Args:
+        client_id: The OAuth client's id.
+        client_secret: The client's secret (confidential clients).
+        username: With ``password``: the password grant.
+        password: The user's password.
+        code: With ``redirect_uri``: the authorization code grant.
+        redirect_uri: The redirect URI the code was issued for.
+        code_verifier: The PKCE verifier that went with the code.
+        refresh_token: Seeds the cache for the refresh token grant.
+        scope: Space separated string or a sequence of scopes.
+        audience: The API the token is for.
+        domain: The Auth0 tenant; the token URL is ``domain + "/oauth/token"``.
+        cache: ``DEFAULT`` (the shared file cache), a ``TokenCache``, a path,
+            a ``redis://`` URL, or ``None`` to keep tokens in this object only.
+        leeway: Renew this many seconds before expiry.
+        timeout: Seconds per token-endpoint request.
+        retry_deadline: Seconds for one token fetch, retries included.
+        token_request_format: ``"form"`` (RFC 6749) or ``"json"`` bodies.
+        max_attempts: Token-endpoint requests per fetch, at most.
+
+    Raises:
+        ConfigError: Arguments missing or contradictory (a ``ValueError``).
+    """
+
+    grant_kind: ClassVar[str] = ""
+    _allowed: ClassVar[frozenset[str]] = frozenset()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> HoxtonAuth:
+        if cls is HoxtonAuth:
+            cls = _infer_class(kwargs)
+        return super().__new__(cls)
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        code: str | None = None,
+        redirect_uri: str | None = None,
+        code_verifier: str | None = None,
+        refresh_token: str | None = None,
+        scope: str | Sequence[str] | None = None,
+        audience: str = DEFAULT_AUDIENCE,
+        domain: str = DEFAULT_DOMAIN,
+        cache: CacheArg = DEFAULT,
+        leeway: float = 60.0,
+        timeout: float = 30.0,
+        retry_deadline: float = 60.0,
+        token_request_format: RequestFormat = "form",  # noqa: S107  a format name, not a secret
+        max_attempts: int = 5,
+    ) -> None:
+        arguments = {
+            "username": username,
+            "password": password,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+            "refresh_token": refresh_token,
+        }
+        foreign = sorted(
+            n for n, v in arguments.items() if v is not None and n not in self._allowed
+        )
+        if foreign:
+            raise ConfigError(
+                f"{type(self).__name__} does not take {', '.join(foreign)}: "
+                "those arguments belong to another grant"
+            )
+        for name, value in arguments.items():
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} must be a non-empty string")
+        self.config = ClientConfig(
+            client_id=client_id,
+            client_secret=client_secret,
+            domain=domain,
+            audience=audience,
+            scope=normalize_scope(scope),
+            leeway=leeway,
+            timeout=timeout,
+            retry_deadline=retry_deadline,
+            max_attempts=max_attempts,
+            token_request_format=token_request_format,
+        )
+        grant = self._grant(**arguments)
+        self.cache = resolve_cache(cache)
+        identity = grant.cache_identity if grant is not None else AuthorizationCode.cache_identity
+        scope_key = " ".join(sorted(self.config.scope.split())) if self.config.scope else ""
+        meta = {
+            "token_url": self.config.token_url,
+            "client_id": self.config.client_id,
+            "audience": self.config.audience,
+            "grant": identity,
+            "scope": scope_key,
+        }
+        key = cache_key(*meta.values())
+        self._manager = TokenManager(self.config, grant, self.cache, key, meta, refresh_token)
+
+    def _grant(self, **arguments: str | None) -> Grant | None:
+        raise NotImplementedError  # pragma: no cover  every subclass says which grant
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"{type(self).__name__}(client_id={c.client_id!r}, domain={c.domain!r}, "
+            f"audience={c.audience!r}, scope={c.scope!r})"
+        )
+
+    # -- tokens for code that is not requests/httpx --------------------------------
+
+    def get_token(self) -> str:
+        """A valid access token, from memory, the cache or the token endpoint.
+
+        Raises:
+            TokenRequestError: The token endpoint refused.
+            LoginRequiredError: The user must log in again.
+            TokenEndpointUnreachableError: The network failed after retries.
+            CacheError: The cache lock is stuck and the grant is not safe to repeat.
+        """
+        return self._manager.get_token(send_with_requests)
+
+    async def aget_token(self) -> str:
+        """``get_token`` for asyncio; never blocks the event loop.
+
+        Raises:
+            TokenRequestError: The token endpoint refused.
+            LoginRequiredError: The user must log in again.
+            TokenEndpointUnreachableError: The network failed after retries.
+            CacheError: The cache lock is stuck and the grant is not safe to repeat.
+        """
+        return await self._manager.aget_token(asend_with_httpx)
+
+    def invalidate(self) -> None:
+        """Forget the current access token, here and in the shared cache."""
+        self._manager.invalidate()
+
+    def logout(self) -> None:
+        """Revoke the refresh token (if any) at ``/oauth/revoke`` and drop the cache entry.
+
+        Raises:
+            TokenRequestError: The server refused the revocation.
+            TokenEndpointUnreachableError: The network failed after retries.
+        """
+        self._manager.logout(send_with_requests)
+
+
+class ClientCredentialsAuth(HoxtonAuth):
+    """Machine-to-machine tokens with the client's id and secret."""
+
+    grant_kind = "client_credentials"
+
+    def _grant(self, **arguments: str | None) -> Grant:
+        if self.config.client_secret is None:
+            raise ConfigError(
+                "client_secret is required for the client_credentials grant "
+                "(or pass username/password, code/redirect_uri or refresh_token)"
+            )
+        return ClientCredentials()
+
+
+class PasswordAuth(HoxtonAuth):
+    """A user's tokens from their username and password (resource owner grant)."""
+
+    grant_kind = "password"
+    _allowed = frozenset({"username", "password"})
+
+    def _grant(self, **arguments: str | None) -> Grant:
+        username, password = arguments["username"], arguments["password"]
+        if username is None:
+            raise ConfigError("username is required with password")
+        if password is None:
+            raise ConfigError("password is required with username")
+        return Password(username, password)
+
+
+class AuthorizationCodeAuth(HoxtonAuth):
+    """A user's tokens from an authorization code (or an earlier login in the cache).
+
+    Without ``code`` it uses the tokens a ``login()`` left in the cache.
+    """
+
+    grant_kind = "authorization_code"
+    _allowed = frozenset({"code", "redirect_uri", "code_verifier"})
+
+    def _grant(self, **arguments: str | None) -> Grant | None:
+        code, redirect_uri = arguments["code"], arguments["redirect_uri"]
+        verifier = arguments["code_verifier"]
+        if code is None:
+            if verifier is not None:
+                raise ConfigError("code_verifier needs code")
+            return None
+        if redirect_uri is None:
+            raise ConfigError("redirect_uri is required with code (the one sent to /authorize)")
+        return AuthorizationCode(code, redirect_uri, verifier)
+
+
+class RefreshTokenAuth(HoxtonAuth):
+    """A user's tokens from a refresh token, which seeds the cache.
+
+    Once the server rotates it, the newest refresh token in the cache is used.
+    """
+
+    grant_kind = "refresh_token"
+    _allowed = frozenset({"refresh_token"})
+
+    def _grant(self, **arguments: str | None) -> Grant | None:
+        if arguments["refresh_token"] is None:
+            raise ConfigError("refresh_token is required for RefreshTokenAuth")
+        return None

@@ -1,0 +1,101 @@
+"""The exception tree of hoxton_auth.
+
+::
+
+    HoxtonAuthError
+    ├── ConfigError(HoxtonAuthError, ValueError)
+    ├── TokenRequestError          .status_code .error .error_description
+    │   └── InvalidGrantError      error == "invalid_grant"
+    │       └── LoginRequiredError refresh token rejected, no grant can stand in
+    ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
+    ├── LoginError                 the interactive browser login failed
+    └── CacheError(HoxtonAuthError, OSError)
+
+Messages carry the server's own words and never a secret: no request form,
+no token, no password ever reaches an exception.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CacheError",
+    "ConfigError",
+    "HoxtonAuthError",
+    "InvalidGrantError",
+    "LoginError",
+    "LoginRequiredError",
+    "TokenEndpointUnreachableError",
+    "TokenRequestError",
+]
+
+
+class HoxtonAuthError(Exception):
+    """Base class of every error raised by hoxton_auth."""
+
+
+class ConfigError(HoxtonAuthError, ValueError):
+    """The arguments given to an auth object are missing or contradictory."""
+
+
+class TokenRequestError(HoxtonAuthError):
+    """The token endpoint answered, but not with a usable token.
+
+    Attributes:
+        status_code: The HTTP status of the answer (0 when there was none).
+        error: The OAuth ``error`` code from the body, or ``None``.
+        error_description: The server's ``error_description``, or ``None``.
+        url: The endpoint that was called (never carries a secret).
+        attempts: How many requests were made before giving up.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 0,
+        error: str | None = None,
+        error_description: str | None = None,
+        url: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error = error
+        self.error_description = error_description
+        self.url = url
+        self.attempts = attempts
+
+
+class InvalidGrantError(TokenRequestError):
+    """The server rejected the grant itself (``invalid_grant``)."""
+
+
+class LoginRequiredError(InvalidGrantError):
+    """The refresh token was rejected and no other grant can stand in.
+
+    Log in again (``HoxtonAuth.login`` or ``hoxton-auth login``).
+    """
+
+
+class TokenEndpointUnreachableError(HoxtonAuthError):
+    """The token endpoint could not be reached, even after retries.
+
+    The original network exception is ``__cause__``.
+
+    Attributes:
+        url: The endpoint that was called.
+        attempts: How many requests were made.
+    """
+
+    def __init__(self, message: str, *, url: str, attempts: int) -> None:
+        super().__init__(message)
+        self.url = url
+        self.attempts = attempts
+
+
+class LoginError(HoxtonAuthError):
+    """The interactive login did not complete (timeout, denied, state mismatch)."""
+
+
+class CacheError(HoxtonAuthError, OSError):
+    """The token cache could not be used safely (for example a stuck lock)."""

@@ -1,0 +1,126 @@
+"""One frozen dataclass per OAuth grant, each turning itself into token-request fields.
+
+Only this module writes a ``grant_type``. Field sets follow the Hoxton docs and
+RFC 6749: client credentials travel in the body (``client_secret_post``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Union
+
+from ._config import ClientConfig
+
+__all__ = [
+    "AuthorizationCode",
+    "ClientCredentials",
+    "Grant",
+    "Password",
+    "RefreshToken",
+    "revocation_fields",
+]
+
+# Entries in the shared cache are per identity. A user's tokens from a browser
+# login, an authorization code or a refresh token are the same identity: they
+# share one entry so a rotated refresh token is found by all of them.
+USER_SESSION = "user"
+
+
+def _client_fields(config: ClientConfig) -> dict[str, str]:
+    fields = {"client_id": config.client_id}
+    if config.client_secret is not None:
+        fields["client_secret"] = config.client_secret
+    return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientCredentials:
+    """Machine-to-machine: the client authenticates as itself (RFC 6749 §4.4)."""
+
+    grant_type: ClassVar[str] = "client_credentials"
+    repeatable: ClassVar[bool] = True
+    cache_identity: ClassVar[str] = "client_credentials"
+
+    def fields(self, config: ClientConfig) -> dict[str, str]:
+        """Token-request fields for this grant."""
+        fields = {"grant_type": self.grant_type, **_client_fields(config)}
+        fields["audience"] = config.audience
+        if config.scope:
+            fields["scope"] = config.scope
+        return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Password:
+    """Resource owner password credentials (RFC 6749 §4.3)."""
+
+    grant_type: ClassVar[str] = "password"
+    repeatable: ClassVar[bool] = True
+
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+    @property
+    def cache_identity(self) -> str:
+        """Tokens belong to this user of this client."""
+        return f"password:{self.username}"
+
+    def fields(self, config: ClientConfig) -> dict[str, str]:
+        """Token-request fields for this grant."""
+        fields = {"grant_type": self.grant_type, **_client_fields(config)}
+        fields.update(username=self.username, password=self.password)
+        fields["audience"] = config.audience
+        if config.scope:
+            fields["scope"] = config.scope
+        return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthorizationCode:
+    """Exchange of a code from ``/authorize`` (RFC 6749 §4.1.3, PKCE RFC 7636 §4.5).
+
+    A code is single-use: the caller must never send the same one twice.
+    """
+
+    grant_type: ClassVar[str] = "authorization_code"
+    repeatable: ClassVar[bool] = False
+    cache_identity: ClassVar[str] = USER_SESSION
+
+    code: str = dataclasses.field(repr=False)
+    redirect_uri: str
+    code_verifier: str | None = dataclasses.field(default=None, repr=False)
+
+    def fields(self, config: ClientConfig) -> dict[str, str]:
+        """Token-request fields for this grant."""
+        fields = {"grant_type": self.grant_type, **_client_fields(config)}
+        fields.update(code=self.code, redirect_uri=self.redirect_uri)
+        if self.code_verifier is not None:
+            fields["code_verifier"] = self.code_verifier
+        return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class RefreshToken:
+    """Renewal with a refresh token (RFC 6749 §6); Auth0 may rotate it."""
+
+    grant_type: ClassVar[str] = "refresh_token"
+    repeatable: ClassVar[bool] = False
+    cache_identity: ClassVar[str] = USER_SESSION
+
+    refresh_token: str = dataclasses.field(repr=False)
+
+    def fields(self, config: ClientConfig) -> dict[str, str]:
+        """Token-request fields for this grant."""
+        fields = {"grant_type": self.grant_type, **_client_fields(config)}
+        fields["refresh_token"] = self.refresh_token
+        if config.scope:
+            fields["scope"] = config.scope
+        return fields
+
+
+Grant = Union[ClientCredentials, Password, AuthorizationCode, RefreshToken]
+
+
+def revocation_fields(config: ClientConfig, refresh_token: str) -> dict[str, str]:
+    """Fields of a ``/oauth/revoke`` request for a refresh token (RFC 7009 §2.1)."""
+    return {**_client_fields(config), "token": refresh_token}

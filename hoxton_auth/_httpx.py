@@ -1,0 +1,109 @@
+"""The httpx adapter: ``sync_auth_flow`` and ``async_auth_flow``, mirrored.
+
+Also the transports that send our token requests with an httpx client of our
+own (honouring the environment's proxies and CA bundle). Only this module
+imports httpx.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Generator
+
+import httpx
+
+from ._flow import MAX_RESPONSE_BYTES, TokenRequest, TokenResponse, TransportFailure
+from ._manager import Reply, TokenManager
+
+__all__ = ["HttpxAuth", "asend_with_httpx", "send_with_httpx"]
+
+BEARER = "Bearer "
+
+
+def _headers(content_type: str) -> dict[str, str]:
+    return {"Content-Type": content_type, "Accept": "application/json"}
+
+
+def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
+    return TokenResponse(
+        status=response.status_code,
+        body=body,
+        headers={name.lower(): value for name, value in response.headers.items()},
+        received_at=time.time(),
+    )
+
+
+def send_with_httpx(request: TokenRequest) -> Reply:
+    """POST a token request with ``httpx.Client``; network failures are returned."""
+    body, content_type = request.encode()
+    try:
+        with (
+            httpx.Client(timeout=request.timeout) as client,
+            client.stream(
+                "POST", request.url, content=body, headers=_headers(content_type)
+            ) as response,
+        ):
+            content = b""
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    break
+            return _token_response(response, content)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return TransportFailure(exc, time.time())
+
+
+async def asend_with_httpx(request: TokenRequest) -> Reply:
+    """POST a token request with ``httpx.AsyncClient``; network failures are returned."""
+    body, content_type = request.encode()
+    try:
+        async with (
+            httpx.AsyncClient(timeout=request.timeout) as client,
+            client.stream(
+                "POST", request.url, content=body, headers=_headers(content_type)
+            ) as response,
+        ):
+            content = b""
+            async for chunk in response.aiter_bytes():
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    break
+            return _token_response(response, content)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        return TransportFailure(exc, time.time())
+
+
+class HttpxAuth(httpx.Auth):
+    """The httpx side of ``HoxtonAuth``: one retry after a 401, sync and async."""
+
+    # The body is kept so that the request can be sent again after a 401.
+    requires_request_body = True
+    _manager: TokenManager
+
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        """Set the header; after a 401, renew the token and resend once."""
+        request.read()
+        token = self._manager.get_token(send_with_httpx)
+        request.headers["Authorization"] = BEARER + token
+        response = yield request
+        if response.status_code == 401:
+            self._manager.invalidate(token)
+            request.headers["Authorization"] = BEARER + self._manager.get_token(send_with_httpx)
+            yield request
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """``sync_auth_flow`` for ``httpx.AsyncClient``."""
+        await request.aread()
+        token = await self._manager.aget_token(asend_with_httpx)
+        request.headers["Authorization"] = BEARER + token
+        response = yield request
+        if response.status_code == 401:
+            await self._manager.ainvalidate(token)
+            request.headers["Authorization"] = BEARER + await self._manager.aget_token(
+                asend_with_httpx
+            )
+            yield request

@@ -1,0 +1,104 @@
+"""The requests adapter: an ``AuthBase`` that sets the header and retries one 401.
+
+Also the blocking transport that sends our token requests with a
+``requests.Session`` of our own (honouring the environment's proxies and CA
+bundle). Only this module imports requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import requests
+import requests.auth
+from requests.cookies import extract_cookies_to_jar
+from requests.utils import rewind_body
+
+from ._flow import MAX_RESPONSE_BYTES, TokenRequest, TokenResponse, TransportFailure
+from ._manager import Reply, TokenManager
+
+__all__ = ["RequestsAuth", "send_with_requests"]
+
+logger = logging.getLogger("hoxton_auth")
+
+BEARER = "Bearer "
+
+
+def send_with_requests(request: TokenRequest) -> Reply:
+    """POST a token request; a network failure is returned, not raised."""
+    body, content_type = request.encode()
+    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    try:
+        with (
+            requests.Session() as session,
+            session.post(
+                request.url,
+                data=body,
+                headers=headers,
+                timeout=request.timeout,
+                stream=True,
+                allow_redirects=False,
+            ) as response,
+        ):
+            content = b""
+            for chunk in response.iter_content(64 * 1024):
+                content += chunk
+                if len(content) > MAX_RESPONSE_BYTES:
+                    break
+            return TokenResponse(
+                status=response.status_code,
+                body=content,
+                headers={name.lower(): value for name, value in response.headers.items()},
+                received_at=time.time(),
+            )
+    except requests.RequestException as exc:
+        return TransportFailure(exc, time.time())
+
+
+class RequestsAuth(requests.auth.AuthBase):
+    """The requests side of ``HoxtonAuth``."""
+
+    _manager: TokenManager
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        """Set ``Authorization: Bearer <token>``; arrange one retry after a 401."""
+        request.headers["Authorization"] = BEARER + self._manager.get_token(send_with_requests)
+        request.register_hook(  # type: ignore[no-untyped-call]  # untyped in the stubs
+            "response", self._retry_once_after_401
+        )
+        return request
+
+    def _retry_once_after_401(
+        self, response: requests.Response, **kwargs: Any
+    ) -> requests.Response:
+        """The API refused a token we thought fresh: renew it and resend once.
+
+        The resent response does not run response hooks (the adapter sends it
+        directly, as requests' own digest auth does), so this cannot loop.
+        """
+        if response.status_code != 401:
+            return response
+        sent = response.request
+        body_position = getattr(sent, "_body_position", None)
+        if sent.body is not None and hasattr(sent.body, "read") and body_position is None:
+            logger.debug("401 not retried: the request body is a stream that cannot be rewound")
+            return response
+        header = sent.headers.get("Authorization", "")
+        self._manager.invalidate(header[len(BEARER) :] if header.startswith(BEARER) else None)
+        token = self._manager.get_token(send_with_requests)
+        response.content  # noqa: B018  read it all so the connection can be reused
+        response.close()
+        retry = sent.copy()
+        if body_position is not None:
+            rewind_body(retry)
+        cookies = retry._cookies  # type: ignore[attr-defined]  # requests keeps the jar private
+        extract_cookies_to_jar(cookies, sent, response.raw)  # type: ignore[no-untyped-call]  # stubs
+        retry.prepare_cookies(cookies)
+        retry.headers["Authorization"] = BEARER + token
+        logger.debug("API answered 401; retrying once with a new token")
+        second = response.connection.send(retry, **kwargs)
+        second.history.append(response)
+        second.request = retry
+        return second

@@ -1,0 +1,195 @@
+"""The ``Token`` value and how a token response becomes one.
+
+Pure functions: no I/O, no clock (callers pass ``now``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["Token", "TokenFormatError"]
+
+# Bounds on what a server may claim about a token's life. A longer claim is
+# clamped (an over-long life is caught by the API's 401 anyway); a token with
+# no usable expiry at all is treated as short-lived rather than eternal.
+MAX_LIFETIME = 30 * 24 * 3600.0
+UNKNOWN_LIFETIME = 300.0
+MAX_TOKEN_LENGTH = 64 * 1024
+
+
+class TokenFormatError(ValueError):
+    """A token response or a cached token has the wrong shape (message says what)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Token:
+    """An access token and what came with it.
+
+    ``expires_at`` and ``obtained_at`` are seconds since the epoch on this
+    machine's clock.
+    """
+
+    access_token: str = dataclasses.field(repr=False)
+    expires_at: float
+    obtained_at: float
+    token_type: str = "Bearer"  # noqa: S105  a token type name, not a secret
+    refresh_token: str | None = dataclasses.field(default=None, repr=False)
+    id_token: str | None = dataclasses.field(default=None, repr=False)
+    scope: str | None = None
+
+    def renew_at(self, leeway: float) -> float:
+        """When to stop using this token: ``leeway`` early, never before half its life."""
+        lifetime = max(self.expires_at - self.obtained_at, 0.0)
+        return self.expires_at - min(leeway, lifetime / 2)
+
+    def is_fresh(self, now: float, leeway: float) -> bool:
+        """Whether the access token can still be sent at ``now``."""
+        return bool(self.access_token) and now < self.renew_at(leeway)
+
+    def without_access_token(self) -> Token:
+        """This token with the access token dropped and the refresh token kept."""
+        return dataclasses.replace(self, access_token="", expires_at=0.0)
+
+    @classmethod
+    def from_response(
+        cls, data: Any, now: float, *, kept_refresh_token: str | None = None
+    ) -> Token:
+        """Build a token from a token endpoint's decoded JSON answer.
+
+        Args:
+            data: The decoded JSON body.
+            now: The local time the answer arrived.
+            kept_refresh_token: The refresh token just used; kept when the
+                server does not rotate it.
+
+        Raises:
+            TokenFormatError: If the answer holds no usable access token.
+        """
+        if not isinstance(data, Mapping):
+            raise TokenFormatError(f"expected a JSON object, got {type(data).__name__}")
+        access_token = _check_token_string(data.get("access_token"), "access_token")
+        if access_token is None:
+            raise TokenFormatError("the response has no access_token")
+        token_type = data.get("token_type", "Bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise TokenFormatError(f"token_type must be Bearer, got {_safe(token_type)}")
+        refresh_token = _check_token_string(data.get("refresh_token"), "refresh_token")
+        if refresh_token is None:
+            refresh_token = kept_refresh_token
+        lifetime = _lifetime(access_token, data.get("expires_in"), now)
+        scope = data.get("scope")
+        return cls(
+            access_token=access_token,
+            expires_at=now + lifetime,
+            obtained_at=now,
+            refresh_token=refresh_token,
+            id_token=_check_token_string(data.get("id_token"), "id_token"),
+            scope=scope if isinstance(scope, str) else None,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, for caches."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Token:
+        """Rebuild a token written by ``to_dict``.
+
+        Raises:
+            TokenFormatError: If ``data`` does not have that shape.
+        """
+        if not isinstance(data, Mapping):
+            raise TokenFormatError("a cached token must be a JSON object")
+        try:
+            token = cls(
+                access_token=data["access_token"],
+                expires_at=float(data["expires_at"]),
+                obtained_at=float(data["obtained_at"]),
+                token_type=data.get("token_type", "Bearer"),
+                refresh_token=data.get("refresh_token"),
+                id_token=data.get("id_token"),
+                scope=data.get("scope"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TokenFormatError(f"a cached token lacks or mistypes {exc}") from None
+        for name in ("access_token", "token_type"):
+            if not isinstance(getattr(token, name), str):
+                raise TokenFormatError(f"a cached token's {name} is not a string")
+        for name in ("refresh_token", "id_token", "scope"):
+            if getattr(token, name) is not None and not isinstance(getattr(token, name), str):
+                raise TokenFormatError(f"a cached token's {name} is not a string")
+        if not (math.isfinite(token.expires_at) and math.isfinite(token.obtained_at)):
+            raise TokenFormatError("a cached token's times are not finite")
+        return token
+
+
+def _safe(value: object) -> str:
+    """A short description of a server value that cannot be a secret."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_token_string(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise TokenFormatError(f"{name} must be a non-empty string")
+    if len(value) > MAX_TOKEN_LENGTH:
+        raise TokenFormatError(f"{name} is longer than {MAX_TOKEN_LENGTH} characters")
+    # A token goes into an HTTP header: anything but visible ASCII would let a
+    # server inject headers or break the request.
+    if not (value.isascii() and value.isprintable()) or " " in value:
+        raise TokenFormatError(f"{name} contains characters not allowed in a header")
+    return value
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _jwt_claims(access_token: str) -> Mapping[str, Any]:
+    # Imported here: PyJWT pulls in `cryptography` when present, which a process
+    # that only reads a cached token never needs.
+    import jwt
+
+    try:
+        # The signature is NOT verified: the API is the token's audience and
+        # verifies it; we only read `exp`/`iat` to know when to renew.
+        claims = jwt.decode(access_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}  # opaque (non-JWT) token, or a broken payload: use expires_in
+    return claims if isinstance(claims, Mapping) else {}
+
+
+def _lifetime(access_token: str, expires_in: object, now: float) -> float:
+    """Seconds the token lives from ``now``, robust to a skewed server clock.
+
+    Every estimate available is taken and the shortest wins: ``expires_in``,
+    ``exp - iat`` (a duration, immune to clock skew) and ``exp - now`` (only
+    when there is no ``iat``). Estimates that are not positive are ignored.
+    """
+    estimates = []
+    seconds = _number(expires_in)
+    if seconds is not None:
+        estimates.append(seconds)
+    if access_token.count(".") == 2:
+        claims = _jwt_claims(access_token)
+        exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
+        if exp is not None:
+            estimates.append(exp - iat if iat is not None else exp - now)
+    usable = [e for e in estimates if e > 0]
+    if not usable:
+        return UNKNOWN_LIFETIME
+    return min(min(usable), MAX_LIFETIME)
