@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, TypeVar, Union
 
 from ._cache import FileTokenCache, MemoryTokenCache, TokenCache, cache_key
 from ._config import (
@@ -22,6 +22,7 @@ from ._requests import RequestsAuth, send_with_requests
 
 __all__ = [
     "DEFAULT",
+    "LOGIN_SCOPE",
     "AuthorizationCodeAuth",
     "ClientCredentialsAuth",
     "HoxtonAuth",
@@ -40,6 +41,11 @@ DEFAULT: Any = _Default()
 """The shared file cache (``FileTokenCache()``); the default of ``cache=``."""
 
 CacheArg = Union[TokenCache, str, "os.PathLike[str]", None]
+
+LOGIN_SCOPE = "openid profile offline_access"
+"""What ``login()`` asks for by default: an ID token and a refresh token."""
+
+_AuthT = TypeVar("_AuthT", bound="HoxtonAuth")
 
 _GRANT_ARGUMENTS = (
     "username",
@@ -195,6 +201,85 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
 
     def _grant(self, **arguments: str | None) -> Grant | None:
         raise NotImplementedError  # pragma: no cover  every subclass says which grant
+
+    # -- other ways to build one ---------------------------------------------------
+
+    @classmethod
+    def login(
+        cls,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        scope: str | Sequence[str] | None = LOGIN_SCOPE,
+        port: int = 0,
+        redirect_host: str = "127.0.0.1",
+        open_browser: bool = True,
+        timeout: float = 300.0,
+        **common: Any,
+    ) -> AuthorizationCodeAuth:
+        """Log a user in with the browser: authorization code flow with PKCE (S256).
+
+        A one-shot server on ``127.0.0.1`` receives the redirect to
+        ``http://<redirect_host>:<port>/callback``; the browser is opened
+        with ``webbrowser`` (which honours ``$BROWSER``), and the URL is
+        printed to stderr for when it cannot open. The tokens (and, with
+        ``offline_access``, the refresh token) go to the cache, where later
+        ``AuthorizationCodeAuth(client_id, scope=...)`` objects and other
+        processes find them without logging in again.
+
+        Args:
+            client_id: The OAuth client's id (its callback URLs must allow
+                the redirect URI).
+            client_secret: For confidential clients; public ones use PKCE only.
+            scope: Scopes to ask for; ``offline_access`` brings a refresh token.
+            port: Port of the loopback server; 0 picks a free one.
+            redirect_host: ``"127.0.0.1"`` or ``"localhost"``, as registered
+                in the client's allowed callback URLs.
+            open_browser: False only prints the URL.
+            timeout: Seconds to wait for the browser to come back.
+            **common: ``audience``, ``domain``, ``cache`` and the other
+                keyword arguments of the constructor, except ``timeout``.
+
+        Returns:
+            An ``AuthorizationCodeAuth`` holding the new session.
+
+        Raises:
+            LoginError: Timeout, ``access_denied``, a ``state`` mismatch, or
+                the token endpoint refused the code.
+            ConfigError: Arguments missing or contradictory.
+            TokenEndpointUnreachableError: The network failed after retries.
+        """
+        from ._login import login  # lazily: http.server and webbrowser are not free
+
+        return login(
+            client_id,
+            client_secret,
+            scope=scope,
+            port=port,
+            redirect_host=redirect_host,
+            open_browser=open_browser,
+            timeout=timeout,
+            **common,
+        )
+
+    @classmethod
+    def from_env(cls: type[_AuthT], **overrides: Any) -> _AuthT:
+        """Build an auth object from ``HOXTON_*`` environment variables.
+
+        Reads ``HOXTON_CLIENT_ID``, ``HOXTON_CLIENT_SECRET``,
+        ``HOXTON_USERNAME``, ``HOXTON_PASSWORD``, ``HOXTON_REFRESH_TOKEN``,
+        ``HOXTON_SCOPE``, ``HOXTON_AUDIENCE``, ``HOXTON_AUTH_DOMAIN`` and
+        ``HOXTON_AUTH_CACHE``; empty variables count as unset. Keyword
+        arguments of the constructor win over the environment; a grant
+        argument given here replaces all the grant variables.
+
+        Raises:
+            ConfigError: A required variable is missing (the message names
+                it), or the variables contradict each other.
+        """
+        from ._env import from_env
+
+        return from_env(cls, **overrides)
 
     def __repr__(self) -> str:
         c = self.config

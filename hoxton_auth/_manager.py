@@ -181,6 +181,33 @@ class TokenManager:
                 drive(flow, send)
             self.cache.delete(self.key)
 
+    def begin_session(self, send: SyncTransport) -> str:
+        """Exchange the grant now and store its token, replacing the cached one.
+
+        For ``login()``: a user who has just logged in (perhaps as someone
+        else) gets the new session, not a fresh token or a refresh token the
+        cache still holds for this identity, which ``get_token`` would prefer.
+
+        Raises:
+            LoginRequiredError: There is no grant to exchange (it was used).
+            CacheError: The cache lock is stuck (a code is never sent twice).
+        """
+        with self._thread_lock:
+            try:
+                with self.cache.lock(self.key, self._lock_timeout):
+                    return self._begin_session_locked(send)
+            except CacheUnavailableError as exc:
+                self._fall_back_to_memory(exc)  # a memory cache is always available
+                with self.cache.lock(self.key, self._lock_timeout):
+                    return self._begin_session_locked(send)
+
+    def _begin_session_locked(self, send: SyncTransport) -> str:
+        plan = [self._grant] if self._grant is not None else []
+        self._grant = None  # an authorization code is single-use: never send it again
+        token = drive(obtain_token(self.config, plan, time.time(), self._rng), send)
+        self._store(CacheEntry(token, self._meta))
+        return self._remember(token)
+
     # -- asyncio ------------------------------------------------------------------
 
     async def aget_token(self, send: AsyncTransport) -> str:

@@ -1,0 +1,339 @@
+"""The ``hoxton-auth`` command: ``token``, ``login``, ``logout``, ``status``.
+
+Options mirror the constructor and default to the ``HOXTON_*`` variables
+(through ``from_env``). stdout carries only a command's result (``token``
+prints nothing but the token, so ``$(hoxton-auth token)`` works); messages,
+prompts and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, Callable
+
+from ._auth import DEFAULT, LOGIN_SCOPE, AuthorizationCodeAuth, HoxtonAuth, resolve_cache
+from ._cache import CacheEntry, TokenCache
+from ._env import GRANT_ARGUMENTS, gather, read_environment
+from ._errors import ConfigError, HoxtonAuthError, LoginRequiredError
+from ._grants import USER_SESSION
+
+__all__ = ["main"]
+
+PROG = "hoxton-auth"
+_CLIENT_OPTIONS = ("client_id", "client_secret", "domain", "audience", "scope", "cache")
+_GRANT_OPTIONS = ("username", "password", "refresh_token")
+
+
+def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The options given on the command line (the environment fills the rest)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _login_scope(probe: HoxtonAuth) -> str | None:
+    """The scope of the cached login for this client, domain and audience, if any.
+
+    ``login()`` stores its tokens under its scope; ``token`` without ``--scope``
+    must find them whatever scope the login asked for.
+
+    Raises:
+        ConfigError: Several logins with different scopes are cached.
+    """
+    c = probe.config
+    scopes = sorted(
+        entry.meta.get("scope", "")
+        for entry in probe.cache.entries().values()
+        if entry.meta.get("grant") == USER_SESSION
+        and entry.meta.get("token_url") == c.token_url
+        and entry.meta.get("client_id") == c.client_id
+        and entry.meta.get("audience") == c.audience
+    )
+    if len(scopes) <= 1:
+        return scopes[0] if scopes else None
+    default = " ".join(sorted(LOGIN_SCOPE.split()))
+    if default in scopes:
+        return default
+    raise ConfigError(
+        f"the cache holds logins of {c.client_id} with several scopes "
+        f"({'; '.join(repr(s) for s in scopes)}): pick one with --scope"
+    )
+
+
+def _auth(args: argparse.Namespace, *, must_exist: bool = True) -> HoxtonAuth | None:
+    """The auth object ``token`` and ``logout`` act on.
+
+    With no client secret and no grant argument anywhere (or ``--login-session``)
+    it is the session of ``hoxton-auth login``: an ``AuthorizationCodeAuth``
+    without a code, which reads the login's tokens from the cache.
+
+    Raises:
+        LoginRequiredError: ``must_exist`` and no login is cached.
+    """
+    overrides = _overrides(args, _CLIENT_OPTIONS + _GRANT_OPTIONS)
+    username = overrides.get("username")
+    # Never block a script on a prompt nobody sees: only a terminal is asked.
+    if username and not gather(HoxtonAuth, overrides).get("password") and sys.stdin.isatty():
+        overrides["password"] = getpass.getpass(f"Password for {username}: ")
+    merged = gather(HoxtonAuth, overrides)
+    no_grant = not any(merged.get(name) for name in GRANT_ARGUMENTS)
+    if not (args.login_session or (no_grant and not merged.get("client_secret"))):
+        return HoxtonAuth.from_env(**overrides)
+    overrides = {k: v for k, v in overrides.items() if k not in _GRANT_OPTIONS}
+    probe = AuthorizationCodeAuth.from_env(**overrides)
+    if "scope" in overrides or read_environment().get("scope"):
+        return probe
+    scope = _login_scope(probe)
+    if scope is None:
+        if not must_exist:
+            return None
+        raise LoginRequiredError(
+            f"no client secret (--client-secret, $HOXTON_CLIENT_SECRET) and no login of "
+            f"{probe.config.client_id} at {probe.config.domain} in the cache "
+            f"{probe.cache!r}: run `{PROG} login` first"
+        )
+    return AuthorizationCodeAuth.from_env(**overrides, scope=scope)
+
+
+def _entry_of(auth: HoxtonAuth, access_token: str) -> CacheEntry | None:
+    manager = auth._manager
+    entry = manager.cache.load(manager.key)
+    return entry if entry is not None and entry.token.access_token == access_token else None
+
+
+def _iso(timestamp: float) -> str:
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) or "0s"
+
+
+# -- commands ------------------------------------------------------------------------
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    auth = _auth(args)
+    assert auth is not None  # noqa: S101  must_exist=True raises instead
+    token = auth.get_token()
+    if not args.json:
+        sys.stdout.write(token + "\n")
+        return 0
+    entry = _entry_of(auth, token)
+    expires_at = entry.token.expires_at if entry is not None else None
+    document = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_at": _iso(expires_at) if expires_at is not None else None,
+        "expires_in": max(int(expires_at - time.time()), 0) if expires_at is not None else None,
+    }
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    given = {**read_environment(), **_overrides(args, _CLIENT_OPTIONS)}
+    if not given.get("client_id"):
+        raise ConfigError("HOXTON_CLIENT_ID is not set (nor --client-id given)")
+    common = {k: given[k] for k in ("domain", "audience", "cache") if k in given}
+    auth = HoxtonAuth.login(
+        given["client_id"],
+        given.get("client_secret"),
+        scope=given.get("scope", LOGIN_SCOPE),
+        port=args.port,
+        redirect_host="localhost" if args.localhost else "127.0.0.1",
+        open_browser=not args.no_browser,
+        timeout=args.timeout,
+        **common,
+    )
+    sys.stderr.write(
+        f"Logged in to {auth.config.domain} as client {auth.config.client_id} "
+        f"(scope: {auth.config.scope or '-'}); tokens cached in {auth.cache!r}.\n"
+    )
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    auth = _auth(args, must_exist=False)
+    if auth is None:
+        sys.stderr.write("No login in the cache: nothing to log out.\n")
+        return 0
+    auth.logout()
+    sys.stderr.write(f"Logged out: {auth!r}.\n")
+    return 0
+
+
+def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
+    meta, token = entry.meta, entry.token
+    grant = meta.get("grant", "?")
+    if grant == USER_SESSION:
+        grant = "login (user session)"
+    elif grant.startswith("password:"):
+        grant = f"password ({grant.partition(':')[2]})"
+    fresh = bool(token.access_token) and token.expires_at > now
+    return {
+        "client_id": meta.get("client_id", "?"),
+        "token_url": meta.get("token_url", "?"),
+        "audience": meta.get("audience", "?"),
+        "grant": grant,
+        "scope": token.scope or meta.get("scope") or "",
+        "expires_at": _iso(token.expires_at) if token.access_token else None,
+        "expires_in": int(token.expires_at - now) if token.access_token else None,
+        "valid": fresh,
+        "refresh_token": bool(token.refresh_token),
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    location = args.cache or read_environment().get("cache") or DEFAULT
+    cache: TokenCache = resolve_cache(location)
+    now = time.time()
+    described = [_describe(e, now) for e in cache.entries().values()]
+    described.sort(key=lambda d: (d["token_url"], d["client_id"], d["grant"], d["scope"]))
+    if args.json:
+        sys.stdout.write(json.dumps({"cache": repr(cache), "entries": described}, indent=2) + "\n")
+        return 0
+    lines = [f"Cache: {cache!r} ({len(described)} entr{'y' if len(described) == 1 else 'ies'})"]
+    for d in described:
+        if d["expires_at"] is None:
+            expiry = "no access token"
+        elif d["valid"]:
+            expiry = f"{d['expires_at']} (in {_duration(d['expires_in'])})"
+        else:
+            expiry = f"{d['expires_at']} (expired {_duration(d['expires_in'])} ago)"
+        lines += [
+            "",
+            f"{d['client_id']} at {d['token_url']}",
+            f"  audience  {d['audience']}",
+            f"  grant     {d['grant']}",
+            f"  scope     {d['scope'] or '-'}",
+            f"  expires   {expiry}",
+            f"  refresh   {'yes' if d['refresh_token'] else 'no'}",
+        ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+# -- the parser ------------------------------------------------------------------------
+
+
+def _client_options(commands_parser: argparse.ArgumentParser) -> None:
+    group = commands_parser.add_argument_group("client (default: the HOXTON_* variables)")
+    add = group.add_argument
+    add("--client-id", metavar="ID", help="OAuth client id ($HOXTON_CLIENT_ID)")
+    add(
+        "--client-secret",
+        metavar="SECRET",
+        help="client secret ($HOXTON_CLIENT_SECRET; prefer the variable: "
+        "other users can read command lines)",
+    )
+    add("--domain", metavar="URL", help="Auth0 tenant ($HOXTON_AUTH_DOMAIN, else %(const)s)")
+    add("--audience", metavar="URL", help="API the token is for ($HOXTON_AUDIENCE)")
+    add("--scope", help="space separated scopes ($HOXTON_SCOPE)")
+
+
+def _grant_options(commands_parser: argparse.ArgumentParser) -> None:
+    group = commands_parser.add_argument_group("grant (default: a login's session)")
+    add = group.add_argument
+    add("--username", help="password grant ($HOXTON_USERNAME)")
+    add("--password", help="password grant ($HOXTON_PASSWORD; prompted for on a terminal)")
+    add("--refresh-token", metavar="TOKEN", help="seed refresh token ($HOXTON_REFRESH_TOKEN)")
+    add(
+        "--login-session",
+        action="store_true",
+        help="use the tokens of `hoxton-auth login` even when a client secret is set",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--cache",
+        metavar="PATH|URL",
+        help="token cache file or redis:// URL ($HOXTON_AUTH_CACHE, else the user cache dir)",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log what happens and show tracebacks",
+    )
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Tokens for the HoxtonAI API, from the same shared cache as the library.",
+    )
+    parser.add_argument("--debug", action="store_true", help="log what happens; show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> Any:
+        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub.set_defaults(run=run)
+        return sub
+
+    token = command("token", cmd_token, "print a valid access token (only the token)")
+    _client_options(token)
+    _grant_options(token)
+    token.add_argument("--json", action="store_true", help="print the token and its expiry as JSON")
+    login = command("login", cmd_login, "log in with the browser and cache the tokens")
+    _client_options(login)
+    login.add_argument("--port", type=int, default=0, help="callback port (default: any free one)")
+    login.add_argument(
+        "--localhost",
+        action="store_true",
+        help="redirect to http://localhost:PORT/callback instead of http://127.0.0.1:PORT/...",
+    )
+    login.add_argument("--no-browser", action="store_true", help="only print the login URL")
+    login.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait (default: %(default)s)"
+    )
+    logout = command("logout", cmd_logout, "revoke the refresh token and forget the tokens")
+    _client_options(logout)
+    _grant_options(logout)
+    status = command("status", cmd_status, "list the cached tokens (never a token or secret)")
+    status.add_argument("--json", action="store_true", help="as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hoxton-auth``; return the exit status.
+
+    0 success, 1 failure (token endpoint, login, cache), 2 bad arguments or
+    configuration, 130 interrupted.
+    """
+    args = _parser().parse_args(argv)
+    debug = bool(args.debug)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format=f"{PROG}: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except HoxtonAuthError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"{PROG}: error: {exc}\n")
+        return 2 if isinstance(exc, ConfigError) else 1
+    except Exception as exc:  # a bug, or an OSError we did not foresee: still no traceback
+        if debug:
+            raise
+        sys.stderr.write(f"{PROG}: {type(exc).__name__}: {exc} (--debug shows the traceback)\n")
+        return 1
+    return status
