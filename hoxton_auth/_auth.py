@@ -370,6 +370,8 @@ class AuthorizationCodeAuth(HoxtonAuth):
         if code is None:
             if verifier is not None:
                 raise ConfigError("code_verifier needs code")
+            if redirect_uri is not None:
+                raise ConfigError("code is required with redirect_uri")
             return None
         if redirect_uri is None:
             raise ConfigError("redirect_uri is required with code (the one sent to /authorize)")

@@ -46,8 +46,17 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_domain(domain: str) -> str:
+def _check_domain(domain: object) -> str:
+    if not isinstance(domain, str):
+        raise ConfigError(f"domain must be an https:// URL string, got {type(domain).__name__}")
     parts = urlsplit(domain)
+    if "@" in parts.netloc:
+        # Not echoed: a user:password in the URL would reach logs and messages.
+        raise ConfigError("domain must not carry a user name or password")
+    try:
+        parts.port  # noqa: B018  urlsplit checks the port only when it is read
+    except ValueError:
+        raise ConfigError(f"domain has an invalid port: {domain!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"domain must be an https:// URL, got {domain!r}")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
@@ -61,7 +70,8 @@ def _check_domain(domain: str) -> str:
 
 
 def _check_positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    bad_type = isinstance(value, bool) or not isinstance(value, (int, float))
+    if bad_type or not math.isfinite(value) or value < 0:
         raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
@@ -82,6 +92,10 @@ class ClientConfig:
     retry_deadline: float = 60.0
     max_attempts: int = 5
     token_request_format: RequestFormat = "form"  # noqa: S105  a format name, not a secret
+    # Full-jitter backoff: the n-th retry waits a random 0..min(cap, base * 2**(n-1))
+    # seconds. Tunable (e.g. tiny in tests); the deadline and max_attempts still bound it.
+    backoff_base: float = 0.5
+    backoff_cap: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.client_id, str) or not self.client_id.strip():
@@ -97,9 +111,15 @@ class ClientConfig:
         _check_positive("leeway", self.leeway)
         _check_positive("retry_deadline", self.retry_deadline)
         _check_positive("timeout", self.timeout)
+        _check_positive("backoff_base", self.backoff_base)
+        _check_positive("backoff_cap", self.backoff_cap)
         if self.timeout == 0:
             raise ConfigError("timeout must be greater than 0")
-        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or self.max_attempts < 1
+        ):
             raise ConfigError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
         if self.token_request_format not in ("form", "json"):
             raise ConfigError(

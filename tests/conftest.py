@@ -6,7 +6,9 @@ token cache, and no test sees another's tokens.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +30,19 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOXTON_AUTH_CACHE", str(path))
     return path
+
+
+#: HS256 key for test tokens. The library never verifies signatures (the API
+#: does), so any key works; 32+ bytes keeps PyJWT from warning about its length.
+TEST_JWT_KEY = "hoxton-auth-test-signing-key-not-a-secret-0123456789"
+
+
+@pytest.fixture
+def make_jwt() -> Callable[..., str]:
+    """Return a function that mints an HS256 JWT with the given claims."""
+    import jwt
+
+    def mint(**claims: Any) -> str:
+        return jwt.encode(claims, TEST_JWT_KEY, algorithm="HS256")
+
+    return mint

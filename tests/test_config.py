@@ -1,0 +1,190 @@
+"""``ClientConfig``: validation, defaults, derived URLs and scope handling."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from hoxton_auth import ConfigError
+from hoxton_auth._config import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_DOMAIN,
+    ClientConfig,
+    normalize_scope,
+)
+
+SECRET = "cfg-client-secret-5b1e"
+
+
+def config(**overrides: Any) -> ClientConfig:
+    arguments: dict[str, Any] = {"client_id": "cid", "client_secret": SECRET}
+    arguments.update(overrides)
+    return ClientConfig(**arguments)
+
+
+def test_defaults() -> None:
+    c = ClientConfig("cid")
+    assert c.client_secret is None
+    assert c.domain == DEFAULT_DOMAIN == "https://auth.hoxton.ai"
+    assert c.audience == DEFAULT_AUDIENCE == "https://api.hoxton.cloud"
+    assert c.scope is None
+    assert c.leeway == 60.0
+    assert c.timeout == 30.0
+    assert c.retry_deadline == 60.0
+    assert c.max_attempts == 5
+    assert c.token_request_format == "form"
+
+
+def test_urls() -> None:
+    c = config()
+    assert c.token_url == "https://auth.hoxton.ai/oauth/token"
+    assert c.revoke_url == "https://auth.hoxton.ai/oauth/revoke"
+    assert c.authorize_url == "https://auth.hoxton.ai/authorize"
+
+
+@pytest.mark.parametrize(
+    ("domain", "token_url"),
+    [
+        ("https://tenant.example/", "https://tenant.example/oauth/token"),
+        ("https://tenant.example/base/", "https://tenant.example/base/oauth/token"),
+        ("https://tenant.example:8443", "https://tenant.example:8443/oauth/token"),
+    ],
+)
+def test_domain_trailing_slash_and_path(domain: str, token_url: str) -> None:
+    assert config(domain=domain).token_url == token_url
+
+
+def test_frozen() -> None:
+    c = config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.client_id = "other"  # type: ignore[misc]  # proving the dataclass is frozen
+
+
+def test_repr_hides_the_secret() -> None:
+    c = config()
+    assert SECRET not in repr(c)
+    assert "cid" in repr(c)
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "http://127.0.0.1:8080",
+        "http://127.0.0.2",
+        "http://localhost:1234",
+        "HTTP://LOCALHOST:1234/",
+        "http://[::1]:8080",
+        "https://auth.hoxton.ai",
+    ],
+)
+def test_loopback_http_and_https_allowed(domain: str) -> None:
+    assert config(domain=domain).token_url.endswith("/oauth/token")
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "http://auth.hoxton.ai",
+        "http://10.0.0.1",
+        "http://0.0.0.0",
+        "http://localhost.evil.example",
+        "http://127.0.0.1.nip.io",
+    ],
+)
+def test_plain_http_refused_off_loopback(domain: str) -> None:
+    with pytest.raises(ConfigError, match=r"domain .*http://.*loopback"):
+        config(domain=domain)
+
+
+@pytest.mark.parametrize(
+    ("domain", "words"),
+    [
+        ("auth.hoxton.ai", "domain must be an https:// URL"),
+        ("ftp://auth.hoxton.ai", "domain must be an https:// URL"),
+        ("https://", "domain must be an https:// URL"),
+        ("https://auth.hoxton.ai/?x=1", "domain must not carry a query"),
+        ("https://auth.hoxton.ai/#top", "domain must not carry a query"),
+        ("https://auth.hoxton.ai:port", "domain has an invalid port"),
+        (None, "domain must be an https:// URL"),
+        (443, "domain must be an https:// URL string, got int"),
+    ],
+)
+def test_bad_domain(domain: object, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        config(domain=domain)
+
+
+def test_domain_with_credentials_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigError, match="domain must not carry a user name") as info:
+        config(domain="https://admin:hunter2-pw@auth.hoxton.ai")
+    assert "hunter2-pw" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "argument"),
+    [
+        ({"client_id": ""}, "client_id"),
+        ({"client_id": "   "}, "client_id"),
+        ({"client_id": None}, "client_id"),
+        ({"client_id": 7}, "client_id"),
+        ({"client_secret": ""}, "client_secret"),
+        ({"client_secret": 7}, "client_secret"),
+        ({"audience": ""}, "audience"),
+        ({"audience": None}, "audience"),
+        ({"leeway": -1}, "leeway"),
+        ({"leeway": float("nan")}, "leeway"),
+        ({"leeway": float("inf")}, "leeway"),
+        ({"leeway": "60"}, "leeway"),
+        ({"leeway": True}, "leeway"),
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": -3}, "timeout"),
+        ({"retry_deadline": -1}, "retry_deadline"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 2.5}, "max_attempts"),
+        ({"max_attempts": True}, "max_attempts"),
+        ({"token_request_format": "xml"}, "token_request_format"),
+        ({"scope": 5}, "scope"),
+        ({"scope": ["read", 5]}, "scope"),
+        ({"scope": b"read"}, "scope"),
+    ],
+)
+def test_bad_values_name_the_argument(overrides: dict[str, Any], argument: str) -> None:
+    with pytest.raises(ConfigError, match=argument) as info:
+        config(**overrides)
+    assert isinstance(info.value, ValueError)
+    assert SECRET not in str(info.value)
+
+
+def test_zero_leeway_and_deadline_allowed() -> None:
+    c = config(leeway=0, retry_deadline=0, max_attempts=1, token_request_format="json")
+    assert (c.leeway, c.retry_deadline, c.max_attempts) == (0, 0, 1)
+    assert c.token_request_format == "json"
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("   ", None),
+        ([], None),
+        ("read", "read"),
+        ("  read   write ", "read write"),
+        ("read write read", "read write"),
+        (["read", "write"], "read write"),
+        (("openid", "offline_access openid"), "openid offline_access"),
+    ],
+)
+def test_normalize_scope(scope: Any, expected: str | None) -> None:
+    assert normalize_scope(scope) == expected
+    assert config(scope=scope).scope == expected
+
+
+@pytest.mark.parametrize(
+    ("scope", "wants"),
+    [(None, False), ("openid", False), ("openid offline_access", True), ("offline", False)],
+)
+def test_wants_refresh_token(scope: str | None, wants: bool) -> None:
+    assert config(scope=scope).wants_refresh_token is wants
