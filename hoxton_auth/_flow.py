@@ -25,6 +25,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, TypeVar, Union
 from urllib.parse import urlencode
@@ -57,10 +58,14 @@ logger = logging.getLogger("hoxton_auth")
 T = TypeVar("T")
 
 MAX_RESPONSE_BYTES = 1024 * 1024  # a token answer is a few KiB; more is not a token
-BACKOFF_BASE = 0.5  # seconds; the first retry waits up to this long
-BACKOFF_CAP = 10.0  # no single wait grows beyond this (Retry-After excepted)
+# A retry gets the time left before the deadline as its timeout, but never
+# less than this: a request with (almost) no time to answer is a wasted try,
+# and HTTP clients refuse a timeout of 0.
+MIN_RETRY_TIMEOUT = 1.0
 SNIPPET_CHARS = 200
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# 501 and 505 are 5xx that say this request can never work (RFC 9110 §15.6.2, §15.6.6).
+PERMANENT_5XX = frozenset({501, 505})
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,17 +190,19 @@ def request_token(
     """
     logger.debug("requesting a token: grant=%s url=%s", grant.grant_type, config.token_url)
     form = grant.fields(config)
-    response = yield from _post_with_retries(config, config.token_url, form, deadline, rng)
+    url = config.token_url
+    response, attempts = yield from _post_with_retries(config, url, form, deadline, rng)
     kept = grant.refresh_token if isinstance(grant, RefreshToken) else None
     try:
-        token = Token.from_response(
-            _json_body(response, config.token_url), response.received_at, kept_refresh_token=kept
-        )
+        data = _json_body(response, url, attempts)
+        token = Token.from_response(data, response.received_at, kept_refresh_token=kept)
     except TokenFormatError as exc:
         raise TokenRequestError(
-            f"malformed token response from {config.token_url} (HTTP {response.status}): {exc}",
+            f"malformed token response from {url} (HTTP {response.status}, "
+            f"{_attempts(attempts)}): {exc}",
             status_code=response.status,
-            url=config.token_url,
+            url=url,
+            attempts=attempts,
         ) from None
     logger.debug(
         "token received: grant=%s expires_in=%.0fs refresh_token=%s",
@@ -227,29 +234,42 @@ def _post_with_retries(
     form: Mapping[str, str],
     deadline: float,
     rng: random.Random,
-) -> Flow[TokenResponse]:
-    """POST until a 2xx, retrying network errors, 429 and 5xx with backoff.
+) -> Flow[tuple[TokenResponse, int]]:
+    """POST until a 2xx, retrying network errors, 408, 429 and 5xx with backoff.
 
     Full jitter (delay drawn from 0..min(cap, base * 2**n)); ``Retry-After``
     is a floor. Stops at ``config.max_attempts`` or when the next wait would
-    pass ``deadline``. 4xx other than 429 are final: retrying a refused grant
-    cannot help and may lock the account.
+    pass ``deadline``; a retry's timeout is cut to the time left, so the
+    deadline bounds the whole fetch, not just when the last try starts. Other
+    4xx are final: retrying a refused grant cannot help and may lock the account.
+
+    Returns:
+        The 2xx response and how many requests it took.
     """
     attempt = 0
+    timeout = config.timeout
     while True:
         attempt += 1
         as_json = config.token_request_format == "json"  # noqa: S105  a format name
-        reply = yield TokenRequest(url, form, as_json, config.timeout)
+        reply = yield TokenRequest(url, form, as_json, timeout)
         if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
-            return reply
-        if isinstance(reply, TokenResponse) and reply.status not in RETRYABLE_STATUSES:
+            return reply, attempt
+        if isinstance(reply, TokenResponse) and not _retryable(reply.status):
             raise _error_from_response(reply, url, form, attempt)
         assert not isinstance(reply, float)  # noqa: S101  a TokenRequest is answered by a response
-        delay = rng.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
-        if isinstance(reply, TokenResponse):
-            delay = max(delay, _retry_after(reply) or 0.0)
-        if attempt >= config.max_attempts or reply.received_at + delay > deadline:
-            raise _final_error(reply, url, form, attempt)
+        # Full jitter: waiters spread out instead of coming back in step.
+        ceiling = min(config.backoff_cap, config.backoff_base * 2.0 ** min(attempt - 1, 64))
+        delay = rng.uniform(0, ceiling)
+        retry_after = _retry_after(reply) if isinstance(reply, TokenResponse) else None
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        if attempt >= config.max_attempts:
+            reason = f"max_attempts={config.max_attempts} reached"
+            raise _final_error(reply, url, form, attempt, reason)
+        if reply.received_at + delay > deadline:
+            asked = f"Retry-After {retry_after:.0f}s" if delay == retry_after else "the next try"
+            reason = f"{asked} would pass the {config.retry_deadline:g}s retry_deadline"
+            raise _final_error(reply, url, form, attempt, reason)
         logger.warning(
             "token endpoint %s: %s; retry %d of %d in %.1fs",
             url,
@@ -260,6 +280,16 @@ def _post_with_retries(
         )
         now = yield Backoff(delay)
         assert isinstance(now, float)  # noqa: S101  a Backoff is answered by the time
+        timeout = min(config.timeout, max(deadline - now, MIN_RETRY_TIMEOUT))
+
+
+def _retryable(status: int) -> bool:
+    """408/429 ask us to come back; other 5xx are the server's passing trouble."""
+    return status in (408, 429) or (500 <= status <= 599 and status not in PERMANENT_5XX)
+
+
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' if count != 1 else ''}"
 
 
 def _describe_failure(reply: TokenResponse | TransportFailure) -> str:
@@ -269,17 +299,21 @@ def _describe_failure(reply: TokenResponse | TransportFailure) -> str:
 
 
 def _final_error(
-    reply: TokenResponse | TransportFailure, url: str, form: Mapping[str, str], attempts: int
+    reply: TokenResponse | TransportFailure,
+    url: str,
+    form: Mapping[str, str],
+    attempts: int,
+    reason: str,
 ) -> Exception:
-    tries = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+    """The error after the last try; ``reason`` says why there is no other."""
     if isinstance(reply, TokenResponse):
         error = _error_from_response(reply, url, form, attempts)
-        error.args = (f"{error.args[0]} after {tries}",)
+        error.args = (f"{error.args[0]} (gave up: {reason})",)
         return error
     cause = _redact(str(reply.error), form)
     unreachable = TokenEndpointUnreachableError(
-        f"could not reach the token endpoint {url} after {tries}: "
-        f"{type(reply.error).__name__}: {cause}",
+        f"could not reach the token endpoint {url} after {_attempts(attempts)} "
+        f"(gave up: {reason}): {type(reply.error).__name__}: {cause}",
         url=url,
         attempts=attempts,
     )
@@ -292,33 +326,45 @@ def _retry_after(response: TokenResponse) -> float | None:
     value = response.headers.get("retry-after", "").strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(value)
+    # Not str.isdigit(): it is true for "²" and other non-ASCII digits that
+    # float() rejects, and header values are whatever the server sent.
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)  # a huge number becomes inf: past any deadline
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
     return max(when.timestamp() - response.received_at, 0.0)
 
 
-def _json_body(response: TokenResponse, url: str) -> Any:
+def _json_body(response: TokenResponse, url: str, attempts: int) -> Any:
     if len(response.body) > MAX_RESPONSE_BYTES:
         raise TokenRequestError(
-            f"token response from {url} is larger than {MAX_RESPONSE_BYTES} bytes",
+            f"token response from {url} is larger than {MAX_RESPONSE_BYTES} bytes "
+            f"(HTTP {response.status}, {_attempts(attempts)})",
             status_code=response.status,
             url=url,
+            attempts=attempts,
         )
     try:
         return json.loads(response.body)
-    except ValueError:
-        raise TokenRequestError(
-            f"token response from {url} is not JSON (HTTP {response.status}, "
-            f"{_content_type(response)}): {_snippet(response.body)}",
-            status_code=response.status,
-            url=url,
-        ) from None
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        pass
+    if response.body.lstrip()[:1] in (b"{", b"["):
+        # Broken JSON in a 2xx is most likely a cut-off token response: quoting
+        # it would put part of a fresh access or refresh token in the message.
+        shown = f"invalid or truncated JSON ({len(response.body)} bytes, not shown)"
+    else:
+        shown = _snippet(response.body)  # an HTML page from a proxy, say
+    raise TokenRequestError(
+        f"token response from {url} is not JSON (HTTP {response.status}, "
+        f"{_content_type(response)}, {_attempts(attempts)}): {shown}",
+        status_code=response.status,
+        url=url,
+        attempts=attempts,
+    )
 
 
 def _error_from_response(
@@ -327,13 +373,14 @@ def _error_from_response(
     """Turn a refusal into our error, in the server's own words (RFC 6749 §5.2)."""
     try:
         body = json.loads(response.body) if len(response.body) <= MAX_RESPONSE_BYTES else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, str):
         return TokenRequestError(
             f"token endpoint {url} answered HTTP {response.status} "
-            f"({_content_type(response)}): {_redact(_snippet(response.body), form)}",
+            f"({_content_type(response)}) after {_attempts(attempts)}: "
+            f"{_redact(_snippet(response.body), form)}",
             status_code=response.status,
             url=url,
             attempts=attempts,
@@ -341,10 +388,10 @@ def _error_from_response(
     description = body.get("error_description") if isinstance(body, dict) else None
     description = _redact(description, form) if isinstance(description, str) else None
     error = _redact(error, form)
-    words = f"{error}: {description}" if description else error
+    words = _clip(error, 100) + (f": {_clip(description, 500)}" if description else "")
     kind = InvalidGrantError if error == "invalid_grant" else TokenRequestError
     return kind(
-        f"{words} (HTTP {response.status})",
+        f"{words} (HTTP {response.status}) at {url} after {_attempts(attempts)}",
         status_code=response.status,
         error=error,
         error_description=description,
@@ -363,6 +410,12 @@ def _snippet(body: bytes) -> str:
     if not text:
         return "empty body"
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
+
+
+def _clip(text: str, limit: int) -> str:
+    """Server words for a one-line message: whitespace collapsed, length capped."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _redact(text: str, form: Mapping[str, str]) -> str:

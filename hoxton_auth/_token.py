@@ -113,7 +113,8 @@ class Token:
                 id_token=data.get("id_token"),
                 scope=data.get("scope"),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            # OverflowError: an integer too large for a float, e.g. 1 followed by 400 zeros.
             raise TokenFormatError(f"a cached token lacks or mistypes {exc}") from None
         for name in ("access_token", "token_type"):
             if not isinstance(getattr(token, name), str):
@@ -121,6 +122,13 @@ class Token:
         for name in ("refresh_token", "id_token", "scope"):
             if getattr(token, name) is not None and not isinstance(getattr(token, name), str):
                 raise TokenFormatError(f"a cached token's {name} is not a string")
+        # A cache file is outside our control (edited, damaged, written by a
+        # future version): its tokens go into headers and requests, so they
+        # get the same checks as a server's. "" is a dropped access token.
+        if token.access_token:
+            _check_token_string(token.access_token, "cached access_token")
+        _check_token_string(token.refresh_token, "cached refresh_token")
+        _check_token_string(token.id_token, "cached id_token")
         if not (math.isfinite(token.expires_at) and math.isfinite(token.obtained_at)):
             raise TokenFormatError("a cached token's times are not finite")
         return token
@@ -154,8 +162,13 @@ def _number(value: object) -> float | None:
             value = float(value.strip())
         except ValueError:
             return None
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
+    if isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range: no usable time
+            return None
+        if math.isfinite(number):
+            return number
     return None
 
 
