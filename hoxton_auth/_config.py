@@ -96,10 +96,6 @@ class ClientConfig:
     # seconds. Tunable (e.g. tiny in tests); the deadline and max_attempts still bound it.
     backoff_base: float = 0.5
     backoff_cap: float = 10.0
-    # Full-jitter backoff: the n-th retry waits a random 0..min(cap, base * 2**(n-1))
-    # seconds. Tunable (e.g. tiny in tests); the deadline and max_attempts still bound it.
-    backoff_base: float = 0.5
-    backoff_cap: float = 10.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.client_id, str) or not self.client_id.strip():
@@ -115,8 +111,6 @@ class ClientConfig:
         _check_positive("leeway", self.leeway)
         _check_positive("retry_deadline", self.retry_deadline)
         _check_positive("timeout", self.timeout)
-        _check_positive("backoff_base", self.backoff_base)
-        _check_positive("backoff_cap", self.backoff_cap)
         _check_positive("backoff_base", self.backoff_base)
         _check_positive("backoff_cap", self.backoff_cap)
         if self.timeout == 0:
