@@ -16,7 +16,7 @@ from ._auth import (
     PasswordAuth,
     RefreshTokenAuth,
 )
-from ._cache import CacheEntry, FileTokenCache, MemoryTokenCache, TokenCache
+from ._cache import CacheEntry, MemoryTokenCache, TokenCache
 from ._errors import (
     CacheError,
     ConfigError,
@@ -27,6 +27,7 @@ from ._errors import (
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
+from ._file_cache import FileTokenCache
 from ._token import Token
 
 __version__ = "0.1.0"

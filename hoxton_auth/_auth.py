@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, ClassVar, TypeVar, Union
 
-from ._cache import FileTokenCache, MemoryTokenCache, TokenCache, cache_key
+from ._cache import MemoryTokenCache, TokenCache, cache_key
 from ._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
@@ -15,6 +15,7 @@ from ._config import (
     normalize_scope,
 )
 from ._errors import ConfigError
+from ._file_cache import FileTokenCache
 from ._grants import AuthorizationCode, ClientCredentials, Grant, Password
 from ._httpx import HttpxAuth, asend_with_httpx
 from ._manager import TokenManager

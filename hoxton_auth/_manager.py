@@ -4,12 +4,19 @@
 for line. The hot path, a fresh token in memory, reads one attribute and the
 clock: no file, no lock, no network.
 
-The slow path is double-checked single flight: take this object's lock, then
+The slow path is double-checked single flight (issue 3): take this object's
+lock and read the cache without its lock, which is enough when another
+process has already cached a fresh token; only on a miss or near expiry take
 the cache's lock (shared with other processes), read the cache again (someone
 may just have filled it), and only then run a flow; its token is stored before
 the lock is released. Refreshing always uses the cache's refresh token, the
 newest, never one remembered in memory: a rotated refresh token used twice
 makes Auth0 revoke the whole family.
+
+A lock that is not released in time (a stuck holder, STYLE section 5) never
+hangs us: a grant that is safe to repeat fetches without the cache, with a
+warning; anything that would refresh raises ``CacheLockTimeoutError`` (a
+``CacheError``), whose message names the lock.
 """
 
 from __future__ import annotations
@@ -54,6 +61,23 @@ SyncTransport = Callable[[TokenRequest], Reply]
 AsyncTransport = Callable[[TokenRequest], Awaitable[Reply]]
 
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
+# A fleet whose Redis is down would otherwise log the same warning on every
+# renewal of every auth object: once per cache per this many seconds is enough.
+UNAVAILABLE_WARNING_INTERVAL = 60.0
+_last_unavailable_warning: weakref.WeakKeyDictionary[TokenCache, float]
+_last_unavailable_warning = weakref.WeakKeyDictionary()
+_memory_fallback_warned: set[str] = set()
+
+
+def _warn_unavailable(cache: TokenCache, message: str, *args: object) -> None:
+    """WARNING at most once per interval per cache, DEBUG in between."""
+    now = time.monotonic()
+    last = _last_unavailable_warning.get(cache)
+    if last is not None and now - last < UNAVAILABLE_WARNING_INTERVAL:
+        logger.debug(message, *args)
+        return
+    _last_unavailable_warning[cache] = now
+    logger.warning(message, *args)
 
 
 def drive(flow: Flow[T], send: SyncTransport) -> T:
@@ -108,7 +132,10 @@ class TokenManager:
         self._thread_lock = threading.Lock()
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
-        self._lock_timeout = config.retry_deadline + config.timeout + LOCK_MARGIN
+        wait = cache.lock_wait_timeout
+        # Long enough for a holder to finish its own fetch, retries included.
+        default_wait = config.retry_deadline + config.timeout + LOCK_MARGIN
+        self._lock_timeout = wait if wait is not None else default_wait
 
     # -- the hot path ---------------------------------------------------------
 
@@ -133,53 +160,70 @@ class TokenManager:
             return self._remember(self._renew(send))
 
     def _renew(self, send: SyncTransport) -> Token:
+        token = self._fresh(self._peek())
+        if token is not None:
+            logger.debug("cache hit without locking: %s", self._describe())
+            return token
         try:
             with self.cache.lock(self.key, self._lock_timeout):
                 return self._renew_locked(send)
         except CacheUnavailableError as exc:
+            if self.cache.transient:
+                self._check_safe_without_cache(exc)
+                return drive(self._obtain_flow(None), send)
             self._fall_back_to_memory(exc)  # a memory cache is always available
             return self._renew(send)
-        except CacheLockTimeoutError:
-            return self._renew_without_lock(send)
+        except CacheLockTimeoutError as exc:
+            return self._renew_without_lock(send, exc)
 
     def _renew_locked(self, send: SyncTransport) -> Token:
         entry = self.cache.load(self.key)
-        if entry is not None and entry.token.is_fresh(time.time(), self.config.leeway):
+        fresh = self._fresh(entry)
+        if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
-            return entry.token
+            return fresh
         logger.debug("cache miss: %s", self._describe())
         token = drive(self._obtain_flow(entry), send)
         self._store(CacheEntry(token, self._meta))
         return token
 
-    def _renew_without_lock(self, send: SyncTransport) -> Token:
-        self._check_safe_without_lock(self.cache.load(self.key))
-        return drive(self._obtain_flow(None), send)
+    def _renew_without_lock(self, send: SyncTransport, exc: CacheLockTimeoutError) -> Token:
+        token = self._fresh(self._peek())  # the holder may have finished at the last moment
+        return token if token is not None else drive(self._lockless_flow(exc), send)
 
     def invalidate(self, access_token: str | None = None) -> None:
         """Forget ``access_token`` (default: any) in memory and in the cache."""
         with self._thread_lock:
             if access_token is None or (self._current and self._current[0] == access_token):
                 self._current = None
+            if not self._matches(self._peek(), access_token):
+                return  # gone already, or another process cached a newer token: keep that
             try:
                 with self.cache.lock(self.key, self._lock_timeout):
                     entry = self.cache.load(self.key)
                     if entry is not None and self._matches(entry, access_token):
                         self._store(CacheEntry(entry.token.without_access_token(), entry.meta))
+                        logger.debug("access token dropped from the cache: %s", self._describe())
             except (CacheLockTimeoutError, CacheUnavailableError) as exc:
                 logger.warning("could not drop the token from the cache: %s", exc)
 
     def logout(self, send: SyncTransport) -> None:
-        """Revoke the refresh token, if any, and remove the cache entry."""
+        """Revoke the refresh token, if any, and remove the cache entry.
+
+        The entry is removed even when the revocation fails (the error is
+        raised afterwards): the user asked for this machine to forget the login.
+        """
         with self._thread_lock, self.cache.lock(self.key, self._lock_timeout):
             self._current = None
             entry = self.cache.load(self.key)
-            if entry is not None and entry.token.refresh_token:
-                flow = revoke_refresh_token(
-                    self.config, entry.token.refresh_token, time.time(), self._rng
-                )
-                drive(flow, send)
-            self.cache.delete(self.key)
+            try:
+                if entry is not None and entry.token.refresh_token:
+                    flow = revoke_refresh_token(
+                        self.config, entry.token.refresh_token, time.time(), self._rng
+                    )
+                    drive(flow, send)
+            finally:
+                self.cache.delete(self.key)
 
     def begin_session(self, send: SyncTransport) -> str:
         """Exchange the grant now and store its token, replacing the cached one.
@@ -222,40 +266,51 @@ class TokenManager:
             return self._remember(await self._arenew(send))
 
     async def _arenew(self, send: AsyncTransport) -> Token:
+        token = self._fresh(await self._apeek())
+        if token is not None:
+            logger.debug("cache hit without locking: %s", self._describe())
+            return token
         try:
             async with self.cache.alock(self.key, self._lock_timeout):
                 return await self._arenew_locked(send)
         except CacheUnavailableError as exc:
+            if self.cache.transient:
+                self._check_safe_without_cache(exc)
+                return await adrive(self._obtain_flow(None), send)
             self._fall_back_to_memory(exc)  # a memory cache is always available
             return await self._arenew(send)
-        except CacheLockTimeoutError:
-            return await self._arenew_without_lock(send)
+        except CacheLockTimeoutError as exc:
+            return await self._arenew_without_lock(send, exc)
 
     async def _arenew_locked(self, send: AsyncTransport) -> Token:
         entry = await self.cache.aload(self.key)
-        if entry is not None and entry.token.is_fresh(time.time(), self.config.leeway):
+        fresh = self._fresh(entry)
+        if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
-            return entry.token
+            return fresh
         logger.debug("cache miss: %s", self._describe())
         token = await adrive(self._obtain_flow(entry), send)
         await self._astore(CacheEntry(token, self._meta))
         return token
 
-    async def _arenew_without_lock(self, send: AsyncTransport) -> Token:
-        self._check_safe_without_lock(await self.cache.aload(self.key))
-        return await adrive(self._obtain_flow(None), send)
+    async def _arenew_without_lock(self, send: AsyncTransport, exc: CacheLockTimeoutError) -> Token:
+        token = self._fresh(await self._apeek())  # the holder may have finished just now
+        return token if token is not None else await adrive(self._lockless_flow(exc), send)
 
     async def ainvalidate(self, access_token: str | None = None) -> None:
         """``invalidate`` for asyncio."""
         async with self._loop_lock():
             if access_token is None or (self._current and self._current[0] == access_token):
                 self._current = None
+            if not self._matches(await self._apeek(), access_token):
+                return  # gone already, or another process cached a newer token: keep that
             try:
                 async with self.cache.alock(self.key, self._lock_timeout):
                     entry = await self.cache.aload(self.key)
                     if entry is not None and self._matches(entry, access_token):
                         token = entry.token.without_access_token()
                         await self._astore(CacheEntry(token, entry.meta))
+                        logger.debug("access token dropped from the cache: %s", self._describe())
             except (CacheLockTimeoutError, CacheUnavailableError) as exc:
                 logger.warning("could not drop the token from the cache: %s", exc)
 
@@ -276,27 +331,65 @@ class TokenManager:
             self._grant = None
         return obtain_token(self.config, plan, time.time(), self._rng)
 
-    def _check_safe_without_lock(self, entry: CacheEntry | None) -> None:
-        """Allow a lockless fetch only for grants that are safe to repeat."""
-        grant = self._grant
-        needs_refresh = (entry is not None and entry.token.refresh_token) or (
-            self._seed_refresh_token is not None
-        )
-        if needs_refresh or grant is None or not grant.repeatable:
-            raise CacheLockTimeoutError(
-                f"{self._lock_timeout_message()}; not refreshing without it, because a "
-                "refresh token used twice makes Auth0 revoke the whole login"
-            )
-        logger.warning("%s; fetching a token without the cache", self._lock_timeout_message())
+    def _peek(self) -> CacheEntry | None:
+        """The cache's entry, read without its lock (the lock is for misses only)."""
+        try:
+            return self.cache.load(self.key)
+        except CacheUnavailableError:
+            return None  # taking the lock reports it and decides what to do
 
-    def _lock_timeout_message(self) -> str:
-        where = getattr(self.cache, "lock_path", None) or repr(self.cache)
-        return f"token cache lock {where} not acquired within {self._lock_timeout:.0f}s"
+    async def _apeek(self) -> CacheEntry | None:
+        try:
+            return await self.cache.aload(self.key)
+        except CacheUnavailableError:
+            return None  # taking the lock reports it and decides what to do
+
+    def _fresh(self, entry: CacheEntry | None) -> Token | None:
+        if entry is not None and entry.token.is_fresh(time.time(), self.config.leeway):
+            return entry.token
+        return None
+
+    def _lockless_flow(self, exc: CacheLockTimeoutError) -> Flow[Token]:
+        """The cache lock is stuck: fetch without it only with a grant safe to repeat.
+
+        Never a refresh, not even for a password grant with a cached refresh
+        token: that refresh token may be the one the stuck holder is using.
+
+        Raises:
+            CacheLockTimeoutError: The grant is not safe to repeat.
+        """
+        grant = self._grant
+        if grant is None or not grant.repeatable:
+            raise CacheLockTimeoutError(
+                f"{exc}; not refreshing without it, because a refresh token used twice "
+                "makes Auth0 revoke the whole login"
+            ) from exc
+        logger.warning("%s; fetching a token without the cache", exc)
+        return obtain_token(self.config, [grant], time.time(), self._rng)
+
+    def _check_safe_without_cache(self, exc: CacheUnavailableError) -> None:
+        """A transient cache is down: allow a direct fetch only for a repeatable grant.
+
+        Not a switch to memory for good, as for a broken file cache: Redis comes
+        back, and the next renewal should share tokens through it again. No
+        refresh: the newest refresh token is in the unreachable cache, and an
+        older one, used again, makes Auth0 revoke the whole login.
+        """
+        grant = self._grant
+        if self._seed_refresh_token is not None or grant is None or not grant.repeatable:
+            raise CacheUnavailableError(
+                f"{exc}; not refreshing without the shared cache, because a refresh "
+                "token used twice makes Auth0 revoke the whole login"
+            ) from exc
+        _warn_unavailable(self.cache, "%s; fetching tokens directly until it is back", exc)
 
     def _store(self, entry: CacheEntry) -> None:
         try:
             self.cache.store(self.key, entry)
         except CacheUnavailableError as exc:
+            if self.cache.transient:
+                self._store_failed(entry, exc)
+                return
             self._fall_back_to_memory(exc)
             self.cache.store(self.key, entry)
 
@@ -304,15 +397,37 @@ class TokenManager:
         try:
             await self.cache.astore(self.key, entry)
         except CacheUnavailableError as exc:
+            if self.cache.transient:
+                self._store_failed(entry, exc)
+                return
             self._fall_back_to_memory(exc)
             await self.cache.astore(self.key, entry)
 
+    def _store_failed(self, entry: CacheEntry, exc: CacheUnavailableError) -> None:
+        """The token is in hand (this call succeeds) but the shared cache missed it."""
+        if entry.token.refresh_token:
+            # Not rate-limited: if the server rotated the refresh token, the
+            # cache still holds the old one, and the next refresh may end the login.
+            logger.warning("%s; a new refresh token could not be saved", exc)
+        else:
+            _warn_unavailable(self.cache, "%s; the new token was not shared", exc)
+
     def _fall_back_to_memory(self, exc: Exception) -> None:
-        logger.warning("%s; keeping tokens in memory for this process", exc)
+        # One warning per unusable location per process, however many auth
+        # objects (or renewals) run into it: the calls themselves still succeed.
+        message = str(exc)
+        if message in _memory_fallback_warned:
+            logger.debug("%s; keeping tokens in memory for this process", message)
+        else:
+            _memory_fallback_warned.add(message)
+            logger.warning("%s; keeping tokens in memory for this process", message)
         self.cache = MemoryTokenCache()
 
     @staticmethod
-    def _matches(entry: CacheEntry, access_token: str | None) -> bool:
+    def _matches(entry: CacheEntry | None, access_token: str | None) -> bool:
+        """Whether ``entry`` holds ``access_token`` (``None``: any access token)."""
+        if entry is None or not entry.token.access_token:
+            return False
         return access_token is None or entry.token.access_token == access_token
 
     def _remember(self, token: Token) -> str:
