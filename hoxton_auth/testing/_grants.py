@@ -1,0 +1,299 @@
+"""`POST /oauth/token`: the four grants, answered the way Auth0 answers them.
+
+Every request is logged in `AuthState.token_requests` (malformed ones as an
+empty dict) before anything else happens, so tests can count attempts,
+failed ones included. Then come the configured delay and any queued fault,
+then the grant itself under the state lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+from hoxton_auth.testing._constants import AUDIENCE
+from hoxton_auth.testing._replies import (
+    Rejected,
+    Reply,
+    json_reply,
+    oauth_error,
+    parse_params,
+    require,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from hoxton_auth.testing._state import AuthState, Client, User
+
+__all__ = ["check_audience", "client_for", "token_endpoint"]
+
+_INVALID_REFRESH = "Unknown or invalid refresh token."
+_INVALID_CODE = "Invalid authorization code"
+_BEARER = "Bearer"  # RFC 6750 token type
+
+
+def _unauthorized() -> Rejected:
+    # Auth0 answers 401 for an unknown client, a wrong secret and a missing
+    # one alike; RFC 6749 section 5.2 calls all of them invalid_client.
+    return Rejected(oauth_error(401, "invalid_client", "Unauthorized"))
+
+
+def _invalid_grant(description: str) -> Rejected:
+    return Rejected(oauth_error(403, "invalid_grant", description))
+
+
+def client_for(state: AuthState, fields: dict[str, str]) -> Client:
+    """Look up and authenticate the client (`client_secret_post`).
+
+    Public clients send no secret; a secret they send anyway is ignored.
+
+    Raises:
+        Rejected: 400 without `client_id`, 401 `invalid_client` otherwise.
+    """
+    client = state.clients.get(require(fields, "client_id"))
+    if client is None:
+        raise _unauthorized()
+    if client.secret is not None:
+        given = fields.get("client_secret", "")
+        if not hmac.compare_digest(given.encode(), client.secret.encode()):
+            raise _unauthorized()
+    return client
+
+
+def check_audience(audience: str | None) -> None:
+    """Reject an API other than Hoxton's, as Auth0 does for unknown APIs.
+
+    Raises:
+        Rejected: 403 `access_denied` naming the unknown audience.
+    """
+    if audience is not None and audience != AUDIENCE:
+        raise Rejected(oauth_error(403, "access_denied", f"Service not found: {audience}"))
+
+
+def _issue(
+    state: AuthState,
+    client: Client,
+    user: User,
+    *,
+    scope: str,
+    audience: str | None,
+    gty: str | None,
+    nonce: str | None = None,
+    family_id: str | None = None,
+) -> dict[str, object]:
+    """Build a user token response (access, optional refresh and ID token)."""
+    payload: dict[str, object] = {}
+    if audience is None:
+        # Without an audience Auth0 issues an opaque token good only for
+        # /userinfo; our echo API rejects it, as the Hoxton API would.
+        payload["access_token"] = secrets.token_urlsafe(24)
+    else:
+        payload["access_token"] = state.mint_access_token(
+            subject=user.subject, client_id=client.client_id, scope=scope, gty=gty
+        )
+    if family_id is not None:
+        payload["refresh_token"] = state.new_refresh_token(family_id)
+    if "openid" in scope.split():
+        payload["id_token"] = state.mint_id_token(
+            user, client_id=client.client_id, scope=scope, nonce=nonce
+        )
+    if scope:
+        payload["scope"] = scope
+    payload["expires_in"] = state.token_lifetime
+    payload["token_type"] = _BEARER
+    return payload
+
+
+def _offline_family(
+    state: AuthState, client: Client, user: User, scope: str, audience: str | None
+) -> str | None:
+    if "offline_access" not in scope.split():
+        return None
+    return state.new_family(client.client_id, user.username, scope, audience)
+
+
+def _client_credentials(state: AuthState, fields: dict[str, str]) -> Reply:
+    client = client_for(state, fields)
+    if client.secret is None:
+        raise Rejected(
+            oauth_error(
+                403,
+                "unauthorized_client",
+                "Grant type 'client_credentials' not allowed for the client.",
+            )
+        )
+    audience = fields.get("audience")
+    if not audience:
+        description = (
+            "No audience parameter was provided, and no default audience has been configured"
+        )
+        raise Rejected(oauth_error(403, "access_denied", description))
+    check_audience(audience)
+    scope = fields.get("scope", "")
+    token = state.mint_access_token(
+        subject=f"{client.client_id}@clients",
+        client_id=client.client_id,
+        scope=scope,
+        gty="client-credentials",
+    )
+    payload: dict[str, object] = {"access_token": token}
+    if scope:
+        payload["scope"] = scope
+    payload["expires_in"] = state.token_lifetime
+    payload["token_type"] = _BEARER
+    return json_reply(200, payload)
+
+
+def _password(state: AuthState, fields: dict[str, str]) -> Reply:
+    client = client_for(state, fields)
+    username = require(fields, "username")
+    password = require(fields, "password")
+    user = state.users.get(username)
+    if user is None or not hmac.compare_digest(password.encode(), user.password.encode()):
+        raise _invalid_grant("Wrong email or password.")
+    audience = fields.get("audience") or None
+    check_audience(audience)
+    scope = fields.get("scope", "")
+    family_id = _offline_family(state, client, user, scope, audience)
+    return json_reply(
+        200,
+        _issue(
+            state, client, user, scope=scope, audience=audience, gty="password", family_id=family_id
+        ),
+    )
+
+
+def _pkce_ok(challenge: str, method: str | None, verifier: str | None) -> bool:
+    if not verifier:
+        return False
+    if method == "plain":  # RFC 7636 section 4.2
+        expected = verifier
+    else:
+        digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+        expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return hmac.compare_digest(expected.encode(), challenge.encode())
+
+
+def _authorization_code(state: AuthState, fields: dict[str, str]) -> Reply:
+    client = client_for(state, fields)
+    code = require(fields, "code")
+    redirect_uri = require(fields, "redirect_uri")
+    grant = state.codes.get(code)
+    if grant is None or grant.client_id != client.client_id:
+        raise _invalid_grant(_INVALID_CODE)
+    if grant.used:
+        # RFC 6749 section 4.1.2: a code used twice should revoke what it
+        # produced; Auth0 revokes the refresh tokens.
+        if grant.family_id is not None:
+            state.revoke_family(grant.family_id)
+        raise _invalid_grant(_INVALID_CODE)
+    if grant.expires_at <= state.now():
+        raise _invalid_grant(_INVALID_CODE)
+    if redirect_uri != grant.redirect_uri:
+        raise _invalid_grant("Invalid redirect_uri: it does not match the one sent to /authorize")
+    if grant.code_challenge is None:
+        if client.secret is None:
+            # A public client proves itself only through PKCE.
+            raise _unauthorized()
+    elif not _pkce_ok(
+        grant.code_challenge, grant.code_challenge_method, fields.get("code_verifier")
+    ):
+        raise _invalid_grant("Failed to verify code verifier")
+    grant.used = True
+    user = state.users[grant.username]
+    grant.family_id = _offline_family(state, client, user, grant.scope, grant.audience)
+    payload = _issue(
+        state,
+        client,
+        user,
+        scope=grant.scope,
+        audience=grant.audience,
+        gty=None,
+        nonce=grant.nonce,
+        family_id=grant.family_id,
+    )
+    return json_reply(200, payload)
+
+
+def _refresh_token(state: AuthState, fields: dict[str, str]) -> Reply:
+    client = client_for(state, fields)
+    token = require(fields, "refresh_token")
+    family_id = state.refresh_tokens.get(token)
+    if family_id is None:
+        raise _invalid_grant(_INVALID_REFRESH)
+    family = state.families[family_id]
+    if family.client_id != client.client_id or family.revoked:
+        raise _invalid_grant(_INVALID_REFRESH)
+    if family.current != token:
+        # Reuse of a rotated token: someone else holds its successor, so
+        # Auth0 revokes the whole family (refresh token rotation docs).
+        state.revoke_family(family_id)
+        state.reuse_detected += 1
+        raise _invalid_grant(_INVALID_REFRESH)
+    granted = family.scope.split()
+    requested = fields.get("scope")
+    if requested:
+        extra = [s for s in requested.split() if s not in granted]
+        if extra:
+            raise Rejected(
+                oauth_error(
+                    403, "invalid_scope", f"Scope exceeds the original grant: {' '.join(extra)}"
+                )
+            )
+    scope = requested or family.scope
+    user = state.users[family.username]
+    payload = _issue(
+        state,
+        client,
+        user,
+        scope=scope,
+        audience=family.audience,
+        gty=None,
+        family_id=family_id if state.rotate_refresh_tokens else None,
+    )
+    return json_reply(200, payload)
+
+
+_GRANTS: dict[str, Callable[[AuthState, dict[str, str]], Reply]] = {
+    "authorization_code": _authorization_code,
+    "client_credentials": _client_credentials,
+    "password": _password,
+    "refresh_token": _refresh_token,
+}
+
+
+def _grant(state: AuthState, fields: dict[str, str]) -> Reply:
+    grant_type = require(fields, "grant_type")
+    handler = _GRANTS.get(grant_type)
+    if handler is None:
+        return oauth_error(403, "unsupported_grant_type", f"Unsupported grant type: {grant_type}")
+    return handler(state, fields)
+
+
+def token_endpoint(state: AuthState, content_type: str | None, body: bytes) -> Reply:
+    """Answer one token request; blocks for `token_delay` (outside the lock)."""
+    try:
+        fields = parse_params(content_type, body)
+        parse_error = None
+    except Rejected as exc:
+        fields, parse_error = {}, exc.reply
+    with state.lock:
+        state.token_requests.append(fields)
+        fault = state.faults.popleft() if state.faults else None
+        delay = state.token_delay + (fault.delay if fault is not None else 0.0)
+    if delay > 0:
+        time.sleep(delay)
+    if fault is not None:
+        return Reply(fault.status, fault.body, fault.headers, disconnect=fault.disconnect)
+    if parse_error is not None:
+        return parse_error
+    with state.lock:
+        try:
+            return _grant(state, fields)
+        except Rejected as exc:
+            return exc.reply
