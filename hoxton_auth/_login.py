@@ -171,7 +171,7 @@ def _open_browser(url: str, open_browser: bool, timeout: float) -> None:
         hint = "Your browser has been opened to log in. If it did not open, visit:"
     else:
         hint = "Open this URL in a browser to log in:"
-    sys.stderr.write(f"{hint}\n\n    {url}\n\nWaiting up to {timeout:.0f}s for the login...\n")
+    sys.stderr.write(f"{hint}\n\n    {url}\n\nWaiting up to {timeout:g}s for the login...\n")
     sys.stderr.flush()
 
 
@@ -222,7 +222,7 @@ def login(
         server.server_close()
     if not finished:
         raise LoginError(
-            f"no login redirect reached {redirect_uri} within {timeout:.0f}s; "
+            f"no login redirect reached {redirect_uri} within {timeout:g}s; "
             "run the login again and finish it in the browser"
         )
     if callback.code is None:

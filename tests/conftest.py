@@ -46,3 +46,21 @@ def make_jwt() -> Callable[..., str]:
         return jwt.encode(claims, TEST_JWT_KEY, algorithm="HS256")
 
     return mint
+
+
+@pytest.fixture
+def fake_browser_command(tmp_path: Path) -> Path:
+    """An executable for ``$BROWSER`` that runs ``tests/fake_browser.py`` (see its docstring).
+
+    ``webbrowser`` runs ``$BROWSER`` as one program name, without arguments,
+    so this interpreter and the script go into a small shell wrapper.
+    """
+    import sys
+
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("the fake browser wrapper is a POSIX shell script")
+    script = Path(__file__).with_name("fake_browser.py")
+    command = tmp_path / "fake-browser"
+    command.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n', encoding="utf-8")
+    command.chmod(0o755)
+    return command

@@ -1,0 +1,290 @@
+"""The ``hoxton-auth`` command, run as a real subprocess against the local server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hoxton_auth.testing import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    PUBLIC_CLIENT_ID,
+    AuthServer,
+)
+
+COMMANDS = ("token", "login", "logout", "status")
+CONSOLE_SCRIPT = Path(sys.executable).with_name("hoxton-auth")
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, module: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with this interpreter; the environment is the test's plus ``env``."""
+    full_env = {**os.environ, **(env or {})}
+    full_env.pop("DISPLAY", None)  # no real browser, whatever the machine has
+    command = [sys.executable, "-m", "hoxton_auth"] if module else [str(CONSOLE_SCRIPT)]
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
+
+
+@pytest.fixture
+def m2m(hoxton_auth_server: AuthServer) -> dict[str, str]:
+    """Variables for the server's confidential client."""
+    return {
+        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
+        "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+    }
+
+
+@pytest.fixture
+def public(hoxton_auth_server: AuthServer, fake_browser_command: Path) -> dict[str, str]:
+    """Variables for the server's public client, with the fake browser as $BROWSER."""
+    return {
+        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
+        "HOXTON_CLIENT_ID": PUBLIC_CLIENT_ID,
+        "BROWSER": str(fake_browser_command),
+        "FAKE_BROWSER_MODE": "follow",
+    }
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], status: int = 1) -> None:
+    assert result.returncode == status, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1].startswith("hoxton-auth: ")
+    assert "Traceback" not in result.stderr
+
+
+# -- help -------------------------------------------------------------------------------
+
+
+def test_help() -> None:
+    result = run("--help")
+
+    assert result.returncode == 0
+    for command in COMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_of_each_command(command: str) -> None:
+    result = run(command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    assert f"usage: hoxton-auth {command}" in result.stdout
+    assert "--cache" in result.stdout
+    if command != "status":
+        for option in ("--client-id", "--client-secret", "--domain", "--audience", "--scope"):
+            assert option in result.stdout
+
+
+def test_no_command_is_a_usage_error() -> None:
+    result = run()
+
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+
+
+# -- token --------------------------------------------------------------------------------
+
+
+def test_token_prints_only_the_token(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    result = run("token", env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    token = result.stdout.removesuffix("\n")
+    assert "\n" not in token
+    assert token.count(".") == 2  # a JWT
+    cached = json.loads(isolated_cache.read_text(encoding="utf-8"))
+    assert [e["token"]["access_token"] for e in cached["entries"].values()] == [token]
+
+
+def test_the_console_script_and_the_cache_shared_between_runs(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    first = run("token", env=m2m)
+    second = run("token", env=m2m, module=False)
+
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    assert hoxton_auth_server.count() == 1
+
+
+def test_token_json(m2m: dict[str, str]) -> None:
+    result = run("token", "--json", env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert set(document) == {"access_token", "token_type", "expires_at", "expires_in"}
+    assert document["token_type"] == "Bearer"
+    assert 0 < document["expires_in"] <= 86400
+    assert document["expires_at"].endswith("Z")
+
+
+def test_options_override_the_environment(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    wrong = {**m2m, "HOXTON_CLIENT_SECRET": "wrong", "HOXTON_AUTH_DOMAIN": "https://x.invalid"}
+
+    result = run(
+        "token",
+        "--client-secret",
+        DEFAULT_CLIENT_SECRET,
+        "--domain",
+        hoxton_auth_server.domain,
+        "--scope",
+        "read:things",
+        env=wrong,
+    )
+
+    assert result.returncode == 0, result.stderr
+    (request,) = hoxton_auth_server.token_requests
+    assert request["scope"] == "read:things"
+
+
+def test_token_refused(m2m: dict[str, str]) -> None:
+    result = run("token", env={**m2m, "HOXTON_CLIENT_SECRET": "not-the-secret"})
+
+    assert_clean_failure(result)
+    assert "invalid_client" in result.stderr
+    assert "not-the-secret" not in result.stderr
+
+
+def test_missing_configuration_is_exit_2() -> None:
+    result = run("token")
+
+    assert_clean_failure(result, status=2)
+    assert "HOXTON_CLIENT_ID" in result.stderr
+
+
+def test_debug_shows_the_traceback(m2m: dict[str, str]) -> None:
+    result = run("token", "--debug", env={**m2m, "HOXTON_CLIENT_SECRET": "not-the-secret"})
+
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+    assert "not-the-secret" not in result.stderr
+
+
+def test_token_without_secret_or_login(public: dict[str, str]) -> None:
+    result = run("token", env=public)
+
+    assert_clean_failure(result)
+    assert "hoxton-auth login" in result.stderr
+
+
+# -- login, then token, status and logout -----------------------------------------------
+
+
+def test_login_then_token_status_logout(
+    public: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    login = run("login", "--scope", "openid offline_access", env=public)
+    assert login.returncode == 0, login.stderr
+    assert login.stdout == ""
+    assert "Logged in" in login.stderr
+
+    # No secret, no grant, no --scope: the login's tokens, found in the cache.
+    token = run("token", env=public)
+    assert token.returncode == 0, token.stderr
+    (exchange,) = hoxton_auth_server.token_requests
+    assert exchange["grant_type"] == "authorization_code"
+
+    status = run("status", env=public)
+    assert status.returncode == 0, status.stderr
+    assert PUBLIC_CLIENT_ID in status.stdout
+    assert "login (user session)" in status.stdout
+    assert "offline_access" in status.stdout
+    assert "refresh   yes" in status.stdout
+    assert token.stdout.strip() not in status.stdout
+
+    logout = run("logout", env=public)
+    assert logout.returncode == 0, logout.stderr
+    assert len(hoxton_auth_server.revoke_requests) == 1
+    assert "0 entries" in run("status", env=public).stdout
+    assert_clean_failure(run("token", env=public))
+
+
+def test_login_session_wins_when_asked_even_with_a_secret(
+    public: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    env = {**public, "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID}
+    env["HOXTON_CLIENT_SECRET"] = DEFAULT_CLIENT_SECRET
+    assert run("login", env=env).returncode == 0
+
+    result = run("token", "--login-session", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert hoxton_auth_server.count("authorization_code") == 1
+    assert hoxton_auth_server.count("client_credentials") == 0
+
+
+def test_login_failures_are_clean(public: dict[str, str]) -> None:
+    denied = run("login", env={**public, "FAKE_BROWSER_MODE": "tamper-state"})
+    timed_out = run("login", "--no-browser", "--timeout", "0.2", env=public)
+
+    assert_clean_failure(denied)
+    assert "state" in denied.stderr
+    assert_clean_failure(timed_out)
+    assert "Open this URL in a browser" in timed_out.stderr
+    assert "/authorize?response_type=code" in timed_out.stderr
+
+
+def test_logout_without_a_login() -> None:
+    result = run("logout", env={"HOXTON_CLIENT_ID": PUBLIC_CLIENT_ID})
+
+    assert result.returncode == 0, result.stderr
+    assert "nothing to log out" in result.stderr
+
+
+# -- status -------------------------------------------------------------------------------
+
+
+def test_status_lists_entries_without_secrets(m2m: dict[str, str]) -> None:
+    token = run("token", env=m2m).stdout.strip()
+
+    text = run("status", env=m2m)
+    as_json = run("status", "--json", env=m2m)
+
+    assert text.returncode == 0, text.stderr
+    for needle in (DEFAULT_CLIENT_ID, "https://api.hoxton.cloud", "client_credentials", "(in 2"):
+        assert needle in text.stdout
+    (entry,) = json.loads(as_json.stdout)["entries"]
+    assert entry["client_id"] == DEFAULT_CLIENT_ID
+    assert entry["grant"] == "client_credentials"
+    assert entry["valid"] is True
+    assert 0 < entry["expires_in"] <= 86400
+    for output in (text.stdout + text.stderr, as_json.stdout + as_json.stderr):
+        assert token not in output
+        assert DEFAULT_CLIENT_SECRET not in output
+
+
+def test_status_of_an_empty_cache(isolated_cache: Path) -> None:
+    result = run("status")
+
+    assert result.returncode == 0, result.stderr
+    assert str(isolated_cache) in result.stdout
+    assert "0 entries" in result.stdout
+
+
+# -- import cost ---------------------------------------------------------------------------
+
+
+def test_import_does_not_load_the_cli_or_login_machinery() -> None:
+    code = (
+        "import sys, hoxton_auth; "
+        "print([m for m in ('argparse', 'http.server', 'webbrowser') if m in sys.modules])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.stdout.strip() == "[]", result.stderr
