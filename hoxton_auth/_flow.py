@@ -28,7 +28,7 @@ import random
 import re
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, TypeVar, Union
-from urllib.parse import urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 from ._config import ClientConfig
 from ._errors import (
@@ -194,7 +194,7 @@ def request_token(
     response, attempts = yield from _post_with_retries(config, url, form, deadline, rng)
     kept = grant.refresh_token if isinstance(grant, RefreshToken) else None
     try:
-        data = _json_body(response, url, attempts)
+        data = _json_body(response, url, form, attempts)
         token = Token.from_response(data, response.received_at, kept_refresh_token=kept)
     except TokenFormatError as exc:
         raise TokenRequestError(
@@ -339,7 +339,7 @@ def _retry_after(response: TokenResponse) -> float | None:
     return max(when.timestamp() - response.received_at, 0.0)
 
 
-def _json_body(response: TokenResponse, url: str, attempts: int) -> Any:
+def _json_body(response: TokenResponse, url: str, form: Mapping[str, str], attempts: int) -> Any:
     if len(response.body) > MAX_RESPONSE_BYTES:
         raise TokenRequestError(
             f"token response from {url} is larger than {MAX_RESPONSE_BYTES} bytes "
@@ -357,7 +357,8 @@ def _json_body(response: TokenResponse, url: str, attempts: int) -> Any:
         # it would put part of a fresh access or refresh token in the message.
         shown = f"invalid or truncated JSON ({len(response.body)} bytes, not shown)"
     else:
-        shown = _snippet(response.body)  # an HTML page from a proxy, say
+        # An HTML page from a proxy, say; or a wrong URL that echoes the request.
+        shown = _snippet(response.body, form)
     raise TokenRequestError(
         f"token response from {url} is not JSON (HTTP {response.status}, "
         f"{_content_type(response)}, {_attempts(attempts)}): {shown}",
@@ -380,7 +381,7 @@ def _error_from_response(
         return TokenRequestError(
             f"token endpoint {url} answered HTTP {response.status} "
             f"({_content_type(response)}) after {_attempts(attempts)}: "
-            f"{_redact(_snippet(response.body), form)}",
+            f"{_snippet(response.body, form)}",
             status_code=response.status,
             url=url,
             attempts=attempts,
@@ -404,9 +405,11 @@ def _content_type(response: TokenResponse) -> str:
     return response.headers.get("content-type") or "no content type"
 
 
-def _snippet(body: bytes) -> str:
+def _snippet(body: bytes, form: Mapping[str, str]) -> str:
     text = body[: SNIPPET_CHARS * 4].decode("utf-8", "replace")
-    text = " ".join(text.split())
+    # Masked before whitespace is collapsed and the text cut: either could
+    # change a secret just enough to slip past the mask.
+    text = " ".join(_redact(text, form).split())
     if not text:
         return "empty body"
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
@@ -423,5 +426,16 @@ def _redact(text: str, form: Mapping[str, str]) -> str:
     for name in ("client_secret", "password", "code", "code_verifier", "refresh_token", "token"):
         secret = form.get(name)
         if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
+            # A server echoes what it received: raw, form-encoded or JSON-escaped.
+            for variant in (
+                secret,
+                quote_plus(secret),
+                quote(secret, safe=""),
+                _json_escaped(secret),
+            ):
+                text = text.replace(variant, "***")
     return text
+
+
+def _json_escaped(text: str) -> str:
+    return json.dumps(text)[1:-1]

@@ -103,6 +103,10 @@ def test_no_usable_expiry_means_short_lived(expires_in: object) -> None:
     assert lifetime(response(expires_in=expires_in)) == UNKNOWN_LIFETIME
 
 
+def test_integer_beyond_float_range_is_no_expiry() -> None:
+    assert lifetime(response(expires_in=10**400)) == UNKNOWN_LIFETIME
+
+
 def test_absurd_lifetime_is_clamped(make_jwt: MintJwt) -> None:
     assert lifetime(response(expires_in=10**12)) == MAX_LIFETIME
     assert lifetime(response(access_token=make_jwt(exp=int(NOW) + 10**10))) == MAX_LIFETIME
@@ -247,6 +251,9 @@ def test_dict_round_trip() -> None:
     assert Token.from_dict(t.to_dict()) == t
     minimal = {"access_token": "at", "expires_at": NOW, "obtained_at": NOW}
     assert Token.from_dict(minimal) == Token("at", NOW, NOW)
+    # "" is an access token dropped by invalidate(); its refresh token lives on.
+    dropped = t.without_access_token()
+    assert Token.from_dict(dropped.to_dict()) == dropped
 
 
 @pytest.mark.parametrize(
@@ -268,6 +275,12 @@ def test_dict_round_trip() -> None:
         (
             {"access_token": "a", "expires_at": 1, "obtained_at": 1, "scope": []},
             "scope is not a string",
+        ),
+        ({"access_token": "a", "expires_at": 10**400, "obtained_at": 1}, "lacks or mistypes"),
+        ({"access_token": "a b", "expires_at": 1, "obtained_at": 1}, "not allowed in a header"),
+        (
+            {"access_token": "", "expires_at": 1, "obtained_at": 1, "refresh_token": "r\n"},
+            "not allowed in a header",
         ),
         ({"access_token": "a", "expires_at": "inf", "obtained_at": 1}, "not finite"),
         ({"access_token": "a", "expires_at": 1, "obtained_at": "nan"}, "not finite"),
