@@ -7,6 +7,7 @@ fetched, cached for every process of the user, renewed and retried inside.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from ._auth import (
     DEFAULT,
@@ -30,6 +31,9 @@ from ._errors import (
 from ._file_cache import FileTokenCache
 from ._token import Token
 
+if TYPE_CHECKING:
+    from ._redis_cache import RedisTokenCache
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -47,6 +51,7 @@ __all__ = [
     "LoginRequiredError",
     "MemoryTokenCache",
     "PasswordAuth",
+    "RedisTokenCache",
     "RefreshTokenAuth",
     "Token",
     "TokenCache",
@@ -56,3 +61,13 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    # RedisTokenCache is imported on first use, so that `import hoxton_auth`
+    # never imports redis-py (an optional extra: `hoxton-auth[redis]`).
+    if name == "RedisTokenCache":
+        from ._redis_cache import RedisTokenCache
+
+        return RedisTokenCache
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -74,7 +74,7 @@ def resolve_cache(cache: CacheArg) -> TokenCache:
     if isinstance(cache, (str, os.PathLike)):
         location = os.fspath(cache)
         if location.startswith(("redis://", "rediss://", "unix://")):
-            from ._redis_cache import RedisTokenCache  # type: ignore[import-not-found]  # issue 7
+            from ._redis_cache import RedisTokenCache
 
             cache_from_url: TokenCache = RedisTokenCache(location)
             return cache_from_url

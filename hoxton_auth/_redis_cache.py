@@ -1,0 +1,419 @@
+"""``RedisTokenCache``: one token per identity for a whole fleet (issue 7).
+
+Every process on every host that points at the same Redis shares one entry per
+identity (token URL, client id, audience, grant, scope, username) under
+``<prefix>token:<hash>``, and one redis-py ``Lock`` per identity under
+``<prefix>lock:<hash>``: the token manager's double-checked single flight then
+makes one token request, and one refresh request, per expiry for the fleet.
+
+Why the lock is safe against a dead holder: it is a Redis key with a TTL of
+``lock_timeout`` seconds, renewed by a heartbeat thread every third of that
+while the holder is alive. A holder killed mid-fetch stops renewing, so the key
+expires within ``lock_timeout`` and a waiter takes over; a live holder whose
+token request takes longer (retries, a slow tenant) keeps its lock.
+
+Why asyncio goes through threads (``asyncio.to_thread``) and not
+``redis.asyncio``: an asyncio Redis client is bound to the event loop that
+opened its connections, while one cache object serves threads and any number of
+loops; the slow path runs about once per token life, so a thread hop costs
+nothing that matters, and the hot path never reaches the cache at all.
+
+redis-py is imported only when a ``RedisTokenCache`` is created, so
+``import hoxton_auth`` works without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+from urllib.parse import urlsplit
+
+from ._cache import (
+    CacheEntry,
+    CacheLockTimeoutError,
+    CacheUnavailableError,
+    TokenCache,
+)
+from ._errors import ConfigError
+from ._token import Token, TokenFormatError
+
+if TYPE_CHECKING:
+    import redis
+
+__all__ = ["RedisTokenCache"]
+
+logger = logging.getLogger("hoxton_auth")
+
+INSTALL_HINT = 'RedisTokenCache needs redis-py: pip install "hoxton-auth[redis]"'
+FORMAT_VERSION = 1
+DEFAULT_LOCK_TIMEOUT = 15.0
+# A Redis command takes well under a millisecond; a server that has not
+# answered in 2 s is in trouble, and the caller is waiting for a token.
+DEFAULT_SOCKET_TIMEOUT = 2.0
+# After a timeout, calls skip Redis (and go straight to the direct fetch) for
+# this long: a black-holed server would otherwise cost every renewal of every
+# auth object its timeouts. A refused connection costs nothing and trips nothing.
+TIMEOUT_COOLDOWN = 10.0
+LOCK_POLL_INTERVAL = 0.05
+# An entry holding a refresh token must outlive its access token: the refresh
+# token is what renews it. Every refresh rewrites the entry and restarts the
+# TTL, so this works like Auth0's *inactivity* lifetime; 400 days (the file
+# cache's pruning age) is longer than any lifetime Auth0 lets a tenant set for
+# rotating tokens (at most one year), so the cache never forgets a refresh
+# token the tenant still honours. Pass ``refresh_token_ttl`` to match a
+# tenant's shorter lifetime and not keep dead refresh tokens around.
+DEFAULT_REFRESH_TOKEN_TTL = 400 * 24 * 3600.0
+
+ClientArg = Union[str, "redis.Redis"]
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT, name="redis") from exc
+    return redis
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user and password, for repr and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+class RedisTokenCache(TokenCache):
+    """Tokens in Redis, shared by every process of a fleet, with a Redis lock.
+
+    Args:
+        url_or_client: A ``redis://``, ``rediss://`` or ``unix://`` URL, or a
+            ``redis.Redis`` client (used as configured: give it socket
+            timeouts, or an unreachable Redis can stall token renewals).
+        prefix: Prepended to every key this cache writes.
+        lock_timeout: The Redis lock's timeout: seconds it outlives a holder
+            that died (a live holder keeps renewing it). How long a waiter
+            waits is each auth object's own deadline (``retry_deadline`` +
+            ``timeout`` + a margin), the ``timeout`` given to ``lock``.
+        refresh_token_ttl: Seconds an entry holding a refresh token stays in
+            Redis after its last write (entries without one expire with their
+            access token).
+        socket_timeout: Connect and read timeout for a client built from a URL
+            (a ``socket_timeout`` in the URL wins).
+
+    Raises:
+        ImportError: redis-py is not installed (``pip install "hoxton-auth[redis]"``).
+        ConfigError: A timeout is not positive.
+    """
+
+    transient: ClassVar[bool] = True  # an outage ends: retry Redis on the next renewal
+
+    def __init__(
+        self,
+        url_or_client: ClientArg,
+        *,
+        prefix: str = "hoxton-auth:",
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        refresh_token_ttl: float = DEFAULT_REFRESH_TOKEN_TTL,
+        socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+    ) -> None:
+        redis_module = _import_redis()
+        for name, value in (
+            ("lock_timeout", lock_timeout),
+            ("refresh_token_ttl", refresh_token_ttl),
+            ("socket_timeout", socket_timeout),
+        ):
+            if not value > 0:
+                raise ConfigError(f"{name} must be positive, got {value!r}")
+        self.prefix = prefix
+        # The lock's life, not ``TokenCache.lock_wait_timeout`` (how long
+        # waiters wait), which stays None: they must outwait a live holder's fetch.
+        self.lock_timeout = float(lock_timeout)
+        self.refresh_token_ttl = float(refresh_token_ttl)
+        self._errors: tuple[type[Exception], ...] = (redis_module.RedisError,)
+        self._timeouts: tuple[type[Exception], ...] = (redis_module.TimeoutError,)
+        self._quiet_until = 0.0  # monotonic time; see TIMEOUT_COOLDOWN
+        self._not_owned: type[Exception] = redis_module.exceptions.LockNotOwnedError
+        self._warned: set[str] = set()
+        if isinstance(url_or_client, str):
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            # redis-py's default retries a dead server ten times with backoff;
+            # here a failure falls back to a direct token fetch, so fail fast.
+            # One retry on a connection error still heals a pooled connection
+            # that a Redis restart broke; a timeout is not retried.
+            self.client: redis.Redis = redis_module.Redis.from_url(
+                url_or_client,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                retry=Retry(NoBackoff(), 1, (redis_module.ConnectionError,)),
+            )
+            self._where = _safe_url(url_or_client)
+        else:
+            self.client = url_or_client
+            kwargs = url_or_client.connection_pool.connection_kwargs
+            self._where = f"redis client {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+
+    def __repr__(self) -> str:
+        return f"RedisTokenCache({self._where!r}, prefix={self.prefix!r})"
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    # -- entries ----------------------------------------------------------------
+
+    def _entry_key(self, key: str) -> str:
+        return f"{self.prefix}token:{key}"
+
+    def _lock_key(self, key: str) -> str:
+        return f"{self.prefix}lock:{key}"
+
+    @contextlib.contextmanager
+    def _translate(self, action: str) -> Iterator[None]:
+        if time.monotonic() < self._quiet_until:
+            raise CacheUnavailableError(
+                f"Redis token cache {self._where} timed out less than "
+                f"{TIMEOUT_COOLDOWN:.0f}s ago; not waiting for it again yet"
+            )
+        try:
+            yield
+        except self._errors as exc:
+            if isinstance(exc, self._timeouts):
+                self._quiet_until = time.monotonic() + TIMEOUT_COOLDOWN
+            # redis-py's messages name host and port, never the URL's password.
+            raise CacheUnavailableError(
+                f"Redis token cache {self._where} unavailable ({action}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+
+    def load(self, key: str) -> CacheEntry | None:
+        """The entry for ``key``, or ``None`` when absent or unreadable.
+
+        Raises:
+            CacheUnavailableError: Redis cannot be reached.
+        """
+        with self._translate("read"):
+            raw = self.client.get(self._entry_key(key))
+        return None if raw is None else self._parse(key, raw)
+
+    def store(self, key: str, entry: CacheEntry) -> None:
+        """Save ``entry`` with a TTL: the token's remaining life, or
+        ``refresh_token_ttl`` when it holds a refresh token.
+
+        Raises:
+            CacheUnavailableError: Redis cannot be reached.
+        """
+        ttl = self._ttl(entry.token, time.time())
+        payload = json.dumps(
+            {"version": FORMAT_VERSION, "meta": dict(entry.meta), "token": entry.token.to_dict()}
+        )
+        with self._translate("write"):
+            if ttl <= 0:  # nothing in it can be used any more
+                self.client.delete(self._entry_key(key))
+            else:
+                self.client.set(self._entry_key(key), payload, px=max(1, math.ceil(ttl * 1000)))
+
+    def _ttl(self, token: Token, now: float) -> float:
+        remaining = token.expires_at - now
+        if token.refresh_token:
+            return max(remaining, self.refresh_token_ttl)
+        return remaining
+
+    def delete(self, key: str) -> None:
+        """Forget ``key``.
+
+        Raises:
+            CacheUnavailableError: Redis cannot be reached.
+        """
+        with self._translate("delete"):
+            self.client.delete(self._entry_key(key))
+
+    def entries(self) -> dict[str, CacheEntry]:
+        """Every readable entry under this cache's prefix.
+
+        Raises:
+            CacheUnavailableError: Redis cannot be reached.
+        """
+        head = self._entry_key("")
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in head) + "*"
+        with self._translate("scan"):
+            names = list(self.client.scan_iter(match=pattern, count=500))
+            values = self.client.mget(names) if names else []
+        found: dict[str, CacheEntry] = {}
+        for name, raw in zip(names, values):
+            key = (name.decode() if isinstance(name, bytes) else str(name))[len(head) :]
+            entry = None if raw is None else self._parse(key, raw)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def _parse(self, key: str, raw: bytes | str) -> CacheEntry | None:
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
+                raise TokenFormatError("an entry must be an object with token and meta")
+            if data.get("version") != FORMAT_VERSION:
+                raise TokenFormatError(f"unknown format version {data.get('version')!r}")
+            meta = {str(k): str(v) for k, v in data["meta"].items()}
+            return CacheEntry(Token.from_dict(data.get("token")), meta)
+        except ValueError as exc:  # JSON, UTF-8 and TokenFormatError are all ValueErrors
+            text = f"Redis token cache {self._where}: entry {key[:8]} skipped: {exc}"
+            if text not in self._warned:
+                self._warned.add(text)
+                logger.warning("%s", text)
+            return None
+
+    # -- locking --------------------------------------------------------------
+
+    def _new_lock(self, key: str) -> Any:
+        # thread_local=False: the heartbeat thread (and, for alock, whichever
+        # worker thread releases) must see the token; each acquisition gets its
+        # own Lock object, so no two holders ever share one.
+        return self.client.lock(
+            self._lock_key(key),
+            timeout=self.lock_timeout,
+            sleep=LOCK_POLL_INTERVAL,
+            thread_local=False,
+        )
+
+    def _lock_timeout_error(self, key: str, timeout: float) -> CacheLockTimeoutError:
+        return CacheLockTimeoutError(
+            f"Redis lock {self._lock_key(key)} on {self._where} is held by another process "
+            f"and was not released within {timeout:.0f}s"
+        )
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
+        """Hold the fleet-wide lock of ``key``, waiting at most ``timeout`` s.
+
+        Raises:
+            CacheLockTimeoutError: Another process held it for ``timeout`` s.
+            CacheUnavailableError: Redis cannot be reached.
+        """
+        redis_lock = self._new_lock(key)
+        with self._translate("lock"):
+            acquired = redis_lock.acquire(blocking_timeout=timeout)
+        if not acquired:
+            raise self._lock_timeout_error(key, timeout)
+        heartbeat = _Heartbeat(redis_lock, self)
+        try:
+            yield
+        finally:
+            self._let_go(heartbeat, redis_lock)
+
+    @contextlib.asynccontextmanager
+    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
+        """``lock`` for asyncio: polls from worker threads, never blocking the loop.
+
+        Raises:
+            CacheLockTimeoutError: Another process held it for ``timeout`` s.
+            CacheUnavailableError: Redis cannot be reached.
+        """
+        redis_lock = self._new_lock(key)
+        deadline = time.monotonic() + timeout
+        while not await self._atry_acquire(redis_lock):
+            if time.monotonic() + LOCK_POLL_INTERVAL > deadline:
+                raise self._lock_timeout_error(key, timeout)
+            await asyncio.sleep(LOCK_POLL_INTERVAL)
+        heartbeat = _Heartbeat(redis_lock, self)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(self._let_go, heartbeat, redis_lock)
+
+    async def _atry_acquire(self, redis_lock: Any) -> bool:
+        attempt = _Attempt(self, redis_lock)
+        try:
+            return await asyncio.to_thread(attempt.run)
+        except asyncio.CancelledError:
+            attempt.abandon()
+            raise
+
+    def _let_go(self, heartbeat: _Heartbeat, redis_lock: Any) -> None:
+        heartbeat.stop()  # first: a beat after the release would fail on a key now free
+        self._release(redis_lock)
+
+    def _release(self, redis_lock: Any) -> None:
+        try:
+            redis_lock.release()
+        except self._not_owned:
+            logger.warning(
+                "Redis lock %s expired while held (this process stalled for more than "
+                "lock_timeout=%.0fs); another process may have fetched a token too",
+                redis_lock.name,
+                self.lock_timeout,
+            )
+        except self._errors as exc:
+            # The token is already in hand; the lock's TTL frees the key soon.
+            logger.debug(
+                "Redis lock %s not released (%s); it expires by itself", redis_lock.name, exc
+            )
+
+
+class _Attempt:
+    """One try at a lock from a worker thread, safe against the task's cancellation.
+
+    A cancelled task does not stop its thread, which may still win the lock:
+    whichever of the two comes second hands the lock back, so the fleet never
+    waits for the TTL of a lock nobody holds.
+    """
+
+    def __init__(self, cache: RedisTokenCache, redis_lock: Any) -> None:
+        self._cache = cache
+        self._lock = redis_lock
+        self._guard = threading.Lock()
+        self._won = False
+        self._abandoned = False
+
+    def run(self) -> bool:
+        with self._cache._translate("lock"):
+            won = bool(self._lock.acquire(blocking=False))
+        with self._guard:
+            if not self._abandoned:
+                self._won = won
+                return won
+        if won:
+            self._cache._release(self._lock)
+        return False
+
+    def abandon(self) -> None:
+        with self._guard:
+            self._abandoned = True
+            won = self._won
+        if won:  # a thread: releasing is a network call, not for the event loop
+            threading.Thread(target=self._cache._release, args=(self._lock,), daemon=True).start()
+
+
+class _Heartbeat:
+    """Renews a held lock's TTL every third of ``lock_timeout`` until stopped."""
+
+    def __init__(self, redis_lock: Any, cache: RedisTokenCache) -> None:
+        self._lock = redis_lock
+        self._cache = cache
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="hoxton-auth-redis-lock", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._cache.lock_timeout / 3):
+            try:
+                self._lock.reacquire()
+            except self._cache._not_owned:
+                return  # lost it; release() says so
+            except self._cache._errors:
+                continue  # a Redis hiccup: the TTL still runs, try again next beat
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
