@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -288,3 +289,51 @@ def test_import_does_not_load_the_cli_or_login_machinery() -> None:
     )
 
     assert result.stdout.strip() == "[]", result.stderr
+
+
+# -- the README's "Try it offline" ----------------------------------------------------------
+
+
+def test_offline_readme_commands() -> None:
+    """`python -m hoxton_auth.testing serve`, then `hoxton-auth token` with its variables.
+
+    The README uses --port 8765; a free port keeps parallel runs apart.
+    """
+    server = subprocess.Popen(
+        [sys.executable, "-m", "hoxton_auth.testing", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()  # the server prints it once it listens
+        found = re.search(r" on (http://127\.0\.0\.1:\d+) ", banner)
+        assert found, banner
+        env = {
+            "HOXTON_AUTH_DOMAIN": found.group(1),
+            "HOXTON_CLIENT_ID": "test-client",
+            "HOXTON_CLIENT_SECRET": "test-secret",
+        }
+        result = run("token", env=env, module=False)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(".") == 2  # one JWT
+    assert server.returncode == 0
+
+
+def test_the_test_server_names_the_extra_it_needs() -> None:
+    code = (
+        "import sys; sys.modules['cryptography'] = None; "  # as if it were not installed
+        "from hoxton_auth.testing.__main__ import main; sys.exit(main(['serve', '--port', '0']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 1
+    assert 'pip install "hoxton-auth[testing]"' in result.stderr
+    assert "Traceback" not in result.stderr

@@ -58,7 +58,8 @@ def serve(args: argparse.Namespace, *, stop: threading.Event, out: TextIO) -> in
     """Run the server until `stop` is set; write the banner to `out`.
 
     Returns:
-        The process exit status: 0, or 1 if the port cannot be bound.
+        The process exit status: 0, or 1 if the port cannot be bound or
+        `cryptography` is missing.
     """
     server = AuthServer(
         args.host, args.port, token_lifetime=args.token_lifetime, token_delay=args.delay
@@ -67,6 +68,9 @@ def serve(args: argparse.Namespace, *, stop: threading.Event, out: TextIO) -> in
         server.start()
     except OSError as exc:
         sys.stderr.write(f"cannot listen on {args.host}:{args.port}: {exc}\n")
+        return 1
+    except ImportError as exc:  # cryptography missing: the message names the extra
+        sys.stderr.write(f"{exc}\n")
         return 1
     try:
         out.write(

@@ -47,8 +47,18 @@ class SigningKey:
 
     @classmethod
     def generate(cls) -> SigningKey:
-        """Make a fresh 2048-bit key; `kid` is its RFC 7638 thumbprint."""
-        from cryptography.hazmat.primitives.asymmetric import rsa
+        """Make a fresh 2048-bit key; `kid` is its RFC 7638 thumbprint.
+
+        Raises:
+            ImportError: `cryptography` is missing; the message says how to get it.
+        """
+        try:
+            from cryptography.hazmat.primitives.asymmetric import rsa
+        except ImportError as exc:  # an optional dependency: say which extra brings it
+            raise ImportError(
+                "the hoxton_auth.testing server signs its tokens with the cryptography "
+                'package, which is not installed: pip install "hoxton-auth[testing]"'
+            ) from exc
 
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         numbers = private_key.public_key().public_numbers()
