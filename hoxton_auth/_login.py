@@ -160,18 +160,24 @@ class _CallbackServer(ThreadingHTTPServer):
 
 
 def _open_browser(url: str, open_browser: bool, timeout: float) -> None:
-    opened = False
-    if open_browser:
+    # The URL is printed first in every case: a browser may "open" on a
+    # display the user cannot see (ssh, a container), and a console browser
+    # from $BROWSER blocks until it exits.
+    if not open_browser:
+        sys.stderr.write(f"Open this URL in a browser to log in:\n\n    {url}\n\n")
+    else:
+        sys.stderr.write(
+            f"Opening the login page in your browser; if it does not open, visit:\n\n    {url}\n\n"
+        )
+        sys.stderr.flush()
         try:
-            # webbrowser honours $BROWSER; a console browser blocks until it exits.
-            opened = webbrowser.open(url)
+            opened = webbrowser.open(url)  # honours $BROWSER
         except webbrowser.Error as exc:
             logger.debug("no browser: %s", exc)
-    if opened:
-        hint = "Your browser has been opened to log in. If it did not open, visit:"
-    else:
-        hint = "Open this URL in a browser to log in:"
-    sys.stderr.write(f"{hint}\n\n    {url}\n\nWaiting up to {timeout:g}s for the login...\n")
+            opened = False
+        if not opened:
+            sys.stderr.write("No browser could be opened: open the URL above yourself.\n")
+    sys.stderr.write(f"Waiting up to {timeout:g}s for the login...\n")
     sys.stderr.flush()
 
 

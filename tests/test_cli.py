@@ -27,7 +27,8 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI with this interpreter; the environment is the test's plus ``env``."""
     full_env = {**os.environ, **(env or {})}
-    full_env.pop("DISPLAY", None)  # no real browser, whatever the machine has
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "TERM"):  # webbrowser finds no real browser
+        full_env.pop(name, None)
     command = [sys.executable, "-m", "hoxton_auth"] if module else [str(CONSOLE_SCRIPT)]
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=full_env, timeout=120
@@ -237,6 +238,28 @@ def test_login_failures_are_clean(public: dict[str, str]) -> None:
     assert_clean_failure(timed_out)
     assert "Open this URL in a browser" in timed_out.stderr
     assert "/authorize?response_type=code" in timed_out.stderr
+
+
+def test_logout_of_machine_tokens_forgets_them(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    assert run("token", env=m2m).returncode == 0
+
+    result = run("logout", env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    assert "Logged out" in result.stderr
+    assert hoxton_auth_server.revoke_requests == []  # no refresh token to revoke
+    assert "0 entries" in run("status", env=m2m).stdout
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="webbrowser always finds the macOS browser")
+def test_login_when_no_browser_can_be_opened(public: dict[str, str]) -> None:
+    result = run("login", "--timeout", "0.2", env={**public, "FAKE_BROWSER_MODE": "fail"})
+
+    assert_clean_failure(result)
+    assert "No browser could be opened" in result.stderr
+    assert "/authorize?response_type=code" in result.stderr
 
 
 def test_logout_without_a_login() -> None:
