@@ -54,6 +54,11 @@ logger = logging.getLogger("hoxton_auth")
 INSTALL_HINT = 'RedisTokenCache needs redis-py: pip install "hoxton-auth[redis]"'
 FORMAT_VERSION = 1
 DEFAULT_LOCK_TIMEOUT = 15.0
+# An entry whose token is spent (expired, or dropped by invalidate()) still
+# lingers this long rather than vanish at once: what the writer noted in its
+# meta, such as a failed fetch (issue 5), must reach the processes that were
+# waiting on the lock for it. Nobody uses its token: it is not fresh.
+STALE_ENTRY_TTL = 60.0
 # A Redis command takes well under a millisecond; a server that has not
 # answered in 2 s is in trouble, and the caller is waiting for a token.
 DEFAULT_SOCKET_TIMEOUT = 2.0
@@ -206,8 +211,8 @@ class RedisTokenCache(TokenCache):
         return None if raw is None else self._parse(key, raw)
 
     def store(self, key: str, entry: CacheEntry) -> None:
-        """Save ``entry`` with a TTL: the token's remaining life, or
-        ``refresh_token_ttl`` when it holds a refresh token.
+        """Save ``entry`` with a TTL: the token's remaining life (at least
+        ``STALE_ENTRY_TTL``), or ``refresh_token_ttl`` when it holds a refresh token.
 
         Raises:
             CacheUnavailableError: Redis cannot be reached.
@@ -217,16 +222,13 @@ class RedisTokenCache(TokenCache):
             {"version": FORMAT_VERSION, "meta": dict(entry.meta), "token": entry.token.to_dict()}
         )
         with self._translate("write"):
-            if ttl <= 0:  # nothing in it can be used any more
-                self.client.delete(self._entry_key(key))
-            else:
-                self.client.set(self._entry_key(key), payload, px=max(1, math.ceil(ttl * 1000)))
+            self.client.set(self._entry_key(key), payload, px=math.ceil(ttl * 1000))
 
     def _ttl(self, token: Token, now: float) -> float:
         remaining = token.expires_at - now
         if token.refresh_token:
             return max(remaining, self.refresh_token_ttl)
-        return remaining
+        return max(remaining, STALE_ENTRY_TTL)
 
     def delete(self, key: str) -> None:
         """Forget ``key``.
