@@ -167,7 +167,7 @@ class FileTokenCache(TokenCache):
             return {}
         except OSError as exc:
             self._warn_once(
-                None, "token cache %s cannot be read (%s); using it as empty", self.path, exc
+                None, "token cache %s cannot be read (%s); using it as empty", self.path, str(exc)
             )
             return {}
         tag = (info.st_ino, info.st_mtime_ns, info.st_size)
@@ -177,13 +177,9 @@ class FileTokenCache(TokenCache):
         except ValueError:
             kept = _salvage(text)
             problem = "is empty" if not text.strip() else "is not valid JSON"
-            self._warn_once(
-                tag,
-                "token cache %s %s; kept its %d readable entries, the next write repairs it",
-                self.path,
-                problem,
-                len(kept),
-            )
+            if kept:
+                problem += f" (its {len(kept)} complete entries are kept)"
+            self._warn_once(tag, "token cache %s %s; the next write repairs it", self.path, problem)
             return kept
         if not isinstance(document, dict) or not isinstance(document.get("entries"), dict):
             self._warn_once(
@@ -222,7 +218,9 @@ class FileTokenCache(TokenCache):
             meta = {str(k): str(v) for k, v in raw["meta"].items()}
             return CacheEntry(Token.from_dict(raw.get("token")), meta)
         except TokenFormatError as exc:
-            self._warn_once(None, "token cache %s: entry %s skipped: %s", self.path, key[:8], exc)
+            self._warn_once(
+                None, "token cache %s: entry %s skipped: %s", self.path, key[:8], str(exc)
+            )
             return None
 
     # -- writing (under the lock) ------------------------------------------

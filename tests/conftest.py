@@ -6,7 +6,7 @@ token cache, and no test sees another's tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +64,41 @@ def fake_browser_command(tmp_path: Path) -> Path:
     command.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{script}" "$@"\n', encoding="utf-8")
     command.chmod(0o755)
     return command
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory nobody can create files in, root included.
+
+    Mode 0500 for ordinary users; root ignores permission bits, so for root the
+    directory gets the immutable attribute (``chattr +i``) instead. Skips when
+    neither works (root without ``chattr`` or its capability).
+    """
+    import os
+    import shutil
+    import subprocess
+
+    directory = tmp_path / "read-only"
+    directory.mkdir()
+    chattr = shutil.which("chattr")
+    immutable = os.geteuid() == 0
+    if immutable:
+        if chattr is None or subprocess.run([chattr, "+i", str(directory)]).returncode:
+            pytest.skip("root needs chattr +i for a read-only directory")
+    else:
+        directory.chmod(0o500)
+    try:
+        probe = directory / "probe"
+        try:
+            probe.touch()
+        except OSError:
+            pass
+        else:
+            probe.unlink()
+            pytest.skip("could not make a read-only directory here")
+        yield directory
+    finally:
+        if immutable:
+            subprocess.run([str(chattr), "-i", str(directory)], check=True)
+        else:
+            directory.chmod(0o700)

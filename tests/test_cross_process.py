@@ -1,0 +1,372 @@
+"""The shared file cache across real processes (issue 3).
+
+Every other process is a fresh interpreter running ``tests/_worker.py``; the
+token server runs in this process and counts what it receives. Workers are
+released together: each prints ``ready`` and blocks on a line from stdin, and
+the test writes that line to all of them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import random
+import select
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import pytest
+
+from hoxton_auth import CacheEntry, CacheError, FileTokenCache, HoxtonAuth
+from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+
+WORKER = Path(__file__).with_name("_worker.py")
+# A safety net against a hung worker, never a measurement: far longer than any run.
+SILENCE_LIMIT = 120.0
+# A real identity provider answers in about this long (DESIGN.md): shorter
+# delays would hide the races a herd runs into in production.
+TOKEN_DELAY = 0.1
+
+
+def digest(secret: str | None) -> str | None:
+    """The same short hash the worker reports."""
+    return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+class Worker:
+    """One ``tests/_worker.py`` process, spoken to line by line."""
+
+    def __init__(self, command: str, args: dict[str, Any]) -> None:
+        # Closed in close(): it must outlive this method.
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, str(WORKER), command, json.dumps(args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self._buffer = b""
+
+    def read(self) -> Any:
+        """The next JSON line the worker writes."""
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + SILENCE_LIMIT
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(remaining, 0.0))
+            if not ready:
+                pytest.fail(f"worker silent for {SILENCE_LIMIT}s:\n{self.stderr()}")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                pytest.fail(f"worker exited with {self.proc.wait()}:\n{self.stderr()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def expect(self, message: str) -> None:
+        """Wait for ``message`` (a readiness word) from the worker."""
+        assert self.read() == message
+
+    def send(self, line: str) -> None:
+        """Write one line to the worker's stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup code runs in the worker, no lock is released by it."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def finish(self) -> int:
+        """Wait for a normal exit and return the exit code."""
+        return self.proc.wait(timeout=SILENCE_LIMIT)
+
+    def stderr(self) -> str:
+        """What the worker wrote to stderr (tracebacks, warnings)."""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def close(self) -> None:
+        """Kill if still running and close every pipe."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._stderr.close()
+
+
+Spawn = Callable[[str, "dict[str, Any]"], Worker]
+
+
+@pytest.fixture
+def spawn() -> Iterator[Spawn]:
+    """Start workers; every one is killed and reaped after the test."""
+    workers: list[Worker] = []
+
+    def start(command: str, args: dict[str, Any]) -> Worker:
+        worker = Worker(command, args)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.close()
+
+
+@pytest.fixture
+def server() -> Iterator[AuthServer]:
+    """A local Auth0-compatible server with a realistic token delay."""
+    with AuthServer(token_delay=TOKEN_DELAY) as running:
+        yield running
+
+
+def herd_args(server: AuthServer, cache_path: Path, **extra: Any) -> dict[str, Any]:
+    """Arguments of the ``herd`` command for the default confidential client."""
+    return {
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "domain": server.domain,
+        "api_url": server.api_url,
+        "cache": str(cache_path),
+        **extra,
+    }
+
+
+def release_together(workers: list[Worker]) -> list[dict[str, Any]]:
+    """Wait until all are ready, release them at once, collect their results."""
+    for worker in workers:
+        worker.expect("ready")
+    released_at = repr(time.time())
+    for worker in workers:
+        worker.send(released_at)
+    results = [worker.read() for worker in workers]
+    for worker in workers:
+        assert worker.finish() == 0, worker.stderr()
+    return results
+
+
+@pytest.mark.slow
+def test_32_processes_on_an_empty_cache_make_one_token_request(
+    server: AuthServer, isolated_cache: Path, spawn: Spawn
+) -> None:
+    workers = [spawn("herd", herd_args(server, isolated_cache)) for _ in range(32)]
+
+    results = release_together(workers)
+
+    assert server.count() == 1
+    assert [result["status"] for result in results] == [200] * 32
+    assert len({result["access"] for result in results}) == 1
+
+
+@pytest.mark.slow
+def test_8_processes_with_an_expired_token_make_one_refresh_request(
+    server: AuthServer, isolated_cache: Path, spawn: Spawn
+) -> None:
+    # An earlier run left the cache with a rotated refresh token; every worker
+    # is still given the original one, as a cron job's configuration would.
+    original = server.mint_refresh_token()
+    cache = FileTokenCache(isolated_cache)
+    seeder = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        refresh_token=original,
+        domain=server.domain,
+        cache=cache,
+    )
+    seeder.get_token()
+    key = seeder._manager.key
+    expire_access_token(cache, key)
+    rotated = refresh_token_in(cache, key)
+    assert rotated != original
+    server.token_requests.clear()
+    workers = [
+        spawn("herd", herd_args(server, isolated_cache, refresh_token=original)) for _ in range(8)
+    ]
+
+    results = release_together(workers)
+
+    assert server.count() == 1
+    assert server.token_requests[0]["refresh_token"] == rotated
+    assert server.reuse_detected == 0
+    newest = refresh_token_in(cache, key)
+    assert newest not in (original, rotated)
+    assert [result["status"] for result in results] == [200] * 8
+    assert {result["refresh"] for result in results} == {digest(newest)}
+    # The family lives on: the next renewal uses the newest refresh token.
+    expire_access_token(cache, key)
+    later = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        refresh_token=original,
+        domain=server.domain,
+        cache=cache,
+    )
+    later.get_token()
+    assert server.token_requests[-1]["refresh_token"] == newest
+    assert server.reuse_detected == 0
+
+
+def expire_access_token(cache: FileTokenCache, key: str) -> None:
+    """Make the cached access token look expired, as after a night's sleep."""
+    entry = cache.load(key)
+    assert entry is not None
+    token = dataclasses.replace(entry.token, expires_at=time.time() - 1)
+    with cache.lock(key, timeout=10):
+        cache.store(key, CacheEntry(token, entry.meta))
+
+
+def refresh_token_in(cache: FileTokenCache, key: str) -> str:
+    """The refresh token the cache holds for ``key``."""
+    entry = cache.load(key)
+    assert entry is not None
+    assert entry.token.refresh_token is not None
+    return entry.token.refresh_token
+
+
+@pytest.mark.slow
+def test_a_lock_holder_killed_by_sigkill_does_not_block_the_others(
+    server: AuthServer, isolated_cache: Path, spawn: Spawn
+) -> None:
+    holder = spawn("hold", {"cache": str(isolated_cache)})
+    holder.expect("locked")
+    # A long wait: were the lock not freed by the kernel, these would time out
+    # and each fetch a token of its own, which the count below would show.
+    args = herd_args(server, isolated_cache, lock_wait_timeout=SILENCE_LIMIT / 2)
+    waiters = [spawn("herd", args) for _ in range(3)]
+    for waiter in waiters:
+        waiter.expect("ready")
+    for waiter in waiters:
+        waiter.send(repr(time.time()))
+
+    holder.kill()
+
+    results = [waiter.read() for waiter in waiters]
+    assert [result["status"] for result in results] == [200] * 3
+    assert server.count() == 1
+
+
+def test_a_stuck_lock_holder_gives_repeatable_grants_a_token_without_the_cache(
+    server: AuthServer,
+    isolated_cache: Path,
+    spawn: Spawn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder = spawn("hold", {"cache": str(isolated_cache)})
+    holder.expect("locked")
+    cache = FileTokenCache(isolated_cache, lock_wait_timeout=0.2)
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=cache)
+
+    with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
+        token = auth.get_token()
+
+    assert token
+    assert server.count("client_credentials") == 1
+    assert any(
+        str(cache.lock_path) in r.getMessage() and "without the cache" in r.getMessage()
+        for r in caplog.records
+    )
+    assert cache.entries() == {}  # nothing written without the lock
+    holder.send("release")
+    holder.expect("released")
+
+
+def test_a_stuck_lock_holder_never_makes_us_refresh_without_the_lock(
+    server: AuthServer, isolated_cache: Path, spawn: Spawn
+) -> None:
+    refresh_token = server.mint_refresh_token()
+    holder = spawn("hold", {"cache": str(isolated_cache)})
+    holder.expect("locked")
+    cache = FileTokenCache(isolated_cache, lock_wait_timeout=0.2)
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID, refresh_token=refresh_token, domain=server.domain, cache=cache
+    )
+
+    with pytest.raises(CacheError) as raised:
+        auth.get_token()
+
+    assert str(cache.lock_path) in str(raised.value)
+    assert "refresh" in str(raised.value)
+    assert refresh_token not in str(raised.value)
+    assert server.count() == 0
+    with pytest.raises(CacheError, match=str(cache.lock_path)):
+        asyncio.run(auth.aget_token())
+    assert server.count() == 0
+    holder.send("release")
+    holder.expect("released")
+
+
+def test_httpx_async_client_waits_for_the_lock_without_blocking_the_loop(
+    server: AuthServer,
+    isolated_cache: Path,
+    spawn: Spawn,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    holder = spawn("hold", {"cache": str(isolated_cache)})
+    holder.expect("locked")
+    # Long enough that a loop blocked in the wait would show: the ticker below
+    # could not run, the holder would never be released, and the wait would
+    # end in a timeout and a lockless fetch, with its warning.
+    cache = FileTokenCache(isolated_cache, lock_wait_timeout=30)
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=cache)
+    ticks_needed = 20
+
+    async def scenario() -> tuple[int, int]:
+        async with httpx.AsyncClient(auth=auth) as client:
+            call = asyncio.create_task(client.get(server.api_url))
+            ticks = 0
+            while not call.done():
+                await asyncio.sleep(0.005)
+                ticks += 1
+                if ticks == ticks_needed:
+                    holder.send("release")  # only a running loop gets here
+            response = await call
+        return ticks, response.status_code
+
+    with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
+        ticks, status = asyncio.run(scenario())
+
+    assert status == 200
+    assert ticks >= ticks_needed
+    holder.expect("released")
+    assert server.count() == 1
+    assert not caplog.records
+    assert len(cache.entries()) == 1  # fetched under the lock, so it was stored
+
+
+@pytest.mark.slow
+def test_the_cache_file_always_parses_when_a_writer_is_killed_at_random_moments(
+    isolated_cache: Path, spawn: Spawn, caplog: pytest.LogCaptureFixture
+) -> None:
+    rng = random.Random(3)  # noqa: S311  test randomness, not cryptography
+    reads = 0
+    for _ in range(10):
+        writer = spawn("write", {"cache": str(isolated_cache)})
+        writer.expect("writing")
+        # Reading while the writer runs is the random delay, and proves that
+        # readers never see a torn file either.
+        for _ in range(rng.randrange(1, 60)):
+            json.loads(isolated_cache.read_bytes())
+            reads += 1
+        writer.kill()
+
+        document = json.loads(isolated_cache.read_bytes())
+        assert document["version"] == 1
+        with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
+            assert len(FileTokenCache(isolated_cache).entries()) == len(document["entries"])
+        assert not caplog.records
+    assert reads >= 10

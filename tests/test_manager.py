@@ -1,0 +1,479 @@
+"""How the token manager uses its cache: hot path, single flight, invalidate, logout.
+
+Real files, a real local token server, real locks. Where a test must see what
+the manager asks of its cache, it uses a ``FileTokenCache`` subclass that
+counts calls (or acts as another process at a precise moment) and otherwise
+does exactly what a ``FileTokenCache`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import requests
+
+from hoxton_auth import (
+    CacheEntry,
+    FileTokenCache,
+    HoxtonAuth,
+    MemoryTokenCache,
+    Token,
+    TokenCache,
+)
+from hoxton_auth._manager import LOCK_MARGIN
+from hoxton_auth.testing import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_PASSWORD,
+    DEFAULT_USERNAME,
+    AuthServer,
+)
+
+
+class CountingCache(FileTokenCache):
+    """A ``FileTokenCache`` that counts every call the manager makes to it."""
+
+    def __init__(self, path: Path, **kwargs: float) -> None:
+        super().__init__(path, **kwargs)
+        self.calls: collections.Counter[str] = collections.Counter()
+
+    def load(self, key: str) -> CacheEntry | None:
+        self.calls["load"] += 1
+        return super().load(key)
+
+    def store(self, key: str, entry: CacheEntry) -> None:
+        self.calls["store"] += 1
+        super().store(key, entry)
+
+    def delete(self, key: str) -> None:
+        self.calls["delete"] += 1
+        super().delete(key)
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
+        self.calls["lock"] += 1
+        with super().lock(key, timeout):
+            yield
+
+    @contextlib.asynccontextmanager
+    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
+        self.calls["alock"] += 1
+        async with super().alock(key, timeout):
+            yield
+
+
+@pytest.fixture
+def server() -> Iterator[AuthServer]:
+    """A local Auth0-compatible server."""
+    with AuthServer() as running:
+        yield running
+
+
+@pytest.fixture
+def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """caplog at WARNING for the package logger."""
+    caplog.set_level(logging.WARNING, logger="hoxton_auth")
+    return caplog
+
+
+def machine_auth(server: AuthServer, cache: TokenCache | Path | None) -> HoxtonAuth:
+    """A client-credentials auth object on ``server``."""
+    return HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=cache)
+
+
+def user_auth(server: AuthServer, cache: TokenCache | Path | None) -> HoxtonAuth:
+    """A password-grant auth object that gets a refresh token too."""
+    return HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        scope="openid offline_access",
+        domain=server.domain,
+        cache=cache,
+    )
+
+
+def cached_token(cache: FileTokenCache, auth: HoxtonAuth) -> Token:
+    """The token the file holds for ``auth``, read by an independent reader."""
+    entry = FileTokenCache(cache.path).load(auth._manager.key)
+    assert entry is not None
+    return entry.token
+
+
+# -- the hot path --------------------------------------------------------------------
+
+
+def test_hot_path_makes_no_call_to_the_cache(server: AuthServer, isolated_cache: Path) -> None:
+    cache = CountingCache(isolated_cache)
+    auth = machine_auth(server, cache)
+    first = auth.get_token()
+    after_first = dict(cache.calls)
+
+    for _ in range(100):
+        assert auth.get_token() == first
+    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    with httpx.Client(auth=auth) as client:
+        assert client.get(server.api_url).status_code == 200
+    assert asyncio.run(auth.aget_token()) == first
+
+    assert dict(cache.calls) == after_first
+    assert server.count() == 1
+
+
+def test_hot_path_never_touches_the_file_system(
+    server: AuthServer, isolated_cache: Path, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    auth = machine_auth(server, isolated_cache)
+    first = auth.get_token()
+    # Any open, stat, lock or write from now on fails, warns or refetches:
+    # the cache directory is gone and a plain file stands in its place.
+    shutil.rmtree(isolated_cache.parent)
+    isolated_cache.parent.write_text("not a directory")
+
+    for _ in range(50):
+        assert auth.get_token() == first
+    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+
+    assert server.count() == 1
+    assert not warnings_log.records
+    assert isolated_cache.parent.read_text() == "not a directory"
+
+
+# -- single flight within the cache ----------------------------------------------------
+
+
+def test_a_fresh_token_in_the_file_is_used_without_the_lock(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    machine_auth(server, isolated_cache).get_token()  # "another process" filled the cache
+    cache = CountingCache(isolated_cache)
+
+    token = machine_auth(server, cache).get_token()
+
+    assert cache.calls == {"load": 1}
+    assert server.count() == 1
+    assert token == cached_token(cache, machine_auth(server, cache)).access_token
+
+
+def test_a_token_near_expiry_is_renewed_under_the_lock(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    first_auth = machine_auth(server, isolated_cache)
+    first = first_auth.get_token()
+    file_cache = FileTokenCache(isolated_cache)
+    key = first_auth._manager.key
+    entry = file_cache.load(key)
+    assert entry is not None
+    # A day-long token with 30 s left, inside the default 60 s leeway.
+    now = time.time()
+    soon = dataclasses.replace(entry.token, expires_at=now + 30, obtained_at=now - 86370)
+    with file_cache.lock(key, timeout=1):
+        file_cache.store(key, CacheEntry(soon, entry.meta))
+    cache = CountingCache(isolated_cache)
+
+    renewed = machine_auth(server, cache).get_token()
+
+    assert renewed != first
+    assert cache.calls["lock"] == 1
+    assert cache.calls["store"] == 1
+    assert server.count() == 2
+
+
+class LateFiller(FileTokenCache):
+    """Plays another process that stores a token just before we get the lock."""
+
+    def __init__(self, path: Path, entry: CacheEntry) -> None:
+        super().__init__(path)
+        self.pending: CacheEntry | None = entry
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
+        with super().lock(key, timeout):
+            if self.pending is not None:
+                self.store(key, self.pending)
+                self.pending = None
+            yield
+
+
+def test_the_cache_is_read_again_after_taking_the_lock(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    now = time.time()
+    theirs = Token(access_token="from-another-process", expires_at=now + 3600, obtained_at=now)
+    cache = LateFiller(isolated_cache, CacheEntry(theirs, {}))
+
+    token = machine_auth(server, cache).get_token()
+
+    assert token == "from-another-process"
+    assert server.count() == 0
+
+
+class ReleaseWitness(FileTokenCache):
+    """Records, at each lock release, what another reader finds in the file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.seen_at_release: list[dict[str, CacheEntry]] = []
+
+    @contextlib.contextmanager
+    def lock(self, key: str, timeout: float) -> Iterator[None]:
+        with super().lock(key, timeout):
+            yield
+            self.seen_at_release.append(FileTokenCache(self.path).entries())
+
+
+def test_the_token_is_in_the_file_before_the_lock_is_released(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    cache = ReleaseWitness(isolated_cache)
+    auth = machine_auth(server, cache)
+
+    token = auth.get_token()
+
+    [seen] = cache.seen_at_release
+    assert seen[auth._manager.key].token.access_token == token
+
+
+def test_the_lock_wait_defaults_to_the_fetch_deadline_plus_a_margin(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        domain=server.domain,
+        timeout=7,
+        retry_deadline=20,
+    )
+    quick = machine_auth(server, FileTokenCache(isolated_cache, lock_wait_timeout=0.5))
+
+    assert auth._manager._lock_timeout == 20 + 7 + LOCK_MARGIN
+    assert quick._manager._lock_timeout == 0.5
+
+
+def test_a_stuck_lock_makes_a_password_grant_skip_the_cached_refresh_token(
+    server: AuthServer, isolated_cache: Path, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    user_auth(server, isolated_cache).get_token()  # the cache now holds a refresh token
+    holder = FileTokenCache(isolated_cache)  # its own lock file handle: as another process
+    cache = FileTokenCache(isolated_cache, lock_wait_timeout=0.05)
+    auth = user_auth(server, cache)
+    key = auth._manager.key
+    expired = dataclasses.replace(cached_token(cache, auth), expires_at=time.time() - 1)
+    with holder.lock(key, timeout=1):
+        holder.store(key, CacheEntry(expired, {}))
+
+        token = auth.get_token()
+
+    assert token
+    assert [r["grant_type"] for r in server.token_requests] == ["password", "password"]
+    assert server.reuse_detected == 0
+    assert "without the cache" in warnings_log.records[0].getMessage()
+
+
+# -- a MemoryTokenCache is shared like a file -----------------------------------------------
+
+
+def test_a_memory_cache_is_shared_by_the_auth_objects_given_it(server: AuthServer) -> None:
+    shared = MemoryTokenCache()
+
+    first = machine_auth(server, shared).get_token()
+    second = machine_auth(server, shared).get_token()
+
+    assert first == second
+    assert server.count() == 1
+    assert machine_auth(server, None).get_token() != first  # cache=None: its own memory
+
+
+# -- damaged and read-only locations -------------------------------------------------------
+
+
+def test_a_damaged_file_costs_one_token_request_and_is_repaired(
+    server: AuthServer, isolated_cache: Path, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    isolated_cache.parent.mkdir(parents=True)
+    isolated_cache.write_text('{"version": 1, "entries": {"abc')
+    isolated_cache.chmod(0o600)
+    auth = machine_auth(server, isolated_cache)
+
+    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+
+    assert server.count() == 1
+    assert len(warnings_log.records) == 1
+    assert "not valid JSON" in warnings_log.records[0].getMessage()
+    assert len(FileTokenCache(isolated_cache).entries()) == 1
+
+
+def test_a_read_only_location_falls_back_to_memory_with_one_warning(
+    server: AuthServer, read_only_dir: Path, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    path = read_only_dir / "tokens.json"
+    auth = machine_auth(server, path)
+
+    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    auth.invalidate()
+    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    other = machine_auth(server, path)
+    assert requests.get(server.api_url, auth=other, timeout=30).status_code == 200
+
+    assert len(warnings_log.records) == 1, [r.getMessage() for r in warnings_log.records]
+    assert str(read_only_dir) in warnings_log.records[0].getMessage()
+    assert "memory" in warnings_log.records[0].getMessage()
+    assert list(read_only_dir.iterdir()) == []
+
+
+# -- invalidate and logout ----------------------------------------------------------------
+
+
+def test_invalidate_drops_the_token_from_memory_and_from_the_file(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = machine_auth(server, isolated_cache)
+    rejected = auth.get_token()
+
+    auth.invalidate()
+
+    assert FileTokenCache(isolated_cache).entries() == {}  # no refresh token: nothing kept
+    # Another process does not reuse it: it fetches a new one.
+    replacement = machine_auth(server, isolated_cache).get_token()
+    assert replacement != rejected
+    # And this object, its memory cleared, takes the replacement from the file.
+    assert auth.get_token() == replacement
+    assert server.count() == 2
+
+
+def test_invalidate_keeps_the_refresh_token(server: AuthServer, isolated_cache: Path) -> None:
+    auth = user_auth(server, isolated_cache)
+    rejected = auth.get_token()
+    cache = FileTokenCache(isolated_cache)
+    refresh_token = cached_token(cache, auth).refresh_token
+
+    auth.invalidate()
+
+    left = cached_token(cache, auth)
+    assert left.access_token == ""
+    assert left.refresh_token == refresh_token
+    assert auth.get_token() != rejected
+    assert [r["grant_type"] for r in server.token_requests] == ["password", "refresh_token"]
+
+
+def test_invalidating_an_old_token_keeps_a_newer_one_from_another_process(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = machine_auth(server, isolated_cache)
+    old = auth.get_token()
+    auth.invalidate()
+    newer = machine_auth(server, isolated_cache).get_token()  # another process
+    cache = CountingCache(isolated_cache)
+    late = machine_auth(server, cache)
+
+    late._manager.invalidate(old)
+
+    assert cache.calls["lock"] == 0  # seen without the lock: nothing to do
+    assert cached_token(cache, late).access_token == newer
+
+
+def test_a_401_replaces_the_token_in_the_file_too(server: AuthServer, isolated_cache: Path) -> None:
+    auth = machine_auth(server, isolated_cache)
+    revoked = auth.get_token()
+    server.revoke_access_tokens()
+
+    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+
+    fresh = cached_token(FileTokenCache(isolated_cache), auth).access_token
+    assert fresh not in ("", revoked)
+    assert server.count() == 2
+
+
+def test_async_invalidate_after_a_401_replaces_the_token_in_the_file(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = machine_auth(server, isolated_cache)
+
+    async def scenario() -> int:
+        async with httpx.AsyncClient(auth=auth) as client:
+            await client.get(server.api_url)
+            server.revoke_access_tokens()
+            return (await client.get(server.api_url)).status_code
+
+    assert asyncio.run(scenario()) == 200
+    assert server.count() == 2
+    fresh = cached_token(FileTokenCache(isolated_cache), auth).access_token
+    assert fresh == auth.get_token()
+
+
+def test_logout_revokes_the_refresh_token_and_removes_the_entry(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = user_auth(server, isolated_cache)
+    auth.get_token()
+    cache = FileTokenCache(isolated_cache)
+    refresh_token = cached_token(cache, auth).refresh_token
+    keep = machine_auth(server, isolated_cache)
+    keep.get_token()
+
+    auth.logout()
+
+    assert [r.get("token") for r in server.revoke_requests] == [refresh_token]
+    assert set(cache.entries()) == {keep._manager.key}  # only this identity's entry went
+    auth.get_token()  # logged out here: a new password grant, not a cached token
+    assert [r["grant_type"] for r in server.token_requests] == [
+        "password",
+        "client_credentials",
+        "password",
+    ]
+
+
+def test_logout_without_a_refresh_token_only_removes_the_entry(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = machine_auth(server, isolated_cache)
+    auth.get_token()
+
+    auth.logout()
+
+    assert server.revoke_requests == []
+    assert FileTokenCache(isolated_cache).entries() == {}
+
+
+# -- asyncio ---------------------------------------------------------------------------------
+
+
+class AsyncCountingCache(CountingCache):
+    """Counts the async calls too (they run the sync ones in threads)."""
+
+    async def aload(self, key: str) -> CacheEntry | None:
+        self.calls["aload"] += 1
+        return await super().aload(key)
+
+
+def test_async_path_reads_locks_and_stores_like_the_sync_one(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    cache = AsyncCountingCache(isolated_cache)
+    auth = machine_auth(server, cache)
+
+    async def scenario() -> tuple[str, str]:
+        first = await auth.aget_token()
+        calls = dict(cache.calls)
+        second = await auth.aget_token()
+        assert dict(cache.calls) == calls  # hot path: nothing
+        return first, second
+
+    first, second = asyncio.run(scenario())
+
+    assert first == second
+    assert cache.calls["alock"] == 1
+    assert cache.calls["lock"] == 0  # the async lock, never the blocking one
+    assert cached_token(cache, auth).access_token == first
+    assert server.count() == 1
