@@ -13,6 +13,10 @@ the lock is released. Refreshing always uses the cache's refresh token, the
 newest, never one remembered in memory: a rotated refresh token used twice
 makes Auth0 revoke the whole family.
 
+A fetch that fails after its retries leaves a note in the entry's meta, and
+callers that were waiting for it raise its error instead of retrying in turn
+(``_failures.py``, issue 5).
+
 A lock that is not released in time (a stuck holder, STYLE section 5) never
 hangs us: a grant that is safe to repeat fetches without the cache, with a
 warning; anything that would refresh raises ``CacheLockTimeoutError`` (a
@@ -22,6 +26,7 @@ warning; anything that would refresh raises ``CacheLockTimeoutError`` (a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -38,6 +43,8 @@ from ._cache import (
     TokenCache,
 )
 from ._config import ClientConfig
+from ._errors import CacheError, HoxtonAuthError
+from ._failures import FAILURE_META, failure_note, shared_failure
 from ._flow import (
     Backoff,
     Flow,
@@ -153,37 +160,46 @@ class TokenManager:
         token = self.cached_access_token()
         if token is not None:
             return token
+        since = time.time()  # a fetch that fails after this is the one we waited for
         with self._thread_lock:
             token = self.cached_access_token()
             if token is not None:
                 return token
-            return self._remember(self._renew(send))
+            return self._remember(self._renew(send, since))
 
-    def _renew(self, send: SyncTransport) -> Token:
+    def _renew(self, send: SyncTransport, since: float) -> Token:
         token = self._fresh(self._peek())
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
         try:
             with self.cache.lock(self.key, self._lock_timeout):
-                return self._renew_locked(send)
+                return self._renew_locked(send, since)
         except CacheUnavailableError as exc:
             if self.cache.transient:
                 self._check_safe_without_cache(exc)
                 return drive(self._obtain_flow(None), send)
             self._fall_back_to_memory(exc)  # a memory cache is always available
-            return self._renew(send)
+            return self._renew(send, since)
         except CacheLockTimeoutError as exc:
             return self._renew_without_lock(send, exc)
 
-    def _renew_locked(self, send: SyncTransport) -> Token:
+    def _renew_locked(self, send: SyncTransport, since: float) -> Token:
         entry = self.cache.load(self.key)
         fresh = self._fresh(entry)
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
             return fresh
+        self._raise_shared_failure(entry, since)
         logger.debug("cache miss: %s", self._describe())
-        token = drive(self._obtain_flow(entry), send)
+        try:
+            token = drive(self._obtain_flow(entry), send)
+        except HoxtonAuthError as exc:
+            noted = self._with_failure_note(entry, exc)
+            if noted is not None:
+                with contextlib.suppress(CacheError):  # the fetch's error matters more
+                    self._store(noted)
+            raise
         self._store(CacheEntry(token, self._meta))
         return token
 
@@ -259,37 +275,46 @@ class TokenManager:
         token = self.cached_access_token()
         if token is not None:
             return token
+        since = time.time()  # a fetch that fails after this is the one we waited for
         async with self._loop_lock():
             token = self.cached_access_token()
             if token is not None:
                 return token
-            return self._remember(await self._arenew(send))
+            return self._remember(await self._arenew(send, since))
 
-    async def _arenew(self, send: AsyncTransport) -> Token:
+    async def _arenew(self, send: AsyncTransport, since: float) -> Token:
         token = self._fresh(await self._apeek())
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
         try:
             async with self.cache.alock(self.key, self._lock_timeout):
-                return await self._arenew_locked(send)
+                return await self._arenew_locked(send, since)
         except CacheUnavailableError as exc:
             if self.cache.transient:
                 self._check_safe_without_cache(exc)
                 return await adrive(self._obtain_flow(None), send)
             self._fall_back_to_memory(exc)  # a memory cache is always available
-            return await self._arenew(send)
+            return await self._arenew(send, since)
         except CacheLockTimeoutError as exc:
             return await self._arenew_without_lock(send, exc)
 
-    async def _arenew_locked(self, send: AsyncTransport) -> Token:
+    async def _arenew_locked(self, send: AsyncTransport, since: float) -> Token:
         entry = await self.cache.aload(self.key)
         fresh = self._fresh(entry)
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
             return fresh
+        self._raise_shared_failure(entry, since)
         logger.debug("cache miss: %s", self._describe())
-        token = await adrive(self._obtain_flow(entry), send)
+        try:
+            token = await adrive(self._obtain_flow(entry), send)
+        except HoxtonAuthError as exc:
+            noted = self._with_failure_note(entry, exc)
+            if noted is not None:
+                with contextlib.suppress(CacheError):  # the fetch's error matters more
+                    await self._astore(noted)
+            raise
         await self._astore(CacheEntry(token, self._meta))
         return token
 
@@ -330,6 +355,24 @@ class TokenManager:
             # An authorization code is single-use: whatever happens now, never send it again.
             self._grant = None
         return obtain_token(self.config, plan, time.time(), self._rng)
+
+    def _raise_shared_failure(self, entry: CacheEntry | None, since: float) -> None:
+        """Raise the error of the fetch this call waited for, if that fetch failed."""
+        failure = shared_failure(entry.meta, since) if entry is not None else None
+        if failure is not None:
+            logger.debug("the fetch this call waited for failed: %s", self._describe())
+            raise failure
+
+    def _with_failure_note(self, entry: CacheEntry | None, exc: Exception) -> CacheEntry | None:
+        """``entry`` (tokens untouched) plus a note of ``exc`` for the callers waiting."""
+        now = time.time()
+        note = failure_note(exc, now)
+        if note is None:
+            return None
+        if entry is None:  # nothing cached yet: an entry with no access token (is_fresh: no),
+            # dated now so that a cache does not prune it as long dead
+            return CacheEntry(Token("", now, now), {**self._meta, FAILURE_META: note})
+        return CacheEntry(entry.token, {**entry.meta, FAILURE_META: note})
 
     def _peek(self) -> CacheEntry | None:
         """The cache's entry, read without its lock (the lock is for misses only)."""

@@ -1,0 +1,89 @@
+"""Sharing a failed fetch with the callers that waited for it (issue 5).
+
+While one process (or thread) fetches a token, the others wanting the same
+cache entry wait on the cache lock. If the fetch succeeds they find its
+token. If it fails after all its retries, say because the token endpoint is
+down, each waiter used to start its own round of retries in turn: N waiters,
+N times the requests, and the last one waiting N times the retry deadline
+(long enough for the later ones to time out on the lock). Instead the holder
+writes a note of its failure into the cache entry's ``meta``, and a caller
+that started waiting before that note was written raises the same error at
+once. A caller that arrives after the failure tries again: the endpoint may
+be back.
+
+Only "the endpoint is in trouble" failures are shared (network failures,
+429 and 5xx after retries): a refusal such as ``invalid_grant`` costs one
+request, not a round of retries.
+
+Pure functions: no I/O, no clock (callers pass times).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, Union
+
+from ._errors import TokenEndpointUnreachableError, TokenRequestError
+
+__all__ = ["FAILURE_META", "failure_note", "shared_failure"]
+
+FAILURE_META = "last_failure"  # the meta field holding the note (JSON, no secret)
+
+SharedError = Union[TokenEndpointUnreachableError, TokenRequestError]
+
+
+def failure_note(error: Exception, now: float) -> str | None:
+    """The note to store for ``error``, or ``None`` if it is not worth sharing.
+
+    The message is the error's own, which never holds a secret.
+    """
+    if isinstance(error, TokenEndpointUnreachableError):
+        note: dict[str, Any] = {"kind": "unreachable"}
+    elif isinstance(error, TokenRequestError) and (
+        error.status_code == 429 or error.status_code >= 500
+    ):
+        note = {
+            "kind": "refused",
+            "status_code": error.status_code,
+            "error": error.error,
+            "error_description": error.error_description,
+        }
+    else:
+        return None
+    note.update(at=now, message=str(error), url=error.url, attempts=error.attempts)
+    return json.dumps(note, sort_keys=True)
+
+
+def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:
+    """The error of a fetch that failed after ``since``, rebuilt from ``meta``.
+
+    ``None`` when there is no note, it is older than ``since``, or it cannot
+    be read (a note is advice: a damaged one means "fetch yourself").
+    """
+    raw = meta.get(FAILURE_META)
+    if not raw:
+        return None
+    try:
+        note = json.loads(raw)
+        at, message = float(note["at"]), str(note["message"])
+        url, attempts = str(note["url"]), int(note["attempts"])
+        if not math.isfinite(at) or at < since:
+            return None
+        message += " (this call waited for that fetch, made by another process or thread)"
+        if note["kind"] == "unreachable":
+            return TokenEndpointUnreachableError(message, url=url, attempts=attempts)
+        if note["kind"] == "refused":
+            error, description = note.get("error"), note.get("error_description")
+            return TokenRequestError(
+                message,
+                status_code=int(note["status_code"]),
+                error=error if isinstance(error, str) else None,
+                error_description=description if isinstance(description, str) else None,
+                url=url,
+                attempts=attempts,
+            )
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+        return None
+    return None

@@ -1,0 +1,649 @@
+"""Issue 5: the token endpoint fails, answers garbage or rate-limits: ride it out or fail clearly.
+
+Every test runs against a real local server (``fault_server.FaultServer``)
+that misbehaves on cue, through the real transports (requests, httpx, httpx
+async). Backoff is made tiny through ``ClientConfig`` so retries are fast;
+``Retry-After`` waits are real and checked by when the server saw requests
+arrive (a lower bound, which a slow machine cannot break).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import requests
+from fault_server import FaultServer, Reply, closed_port, error_reply, token_body
+
+from hoxton_auth import (
+    HoxtonAuth,
+    HoxtonAuthError,
+    InvalidGrantError,
+    LoginRequiredError,
+    TokenEndpointUnreachableError,
+    TokenRequestError,
+)
+from hoxton_auth._cache import MemoryTokenCache, cache_key
+from hoxton_auth._config import ClientConfig
+from hoxton_auth._failures import FAILURE_META, failure_note, shared_failure
+from hoxton_auth._flow import (
+    Backoff,
+    TokenRequest,
+    TokenResponse,
+    TransportFailure,
+    request_token,
+)
+from hoxton_auth._grants import ClientCredentials, Grant
+from hoxton_auth._httpx import asend_with_httpx, send_with_httpx
+from hoxton_auth._manager import TokenManager
+from hoxton_auth._requests import send_with_requests
+
+CLIENT_ID = "reliability-client"
+SECRET = "reliability-client-secret-7f3a9c"
+REFRESH = "reliability-refresh-token-51d0e8"
+
+Fetch = Callable[[TokenManager], str]
+
+
+def _fetch_requests(manager: TokenManager) -> str:
+    return manager.get_token(send_with_requests)
+
+
+def _fetch_httpx(manager: TokenManager) -> str:
+    return manager.get_token(send_with_httpx)
+
+
+def _fetch_httpx_async(manager: TokenManager) -> str:
+    return asyncio.run(manager.aget_token(asend_with_httpx))
+
+
+TRANSPORTS = pytest.mark.parametrize(
+    "fetch",
+    [_fetch_requests, _fetch_httpx, _fetch_httpx_async],
+    ids=["requests", "httpx", "httpx-async"],
+)
+TIMEOUT_ERRORS: dict[Fetch, tuple[type[BaseException], ...]] = {
+    _fetch_requests: (requests.Timeout,),
+    _fetch_httpx: (httpx.TimeoutException,),
+    _fetch_httpx_async: (httpx.TimeoutException,),
+}
+REFUSED_ERRORS: dict[Fetch, tuple[type[BaseException], ...]] = {
+    _fetch_requests: (requests.ConnectionError,),
+    _fetch_httpx: (httpx.ConnectError,),
+    _fetch_httpx_async: (httpx.ConnectError,),
+}
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    """A started scripted token endpoint."""
+    with FaultServer() as running:
+        yield running
+
+
+def make_manager(
+    domain: str, *, grant: Grant | None = None, seed: str | None = None, **settings: Any
+) -> TokenManager:
+    """A token manager with fast backoff (what ``HoxtonAuth`` builds, minus the adapters)."""
+    options: dict[str, Any] = {
+        "timeout": 5.0,
+        "retry_deadline": 30.0,
+        "max_attempts": 5,
+        "backoff_base": 0.01,
+        "backoff_cap": 0.02,
+    }
+    options.update(settings)
+    config = ClientConfig(CLIENT_ID, SECRET, domain=domain, **options)
+    if grant is None and seed is None:
+        grant = ClientCredentials()
+    meta = {"token_url": config.token_url, "client_id": CLIENT_ID}
+    return TokenManager(config, grant, MemoryTokenCache(), cache_key(domain), meta, seed)
+
+
+def assert_clear(message: str, *parts: str) -> None:
+    """Every part is in the message, and no secret is."""
+    for part in parts:
+        assert part in message, (part, message)
+    for secret in (SECRET, REFRESH):
+        assert secret not in message
+
+
+def seeded() -> random.Random:
+    return random.Random(0)  # noqa: S311  backoff jitter, not cryptography
+
+
+def claims(token: str) -> dict[str, Any]:
+    decoded: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return decoded
+
+
+# -- riding it out -----------------------------------------------------------
+
+
+@TRANSPORTS
+def test_503s_then_success_gives_the_token(server: FaultServer, fetch: Fetch) -> None:
+    server.queue(*[error_reply(503, "temporarily_unavailable", "Try later")] * 3)
+
+    token = fetch(make_manager(server.domain))
+
+    assert claims(token)["sub"] == "fault-client@clients"
+    assert server.count == 4
+    assert all(a.form["grant_type"] == "client_credentials" for a in server.arrivals)
+
+
+@TRANSPORTS
+def test_5xx_of_every_shape_then_success(server: FaultServer, fetch: Fetch) -> None:
+    html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+    server.queue(
+        Reply(502, html, {"Content-Type": "text/html"}),
+        Reply(500, b"Internal Server Error", {"Content-Type": "text/plain"}),
+        Reply(504, b""),
+        Reply(520, b"origin error"),
+        Reply(408, b""),
+    )
+
+    fetch(make_manager(server.domain, max_attempts=6))
+
+    assert server.count == 6
+
+
+@TRANSPORTS
+def test_truncated_body_is_a_network_failure_and_is_retried(
+    server: FaultServer, fetch: Fetch
+) -> None:
+    server.queue(Reply(mode="truncate"), Reply(mode="truncate"))
+
+    token = fetch(make_manager(server.domain))
+
+    assert claims(token)["exp"] > time.time()
+    assert server.count == 3
+
+
+@TRANSPORTS
+def test_hang_up_without_an_answer_is_retried(server: FaultServer, fetch: Fetch) -> None:
+    server.queue(Reply(mode="disconnect"), Reply(mode="disconnect"))
+
+    fetch(make_manager(server.domain))
+
+    assert server.count == 3
+
+
+@TRANSPORTS
+def test_429_retry_after_seconds_is_honoured(server: FaultServer, fetch: Fetch) -> None:
+    server.queue(error_reply(429, "too_many_requests", "Slow down", **{"Retry-After": "1"}))
+
+    fetch(make_manager(server.domain))
+
+    first, second = server.arrivals
+    # The client waited at least Retry-After after the 429 arrived, so the
+    # retry reached the server at least 1 s after the first request did.
+    assert second.monotonic - first.monotonic >= 1.0
+
+
+def test_429_retry_after_http_date_is_honoured(server: FaultServer) -> None:
+    not_before = float(int(time.time()) + 2)  # an HTTP-date has whole seconds
+    date = email.utils.formatdate(not_before, usegmt=True)
+    server.queue(Reply(429, b"{}", {"Retry-After": date}))
+
+    _fetch_requests(make_manager(server.domain))
+
+    _, second = server.arrivals
+    assert second.wall >= not_before
+
+
+def test_retry_after_beyond_the_deadline_fails_at_once(server: FaultServer) -> None:
+    server.queue(error_reply(429, "too_many_requests", "Quota used up", **{"Retry-After": "3600"}))
+
+    with pytest.raises(TokenRequestError) as caught:
+        _fetch_requests(make_manager(server.domain, retry_deadline=30.0))
+
+    assert server.count == 1
+    assert caught.value.status_code == 429
+    assert caught.value.error == "too_many_requests"
+    assert_clear(
+        str(caught.value),
+        "too_many_requests: Quota used up",
+        "HTTP 429",
+        server.token_url,
+        "1 attempt",
+        "Retry-After 3600s would pass the 30s retry_deadline",
+    )
+
+
+def test_hoxton_auth_retries_with_its_default_backoff(server: FaultServer) -> None:
+    server.queue(error_reply(503, "temporarily_unavailable", "Try later"))
+    auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, cache=None)
+
+    token = auth.get_token()
+
+    assert claims(token)["sub"] == "fault-client@clients"
+    assert server.count == 2
+
+
+# -- failing clearly --------------------------------------------------------------
+
+
+@TRANSPORTS
+def test_503_until_max_attempts_says_everything(server: FaultServer, fetch: Fetch) -> None:
+    server.default = error_reply(503, "temporarily_unavailable", "The tenant is being upgraded")
+
+    with pytest.raises(TokenRequestError) as caught:
+        fetch(make_manager(server.domain, max_attempts=4))
+
+    error = caught.value
+    assert server.count == 4
+    assert (error.status_code, error.error, error.attempts) == (503, "temporarily_unavailable", 4)
+    assert error.error_description == "The tenant is being upgraded"
+    assert error.url == server.token_url
+    assert_clear(
+        str(error),
+        "temporarily_unavailable: The tenant is being upgraded",
+        "HTTP 503",
+        server.token_url,
+        "4 attempts",
+        "max_attempts=4",
+    )
+
+
+def test_the_deadline_stops_retries(server: FaultServer) -> None:
+    server.default = error_reply(503, "temporarily_unavailable", "Down")
+    manager = make_manager(
+        server.domain, retry_deadline=0.5, max_attempts=1000, backoff_base=0.1, backoff_cap=0.2
+    )
+
+    with pytest.raises(TokenRequestError) as caught:
+        _fetch_requests(manager)
+
+    assert 1 <= caught.value.attempts < 1000
+    assert caught.value.attempts == server.count
+    assert_clear(str(caught.value), "would pass the 0.5s retry_deadline", "HTTP 503")
+
+
+@TRANSPORTS
+def test_slow_endpoint_beyond_timeout(server: FaultServer, fetch: Fetch) -> None:
+    server.default = Reply(delay=30.0)  # woken when the server stops
+
+    with pytest.raises(TokenEndpointUnreachableError) as caught:
+        fetch(make_manager(server.domain, timeout=0.3, max_attempts=2))
+
+    error = caught.value
+    assert error.attempts == 2
+    assert isinstance(error.__cause__, TIMEOUT_ERRORS[fetch])
+    assert isinstance(error, HoxtonAuthError)
+    assert server.wait_for(2)
+    assert_clear(str(error), server.token_url, "after 2 attempts", "max_attempts=2")
+
+
+@TRANSPORTS
+def test_connection_refused(fetch: Fetch) -> None:
+    domain = f"http://127.0.0.1:{closed_port()}"
+
+    with pytest.raises(TokenEndpointUnreachableError) as caught:
+        fetch(make_manager(domain, max_attempts=3))
+
+    error = caught.value
+    assert (error.attempts, error.url) == (3, domain + "/oauth/token")
+    assert isinstance(error.__cause__, REFUSED_ERRORS[fetch])
+    assert_clear(str(error), domain + "/oauth/token", "after 3 attempts")
+
+
+CLIENT_ERRORS = [
+    (400, "invalid_request", "Missing required parameter: audience"),
+    (400, "invalid_scope", "Scope not allowed"),
+    (401, "invalid_client", "Client authentication failed"),
+    (403, "access_denied", "Unauthorized"),
+    (403, "unauthorized_client", "Grant type not allowed for this client"),
+]
+
+
+@TRANSPORTS
+@pytest.mark.parametrize(("status", "code", "description"), CLIENT_ERRORS)
+def test_client_errors_are_never_retried(
+    server: FaultServer, fetch: Fetch, status: int, code: str, description: str
+) -> None:
+    # The server echoes the secret back: the message must mask it.
+    server.default = error_reply(status, code, f"{description} (client_secret={SECRET})")
+
+    with pytest.raises(TokenRequestError) as caught:
+        fetch(make_manager(server.domain))
+
+    error = caught.value
+    assert server.count == 1
+    assert (error.status_code, error.error, error.attempts) == (status, code, 1)
+    assert error.error_description == f"{description} (client_secret=***)"
+    assert_clear(
+        str(error), f"{code}: {description}", f"HTTP {status}", server.token_url, "1 attempt"
+    )
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 501, 505])
+def test_other_final_statuses_are_not_retried(server: FaultServer, status: int) -> None:
+    server.default = Reply(
+        status, b"<html><title>Nope</title></html>", {"Content-Type": "text/html"}
+    )
+
+    with pytest.raises(TokenRequestError) as caught:
+        _fetch_requests(make_manager(server.domain))
+
+    assert server.count == 1
+    assert caught.value.status_code == status
+    assert caught.value.error is None
+    assert_clear(str(caught.value), f"HTTP {status}", "text/html", "Nope", server.token_url)
+
+
+def test_invalid_grant_is_final_and_says_so(server: FaultServer) -> None:
+    server.default = error_reply(403, "invalid_grant", "Wrong email or password.")
+
+    with pytest.raises(InvalidGrantError) as caught:
+        _fetch_requests(make_manager(server.domain))
+
+    assert server.count == 1
+    assert str(caught.value).startswith("invalid_grant: Wrong email or password. (HTTP 403)")
+
+
+def test_rejected_refresh_token_means_log_in_again(server: FaultServer) -> None:
+    server.default = error_reply(
+        403, "invalid_grant", f"Unknown or invalid refresh token {REFRESH}"
+    )
+
+    with pytest.raises(LoginRequiredError) as caught:
+        _fetch_requests(make_manager(server.domain, seed=REFRESH))
+
+    assert server.count == 1
+    assert server.arrivals[0].form["refresh_token"] == REFRESH
+    assert_clear(str(caught.value), "invalid_grant", "HTTP 403", "log in again")
+
+
+def test_html_error_page_after_retries(server: FaultServer) -> None:
+    page = b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head></html>"
+    server.default = Reply(503, page, {"Content-Type": "text/html; charset=utf-8"})
+
+    with pytest.raises(TokenRequestError) as caught:
+        _fetch_requests(make_manager(server.domain, max_attempts=2))
+
+    assert caught.value.error is None
+    assert_clear(
+        str(caught.value),
+        "HTTP 503",
+        "text/html",
+        "503 Service Unavailable",
+        server.token_url,
+        "2 attempts",
+    )
+
+
+# -- malformed 2xx answers: never retried, always a TokenRequestError -------------
+
+ACCESS_TOKEN_FRAGMENT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ0cnVuY2F0ZWQifQ"
+GARBAGE_200 = {
+    "empty": b"",
+    "text": b"OK",
+    "html": b"<html><body>Welcome to the hotel wifi</body></html>",
+    "cut-json": b'{"access_token": "' + ACCESS_TOKEN_FRAGMENT.encode(),
+    "list": b"[1, 2, 3]",
+    "string": b'"token"',
+    "no-access-token": b'{"token_type": "Bearer", "expires_in": 3600}',
+    "mac-token": b'{"access_token": "abc", "token_type": "mac"}',
+    "number-token": b'{"access_token": 12345}',
+    "header-injection": b'{"access_token": "abc\\r\\nX-Evil: 1"}',
+    "deep": b"[" * 100_000,
+    "huge": b'{"access_token": "' + b"a" * (2 * 1024 * 1024) + b'"}',
+    "latin-1": b'{"access_token": "caf\xe9"}',
+}
+
+
+@TRANSPORTS
+@pytest.mark.parametrize("body", GARBAGE_200.values(), ids=GARBAGE_200.keys())
+def test_garbage_200_is_a_clear_error(server: FaultServer, fetch: Fetch, body: bytes) -> None:
+    server.default = Reply(200, body)
+
+    with pytest.raises(TokenRequestError) as caught:
+        fetch(make_manager(server.domain))
+
+    assert server.count == 1
+    assert caught.value.status_code == 200
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__ or caught.value.__context__ is None
+    assert_clear(str(caught.value), server.token_url, "HTTP 200", "1 attempt")
+    assert ACCESS_TOKEN_FRAGMENT not in str(caught.value)
+
+
+USABLE_200 = {
+    "expires-in-string": {"expires_in": "3600"},
+    "expires-in-negative": {"expires_in": -5},
+    "expires-in-absurd": {"expires_in": 10**30},
+    "expires-in-huge-int": {"expires_in": 10**400},
+    "expires-in-null": {"expires_in": None},
+    "lower-case-bearer": {"token_type": "bearer"},
+    "unknown-fields": {"x-extra": [1, {"a": None}]},
+}
+
+
+@pytest.mark.parametrize("extra", USABLE_200.values(), ids=USABLE_200.keys())
+def test_odd_but_usable_answers_give_a_token(server: FaultServer, extra: dict[str, Any]) -> None:
+    data = json.loads(token_body())
+    data.update(extra)
+    server.default = Reply(200, json.dumps(data).encode())
+
+    token = _fetch_requests(make_manager(server.domain))
+
+    assert token == data["access_token"]
+
+
+# -- the flow's own arithmetic --------------------------------------------------------
+
+
+def test_a_retry_never_outlives_the_deadline() -> None:
+    config = ClientConfig(CLIENT_ID, SECRET, timeout=30.0, retry_deadline=60.0, backoff_cap=0.1)
+    flow = request_token(config, ClientCredentials(), 1060.0, seeded())
+
+    first = next(flow)
+    assert isinstance(first, TokenRequest)
+    assert first.timeout == 30.0
+    backoff = flow.send(TransportFailure(OSError("refused"), 1040.0))
+    assert isinstance(backoff, Backoff)
+    retry = flow.send(1050.0)  # 10 s left before the deadline
+    assert isinstance(retry, TokenRequest)
+    assert retry.timeout == 10.0
+    backoff = flow.send(TokenResponse(503, b"", {}, 1059.0))
+    assert isinstance(backoff, Backoff)
+    last = flow.send(1059.6)  # almost no time left: a short try, not a zero timeout
+    assert isinstance(last, TokenRequest)
+    assert last.timeout == 1.0
+
+
+@pytest.mark.parametrize(
+    "value", ["\xb2", "1.5", "-1", "soon", "Wed, 99 Foo 2024 00:00:00 GMT", "Mon, 01 Jan 10000"]
+)
+def test_unusable_retry_after_falls_back_to_backoff(value: str) -> None:
+    config = ClientConfig(CLIENT_ID, SECRET, backoff_base=0.5, backoff_cap=0.5)
+    flow = request_token(config, ClientCredentials(), 1000.0, seeded())
+    next(flow)
+
+    backoff = flow.send(TokenResponse(429, b"", {"retry-after": value}, 0.0))
+
+    assert isinstance(backoff, Backoff)
+    assert 0.0 <= backoff.delay <= 0.5
+
+
+def test_huge_retry_after_gives_up_without_overflow() -> None:
+    config = ClientConfig(CLIENT_ID, SECRET)
+    flow = request_token(config, ClientCredentials(), 1000.0, seeded())
+    next(flow)
+
+    with pytest.raises(TokenRequestError, match="would pass"):
+        flow.send(TokenResponse(503, b"", {"retry-after": "9" * 400}, 0.0))
+
+
+# -- many processes, one backing-off fetch ------------------------------------------
+
+CHILD = """
+import hashlib, sys
+from hoxton_auth import HoxtonAuth
+
+auth = HoxtonAuth(
+    "reliability-client", sys.argv[2], domain=sys.argv[1], timeout=5, retry_deadline=20
+)
+print("ready", flush=True)
+token = auth.get_token()
+print(hashlib.sha256(token.encode()).hexdigest(), flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_waiting_on_a_backing_off_fetch_do_not_hammer(server: FaultServer) -> None:
+    """8 processes, one shared file cache: the server sees one request per attempt."""
+    release = threading.Event()
+    busy = error_reply(503, "temporarily_unavailable", "Busy", **{"Retry-After": "1"})
+    # The first request is held until every process is about to ask for a
+    # token, so all of them are queued on the cache lock while the one that
+    # got there first backs off (twice, at least 1 s each), then succeeds.
+    body = token_body()
+    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release), busy, Reply(200, body))
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, server.domain, SECRET],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ.copy(),
+        )
+        for _ in range(8)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        release.set()
+        results = [child.communicate(timeout=60) for child in children]
+    finally:
+        release.set()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+
+    errors = [err for _, err in results if err.strip()]
+    assert [child.returncode for child in children] == [0] * 8, errors
+    issued = hashlib.sha256(json.loads(body)["access_token"].encode()).hexdigest()
+    # Every process got the one token that was fetched...
+    assert [out.strip() for out, _ in results] == [issued] * 8
+    # ...with one request per attempt (503, 503, 200), not one per process.
+    assert server.count == 3
+    first, second, third = server.arrivals
+    assert second.monotonic - first.monotonic >= 1.0
+    assert third.monotonic - second.monotonic >= 1.0
+
+
+FAILING_CHILD = """
+import sys
+from hoxton_auth import HoxtonAuth, TokenRequestError
+
+auth = HoxtonAuth(
+    "reliability-client", sys.argv[2], domain=sys.argv[1], timeout=5, retry_deadline=20,
+    max_attempts=2,
+)
+print("ready", flush=True)
+try:
+    auth.get_token()
+except TokenRequestError as exc:
+    print(exc.status_code, exc.error, "waited" if "waited for that fetch" in str(exc) else "own")
+"""
+
+
+@pytest.mark.slow
+def test_processes_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -> None:
+    """The endpoint stays down: waiters get the holder's error, not a round of retries each."""
+    release = threading.Event()
+    busy = error_reply(503, "temporarily_unavailable", "Down", **{"Retry-After": "1"})
+    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release))
+    server.default = busy
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", FAILING_CHILD, server.domain, SECRET],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        release.set()
+        results = [child.communicate(timeout=60) for child in children]
+    finally:
+        release.set()
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+
+    assert [child.returncode for child in children] == [0] * 8, [err for _, err in results]
+    lines = sorted(out.strip() for out, _ in results)
+    # One process made the fetch (2 attempts); the 7 that waited got its error.
+    assert lines == ["503 temporarily_unavailable own"] + ["503 temporarily_unavailable waited"] * 7
+    assert server.count == 2
+
+    # A call that starts after the failure tries again: the endpoint may be back.
+    server.default = Reply()
+    auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, max_attempts=2)
+    assert claims(auth.get_token())["sub"] == "fault-client@clients"
+    assert server.count == 3
+
+
+def test_failure_notes_are_only_for_trouble_and_only_for_waiters() -> None:
+    url = "https://auth.example/oauth/token"
+    down = TokenEndpointUnreachableError("could not reach it", url=url, attempts=5)
+    busy = TokenRequestError("busy", status_code=503, error="e", url=url, attempts=3)
+    limited = TokenRequestError("slow down", status_code=429, url=url, attempts=2)
+    refused = InvalidGrantError("invalid_grant", status_code=403, error="invalid_grant", url=url)
+
+    assert failure_note(refused, 100.0) is None
+    assert failure_note(TokenRequestError("no", status_code=400), 100.0) is None
+    for error in (down, busy, limited):
+        note = failure_note(error, 100.0)
+        assert note is not None
+        shared = shared_failure({FAILURE_META: note}, since=99.0)
+        assert type(shared) is type(error)
+        assert shared is not None
+        assert (shared.url, shared.attempts) == (url, error.attempts)
+        assert str(shared).startswith(str(error))
+        assert shared_failure({FAILURE_META: note}, since=100.5) is None  # came later
+
+    shared = shared_failure({FAILURE_META: failure_note(busy, 100.0) or ""}, since=0.0)
+    assert isinstance(shared, TokenRequestError)
+    assert (shared.status_code, shared.error) == (503, "e")
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        "",
+        "{",
+        "[]",
+        '"x"',
+        "{}",
+        '{"at": "NaN", "message": "m", "url": "u", "attempts": 1}',
+        '{"at": 1e400, "kind": "unreachable", "message": "m", "url": "u", "attempts": 1}',
+        '{"at": 200, "kind": "other", "message": "m", "url": "u", "attempts": 1}',
+        '{"at": 200, "kind": "refused", "message": "m", "url": "u", "attempts": 1}',
+        '{"at": 200, "kind": "refused", "message": "m", "url": "u", "attempts": "x"}',
+    ],
+)
+def test_damaged_failure_notes_are_ignored(note: str) -> None:
+    assert shared_failure({FAILURE_META: note}, since=100.0) is None
