@@ -82,7 +82,11 @@ class RequestsAuth(requests.auth.AuthBase):
             return response
         sent = response.request
         body_position = getattr(sent, "_body_position", None)
-        if sent.body is not None and hasattr(sent.body, "read") and body_position is None:
+        # requests records a position only for streams it can seek back to; any
+        # other stream (a generator, a socket) is spent, and resending it would
+        # send an empty body as if it were the request.
+        rewindable = isinstance(body_position, int) and not isinstance(body_position, bool)
+        if not (sent.body is None or isinstance(sent.body, (bytes, str)) or rewindable):
             logger.debug("401 not retried: the request body is a stream that cannot be rewound")
             return response
         header = sent.headers.get("Authorization", "")
@@ -91,7 +95,7 @@ class RequestsAuth(requests.auth.AuthBase):
         response.content  # noqa: B018  read it all so the connection can be reused
         response.close()
         retry = sent.copy()
-        if body_position is not None:
+        if rewindable:
             rewind_body(retry)
         cookies = retry._cookies  # type: ignore[attr-defined]  # requests keeps the jar private
         extract_cookies_to_jar(cookies, sent, response.raw)  # type: ignore[no-untyped-call]  # stubs

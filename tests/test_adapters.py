@@ -1,0 +1,350 @@
+"""The same cases on every adapter: requests, httpx ``Client`` and httpx ``AsyncClient``.
+
+``AdapterCases`` holds the cases; each subclass only says how to send a
+request with its library (and each way of attaching the auth object that
+library offers). Tokens come from ``hoxton_auth.testing.AuthServer``, whose
+echo API rejects revoked tokens with 401; an API that always answers 401 runs
+on pytest-httpserver so its hits can be counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import socket
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Union
+
+import httpx
+import pytest
+import requests
+from pytest_httpserver import HTTPServer
+from werkzeug import Response
+
+from hoxton_auth import HoxtonAuth, MemoryTokenCache, TokenRequestError
+from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+
+Body = Union[bytes, Path, None]
+
+
+@dataclasses.dataclass
+class Result:
+    status: int
+    content: bytes
+    redirects: int = 0
+
+    def echo(self) -> dict[str, Any]:
+        data = json.loads(self.content)
+        assert isinstance(data, dict)
+        return data
+
+
+class AdapterCases:
+    """Every case, written once. Subclasses implement ``send`` and ``send_many``."""
+
+    #: Ways this library attaches an auth object (client-wide, per request...).
+    modes: ClassVar[tuple[str, ...]] = ()
+
+    def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
+        raise NotImplementedError
+
+    def send_many(self, url: str, auth: HoxtonAuth, count: int) -> list[int]:
+        """Send ``count`` GETs at once (threads or tasks); return their statuses."""
+        raise NotImplementedError
+
+    # -- fixtures ---------------------------------------------------------------------------
+
+    @pytest.fixture
+    def server(self, hoxton_auth_server: AuthServer) -> AuthServer:
+        return hoxton_auth_server
+
+    @pytest.fixture
+    def auth(self, server: AuthServer) -> HoxtonAuth:
+        return HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+
+    @pytest.fixture
+    def always_401(self, httpserver: HTTPServer) -> str:
+        def reject(request: Any) -> Response:
+            body = json.dumps({"error": "invalid_token", "error_description": "nope"})
+            return Response(
+                body,
+                401,
+                {"WWW-Authenticate": 'Bearer error="invalid_token"'},
+                content_type="application/json",
+            )
+
+        httpserver.expect_request("/always401").respond_with_handler(reject)
+        return str(httpserver.url_for("/always401"))
+
+    # -- the header -------------------------------------------------------------------------
+
+    def test_sets_the_bearer_header_in_every_mode(
+        self, server: AuthServer, auth: HoxtonAuth
+    ) -> None:
+        for mode in self.modes:
+            result = self.send("GET", server.api_url + "?q=1", auth, mode)
+            assert result.status == 200, mode
+            assert result.echo()["sub"] == f"{DEFAULT_CLIENT_ID}@clients"
+            assert result.echo()["query"] == "q=1"
+        assert server.count() == 1  # one token for every call and mode
+        assert server.api_requests == len(self.modes)
+
+    def test_opaque_header_value_is_the_token(
+        self, server: AuthServer, auth: HoxtonAuth, httpserver: HTTPServer
+    ) -> None:
+        httpserver.expect_request("/plain").respond_with_data("ok")
+        self.send("GET", httpserver.url_for("/plain"), auth, self.modes[0])
+        (request, _) = httpserver.log[-1]
+        assert request.headers["Authorization"] == f"Bearer {auth.get_token()}"
+
+    # -- 401: renew once, retry once --------------------------------------------------------------
+
+    def test_401_gets_a_new_token_and_retries_once(
+        self, server: AuthServer, auth: HoxtonAuth
+    ) -> None:
+        for mode in self.modes:
+            self.send("GET", server.api_url, auth, mode)
+            server.revoke_access_tokens()
+            api_before = server.api_requests
+            result = self.send("GET", server.api_url, auth, mode)
+            assert result.status == 200, mode
+            assert server.api_requests - api_before == 2, mode  # the 401, then the retry
+        # One new token per revocation, no more.
+        assert server.count() == 1 + len(self.modes)
+
+    def test_401_retry_resends_the_body(self, server: AuthServer, auth: HoxtonAuth) -> None:
+        payload = b'{"name": "sensor-7", "values": [1, 2, 3]}'
+        for mode in self.modes:
+            auth.get_token()
+            server.revoke_access_tokens()
+            result = self.send("POST", server.api_url, auth, mode, payload)
+            assert result.status == 200, mode
+            assert result.echo()["method"] == "POST"
+            assert result.echo()["body"] == payload.decode()
+
+    def test_401_retry_resends_a_file_body(
+        self, server: AuthServer, auth: HoxtonAuth, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "upload.bin"
+        path.write_bytes(b"line one\nline two\n" * 5000)
+        auth.get_token()
+        server.revoke_access_tokens()
+        result = self.send("PUT", server.api_url, auth, self.modes[0], path)
+        assert result.status == 200
+        assert result.echo()["body"] == path.read_text()
+        assert server.count() == 2
+
+    def test_new_token_after_401_is_shared(self, server: AuthServer, auth: HoxtonAuth) -> None:
+        self.send("GET", server.api_url, auth, self.modes[0])
+        server.revoke_access_tokens()
+        self.send("GET", server.api_url, auth, self.modes[0])
+        # A new auth object (another process) finds the renewed token in the cache.
+        other = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+        assert other.get_token() == auth.get_token()
+        assert server.count() == 2
+
+    def test_api_that_always_says_401_is_tried_exactly_twice(
+        self, server: AuthServer, auth: HoxtonAuth, always_401: str, httpserver: HTTPServer
+    ) -> None:
+        result = self.send("POST", always_401, auth, self.modes[0], b"payload")
+        assert result.status == 401  # the API's answer, handed back
+        hits = [request for request, _ in httpserver.log if request.path == "/always401"]
+        assert len(hits) == 2
+        first, second = (r.headers["Authorization"] for r in hits)
+        assert first != second  # the retry carried a new token
+        assert [r.get_data() for r in hits] == [b"payload", b"payload"]
+        assert server.count() == 2
+
+    def test_every_mode_retries_at_most_once(
+        self, server: AuthServer, auth: HoxtonAuth, always_401: str, httpserver: HTTPServer
+    ) -> None:
+        for mode in self.modes:
+            httpserver.clear_log()
+            assert self.send("GET", always_401, auth, mode).status == 401
+            assert len(httpserver.log) == 2, mode
+
+    def test_parallel_401s_fetch_one_new_token(self, server: AuthServer, auth: HoxtonAuth) -> None:
+        server.token_delay = 0.1  # a real identity provider's pace (DESIGN.md)
+        auth.get_token()
+        server.revoke_access_tokens()
+        assert self.send_many(server.api_url, auth, 16) == [200] * 16
+        assert server.count() == 2
+
+    # -- what is not a 401 ---------------------------------------------------------------------
+
+    @pytest.mark.parametrize("status", [200, 204, 400, 403, 404, 500, 503])
+    def test_other_statuses_pass_through_untouched(
+        self, auth: HoxtonAuth, server: AuthServer, httpserver: HTTPServer, status: int
+    ) -> None:
+        httpserver.expect_request("/status").respond_with_data(
+            b"" if status == 204 else b"answer", status
+        )
+        result = self.send("GET", httpserver.url_for("/status"), auth, self.modes[0])
+        assert result.status == status
+        assert len(httpserver.log) == 1
+        assert server.count() == 1
+
+    def test_api_network_errors_are_the_librarys_own(self, auth: HoxtonAuth) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with pytest.raises((requests.ConnectionError, httpx.ConnectError)):
+            self.send("GET", f"http://127.0.0.1:{port}/api", auth, self.modes[0])
+
+    def test_token_errors_surface_from_the_call(self, server: AuthServer) -> None:
+        auth = HoxtonAuth(DEFAULT_CLIENT_ID, "not-the-secret", domain=server.domain, cache=None)
+        with pytest.raises(TokenRequestError) as info:
+            self.send("GET", server.api_url, auth, self.modes[0])
+        assert info.value.error == "invalid_client"
+        assert server.api_requests == 0  # never called the API without a token
+
+    def test_hot_path_makes_no_token_request(self, server: AuthServer) -> None:
+        auth = HoxtonAuth(
+            DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=MemoryTokenCache()
+        )
+        for _ in range(5):
+            assert self.send("GET", server.api_url, auth, self.modes[-1]).status == 200
+        assert server.count() == 1
+
+
+# -- requests ----------------------------------------------------------------------------------
+
+
+def _threads(count: int, call: Any) -> list[int]:
+    barrier = threading.Barrier(count)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            statuses.append(call())
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    return statuses
+
+
+class TestRequests(AdapterCases):
+    modes = ("requests.request", "Session.auth", "Session per-request auth")
+
+    def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
+        with opened(body) as data, requests.Session() as session:
+            if mode == "requests.request":
+                response = requests.request(method, url, auth=auth, data=data, timeout=30)
+            elif mode == "Session.auth":
+                session.auth = auth
+                response = session.request(method, url, data=data, timeout=30)
+            else:
+                response = session.request(method, url, auth=auth, data=data, timeout=30)
+            with response:
+                return Result(response.status_code, response.content, len(response.history))
+
+    def send_many(self, url: str, auth: HoxtonAuth, count: int) -> list[int]:
+        def call() -> int:
+            with requests.get(url, auth=auth, timeout=30) as response:
+                return response.status_code
+
+        return _threads(count, call)
+
+
+def test_requests_401_retry_keeps_the_first_response_in_history(
+    hoxton_auth_server: AuthServer,
+) -> None:
+    server = hoxton_auth_server
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    auth.get_token()
+    server.revoke_access_tokens()
+    with requests.get(server.api_url, auth=auth, timeout=30) as response:
+        assert response.status_code == 200
+        assert [r.status_code for r in response.history] == [401]
+
+
+def test_requests_unrewindable_body_is_not_resent(hoxton_auth_server: AuthServer) -> None:
+    # A generator body is gone once sent: hand back the 401 rather than send nothing.
+    server = hoxton_auth_server
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    auth.get_token()
+    server.revoke_access_tokens()
+
+    def chunks() -> Iterator[bytes]:
+        yield b"one "
+        yield b"two"
+
+    with requests.post(server.api_url, data=chunks(), auth=auth, timeout=30) as response:
+        assert response.status_code == 401
+    assert server.api_requests == 1
+
+
+@contextlib.contextmanager
+def opened(body: Body) -> Iterator[Any]:
+    """A Path body as an open file for the duration of the send; bytes/None as they are."""
+    if not isinstance(body, Path):
+        yield body
+        return
+    with body.open("rb") as file:
+        yield file
+
+
+# -- httpx --------------------------------------------------------------------------------------
+
+
+class TestHttpxClient(AdapterCases):
+    modes = ("Client(auth=)", "per-request auth=")
+
+    def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
+        client_auth = auth if mode == "Client(auth=)" else None
+        with opened(body) as data, httpx.Client(auth=client_auth, timeout=30) as client:
+            if mode == "Client(auth=)":
+                response = client.request(method, url, content=data)
+            else:
+                response = client.request(method, url, content=data, auth=auth)
+            return Result(response.status_code, response.content, len(response.history))
+
+    def send_many(self, url: str, auth: HoxtonAuth, count: int) -> list[int]:
+        with httpx.Client(auth=auth, timeout=30) as client:
+            return _threads(count, lambda: client.get(url).status_code)
+
+
+class TestHttpxAsyncClient(AdapterCases):
+    modes = ("AsyncClient(auth=)", "per-request auth=")
+
+    def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
+        async def main() -> Result:
+            client_auth = auth if mode == "AsyncClient(auth=)" else None
+            content: Any = _aiter_file(body) if isinstance(body, Path) else body
+            async with httpx.AsyncClient(auth=client_auth, timeout=30) as client:
+                if mode == "AsyncClient(auth=)":
+                    response = await client.request(method, url, content=content)
+                else:
+                    response = await client.request(method, url, content=content, auth=auth)
+            return Result(response.status_code, response.content, len(response.history))
+
+        return asyncio.run(main())
+
+    def send_many(self, url: str, auth: HoxtonAuth, count: int) -> list[int]:
+        async def main() -> list[int]:
+            async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+                responses = await asyncio.gather(*(client.get(url) for _ in range(count)))
+            return [r.status_code for r in responses]
+
+        return asyncio.run(main())
+
+
+async def _aiter_file(path: Path) -> AsyncIterator[bytes]:
+    with path.open("rb") as file:
+        while True:
+            chunk = await asyncio.to_thread(file.read, 64 * 1024)
+            if not chunk:
+                return
+            yield chunk
