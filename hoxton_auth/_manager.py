@@ -69,21 +69,22 @@ AsyncTransport = Callable[[TokenRequest], Awaitable[Reply]]
 
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
 # A fleet whose Redis is down would otherwise log the same warning on every
-# renewal of every auth object: once per cache per this many seconds is enough.
+# renewal of every auth object: once per cache location per this many seconds
+# is enough. Keyed by repr (URL and prefix, no password): every auth object
+# built from HOXTON_AUTH_CACHE=redis://... has a cache object of its own.
 UNAVAILABLE_WARNING_INTERVAL = 60.0
-_last_unavailable_warning: weakref.WeakKeyDictionary[TokenCache, float]
-_last_unavailable_warning = weakref.WeakKeyDictionary()
+_last_unavailable_warning: dict[str, float] = {}
 _memory_fallback_warned: set[str] = set()
 
 
 def _warn_unavailable(cache: TokenCache, message: str, *args: object) -> None:
-    """WARNING at most once per interval per cache, DEBUG in between."""
+    """WARNING at most once per interval per cache location, DEBUG in between."""
     now = time.monotonic()
-    last = _last_unavailable_warning.get(cache)
+    last = _last_unavailable_warning.get(repr(cache))
     if last is not None and now - last < UNAVAILABLE_WARNING_INTERVAL:
         logger.debug(message, *args)
         return
-    _last_unavailable_warning[cache] = now
+    _last_unavailable_warning[repr(cache)] = now
     logger.warning(message, *args)
 
 
