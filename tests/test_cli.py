@@ -7,10 +7,13 @@ import os
 import re
 import subprocess
 import sys
+import webbrowser
 from pathlib import Path
 
 import pytest
 
+from hoxton_auth import TokenRequestError
+from hoxton_auth.__main__ import main
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -360,3 +363,89 @@ def test_the_test_server_names_the_extra_it_needs() -> None:
     assert result.returncode == 1
     assert 'pip install "hoxton-auth[testing]"' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- in-process: main() directly (fast, and seen by coverage, which subprocesses are not) --
+
+
+@pytest.fixture
+def in_process_browser(fake_browser_command: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake browser first in webbrowser's list for this process (see test_login)."""
+    monkeypatch.setenv("BROWSER", str(fake_browser_command))
+    monkeypatch.setenv("FAKE_BROWSER_MODE", "follow")
+    browser = webbrowser.GenericBrowser(str(fake_browser_command))
+    webbrowser.register("hoxton-auth-test-browser", None, browser, preferred=True)
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_main_machine_tokens(
+    m2m: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_env(monkeypatch, m2m)
+
+    assert main(["token"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert main(["token", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["access_token"] == token
+    assert main(["status"]) == 0
+    assert "client_credentials" in capsys.readouterr().out
+    assert main(["logout"]) == 0
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["entries"] == []
+
+
+def test_main_login_session(
+    public: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    in_process_browser: None,
+    hoxton_auth_server: AuthServer,
+) -> None:
+    set_env(monkeypatch, public)
+    assert main(["logout"]) == 0  # nothing to log out yet
+
+    assert main(["login", "--localhost"]) == 0
+    assert main(["token"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert main(["token", "--scope", "openid profile offline_access"]) == 0
+    assert capsys.readouterr().out.strip() == token
+    assert main(["status"]) == 0
+    status = capsys.readouterr().out
+    assert "login (user session)" in status
+    assert token not in status
+
+    # Logins with several scopes: the default scope's wins, else --scope must say.
+    assert main(["login", "--scope", "openid offline_access"]) == 0
+    assert main(["token"]) == 0
+    assert capsys.readouterr().out.strip() == token
+    assert main(["logout"]) == 0  # the default scope's login
+    assert main(["token"]) == 0  # the one left, whatever its scope
+    other = capsys.readouterr().out.strip()
+    assert other != token
+    assert main(["login", "--scope", "openid"]) == 0
+    capsys.readouterr()
+    assert main(["token"]) == 2
+    assert "pick one with --scope" in capsys.readouterr().err
+    assert hoxton_auth_server.count("authorization_code") == 3
+
+
+def test_main_errors(
+    m2m: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token"]) == 2
+    assert "HOXTON_CLIENT_ID" in capsys.readouterr().err
+    set_env(monkeypatch, {**m2m, "HOXTON_CLIENT_SECRET": "not-the-secret"})
+    assert main(["token"]) == 1
+    err = capsys.readouterr().err
+    assert "invalid_client" in err
+    assert "not-the-secret" not in err
+    with pytest.raises(TokenRequestError):
+        main(["token", "--debug"])
+    assert main(["login", "--no-browser", "--timeout", "0.1"]) == 1
+    assert "within 0.1s" in capsys.readouterr().err
+    monkeypatch.delenv("HOXTON_CLIENT_ID")
+    assert main(["login"]) == 2
