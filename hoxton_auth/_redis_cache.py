@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import math
@@ -93,6 +94,15 @@ def _safe_url(url: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _describe_client(client: Any) -> str:
+    """``redis client host:port/db`` when the client says, else its type."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or "host" not in kwargs:
+        return f"{type(client).__name__} client"
+    return f"redis client {kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
 class RedisTokenCache(TokenCache):
@@ -163,9 +173,13 @@ class RedisTokenCache(TokenCache):
             )
             self._where = _safe_url(url_or_client)
         else:
+            if inspect.iscoroutinefunction(getattr(url_or_client, "execute_command", None)):
+                raise ConfigError(
+                    "RedisTokenCache needs a blocking client (redis.Redis), not a "
+                    "redis.asyncio one; it serves asyncio through worker threads"
+                )
             self.client = url_or_client
-            kwargs = url_or_client.connection_pool.connection_kwargs
-            self._where = f"redis client {kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+            self._where = _describe_client(url_or_client)
 
     def __repr__(self) -> str:
         return f"RedisTokenCache({self._where!r}, prefix={self.prefix!r})"

@@ -667,7 +667,7 @@ def test_bad_options_are_refused(option: str) -> None:
 def test_a_given_client_is_used_as_is(redis_url: str, prefix: str, raw: redis.Redis) -> None:
     cache = RedisTokenCache(raw, prefix=prefix)
     assert cache.client is raw
-    assert "redis client 127.0.0.1" in repr(cache)
+    assert "redis client 127.0.0.1:" in repr(cache)
     now = time.time()
     cache.store("k", CacheEntry(Token("access", expires_at=now + 60, obtained_at=now), {}))
     assert raw.exists(prefix + "token:k") == 1
@@ -709,3 +709,11 @@ def test_without_redis_py_the_error_says_how_to_install_it() -> None:
         result.stdout.splitlines()
         == ['RedisTokenCache needs redis-py: pip install "hoxton-auth[redis]"'] * 2
     )
+
+
+def test_an_asyncio_client_is_refused() -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0")
+    with pytest.raises(ValueError, match=r"blocking client \(redis.Redis\)"):
+        RedisTokenCache(client)  # type: ignore[arg-type]  # the mistake under test
