@@ -29,6 +29,7 @@ from hoxton_auth import (
     MemoryTokenCache,
     Token,
     TokenCache,
+    TokenEndpointUnreachableError,
 )
 from hoxton_auth._manager import LOCK_MARGIN
 from hoxton_auth.testing import (
@@ -477,3 +478,49 @@ def test_async_path_reads_locks_and_stores_like_the_sync_one(
     assert cache.calls["lock"] == 0  # the async lock, never the blocking one
     assert cached_token(cache, auth).access_token == first
     assert server.count() == 1
+
+
+def test_logout_forgets_the_login_even_when_the_revocation_fails(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        scope="openid offline_access",
+        domain=server.domain,
+        max_attempts=1,
+    )
+    auth.get_token()
+    server.stop()  # the revocation cannot reach it
+
+    with pytest.raises(TokenEndpointUnreachableError):
+        auth.logout()
+
+    assert FileTokenCache(isolated_cache).entries() == {}
+
+
+def test_no_secret_or_token_reaches_the_log(
+    server: AuthServer, isolated_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    auth = user_auth(server, isolated_cache)
+    auth.get_token()
+    token = cached_token(FileTokenCache(isolated_cache), auth)
+    auth.invalidate()
+    auth.get_token()
+    newest = cached_token(FileTokenCache(isolated_cache), auth)
+    auth.logout()
+
+    assert caplog.records
+    for secret in (
+        DEFAULT_CLIENT_SECRET,
+        DEFAULT_PASSWORD,
+        token.access_token,
+        token.refresh_token,
+        newest.access_token,
+        newest.refresh_token,
+    ):
+        assert secret
+        assert secret not in caplog.text
