@@ -45,6 +45,7 @@ from hoxton_auth import (
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
+from hoxton_auth._flow import MAX_RESPONSE_BYTES
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -804,6 +805,7 @@ MALFORMED: dict[str, tuple[int, bytes, str, str]] = {
         "application/json",
         '{"message": "bad"}',
     ),
+    "huge 200": (200, b"[" + b" " * MAX_RESPONSE_BYTES + b"]", "application/json", "larger than"),
 }
 
 

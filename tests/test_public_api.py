@@ -78,6 +78,10 @@ def test_public_classes_are_documented_and_ours(name: str) -> None:
     assert inspect.getdoc(value)
 
 
+def test_default_reads_as_its_name() -> None:
+    assert repr(hoxton_auth.DEFAULT) == "DEFAULT"
+
+
 def test_version() -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+([a-z]+\d+)?", hoxton_auth.__version__)
 
