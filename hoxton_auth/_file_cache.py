@@ -85,7 +85,7 @@ def _salvage(text: str) -> dict[str, Any]:
     for match in _ENTRY_START.finditer(text):
         try:
             value, _ = decoder.raw_decode(text, match.end())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if isinstance(value, dict) and "token" in value:
             found[match.group(1)] = value
@@ -174,7 +174,7 @@ class FileTokenCache(TokenCache):
         text = raw.decode("utf-8", errors="replace")
         try:
             document = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
             kept = _salvage(text)
             problem = "is empty" if not text.strip() else "is not valid JSON"
             if kept:
@@ -189,10 +189,11 @@ class FileTokenCache(TokenCache):
         if document.get("version") != FORMAT_VERSION:
             self._warn_once(
                 tag,
-                "token cache %s has format version %r, this hoxton-auth reads %d; "
+                "token cache %s has format version %s, this hoxton-auth reads %d; "
                 "the next write replaces it",
                 self.path,
-                document.get("version"),
+                # repr, clipped: a string, hashable for _warn_once, one line even for junk
+                repr(document.get("version"))[:40],
                 FORMAT_VERSION,
             )
             return {}

@@ -17,6 +17,7 @@ __all__ = ["Token", "TokenFormatError"]
 # no usable expiry at all is treated as short-lived rather than eternal.
 MAX_LIFETIME = 30 * 24 * 3600.0
 UNKNOWN_LIFETIME = 300.0
+MIN_LIFETIME = 1.0
 MAX_TOKEN_LENGTH = 64 * 1024
 
 
@@ -191,7 +192,9 @@ def _lifetime(access_token: str, expires_in: object, now: float) -> float:
 
     Every estimate available is taken and the shortest wins: ``expires_in``,
     ``exp - iat`` (a duration, immune to clock skew) and ``exp - now`` (only
-    when there is no ``iat``). Estimates that are not positive are ignored.
+    when there is no ``iat``). Estimates under ``MIN_LIFETIME`` are ignored:
+    not positive means already dead by our clock (skew), and a token said to
+    live a fraction of a second would mean a fetch on every API call.
     """
     estimates = []
     seconds = _number(expires_in)
@@ -202,7 +205,7 @@ def _lifetime(access_token: str, expires_in: object, now: float) -> float:
         exp, iat = _number(claims.get("exp")), _number(claims.get("iat"))
         if exp is not None:
             estimates.append(exp - iat if iat is not None else exp - now)
-    usable = [e for e in estimates if e > 0]
+    usable = [e for e in estimates if e >= MIN_LIFETIME]
     if not usable:
         return UNKNOWN_LIFETIME
     return min(min(usable), MAX_LIFETIME)
