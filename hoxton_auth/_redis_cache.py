@@ -6,11 +6,8 @@ identity (token URL, client id, audience, grant, scope, username) under
 ``<prefix>lock:<hash>``: the token manager's double-checked single flight then
 makes one token request, and one refresh request, per expiry for the fleet.
 
-Why the lock is safe against a dead holder: it is a Redis key with a TTL of
-``lock_timeout`` seconds, renewed by a heartbeat thread every third of that
-while the holder is alive. A holder killed mid-fetch stops renewing, so the key
-expires within ``lock_timeout`` and a waiter takes over; a live holder whose
-token request takes longer (retries, a slow tenant) keeps its lock.
+The lock is a lease (``_redis_lock.py``): its key expires ``lock_timeout``
+seconds after a holder dies, and a live holder keeps renewing it.
 
 Why asyncio goes through threads (``asyncio.to_thread``) and not
 ``redis.asyncio``: an asyncio Redis client is bound to the event loop that
@@ -24,13 +21,12 @@ redis-py is imported only when a ``RedisTokenCache`` is created, so
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import inspect
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Union
@@ -43,6 +39,7 @@ from ._cache import (
     TokenCache,
 )
 from ._errors import ConfigError
+from ._redis_lock import RedisLease
 from ._token import Token, TokenFormatError
 
 if TYPE_CHECKING:
@@ -67,7 +64,6 @@ DEFAULT_SOCKET_TIMEOUT = 2.0
 # this long: a black-holed server would otherwise cost every renewal of every
 # auth object its timeouts. A refused connection costs nothing and trips nothing.
 TIMEOUT_COOLDOWN = 10.0
-LOCK_POLL_INTERVAL = 0.05
 # An entry holding a refresh token must outlive its access token: the refresh
 # token is what renews it. Every refresh rewrites the entry and restarts the
 # TTL, so this works like Auth0's *inactivity* lifetime; 400 days (the file
@@ -155,7 +151,6 @@ class RedisTokenCache(TokenCache):
         self._errors: tuple[type[Exception], ...] = (redis_module.RedisError,)
         self._timeouts: tuple[type[Exception], ...] = (redis_module.TimeoutError,)
         self._quiet_until = 0.0  # monotonic time; see TIMEOUT_COOLDOWN
-        self._not_owned: type[Exception] = redis_module.exceptions.LockNotOwnedError
         self._warned: set[str] = set()
         if isinstance(url_or_client, str):
             from redis.backoff import NoBackoff
@@ -288,17 +283,14 @@ class RedisTokenCache(TokenCache):
                 logger.warning("%s", text)
             return None
 
-    # -- locking --------------------------------------------------------------
+    # -- locking (the lease itself is in _redis_lock.py) ---------------------------
 
-    def _new_lock(self, key: str) -> Any:
-        # thread_local=False: the heartbeat thread (and, for alock, whichever
-        # worker thread releases) must see the token; each acquisition gets its
-        # own Lock object, so no two holders ever share one.
-        return self.client.lock(
+    def _lease(self, key: str) -> RedisLease:
+        return RedisLease(
+            self.client,
             self._lock_key(key),
-            timeout=self.lock_timeout,
-            sleep=LOCK_POLL_INTERVAL,
-            thread_local=False,
+            self.lock_timeout,
+            functools.partial(self._translate, "lock"),
         )
 
     def _lock_timeout_error(self, key: str, timeout: float) -> CacheLockTimeoutError:
@@ -315,16 +307,13 @@ class RedisTokenCache(TokenCache):
             CacheLockTimeoutError: Another process held it for ``timeout`` s.
             CacheUnavailableError: Redis cannot be reached.
         """
-        redis_lock = self._new_lock(key)
-        with self._translate("lock"):
-            acquired = redis_lock.acquire(blocking_timeout=timeout)
-        if not acquired:
+        lease = self._lease(key)
+        if not lease.acquire(timeout):
             raise self._lock_timeout_error(key, timeout)
-        heartbeat = _Heartbeat(redis_lock, self)
         try:
             yield
         finally:
-            self._let_go(heartbeat, redis_lock)
+            lease.release()
 
     @contextlib.asynccontextmanager
     async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
@@ -334,102 +323,10 @@ class RedisTokenCache(TokenCache):
             CacheLockTimeoutError: Another process held it for ``timeout`` s.
             CacheUnavailableError: Redis cannot be reached.
         """
-        redis_lock = self._new_lock(key)
-        deadline = time.monotonic() + timeout
-        while not await self._atry_acquire(redis_lock):
-            if time.monotonic() + LOCK_POLL_INTERVAL > deadline:
-                raise self._lock_timeout_error(key, timeout)
-            await asyncio.sleep(LOCK_POLL_INTERVAL)
-        heartbeat = _Heartbeat(redis_lock, self)
+        lease = self._lease(key)
+        if not await lease.aacquire(timeout):
+            raise self._lock_timeout_error(key, timeout)
         try:
             yield
         finally:
-            await asyncio.to_thread(self._let_go, heartbeat, redis_lock)
-
-    async def _atry_acquire(self, redis_lock: Any) -> bool:
-        attempt = _Attempt(self, redis_lock)
-        try:
-            return await asyncio.to_thread(attempt.run)
-        except asyncio.CancelledError:
-            attempt.abandon()
-            raise
-
-    def _let_go(self, heartbeat: _Heartbeat, redis_lock: Any) -> None:
-        heartbeat.stop()  # first: a beat after the release would fail on a key now free
-        self._release(redis_lock)
-
-    def _release(self, redis_lock: Any) -> None:
-        try:
-            redis_lock.release()
-        except self._not_owned:
-            logger.warning(
-                "Redis lock %s expired while held (this process stalled for more than "
-                "lock_timeout=%.0fs); another process may have fetched a token too",
-                redis_lock.name,
-                self.lock_timeout,
-            )
-        except self._errors as exc:
-            # The token is already in hand; the lock's TTL frees the key soon.
-            logger.debug(
-                "Redis lock %s not released (%s); it expires by itself", redis_lock.name, exc
-            )
-
-
-class _Attempt:
-    """One try at a lock from a worker thread, safe against the task's cancellation.
-
-    A cancelled task does not stop its thread, which may still win the lock:
-    whichever of the two comes second hands the lock back, so the fleet never
-    waits for the TTL of a lock nobody holds.
-    """
-
-    def __init__(self, cache: RedisTokenCache, redis_lock: Any) -> None:
-        self._cache = cache
-        self._lock = redis_lock
-        self._guard = threading.Lock()
-        self._won = False
-        self._abandoned = False
-
-    def run(self) -> bool:
-        with self._cache._translate("lock"):
-            won = bool(self._lock.acquire(blocking=False))
-        with self._guard:
-            if not self._abandoned:
-                self._won = won
-                return won
-        if won:
-            self._cache._release(self._lock)
-        return False
-
-    def abandon(self) -> None:
-        with self._guard:
-            self._abandoned = True
-            won = self._won
-        if won:  # a thread: releasing is a network call, not for the event loop
-            threading.Thread(target=self._cache._release, args=(self._lock,), daemon=True).start()
-
-
-class _Heartbeat:
-    """Renews a held lock's TTL every third of ``lock_timeout`` until stopped."""
-
-    def __init__(self, redis_lock: Any, cache: RedisTokenCache) -> None:
-        self._lock = redis_lock
-        self._cache = cache
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="hoxton-auth-redis-lock", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self._cache.lock_timeout / 3):
-            try:
-                self._lock.reacquire()
-            except self._cache._not_owned:
-                return  # lost it; release() says so
-            except self._cache._errors:
-                continue  # a Redis hiccup: the TTL still runs, try again next beat
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self._thread.join()
+            await lease.arelease()
