@@ -13,7 +13,6 @@ never sees a half-written entry); ``store`` and ``delete`` only while holding
 from __future__ import annotations
 
 import abc
-import asyncio
 import contextlib
 import dataclasses
 import hashlib
@@ -111,14 +110,20 @@ class TokenCache(abc.ABC):
 
     async def aload(self, key: str) -> CacheEntry | None:
         """``load`` off the event loop."""
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
         return await asyncio.to_thread(self.load, key)
 
     async def astore(self, key: str, entry: CacheEntry) -> None:
         """``store`` off the event loop."""
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
         await asyncio.to_thread(self.store, key, entry)
 
     async def adelete(self, key: str) -> None:
         """``delete`` off the event loop."""
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
         await asyncio.to_thread(self.delete, key)
 
 
@@ -126,6 +131,8 @@ class TokenCache(abc.ABC):
 async def _thread_lock_in_async(
     lock: contextlib.AbstractContextManager[None],
 ) -> AsyncIterator[None]:
+    import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
     await asyncio.to_thread(lock.__enter__)
     try:
         yield
@@ -186,6 +193,8 @@ class MemoryTokenCache(TokenCache):
         Raises:
             CacheLockTimeoutError: Not acquired within ``timeout`` seconds.
         """
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
         key_lock = self._key_lock(key)
         deadline = time.monotonic() + timeout
         # Polling, not a thread blocked in acquire(): a cancelled task must not

@@ -15,7 +15,6 @@ How it stays safe with many processes:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import json
@@ -326,6 +325,8 @@ class FileTokenCache(TokenCache):
             CacheLockTimeoutError: Held by another process for ``timeout`` s.
             CacheUnavailableError: The lock file cannot be created.
         """
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
         import filelock
 
         file_lock = filelock.AsyncFileLock(

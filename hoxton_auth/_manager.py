@@ -25,7 +25,6 @@ warning; anything that would refresh raises ``CacheLockTimeoutError`` (a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import random
@@ -33,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar, Union
 
 from ._cache import (
     CacheEntry,
@@ -57,6 +56,9 @@ from ._flow import (
 )
 from ._grants import AuthorizationCode, Grant
 from ._token import Token
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["AsyncTransport", "SyncTransport", "TokenManager", "adrive", "drive"]
 
@@ -104,6 +106,8 @@ def drive(flow: Flow[T], send: SyncTransport) -> T:
 
 async def adrive(flow: Flow[T], send: AsyncTransport) -> T:
     """Run a flow to its end with an asyncio transport."""
+    import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
     try:
         action = next(flow)
         while True:
@@ -341,6 +345,8 @@ class TokenManager:
                 logger.warning("could not drop the token from the cache: %s", exc)
 
     def _loop_lock(self) -> asyncio.Lock:
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
         loop = asyncio.get_running_loop()
         lock = self._loop_locks.get(loop)
         if lock is None:
