@@ -1,0 +1,331 @@
+"""How each library under comparison is set up, the way its docs suggest.
+
+Every factory returns a ready client (token already fetched where the library
+wants an explicit fetch) plus a ``close`` function. The peers are those a user
+would pick instead of ``hoxton_auth``:
+
+* httpx-auth ``OAuth2ClientCredentials`` (httpx only),
+* requests-auth ``OAuth2ClientCredentials`` (requests only),
+* requests-oauthlib ``OAuth2Session`` + ``BackendApplicationClient`` (requests),
+* Authlib ``OAuth2Session`` (requests) and ``OAuth2Client`` /
+  ``AsyncOAuth2Client`` (httpx).
+
+The local token server authenticates clients with ``client_secret_post`` (the
+Hoxton docs' way). httpx-auth and requests-auth always send HTTP Basic for
+client credentials, so they get a session/transport that moves those
+credentials into the form body. It only runs on token fetches, never on the
+hot path.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+import requests
+
+__all__ = [
+    "ASYNC_LIBRARIES",
+    "BASELINE",
+    "HOXTON",
+    "HTTPX_LIBRARIES",
+    "PEERS",
+    "REQUESTS_LIBRARIES",
+    "Endpoints",
+    "make_async",
+    "make_httpx",
+    "make_requests",
+    "use_peer_file_cache",
+    "use_peer_memory_cache",
+]
+
+# Loopback http:// token URLs: requests-oauthlib refuses them without this.
+os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
+
+BASELINE = "static header"
+HOXTON = "hoxton_auth"
+HTTPX_AUTH = "httpx-auth"
+REQUESTS_AUTH = "requests-auth"
+REQUESTS_OAUTHLIB = "requests-oauthlib"
+AUTHLIB = "Authlib"
+PEERS = (HTTPX_AUTH, REQUESTS_AUTH, REQUESTS_OAUTHLIB, AUTHLIB)
+
+REQUESTS_LIBRARIES = (BASELINE, HOXTON, REQUESTS_AUTH, REQUESTS_OAUTHLIB, AUTHLIB)
+HTTPX_LIBRARIES = (BASELINE, HOXTON, HTTPX_AUTH, AUTHLIB)
+ASYNC_LIBRARIES = (BASELINE, HOXTON, HTTPX_AUTH, AUTHLIB)
+
+SyncGet = Callable[[], Any]
+AsyncGet = Callable[[], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where things are: the token server, the API, the client and its cache."""
+
+    domain: str
+    api_url: str
+    client_id: str
+    client_secret: str
+    audience: str
+    cache_path: Path
+
+    @property
+    def token_url(self) -> str:
+        return self.domain + "/oauth/token"
+
+
+# -- the shims that move HTTP Basic client credentials into the body --------------
+
+
+def _basic_to_form(authorization: str, body: bytes) -> bytes:
+    client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+    form = [*parse_qsl(body.decode()), ("client_id", client_id), ("client_secret", secret)]
+    return urlencode(form).encode()
+
+
+class PostCredentialsSession(requests.Session):
+    """requests-auth's token session, sending its Basic credentials in the body."""
+
+    def request(  # type: ignore[override]  # only what requests-auth passes
+        self, method: str, url: str, **kwargs: Any
+    ) -> requests.Response:
+        if isinstance(self.auth, tuple):
+            client_id, secret = self.auth
+            kwargs["data"] = {**kwargs.get("data", {}), "client_id": client_id}
+            kwargs["data"]["client_secret"] = secret
+        return super().request(method, url, **kwargs)
+
+
+class PostCredentialsTransport(httpx.HTTPTransport):
+    """httpx-auth's token client transport, sending its Basic credentials in the body."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        authorization = request.headers.get("authorization", "")
+        if authorization.startswith("Basic "):
+            body = _basic_to_form(authorization, request.read())
+            headers = [(k, v) for k, v in request.headers.items() if k.lower() != "authorization"]
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+            request = httpx.Request(request.method, request.url, headers=headers, content=body)
+        return super().handle_request(request)
+
+
+# -- caches of httpx-auth and requests-auth (one global per library) --------------
+
+
+def use_peer_file_cache(path: Path) -> None:
+    """Make httpx-auth and requests-auth share tokens through ``path`` (their file cache)."""
+    import httpx_auth
+    import requests_auth
+
+    httpx_auth.OAuth2.token_cache = httpx_auth.JsonTokenFileCache(str(path) + ".httpx-auth")
+    requests_auth.OAuth2.token_cache = requests_auth.JsonTokenFileCache(
+        str(path) + ".requests-auth"
+    )
+
+
+def use_peer_memory_cache() -> None:
+    """Their default: tokens in the process's memory."""
+    import httpx_auth
+    import requests_auth
+
+    httpx_auth.OAuth2.token_cache = httpx_auth.TokenMemoryCache()
+    requests_auth.OAuth2.token_cache = requests_auth.TokenMemoryCache()
+
+
+# -- auth objects --------------------------------------------------------------
+
+
+def static_auth(token: str) -> Callable[[Any], Any]:
+    """The fair baseline (DESIGN.md): a three-line auth callable, no library."""
+    header = "Bearer " + token
+
+    def auth(request: Any) -> Any:
+        request.headers["Authorization"] = header
+        return request
+
+    return auth
+
+
+def hoxton(ends: Endpoints) -> Any:
+    from hoxton_auth import HoxtonAuth
+
+    return HoxtonAuth(
+        ends.client_id,
+        ends.client_secret,
+        domain=ends.domain,
+        audience=ends.audience,
+        cache=ends.cache_path,
+    )
+
+
+def requests_auth_auth(ends: Endpoints) -> Any:
+    import requests_auth
+
+    return requests_auth.OAuth2ClientCredentials(
+        ends.token_url,
+        ends.client_id,
+        ends.client_secret,
+        audience=ends.audience,
+        session=PostCredentialsSession(),
+    )
+
+
+def httpx_auth_auth(ends: Endpoints) -> Any:
+    import httpx_auth
+
+    token_client = httpx.Client(transport=PostCredentialsTransport())
+    return httpx_auth.OAuth2ClientCredentials(
+        ends.token_url,
+        ends.client_id,
+        ends.client_secret,
+        audience=ends.audience,
+        client=token_client,
+    )
+
+
+def requests_oauthlib_session(ends: Endpoints) -> requests.Session:
+    from oauthlib.oauth2 import BackendApplicationClient
+    from requests_oauthlib import OAuth2Session
+
+    session = OAuth2Session(client=BackendApplicationClient(client_id=ends.client_id))
+    session.fetch_token(
+        ends.token_url,
+        client_secret=ends.client_secret,
+        include_client_id=True,
+        audience=ends.audience,
+    )
+    return session
+
+
+def authlib_options(ends: Endpoints) -> dict[str, Any]:
+    return {
+        "client_id": ends.client_id,
+        "client_secret": ends.client_secret,
+        "token_endpoint": ends.token_url,
+        "grant_type": "client_credentials",
+        "token_endpoint_auth_method": "client_secret_post",
+    }
+
+
+def authlib_audience(client: Any, audience: str) -> Any:
+    """Send ``audience`` with every token request, also the automatic ones.
+
+    Auth0 issues an API token only for an audience, and Authlib's automatic
+    re-fetch of an expired client-credentials token sends no extra fields; a
+    custom client authentication method (Authlib's extension point for token
+    requests) adds it to ``client_secret_post``.
+    """
+    from authlib.oauth2.auth import encode_client_secret_post
+
+    extra = "&" + urlencode({"audience": audience})
+
+    def post_with_audience(auth: Any, method: str, uri: str, headers: Any, body: Any) -> Any:
+        uri, headers, body = encode_client_secret_post(auth, method, uri, headers, body)
+        text = body.decode() if isinstance(body, bytes) else body
+        if "audience=" not in text:
+            text += extra
+            if "Content-Length" in headers:
+                headers["Content-Length"] = str(len(text))
+        return uri, headers, text
+
+    client.register_client_auth_method(("client_secret_post_audience", post_with_audience))
+    client.token_endpoint_auth_method = "client_secret_post_audience"
+    return client
+
+
+def authlib_session(ends: Endpoints) -> requests.Session:
+    from authlib.integrations.requests_client import OAuth2Session
+
+    session = authlib_audience(OAuth2Session(**authlib_options(ends)), ends.audience)
+    session.fetch_token()
+    return session
+
+
+# -- one ready client per library and client kind ------------------------------------
+
+
+def make_requests(name: str, ends: Endpoints, token: str) -> tuple[SyncGet, Callable[[], None]]:
+    """A ``requests`` client of library ``name``: (do one GET, close)."""
+    session: requests.Session
+    if name == REQUESTS_OAUTHLIB:
+        session = requests_oauthlib_session(ends)
+    elif name == AUTHLIB:
+        session = authlib_session(ends)
+    else:
+        session = requests.Session()
+        if name == BASELINE:
+            session.auth = static_auth(token)
+        elif name == HOXTON:
+            session.auth = hoxton(ends)
+        elif name == REQUESTS_AUTH:
+            session.auth = requests_auth_auth(ends)
+        else:
+            raise ValueError(name)
+    url = ends.api_url
+
+    def get() -> Any:
+        response = session.get(url)
+        response.raise_for_status()
+        return response
+
+    return get, session.close
+
+
+def make_httpx(name: str, ends: Endpoints, token: str) -> tuple[SyncGet, Callable[[], None]]:
+    """An ``httpx.Client`` of library ``name``: (do one GET, close)."""
+    client: httpx.Client
+    if name == AUTHLIB:
+        from authlib.integrations.httpx_client import OAuth2Client
+
+        client = authlib_audience(OAuth2Client(**authlib_options(ends)), ends.audience)
+        client.fetch_token()
+    elif name == BASELINE:
+        client = httpx.Client(auth=static_auth(token))
+    elif name == HOXTON:
+        client = httpx.Client(auth=hoxton(ends))
+    elif name == HTTPX_AUTH:
+        client = httpx.Client(auth=httpx_auth_auth(ends))
+    else:
+        raise ValueError(name)
+    url = ends.api_url
+
+    def get() -> Any:
+        response = client.get(url)
+        response.raise_for_status()
+        return response
+
+    return get, client.close
+
+
+async def make_async(
+    name: str, ends: Endpoints, token: str
+) -> tuple[AsyncGet, Callable[[], Awaitable[None]]]:
+    """An ``httpx.AsyncClient`` of library ``name``: (do one GET, close)."""
+    client: httpx.AsyncClient
+    if name == AUTHLIB:
+        from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+        client = authlib_audience(AsyncOAuth2Client(**authlib_options(ends)), ends.audience)
+        await client.fetch_token()
+    elif name == BASELINE:
+        client = httpx.AsyncClient(auth=static_auth(token))
+    elif name == HOXTON:
+        client = httpx.AsyncClient(auth=hoxton(ends))
+    elif name == HTTPX_AUTH:
+        client = httpx.AsyncClient(auth=httpx_auth_auth(ends))
+    else:
+        raise ValueError(name)
+    url = ends.api_url
+
+    async def get() -> Any:
+        response = await client.get(url)
+        response.raise_for_status()
+        return response
+
+    return get, client.aclose
