@@ -201,7 +201,8 @@ class FileTokenCache(TokenCache):
 
     def _check_permissions(self, fd: int) -> os.stat_result:
         info = os.fstat(fd)
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # Windows reports every file as 0o666 and has no fchmod: ACLs guard it there.
+        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
             # Tokens are credentials: another user who can read them is the user.
             logger.warning(
                 "token cache %s was open to other users (mode %o); tightened to 0600",
