@@ -654,3 +654,57 @@ def test_failure_notes_are_only_for_trouble_and_only_for_waiters() -> None:
 )
 def test_damaged_failure_notes_are_ignored(note: str) -> None:
     assert shared_failure({FAILURE_META: note}, since=100.0) is None
+
+
+def test_threads_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -> None:
+    release = threading.Event()
+    busy = error_reply(503, "temporarily_unavailable", "Down", **{"Retry-After": "1"})
+    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release))
+    server.default = busy
+    auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, cache=None, max_attempts=2)
+    errors: list[BaseException] = []
+    started = [threading.Event() for _ in range(4)]
+
+    def worker(ready: threading.Event) -> None:
+        ready.set()
+        try:
+            auth.get_token()
+        except TokenRequestError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(ready,)) for ready in started]
+    for thread in threads:
+        thread.start()
+    for ready in started:
+        ready.wait()
+    assert server.wait_for(1)  # the fetch is under way; the others wait (1 s backoff to come)
+    release.set()
+    for thread in threads:
+        thread.join()
+
+    assert server.count == 2  # one fetch, two attempts
+    assert len(errors) == 4
+    assert all(isinstance(e, TokenRequestError) and e.status_code == 503 for e in errors)
+    assert sum("waited for that fetch" in str(e) for e in errors) == 3
+
+
+def test_tasks_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -> None:
+    release = threading.Event()
+    server.queue(Reply(mode="disconnect", hold=release))
+    server.default = Reply(mode="disconnect")
+    auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, cache=None, max_attempts=2)
+
+    async def main() -> list[BaseException | str]:
+        tasks = [asyncio.create_task(auth.aget_token()) for _ in range(4)]
+        assert await asyncio.to_thread(server.wait_for, 1)  # every task has started by now
+        release.set()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        release.set()
+
+    assert server.count == 2
+    assert all(isinstance(r, TokenEndpointUnreachableError) for r in results)
+    assert sum("waited for that fetch" in str(r) for r in results) == 3
