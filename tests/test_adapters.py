@@ -174,6 +174,18 @@ class AdapterCases:
         assert self.send_many(server.api_url, auth, 16) == [200] * 16
         assert server.count() == 2
 
+    def test_token_failure_during_the_retry_surfaces(
+        self, server: AuthServer, auth: HoxtonAuth
+    ) -> None:
+        auth.get_token()
+        server.revoke_access_tokens()
+        blocked = {"error": "access_denied", "error_description": "Client blocked"}
+        server.fail_next(1, status=403, body=blocked)
+        with pytest.raises(TokenRequestError) as info:
+            self.send("POST", server.api_url, auth, self.modes[0], b"data")
+        assert info.value.error == "access_denied"
+        assert server.api_requests == 1  # the 401; no retry without a token
+
     # -- what is not a 401 ---------------------------------------------------------------------
 
     @pytest.mark.parametrize("status", [200, 204, 400, 403, 404, 500, 503])

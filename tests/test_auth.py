@@ -318,6 +318,28 @@ def test_memory_cache_shared_by_two_auth_objects(server: AuthServer) -> None:
     assert len(shared.entries()) == 2
 
 
+def test_cache_entry_is_per_identity_not_per_spelling(server: AuthServer) -> None:
+    shared = MemoryTokenCache()
+
+    def auth(**arguments: Any) -> HoxtonAuth:
+        return HoxtonAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            domain=server.domain,
+            cache=shared,
+            **arguments,
+        )
+
+    assert auth(scope="read write").get_token() == auth(scope=["write", "read"]).get_token()
+    assert server.count() == 1
+    auth(scope="read write", leeway=5, timeout=3).get_token()  # tuning is not identity
+    assert server.count() == 1
+    auth(scope="read").get_token()
+    auth(scope="read write", username=DEFAULT_USERNAME, password=DEFAULT_PASSWORD).get_token()
+    assert server.count() == 3
+    assert len(shared.entries()) == 3
+
+
 def test_cache_none_keeps_tokens_in_the_object(server: AuthServer, isolated_cache: Path) -> None:
     one = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=None)
     two = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=None)
