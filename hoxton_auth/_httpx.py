@@ -88,7 +88,11 @@ class HttpxAuth(httpx.Auth):
         token = self._manager.get_token(send_with_httpx)
         request.headers["Authorization"] = BEARER + token
         response = yield request
-        if response.status_code == 401:
+        # Only a 401 to the token we sent: after a redirect to another origin
+        # httpx drops the header, and that host's 401 says nothing about our token.
+        if response.status_code == 401 and response.request.headers.get("Authorization") == (
+            BEARER + token
+        ):
             self._manager.invalidate(token)
             request.headers["Authorization"] = BEARER + self._manager.get_token(send_with_httpx)
             yield request
@@ -101,7 +105,9 @@ class HttpxAuth(httpx.Auth):
         token = await self._manager.aget_token(asend_with_httpx)
         request.headers["Authorization"] = BEARER + token
         response = yield request
-        if response.status_code == 401:
+        if response.status_code == 401 and response.request.headers.get("Authorization") == (
+            BEARER + token
+        ):
             await self._manager.ainvalidate(token)
             request.headers["Authorization"] = BEARER + await self._manager.aget_token(
                 asend_with_httpx

@@ -90,7 +90,11 @@ class RequestsAuth(requests.auth.AuthBase):
             logger.debug("401 not retried: the request body is a stream that cannot be rewound")
             return response
         header = sent.headers.get("Authorization", "")
-        self._manager.invalidate(header[len(BEARER) :] if header.startswith(BEARER) else None)
+        if not header.startswith(BEARER):
+            # Not a request we authenticated: requests drops the header when a
+            # redirect leaves the API's origin, and that host must never get our token.
+            return response
+        self._manager.invalidate(header[len(BEARER) :])
         token = self._manager.get_token(send_with_requests)
         response.content  # noqa: B018  read it all so the connection can be reused
         response.close()

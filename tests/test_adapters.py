@@ -18,6 +18,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Union
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -174,6 +175,29 @@ class AdapterCases:
         assert self.send_many(server.api_url, auth, 16) == [200] * 16
         assert server.count() == 2
 
+    def test_401_from_another_host_after_a_redirect_gets_no_token(
+        self,
+        server: AuthServer,
+        auth: HoxtonAuth,
+        httpserver: HTTPServer,
+        httpserver_ipv4: HTTPServer,
+    ) -> None:
+        # The API redirects to a foreign host (a download URL, say). Both
+        # libraries drop the Authorization header on the way; a 401 from
+        # there is that host's business and must never be answered with our token.
+        foreign = httpserver_ipv4.url_for("/download")
+        assert urlsplit(foreign).hostname != urlsplit(httpserver.url_for("/")).hostname
+        httpserver.expect_request("/api/file").respond_with_data(
+            "", 302, headers={"Location": foreign}
+        )
+        httpserver_ipv4.expect_request("/download").respond_with_data("who are you?", 401)
+        result = self.send("GET", httpserver.url_for("/api/file"), auth, self.modes[0])
+        assert result.status == 401
+        assert httpserver_ipv4.log, "the redirect was followed"
+        for request, _ in httpserver_ipv4.log:
+            assert "Authorization" not in request.headers
+        assert server.count() == 1  # the foreign 401 says nothing about our token
+
     def test_token_failure_during_the_retry_surfaces(
         self, server: AuthServer, auth: HoxtonAuth
     ) -> None:
@@ -316,7 +340,10 @@ class TestHttpxClient(AdapterCases):
 
     def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
         client_auth = auth if mode == "Client(auth=)" else None
-        with opened(body) as data, httpx.Client(auth=client_auth, timeout=30) as client:
+        with (
+            opened(body) as data,
+            httpx.Client(auth=client_auth, timeout=30, follow_redirects=True) as client,
+        ):
             if mode == "Client(auth=)":
                 response = client.request(method, url, content=data)
             else:
@@ -335,7 +362,9 @@ class TestHttpxAsyncClient(AdapterCases):
         async def main() -> Result:
             client_auth = auth if mode == "AsyncClient(auth=)" else None
             content: Any = _aiter_file(body) if isinstance(body, Path) else body
-            async with httpx.AsyncClient(auth=client_auth, timeout=30) as client:
+            async with httpx.AsyncClient(
+                auth=client_auth, timeout=30, follow_redirects=True
+            ) as client:
                 if mode == "AsyncClient(auth=)":
                     response = await client.request(method, url, content=content)
                 else:
