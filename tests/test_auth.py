@@ -895,6 +895,25 @@ def test_malformed_token_responses(httpserver: HTTPServer, case: str, fetch: str
 
 
 @pytest.mark.parametrize("fetch", list(FETCHERS))
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_token_endpoint_redirects_are_not_followed(
+    httpserver: HTTPServer, httpserver_ipv4: HTTPServer, fetch: str, status: int
+) -> None:
+    # Following would POST the client secret (or password) to wherever it points.
+    elsewhere = httpserver_ipv4.url_for("/collect")
+    httpserver.expect_request("/oauth/token").respond_with_data(
+        "", status, headers={"Location": elsewhere}
+    )
+    httpserver_ipv4.expect_request("/collect").respond_with_json({"access_token": "x"})
+    domain = httpserver.url_for("/").rstrip("/")
+    auth = HoxtonAuth("cid", "cs-redirect-1b1b", domain=domain, cache=None)
+    with pytest.raises(TokenRequestError) as info:
+        FETCHERS[fetch](auth)
+    assert info.value.status_code == status
+    assert httpserver_ipv4.log == []
+
+
+@pytest.mark.parametrize("fetch", list(FETCHERS))
 def test_auth0_refusal_carries_the_servers_words(server: AuthServer, fetch: str) -> None:
     auth = HoxtonAuth(DEFAULT_CLIENT_ID, "wrong-secret-5e5e", domain=server.domain, cache=None)
     with pytest.raises(TokenRequestError) as info:
@@ -937,6 +956,26 @@ def test_retries_then_succeeds(server: AuthServer) -> None:
     auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=None)
     assert auth.get_token()
     assert server.count() == 3
+
+
+def test_cache_file_holds_no_client_secret_or_password(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    server.add_client(CLIENT, CLIENT_SECRET)
+    server.add_user(USER, USER_PASSWORD)
+    auth = HoxtonAuth(
+        CLIENT,
+        CLIENT_SECRET,
+        username=USER,
+        password=USER_PASSWORD,
+        scope=OFFLINE,
+        domain=server.domain,
+    )
+    auth.get_token()
+    text = isolated_cache.read_text()
+    assert auth.get_token() in text  # it is the token cache...
+    assert CLIENT_SECRET not in text  # ...and holds nothing that mints tokens anew
+    assert USER_PASSWORD not in text
 
 
 # -- secrets: repr, logs, messages ----------------------------------------------------------------
