@@ -9,10 +9,12 @@ on pytest-httpserver so its hits can be counted.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import dataclasses
 import json
+import re
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +28,7 @@ import requests
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
+import hoxton_auth
 from hoxton_auth import HoxtonAuth, MemoryTokenCache, TokenRequestError
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
@@ -389,3 +392,43 @@ async def _aiter_file(path: Path) -> AsyncIterator[bytes]:
             if not chunk:
                 return
             yield chunk
+
+
+# -- one core, thin adapters (issue 2, point 5) ---------------------------------------------
+
+PACKAGE = Path(hoxton_auth.__file__).parent
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            names.add("." + node.module)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("library", "adapter"), [("requests", "_requests.py"), ("httpx", "_httpx.py")]
+)
+def test_only_the_adapter_imports_its_library(library: str, adapter: str) -> None:
+    importers = {p.name for p in PACKAGE.glob("*.py") if library in _imported_modules(p)}
+    assert importers == {adapter}
+
+
+@pytest.mark.parametrize("adapter", ["_requests.py", "_httpx.py"])
+def test_adapters_hold_no_grant_logic(adapter: str) -> None:
+    source = (PACKAGE / adapter).read_text()
+    assert "grant_type" not in source
+    assert "._grants" not in _imported_modules(PACKAGE / adapter)
+    assert "._token" not in _imported_modules(PACKAGE / adapter)
+
+
+def test_only_grants_write_a_grant_type() -> None:
+    writers = {
+        p.name for p in PACKAGE.glob("*.py") if re.search(r"""["']grant_type["']""", p.read_text())
+    }
+    assert writers == {"_grants.py"}
