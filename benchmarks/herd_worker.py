@@ -4,6 +4,11 @@ Builds an auth object on the shared cache, prints ``ready``, waits for the
 release line (the parent's ``time.time()`` at release), then gets a token and
 makes its first API call. Prints one JSON line: seconds from the release to
 the token in hand and to the API's answer, and the answer's status.
+
+Unless ``cold`` is set, it first imports what the library loads lazily on its
+first token fetch (filelock, PyJWT), so that the times measure the herd's
+coordination rather than N interpreters importing modules at the same moment
+on a few cores; ``cold`` measures both.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ from hoxton_auth import HoxtonAuth
 def main() -> None:
     """Run one herd member with the JSON arguments in ``sys.argv[1]``."""
     args = json.loads(sys.argv[1])
+    if not args["cold"]:
+        import filelock  # noqa: F401  warm-up, see the module docstring
+        import jwt  # noqa: F401  warm-up, see the module docstring
     auth = HoxtonAuth(
         args["client_id"], args["client_secret"], domain=args["domain"], cache=args["cache"]
     )
