@@ -329,3 +329,30 @@ async def make_async(
         return response
 
     return get, client.aclose
+
+
+def first_token(name: str, ends: Endpoints) -> Any:
+    """Build ``name``'s auth object and fetch one token into its best cache.
+
+    Returns the object, to be kept alive by the caller.
+    """
+    if name == HOXTON:
+        auth = hoxton(ends)
+        auth.get_token()
+        return auth
+    if name in (HTTPX_AUTH, REQUESTS_AUTH):
+        import httpx_auth
+        import requests_auth
+
+        use_peer_file_cache(ends.cache_path)
+        if name == HTTPX_AUTH:
+            peer, cache = httpx_auth_auth(ends), httpx_auth.OAuth2.token_cache
+        else:
+            peer, cache = requests_auth_auth(ends), requests_auth.OAuth2.token_cache
+        cache.get_token(peer.state, on_missing_token=peer.request_new_token)
+        return peer, cache
+    if name == REQUESTS_OAUTHLIB:
+        return requests_oauthlib_session(ends)
+    if name == AUTHLIB:
+        return authlib_session(ends)
+    raise ValueError(name)
