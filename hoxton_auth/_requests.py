@@ -66,7 +66,7 @@ class RequestsAuth(requests.auth.AuthBase):
         """Set ``Authorization: Bearer <token>``; arrange one retry after a 401."""
         request.headers["Authorization"] = BEARER + self._manager.get_token(send_with_requests)
         # Appended directly: register_hook's isinstance(hook, Callable) check
-        # would double the cost of this hot path (issue 6), for a bound method.
+        # costs more than the rest of this method (issue 6), for a bound method.
         request.hooks["response"].append(self._retry_once_after_401)
         return request
 
