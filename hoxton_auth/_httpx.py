@@ -12,8 +12,8 @@ from collections.abc import AsyncGenerator, Generator
 
 import httpx
 
-from ._flow import MAX_RESPONSE_BYTES, TokenRequest, TokenResponse, TransportFailure
-from ._manager import Reply, TokenManager
+from ._manager import TokenManager
+from ._messages import MAX_RESPONSE_BYTES, Reply, TokenRequest, TokenResponse, TransportFailure
 
 __all__ = ["HttpxAuth", "asend_with_httpx", "send_with_httpx"]
 

@@ -32,7 +32,7 @@ import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar, Union
+from typing import TYPE_CHECKING, TypeVar
 
 from ._cache import (
     CacheEntry,
@@ -44,17 +44,9 @@ from ._cache import (
 from ._config import ClientConfig
 from ._errors import CacheError, HoxtonAuthError
 from ._failures import FAILURE_META, failure_note, shared_failure
-from ._flow import (
-    Backoff,
-    Flow,
-    TokenRequest,
-    TokenResponse,
-    TransportFailure,
-    obtain_token,
-    plan_grants,
-    revoke_refresh_token,
-)
+from ._flow import obtain_token, plan_grants, revoke_refresh_token
 from ._grants import AuthorizationCode, Grant
+from ._messages import Backoff, Flow, Reply, TokenRequest
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -65,7 +57,6 @@ __all__ = ["AsyncTransport", "SyncTransport", "TokenManager", "adrive", "drive"]
 logger = logging.getLogger("hoxton_auth")
 
 T = TypeVar("T")
-Reply = Union[TokenResponse, TransportFailure]
 SyncTransport = Callable[[TokenRequest], Reply]
 AsyncTransport = Callable[[TokenRequest], Awaitable[Reply]]
 

@@ -16,8 +16,8 @@ import requests.auth
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-from ._flow import MAX_RESPONSE_BYTES, TokenRequest, TokenResponse, TransportFailure
-from ._manager import Reply, TokenManager
+from ._manager import TokenManager
+from ._messages import MAX_RESPONSE_BYTES, Reply, TokenRequest, TokenResponse, TransportFailure
 
 __all__ = ["RequestsAuth", "send_with_requests"]
 
@@ -94,10 +94,12 @@ class RequestsAuth(requests.auth.AuthBase):
             # Not a request we authenticated: requests drops the header when a
             # redirect leaves the API's origin, and that host must never get our token.
             return response
-        self._manager.invalidate(header[len(BEARER) :])
-        token = self._manager.get_token(send_with_requests)
+        # Read and release the 401 first: if no new token can be had, the error
+        # propagates and nobody else would return this connection to the pool.
         response.content  # noqa: B018  read it all so the connection can be reused
         response.close()
+        self._manager.invalidate(header[len(BEARER) :])
+        token = self._manager.get_token(send_with_requests)
         retry = sent.copy()
         if rewindable:
             rewind_body(retry)

@@ -24,21 +24,18 @@ from hoxton_auth import (
     TokenRequestError,
 )
 from hoxton_auth._config import ClientConfig
-from hoxton_auth._flow import (
+from hoxton_auth._flow import obtain_token, plan_grants, request_token, revoke_refresh_token
+from hoxton_auth._grants import AuthorizationCode, ClientCredentials, Grant, Password, RefreshToken
+from hoxton_auth._messages import (
     MAX_RESPONSE_BYTES,
-    MIN_RETRY_TIMEOUT,
-    SNIPPET_CHARS,
     Backoff,
     Flow,
     TokenRequest,
     TokenResponse,
     TransportFailure,
-    obtain_token,
-    plan_grants,
-    request_token,
-    revoke_refresh_token,
 )
-from hoxton_auth._grants import AuthorizationCode, ClientCredentials, Grant, Password, RefreshToken
+from hoxton_auth._responses import SNIPPET_CHARS
+from hoxton_auth._retry import MIN_RETRY_TIMEOUT
 
 NOW = 1_700_000_000.0
 SECRET = "flow-client-secret-1a2b"

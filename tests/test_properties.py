@@ -30,9 +30,10 @@ from hypothesis import strategies as st
 from hoxton_auth import FileTokenCache, HoxtonAuthError, Token
 from hoxton_auth._cache import cache_key
 from hoxton_auth._config import ClientConfig
-from hoxton_auth._flow import Backoff, TokenRequest, TokenResponse, obtain_token
+from hoxton_auth._flow import obtain_token
 from hoxton_auth._grants import ClientCredentials, Grant, RefreshToken
-from hoxton_auth._manager import Reply, TokenManager
+from hoxton_auth._manager import TokenManager
+from hoxton_auth._messages import Backoff, Reply, TokenRequest, TokenResponse
 from hoxton_auth._token import MAX_LIFETIME, TokenFormatError
 
 PROPERTY = settings(

@@ -39,16 +39,11 @@ from hoxton_auth import (
 from hoxton_auth._cache import MemoryTokenCache, cache_key
 from hoxton_auth._config import ClientConfig
 from hoxton_auth._failures import FAILURE_META, failure_note, shared_failure
-from hoxton_auth._flow import (
-    Backoff,
-    TokenRequest,
-    TokenResponse,
-    TransportFailure,
-    request_token,
-)
+from hoxton_auth._flow import request_token
 from hoxton_auth._grants import ClientCredentials, Grant
 from hoxton_auth._httpx import asend_with_httpx, send_with_httpx
 from hoxton_auth._manager import TokenManager
+from hoxton_auth._messages import Backoff, TokenRequest, TokenResponse, TransportFailure
 from hoxton_auth._requests import send_with_requests
 
 CLIENT_ID = "reliability-client"

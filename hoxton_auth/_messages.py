@@ -1,0 +1,79 @@
+"""The actions a flow yields and the replies a driver sends back into it.
+
+See the "how it works" comment of ``_flow.py``. These are our own small
+types, never requests or httpx objects: the core does no I/O, and the
+adapters only turn a ``TokenRequest`` into bytes on the wire and the answer
+into a ``TokenResponse`` (or a ``TransportFailure``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Generator, Mapping
+from typing import TypeVar, Union
+from urllib.parse import urlencode
+
+__all__ = [
+    "MAX_RESPONSE_BYTES",
+    "Action",
+    "Backoff",
+    "Flow",
+    "Reply",
+    "TokenRequest",
+    "TokenResponse",
+    "TransportFailure",
+]
+
+T = TypeVar("T")
+
+MAX_RESPONSE_BYTES = 1024 * 1024  # a token answer is a few KiB; more is not a token
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRequest:
+    """A POST to make. ``form`` holds secrets: never log or print it."""
+
+    url: str
+    form: Mapping[str, str] = dataclasses.field(repr=False)
+    as_json: bool = False
+    timeout: float = 30.0
+
+    def encode(self) -> tuple[bytes, str]:
+        """The body and its ``Content-Type``."""
+        if self.as_json:
+            return json.dumps(dict(self.form)).encode(), "application/json"
+        return urlencode(self.form).encode(), "application/x-www-form-urlencoded"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenResponse:
+    """What came back: status, headers (lower-case names) and at most
+    ``MAX_RESPONSE_BYTES + 1`` bytes of body."""
+
+    status: int
+    body: bytes = dataclasses.field(repr=False)
+    headers: Mapping[str, str]
+    received_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TransportFailure:
+    """The request never got an answer (connection refused, timeout...)."""
+
+    error: BaseException
+    received_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Backoff:
+    """Wait ``delay`` seconds, then send back the time."""
+
+    delay: float
+
+
+Action = Union[TokenRequest, Backoff]
+Reply = Union[TokenResponse, TransportFailure]
+"""What a transport returns for a ``TokenRequest``."""
+# A flow gets a Reply for a TokenRequest and the time (a float) for a Backoff.
+Flow = Generator[Action, Union[Reply, float], T]

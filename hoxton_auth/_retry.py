@@ -1,0 +1,115 @@
+"""The retry policy of token endpoint requests: what to retry, how long to wait, when to stop.
+
+Network errors, 408, 429 and 5xx (but 501 and 505) are retried with full
+jitter; ``Retry-After`` is a floor; ``max_attempts`` and one deadline bound
+the whole fetch. Like the rest of the core it yields ``TokenRequest`` and
+``Backoff`` actions and never sleeps or reads the clock itself.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import re
+from collections.abc import Mapping
+
+from ._config import ClientConfig
+from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
+from ._responses import error_from_response, final_error
+
+__all__ = ["MIN_RETRY_TIMEOUT", "post_with_retries"]
+
+logger = logging.getLogger("hoxton_auth")
+
+# A retry gets the time left before the deadline as its timeout, but never
+# less than this: a request with (almost) no time to answer is a wasted try,
+# and HTTP clients refuse a timeout of 0.
+MIN_RETRY_TIMEOUT = 1.0
+# 501 and 505 are 5xx that say this request can never work (RFC 9110 §15.6.2, §15.6.6).
+PERMANENT_5XX = frozenset({501, 505})
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+
+def post_with_retries(
+    config: ClientConfig,
+    url: str,
+    form: Mapping[str, str],
+    deadline: float,
+    rng: random.Random,
+) -> Flow[tuple[TokenResponse, int]]:
+    """POST until a 2xx, retrying network errors, 408, 429 and 5xx with backoff.
+
+    Full jitter (delay drawn from 0..min(cap, base * 2**n)); ``Retry-After``
+    is a floor. Stops at ``config.max_attempts`` or when the next wait would
+    pass ``deadline``; a retry's timeout is cut to the time left, so the
+    deadline bounds the whole fetch, not just when the last try starts. Other
+    4xx are final: retrying a refused grant cannot help and may lock the account.
+
+    Returns:
+        The 2xx response and how many requests it took.
+    """
+    attempt = 0
+    timeout = config.timeout
+    while True:
+        attempt += 1
+        as_json = config.token_request_format == "json"  # noqa: S105  a format name
+        reply = yield TokenRequest(url, form, as_json, timeout)
+        if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
+            return reply, attempt
+        if isinstance(reply, TokenResponse) and not _retryable(reply.status):
+            raise error_from_response(reply, url, form, attempt)
+        assert not isinstance(reply, float)  # noqa: S101  a TokenRequest is answered by a response
+        # Full jitter: waiters spread out instead of coming back in step.
+        ceiling = min(config.backoff_cap, config.backoff_base * 2.0 ** min(attempt - 1, 64))
+        delay = rng.uniform(0, ceiling)
+        retry_after = _retry_after(reply) if isinstance(reply, TokenResponse) else None
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        if attempt >= config.max_attempts:
+            reason = f"max_attempts={config.max_attempts} reached"
+            raise final_error(reply, url, form, attempt, reason)
+        if reply.received_at + delay > deadline:
+            asked = f"Retry-After {retry_after:.0f}s" if delay == retry_after else "the next try"
+            reason = f"{asked} would pass the {config.retry_deadline:g}s retry_deadline"
+            raise final_error(reply, url, form, attempt, reason)
+        logger.warning(
+            "token endpoint %s: %s; retry %d of %d in %.1fs",
+            url,
+            _describe_failure(reply),
+            attempt,
+            config.max_attempts - 1,
+            delay,
+        )
+        now = yield Backoff(delay)
+        assert isinstance(now, float)  # noqa: S101  a Backoff is answered by the time
+        timeout = min(config.timeout, max(deadline - now, MIN_RETRY_TIMEOUT))
+
+
+def _retryable(status: int) -> bool:
+    """408/429 ask us to come back; other 5xx are the server's passing trouble."""
+    return status in (408, 429) or (500 <= status <= 599 and status not in PERMANENT_5XX)
+
+
+def _describe_failure(reply: Reply) -> str:
+    if isinstance(reply, TokenResponse):
+        return f"HTTP {reply.status}"
+    return type(reply.error).__name__
+
+
+def _retry_after(response: TokenResponse) -> float | None:
+    """Seconds from ``Retry-After`` (delta-seconds or HTTP-date, RFC 9110 §10.2.3)."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    # Not str.isdigit(): it is true for "²" and other non-ASCII digits that
+    # float() rejects, and header values are whatever the server sent.
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)  # a huge number becomes inf: past any deadline
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - response.received_at, 0.0)
