@@ -25,9 +25,11 @@ import math
 from collections.abc import Mapping
 from typing import Any, Union
 
+from ._cache import CacheEntry
 from ._errors import TokenEndpointUnreachableError, TokenRequestError
+from ._token import Token
 
-__all__ = ["FAILURE_META", "failure_note", "shared_failure"]
+__all__ = ["FAILURE_META", "failure_note", "shared_failure", "with_failure_note"]
 
 FAILURE_META = "last_failure"  # the meta field holding the note (JSON, no secret)
 
@@ -54,6 +56,22 @@ def failure_note(error: Exception, now: float) -> str | None:
         return None
     note.update(at=now, message=str(error), url=error.url, attempts=error.attempts)
     return json.dumps(note, sort_keys=True)
+
+
+def with_failure_note(
+    entry: CacheEntry | None, meta: Mapping[str, str], error: Exception, now: float
+) -> CacheEntry | None:
+    """``entry`` (tokens untouched) plus a note of ``error``, or ``None`` if not worth sharing.
+
+    With no ``entry`` (nothing cached yet), a new one with ``meta`` and no access token.
+    """
+    note = failure_note(error, now)
+    if note is None:
+        return None
+    if entry is None:  # nothing cached yet: an entry with no access token (is_fresh: no),
+        # dated now so that a cache does not prune it as long dead
+        return CacheEntry(Token("", now, now), {**meta, FAILURE_META: note})
+    return CacheEntry(entry.token, {**entry.meta, FAILURE_META: note})
 
 
 def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:

@@ -1,7 +1,7 @@
 """The sans-I/O core: what to send to the token endpoint and what its answers mean.
 
 How it works. A flow is a generator. It yields an action, and the driver (see
-``_manager.py``) performs it and sends back the result:
+``_drive.py``) performs it and sends back the result:
 
 * ``TokenRequest`` -> the driver POSTs it and sends back a ``TokenResponse``,
   or a ``TransportFailure`` when the network failed;

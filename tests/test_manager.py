@@ -31,7 +31,7 @@ from hoxton_auth import (
     TokenCache,
     TokenEndpointUnreachableError,
 )
-from hoxton_auth._manager import LOCK_MARGIN
+from hoxton_auth._shared_entry import LOCK_MARGIN
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -258,8 +258,8 @@ def test_the_lock_wait_defaults_to_the_fetch_deadline_plus_a_margin(
     )
     quick = machine_auth(server, FileTokenCache(isolated_cache, lock_wait_timeout=0.5))
 
-    assert auth._manager._lock_timeout == 20 + 7 + LOCK_MARGIN
-    assert quick._manager._lock_timeout == 0.5
+    assert auth._manager.entry.lock_timeout == 20 + 7 + LOCK_MARGIN
+    assert quick._manager.entry.lock_timeout == 0.5
 
 
 def test_a_stuck_lock_makes_a_password_grant_skip_the_cached_refresh_token(

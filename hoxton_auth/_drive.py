@@ -1,0 +1,51 @@
+"""The drivers: run a flow to its end, performing each action it yields.
+
+A ``TokenRequest`` goes to the transport (one of the adapters' ``send``
+functions), whose ``Reply`` is sent back; a ``Backoff`` is slept, and the
+time is sent back. ``drive`` blocks; ``adrive`` awaits and never blocks the
+event loop. This is the only place where a flow meets the network and the clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ._messages import Backoff, Flow, Reply, TokenRequest
+
+__all__ = ["AsyncTransport", "SyncTransport", "adrive", "drive"]
+
+T = TypeVar("T")
+SyncTransport = Callable[[TokenRequest], Reply]
+AsyncTransport = Callable[[TokenRequest], Awaitable[Reply]]
+
+
+def drive(flow: Flow[T], send: SyncTransport) -> T:
+    """Run a flow to its end with a blocking transport."""
+    try:
+        action = next(flow)
+        while True:
+            if isinstance(action, Backoff):
+                time.sleep(action.delay)
+                action = flow.send(time.time())
+            else:
+                action = flow.send(send(action))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # the flow's return value
+
+
+async def adrive(flow: Flow[T], send: AsyncTransport) -> T:
+    """Run a flow to its end with an asyncio transport."""
+    import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
+    try:
+        action = next(flow)
+        while True:
+            if isinstance(action, Backoff):
+                await asyncio.sleep(action.delay)
+                action = flow.send(time.time())
+            else:
+                action = flow.send(await send(action))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # the flow's return value
