@@ -9,15 +9,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._auth import (
-    DEFAULT,
-    AuthorizationCodeAuth,
-    ClientCredentialsAuth,
-    HoxtonAuth,
-    PasswordAuth,
-    RefreshTokenAuth,
-)
+from ._auth import HoxtonAuth
 from ._cache import CacheEntry, MemoryTokenCache, TokenCache
+from ._cache_arg import DEFAULT
 from ._errors import (
     CacheError,
     ConfigError,
@@ -29,6 +23,12 @@ from ._errors import (
     TokenRequestError,
 )
 from ._file_cache import FileTokenCache
+from ._grant_auths import (
+    AuthorizationCodeAuth,
+    ClientCredentialsAuth,
+    PasswordAuth,
+    RefreshTokenAuth,
+)
 from ._token import Token
 
 if TYPE_CHECKING:

@@ -1,12 +1,17 @@
-"""``HoxtonAuth``: configuration, grant, cache and both adapters put together."""
+"""``HoxtonAuth``: configuration, grant, cache and both adapters put together.
+
+``HoxtonAuth(...)`` returns one of the four grant classes of
+``_grant_auths.py``; everything they share is here: checking the arguments,
+the cache entry's identity, and the public methods.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
-from typing import Any, ClassVar, TypeVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._cache import MemoryTokenCache, TokenCache, cache_key
+from ._cache import cache_key
+from ._cache_arg import DEFAULT, CacheArg, resolve_cache
 from ._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
@@ -15,84 +20,20 @@ from ._config import (
     normalize_scope,
 )
 from ._errors import ConfigError
-from ._file_cache import FileTokenCache
-from ._grants import AuthorizationCode, ClientCredentials, Grant, Password
+from ._grants import AuthorizationCode, Grant
 from ._httpx import HttpxAuth, asend_with_httpx
 from ._manager import TokenManager
 from ._requests import RequestsAuth, send_with_requests
 
-__all__ = [
-    "DEFAULT",
-    "LOGIN_SCOPE",
-    "AuthorizationCodeAuth",
-    "ClientCredentialsAuth",
-    "HoxtonAuth",
-    "PasswordAuth",
-    "RefreshTokenAuth",
-    "resolve_cache",
-]
+if TYPE_CHECKING:
+    from ._grant_auths import AuthorizationCodeAuth
 
-
-class _Default:
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Any = _Default()
-"""The shared file cache (``FileTokenCache()``); the default of ``cache=``."""
-
-CacheArg = Union[TokenCache, str, "os.PathLike[str]", None]
+__all__ = ["LOGIN_SCOPE", "HoxtonAuth"]
 
 LOGIN_SCOPE = "openid profile offline_access"
 """What ``login()`` asks for by default: an ID token and a refresh token."""
 
 _AuthT = TypeVar("_AuthT", bound="HoxtonAuth")
-
-_GRANT_ARGUMENTS = (
-    "username",
-    "password",
-    "code",
-    "redirect_uri",
-    "code_verifier",
-    "refresh_token",
-)
-
-
-def resolve_cache(cache: CacheArg) -> TokenCache:
-    """Turn the ``cache=`` argument into a ``TokenCache``.
-
-    Raises:
-        ConfigError: If ``cache`` is of an unknown kind.
-    """
-    if cache is DEFAULT:
-        configured = os.environ.get("HOXTON_AUTH_CACHE", "")
-        return resolve_cache(configured) if configured else FileTokenCache()
-    if cache is None:
-        return MemoryTokenCache()
-    if isinstance(cache, TokenCache):
-        return cache
-    if isinstance(cache, (str, os.PathLike)):
-        location = os.fspath(cache)
-        if location.startswith(("redis://", "rediss://", "unix://")):
-            from ._redis_cache import RedisTokenCache
-
-            cache_from_url: TokenCache = RedisTokenCache(location)
-            return cache_from_url
-        return FileTokenCache(location)
-    raise ConfigError(
-        f"cache must be a TokenCache, a path, a redis:// URL or None, got {type(cache).__name__}"
-    )
-
-
-def _infer_class(kwargs: dict[str, Any]) -> type[HoxtonAuth]:
-    given = {name for name in _GRANT_ARGUMENTS if kwargs.get(name) is not None}
-    if given & {"username", "password"}:
-        return PasswordAuth
-    if given & {"code", "redirect_uri", "code_verifier"}:
-        return AuthorizationCodeAuth
-    if "refresh_token" in given:
-        return RefreshTokenAuth
-    return ClientCredentialsAuth
 
 
 class HoxtonAuth(RequestsAuth, HttpxAuth):
@@ -131,7 +72,10 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
 
     def __new__(cls, *args: Any, **kwargs: Any) -> HoxtonAuth:
         if cls is HoxtonAuth:
-            cls = _infer_class(kwargs)
+            # Here, not at the top: the grant classes are subclasses of this one.
+            from ._grant_auths import infer_class
+
+            cls = infer_class(kwargs)
         return super().__new__(cls)
 
     def __init__(
@@ -325,70 +269,3 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
         """
         self._manager.logout(send_with_requests)
-
-
-class ClientCredentialsAuth(HoxtonAuth):
-    """Machine-to-machine tokens with the client's id and secret."""
-
-    grant_kind = "client_credentials"
-
-    def _grant(self, **arguments: str | None) -> Grant:
-        if self.config.client_secret is None:
-            raise ConfigError(
-                "client_secret is required for the client_credentials grant "
-                "(or pass username/password, code/redirect_uri or refresh_token)"
-            )
-        return ClientCredentials()
-
-
-class PasswordAuth(HoxtonAuth):
-    """A user's tokens from their username and password (resource owner grant)."""
-
-    grant_kind = "password"
-    _allowed = frozenset({"username", "password"})
-
-    def _grant(self, **arguments: str | None) -> Grant:
-        username, password = arguments["username"], arguments["password"]
-        if username is None:
-            raise ConfigError("username is required with password")
-        if password is None:
-            raise ConfigError("password is required with username")
-        return Password(username, password)
-
-
-class AuthorizationCodeAuth(HoxtonAuth):
-    """A user's tokens from an authorization code (or an earlier login in the cache).
-
-    Without ``code`` it uses the tokens a ``login()`` left in the cache.
-    """
-
-    grant_kind = "authorization_code"
-    _allowed = frozenset({"code", "redirect_uri", "code_verifier"})
-
-    def _grant(self, **arguments: str | None) -> Grant | None:
-        code, redirect_uri = arguments["code"], arguments["redirect_uri"]
-        verifier = arguments["code_verifier"]
-        if code is None:
-            if verifier is not None:
-                raise ConfigError("code_verifier needs code")
-            if redirect_uri is not None:
-                raise ConfigError("code is required with redirect_uri")
-            return None
-        if redirect_uri is None:
-            raise ConfigError("redirect_uri is required with code (the one sent to /authorize)")
-        return AuthorizationCode(code, redirect_uri, verifier)
-
-
-class RefreshTokenAuth(HoxtonAuth):
-    """A user's tokens from a refresh token, which seeds the cache.
-
-    Once the server rotates it, the newest refresh token in the cache is used.
-    """
-
-    grant_kind = "refresh_token"
-    _allowed = frozenset({"refresh_token"})
-
-    def _grant(self, **arguments: str | None) -> Grant | None:
-        if arguments["refresh_token"] is None:
-            raise ConfigError("refresh_token is required for RefreshTokenAuth")
-        return None

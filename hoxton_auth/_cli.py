@@ -17,10 +17,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._auth import DEFAULT, LOGIN_SCOPE, AuthorizationCodeAuth, HoxtonAuth, resolve_cache
+from ._auth import LOGIN_SCOPE, HoxtonAuth
 from ._cache import CacheEntry, TokenCache
-from ._env import GRANT_ARGUMENTS, gather, read_environment
+from ._cache_arg import DEFAULT, resolve_cache
+from ._env import gather, read_environment
 from ._errors import ConfigError, LoginRequiredError
+from ._grant_auths import GRANT_ARGUMENTS, AuthorizationCodeAuth
 from ._grants import USER_SESSION
 
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]

@@ -11,11 +11,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._errors import ConfigError
+from ._grant_auths import GRANT_ARGUMENTS
 
 if TYPE_CHECKING:
     from ._auth import HoxtonAuth
 
-__all__ = ["ENVIRONMENT", "GRANT_ARGUMENTS", "from_env", "gather", "read_environment"]
+__all__ = ["ENVIRONMENT", "from_env", "gather", "read_environment"]
 
 _AuthT = TypeVar("_AuthT", bound="HoxtonAuth")
 
@@ -31,8 +32,6 @@ ENVIRONMENT = {
     "domain": "HOXTON_AUTH_DOMAIN",
     "cache": "HOXTON_AUTH_CACHE",
 }
-
-GRANT_ARGUMENTS = ("username", "password", "code", "redirect_uri", "code_verifier", "refresh_token")
 
 
 def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -59,7 +58,8 @@ def gather(cls: type[HoxtonAuth], overrides: Mapping[str, Any]) -> dict[str, Any
 
 def _check(cls: type[HoxtonAuth], kwargs: Mapping[str, Any]) -> None:
     """Name the missing or clashing variable before the constructor names the argument."""
-    from ._auth import ClientCredentialsAuth, HoxtonAuth, PasswordAuth, RefreshTokenAuth
+    from ._auth import HoxtonAuth
+    from ._grant_auths import ClientCredentialsAuth, PasswordAuth, RefreshTokenAuth
 
     def given(name: str) -> bool:
         return kwargs.get(name) is not None

@@ -26,9 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from ._auth import AuthorizationCodeAuth
 from ._config import ClientConfig
 from ._errors import ConfigError, LoginError, TokenRequestError
+from ._grant_auths import AuthorizationCodeAuth
 from ._requests import send_with_requests
 
 __all__ = ["authorize_url", "login", "pkce_pair"]

@@ -1,0 +1,54 @@
+"""The ``cache=`` argument: ``DEFAULT``, and the ``TokenCache`` each value stands for.
+
+Shared by the auth classes and ``hoxton-auth status``, so that a path or a
+``redis://`` URL means the same cache to both. ``RedisTokenCache`` is
+imported only for a Redis URL: redis-py is an optional extra.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Union
+
+from ._cache import MemoryTokenCache, TokenCache
+from ._errors import ConfigError
+from ._file_cache import FileTokenCache
+
+__all__ = ["DEFAULT", "CacheArg", "resolve_cache"]
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+"""The shared file cache (``FileTokenCache()``); the default of ``cache=``."""
+
+CacheArg = Union[TokenCache, str, "os.PathLike[str]", None]
+
+
+def resolve_cache(cache: CacheArg) -> TokenCache:
+    """Turn the ``cache=`` argument into a ``TokenCache``.
+
+    Raises:
+        ConfigError: If ``cache`` is of an unknown kind.
+    """
+    if cache is DEFAULT:
+        configured = os.environ.get("HOXTON_AUTH_CACHE", "")
+        return resolve_cache(configured) if configured else FileTokenCache()
+    if cache is None:
+        return MemoryTokenCache()
+    if isinstance(cache, TokenCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        location = os.fspath(cache)
+        if location.startswith(("redis://", "rediss://", "unix://")):
+            from ._redis_cache import RedisTokenCache
+
+            cache_from_url: TokenCache = RedisTokenCache(location)
+            return cache_from_url
+        return FileTokenCache(location)
+    raise ConfigError(
+        f"cache must be a TokenCache, a path, a redis:// URL or None, got {type(cache).__name__}"
+    )
