@@ -94,10 +94,12 @@ class RequestsAuth(requests.auth.AuthBase):
             # Not a request we authenticated: requests drops the header when a
             # redirect leaves the API's origin, and that host must never get our token.
             return response
-        self._manager.invalidate(header[len(BEARER) :])
-        token = self._manager.get_token(send_with_requests)
+        # Read and release the 401 first: if no new token can be had, the error
+        # propagates and nobody else would return this connection to the pool.
         response.content  # noqa: B018  read it all so the connection can be reused
         response.close()
+        self._manager.invalidate(header[len(BEARER) :])
+        token = self._manager.get_token(send_with_requests)
         retry = sent.copy()
         if rewindable:
             rewind_body(retry)
