@@ -23,7 +23,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from ._cache import CacheEntry, CacheLockTimeoutError, CacheUnavailableError, TokenCache
 from ._config import ClientConfig
@@ -36,7 +36,6 @@ from ._degraded import (
 from ._drive import AsyncTransport, SyncTransport, adrive, drive
 from ._errors import CacheError, HoxtonAuthError
 from ._failures import shared_failure, with_failure_note
-from ._flow import obtain_token, plan_grants, revoke_refresh_token
 from ._grants import AuthorizationCode, Grant
 from ._messages import Flow
 from ._token import Token
@@ -145,6 +144,8 @@ class SharedEntry:
 
         The entry is deleted even when the revocation fails (its error is raised).
         """
+        from ._flow import revoke_refresh_token  # lazily, as in _flow_for
+
         entry = self.cache.load(self.key)
         try:
             if entry is not None and entry.token.refresh_token:
@@ -173,7 +174,7 @@ class SharedEntry:
     def _begin_session_locked(self, send: SyncTransport) -> Token:
         plan = [self._grant] if self._grant is not None else []
         self._grant = None  # an authorization code is single-use: never send it again
-        token = drive(obtain_token(self.config, plan, time.time(), self._rng), send)
+        token = drive(self._flow_for(plan), send)
         self._store(CacheEntry(token, self._meta))
         return token
 
@@ -237,16 +238,24 @@ class SharedEntry:
     # -- shared helpers ---------------------------------------------------------------
 
     def _obtain_flow(self, entry: CacheEntry | None) -> Flow[Token]:
+        from ._flow import plan_grants  # lazily, as in _flow_for
+
         cached_refresh = entry.token.refresh_token if entry is not None else None
         plan = plan_grants(self._grant, cached_refresh, self._seed_refresh_token)
         if isinstance(self._grant, AuthorizationCode) and self._grant in plan:
             # An authorization code is single-use: whatever happens now, never send it again.
             self._grant = None
-        return obtain_token(self.config, plan, time.time(), self._rng)
+        return self._flow_for(plan)
 
     def _lockless_flow(self, exc: CacheLockTimeoutError) -> Flow[Token]:
-        grant = grant_without_lock(self._grant, exc)
-        return obtain_token(self.config, [grant], time.time(), self._rng)
+        return self._flow_for([grant_without_lock(self._grant, exc)])
+
+    def _flow_for(self, plan: Sequence[Grant]) -> Flow[Token]:
+        # Here, not at the top: a process that finds its token in the cache never
+        # loads the flows, the retry policy or the reading of replies (issue 6).
+        from ._flow import obtain_token
+
+        return obtain_token(self.config, plan, time.time(), self._rng)
 
     def _raise_shared_failure(self, entry: CacheEntry | None, since: float) -> None:
         """Raise the error of the fetch this call waited for, if that fetch failed."""
