@@ -2,8 +2,10 @@
 
 A cache stores tokens and harmless metadata (token URL, client id, audience,
 grant kind, scope), never a client secret or password, under a key that is a
-hash. The shared on-disk cache, ``FileTokenCache``, is in ``_file_cache.py``;
-together the two modules are the only ones that open files or take locks.
+hash. The shared on-disk cache, ``FileTokenCache``, is in ``_file_cache.py``
+and its lock in ``_file_lock.py``: the only modules that touch the disk.
+``RedisTokenCache`` keeps tokens in Redis (``_redis_cache.py``, its lock
+``_redis_lock.py``).
 
 Contract used by the token manager: ``load`` may be called at any time (it
 never sees a half-written entry); ``store`` and ``delete`` only while holding

@@ -6,7 +6,7 @@ How it stays safe with many processes:
   directory, flushed and fsynced, then ``os.replace``-d over the cache, so a
   reader, or a process killed mid-write, sees the old file or the new one,
   never half of one.
-* Writers hold ``<path>.lock`` with ``filelock`` (``flock`` on POSIX, which
+* Writers hold ``<path>.lock`` (``_file_lock.py``: ``flock`` on POSIX, which
   the kernel releases when its holder dies, SIGKILL included). The lock file
   is never deleted: two processes could otherwise lock two different inodes.
 * Damage stays local: an unreadable file or entry is a miss with one warning,
@@ -16,7 +16,6 @@ How it stays safe with many processes:
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import logging
 import math
@@ -25,7 +24,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
 
@@ -33,11 +32,11 @@ from ._cache import (
     PRUNE_EXPIRED_AFTER,
     PRUNE_REFRESHABLE_AFTER,
     CacheEntry,
-    CacheLockTimeoutError,
     CacheUnavailableError,
     TokenCache,
 )
 from ._errors import ConfigError
+from ._file_lock import ahold_lock, ensure_directory, hold_lock
 from ._token import Token, TokenFormatError
 
 __all__ = ["FORMAT_VERSION", "FileTokenCache", "default_cache_path"]
@@ -45,12 +44,6 @@ __all__ = ["FORMAT_VERSION", "FileTokenCache", "default_cache_path"]
 logger = logging.getLogger("hoxton_auth")
 
 FORMAT_VERSION = 1
-# Seconds between two tries of a lock another process holds. Every try costs
-# CPU (measured: 32 waiters polling every 10 ms burn a third of a 2-core
-# machine, slowing the one process that is fetching the token they wait for);
-# 50 ms costs a quarter of that, and a waiter's extra latency is at most 50 ms
-# once per token lifetime.
-LOCK_POLL_INTERVAL = 0.05
 # Temporary files are only written under the lock, so one older than this
 # belongs to a writer that died mid-write.
 STALE_TEMP_AFTER = 600.0
@@ -68,18 +61,6 @@ def default_cache_path() -> Path:
     import platformdirs  # imported here: only a process that touches the disk needs it
 
     return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "tokens.json"
-
-
-def _filelock_options() -> dict[str, Any]:
-    import filelock
-
-    options: dict[str, Any] = {"mode": 0o600}
-    parameters = inspect.signature(filelock.FileLock.__init__).parameters
-    if "poll_interval" in parameters:
-        options["poll_interval"] = LOCK_POLL_INTERVAL
-    if "preserve_lock_file" in parameters:
-        options["preserve_lock_file"] = True  # deleting a lock file races with its next user
-    return options
 
 
 def _salvage(text: str) -> dict[str, Any]:
@@ -263,7 +244,7 @@ class FileTokenCache(TokenCache):
         }
         payload = json.dumps(document, indent=1, sort_keys=True).encode()
         try:
-            self._ensure_directory()
+            ensure_directory(self.path.parent)
             fd, temp_name = tempfile.mkstemp(
                 dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
             )
@@ -282,11 +263,6 @@ class FileTokenCache(TokenCache):
         self._sync_directory()
         self._remove_stale_temp_files(now)
 
-    def _ensure_directory(self) -> None:
-        directory = self.path.parent
-        if not directory.is_dir():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-
     def _sync_directory(self) -> None:
         # The rename is durable only once the directory is on disk (power loss).
         with contextlib.suppress(OSError):
@@ -302,61 +278,22 @@ class FileTokenCache(TokenCache):
                 if temp.stat().st_mtime < now - STALE_TEMP_AFTER:
                     temp.unlink()
 
-    # -- locking ----------------------------------------------------------
+    # -- locking (the lock itself is in _file_lock.py) ---------------------
 
-    @contextlib.contextmanager
-    def lock(self, key: str, timeout: float) -> Iterator[None]:
+    def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[None]:
         """Hold ``<path>.lock`` (all entries share the one file, so one lock).
 
         Raises:
             CacheLockTimeoutError: Held by another process for ``timeout`` s.
             CacheUnavailableError: The lock file cannot be created.
         """
-        import filelock
+        return hold_lock(self.lock_path, timeout)
 
-        file_lock = filelock.FileLock(str(self.lock_path), timeout=timeout, **_filelock_options())
-        with self._translate_lock_errors(timeout):
-            self._ensure_directory()
-            file_lock.acquire()
-        try:
-            yield
-        finally:
-            file_lock.release()
-
-    @contextlib.asynccontextmanager
-    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
+    def alock(self, key: str, timeout: float) -> contextlib.AbstractAsyncContextManager[None]:
         """``lock`` for asyncio: polls the lock without blocking the loop.
 
         Raises:
             CacheLockTimeoutError: Held by another process for ``timeout`` s.
             CacheUnavailableError: The lock file cannot be created.
         """
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        import filelock
-
-        file_lock = filelock.AsyncFileLock(
-            str(self.lock_path), timeout=timeout, **_filelock_options()
-        )
-        with self._translate_lock_errors(timeout):
-            await asyncio.to_thread(self._ensure_directory)
-            await file_lock.acquire()
-        try:
-            yield
-        finally:
-            await file_lock.release()
-
-    @contextlib.contextmanager
-    def _translate_lock_errors(self, timeout: float) -> Iterator[None]:
-        import filelock
-
-        try:
-            yield
-        except filelock.Timeout:
-            raise CacheLockTimeoutError(
-                f"token cache lock {self.lock_path} is held by another process and was not "
-                f"released within {timeout:g}s; the holder looks stuck (find it with "
-                f"`fuser {self.lock_path}`)"
-            ) from None
-        except OSError as exc:
-            raise CacheUnavailableError(f"cannot lock token cache {self.lock_path}: {exc}") from exc
+        return ahold_lock(self.lock_path, timeout)
