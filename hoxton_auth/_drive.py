@@ -10,19 +10,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from ._messages import Backoff, Flow, Reply, TokenRequest
+if TYPE_CHECKING:
+    from ._messages import Flow, Reply, TokenRequest
 
 __all__ = ["AsyncTransport", "SyncTransport", "adrive", "drive"]
 
 T = TypeVar("T")
-SyncTransport = Callable[[TokenRequest], Reply]
-AsyncTransport = Callable[[TokenRequest], Awaitable[Reply]]
+# Quoted: the message types are imported only when a flow runs (see drive).
+SyncTransport = Callable[["TokenRequest"], "Reply"]
+AsyncTransport = Callable[["TokenRequest"], Awaitable["Reply"]]
 
 
 def drive(flow: Flow[T], send: SyncTransport) -> T:
     """Run a flow to its end with a blocking transport."""
+    # Here, not at the top: a process that finds its token in the cache never
+    # creates the message dataclasses (each compiles its methods; issue 6).
+    from ._messages import Backoff
+
     try:
         action = next(flow)
         while True:
@@ -38,6 +44,8 @@ def drive(flow: Flow[T], send: SyncTransport) -> T:
 async def adrive(flow: Flow[T], send: AsyncTransport) -> T:
     """Run a flow to its end with an asyncio transport."""
     import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
+    from ._messages import Backoff  # here, not at the top: see drive
 
     try:
         action = next(flow)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Generator
+from typing import TYPE_CHECKING
 
 import httpx
 
 from ._manager import TokenManager
-from ._messages import MAX_RESPONSE_BYTES, Reply, TokenRequest, TokenResponse, TransportFailure
+
+if TYPE_CHECKING:
+    from ._messages import Reply, TokenRequest, TokenResponse
 
 __all__ = ["HttpxAuth", "asend_with_httpx", "send_with_httpx"]
 
@@ -25,6 +28,10 @@ def _headers(content_type: str) -> dict[str, str]:
 
 
 def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
+    # Here, not at the top: a process that finds its token in the cache never
+    # creates the message dataclasses (each compiles its methods; issue 6).
+    from ._messages import TokenResponse
+
     return TokenResponse(
         status=response.status_code,
         body=body,
@@ -35,6 +42,8 @@ def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
 
 def send_with_httpx(request: TokenRequest) -> Reply:
     """POST a token request with ``httpx.Client``; network failures are returned."""
+    from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
+
     body, content_type = request.encode()
     try:
         with (
@@ -55,6 +64,8 @@ def send_with_httpx(request: TokenRequest) -> Reply:
 
 async def asend_with_httpx(request: TokenRequest) -> Reply:
     """POST a token request with ``httpx.AsyncClient``; network failures are returned."""
+    from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
+
     body, content_type = request.encode()
     try:
         async with (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 import requests.auth
@@ -17,7 +17,9 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._manager import TokenManager
-from ._messages import MAX_RESPONSE_BYTES, Reply, TokenRequest, TokenResponse, TransportFailure
+
+if TYPE_CHECKING:
+    from ._messages import Reply, TokenRequest
 
 __all__ = ["RequestsAuth", "send_with_requests"]
 
@@ -28,6 +30,10 @@ BEARER = "Bearer "
 
 def send_with_requests(request: TokenRequest) -> Reply:
     """POST a token request; a network failure is returned, not raised."""
+    # Here, not at the top: a process that finds its token in the cache never
+    # creates the message dataclasses (each compiles its methods; issue 6).
+    from ._messages import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
+
     body, content_type = request.encode()
     headers = {"Content-Type": content_type, "Accept": "application/json"}
     try:

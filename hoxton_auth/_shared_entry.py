@@ -24,6 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ._cache import CacheEntry, CacheLockTimeoutError, CacheUnavailableError, TokenCache
 from ._config import ClientConfig
@@ -37,8 +38,10 @@ from ._drive import AsyncTransport, SyncTransport, adrive, drive
 from ._errors import CacheError, HoxtonAuthError
 from ._failures import shared_failure, with_failure_note
 from ._grants import AuthorizationCode, Grant
-from ._messages import Flow
 from ._token import Token
+
+if TYPE_CHECKING:
+    from ._messages import Flow
 
 __all__ = ["LOCK_MARGIN", "SharedEntry"]
 
