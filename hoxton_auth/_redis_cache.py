@@ -16,21 +16,20 @@ loops; the slow path runs about once per token life, so a thread hop costs
 nothing that matters, and the hot path never reaches the cache at all.
 
 redis-py is imported only when a ``RedisTokenCache`` is created, so
-``import hoxton_auth`` works without it.
+``import hoxton_auth`` works without it; the client is made, and named
+without its password, in ``_redis_client.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import json
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Union
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, ClassVar
 
 from ._cache import (
     CacheEntry,
@@ -39,6 +38,7 @@ from ._cache import (
     TokenCache,
 )
 from ._errors import ConfigError
+from ._redis_client import ClientArg, import_redis, make_client
 from ._redis_lock import RedisLease
 from ._token import Token, TokenFormatError
 
@@ -49,7 +49,6 @@ __all__ = ["RedisTokenCache"]
 
 logger = logging.getLogger("hoxton_auth")
 
-INSTALL_HINT = 'RedisTokenCache needs redis-py: pip install "hoxton-auth[redis]"'
 FORMAT_VERSION = 1
 DEFAULT_LOCK_TIMEOUT = 15.0
 # An entry whose token is spent (expired, or dropped by invalidate()) still
@@ -72,33 +71,6 @@ TIMEOUT_COOLDOWN = 10.0
 # token the tenant still honours. Pass ``refresh_token_ttl`` to match a
 # tenant's shorter lifetime and not keep dead refresh tokens around.
 DEFAULT_REFRESH_TOKEN_TTL = 400 * 24 * 3600.0
-
-ClientArg = Union[str, "redis.Redis"]
-
-
-def _import_redis() -> Any:
-    try:
-        import redis
-    except ImportError as exc:
-        raise ImportError(INSTALL_HINT, name="redis") from exc
-    return redis
-
-
-def _safe_url(url: str) -> str:
-    """The URL without user and password, for repr and messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return f"{parts.scheme}://{netloc}{parts.path}"
-
-
-def _describe_client(client: Any) -> str:
-    """``redis client host:port/db`` when the client says, else its type."""
-    pool = getattr(client, "connection_pool", None)
-    kwargs = getattr(pool, "connection_kwargs", None)
-    if not isinstance(kwargs, dict) or "host" not in kwargs:
-        return f"{type(client).__name__} client"
-    return f"redis client {kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
 class RedisTokenCache(TokenCache):
@@ -135,7 +107,7 @@ class RedisTokenCache(TokenCache):
         refresh_token_ttl: float = DEFAULT_REFRESH_TOKEN_TTL,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
     ) -> None:
-        redis_module = _import_redis()
+        redis_module = import_redis()
         for name, value in (
             ("lock_timeout", lock_timeout),
             ("refresh_token_ttl", refresh_token_ttl),
@@ -152,29 +124,8 @@ class RedisTokenCache(TokenCache):
         self._timeouts: tuple[type[Exception], ...] = (redis_module.TimeoutError,)
         self._quiet_until = 0.0  # monotonic time; see TIMEOUT_COOLDOWN
         self._warned: set[str] = set()
-        if isinstance(url_or_client, str):
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            # redis-py's default retries a dead server ten times with backoff;
-            # here a failure falls back to a direct token fetch, so fail fast.
-            # One retry on a connection error still heals a pooled connection
-            # that a Redis restart broke; a timeout is not retried.
-            self.client: redis.Redis = redis_module.Redis.from_url(
-                url_or_client,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                retry=Retry(NoBackoff(), 1, (redis_module.ConnectionError,)),
-            )
-            self._where = _safe_url(url_or_client)
-        else:
-            if inspect.iscoroutinefunction(getattr(url_or_client, "execute_command", None)):
-                raise ConfigError(
-                    "RedisTokenCache needs a blocking client (redis.Redis), not a "
-                    "redis.asyncio one; it serves asyncio through worker threads"
-                )
-            self.client = url_or_client
-            self._where = _describe_client(url_or_client)
+        self.client: redis.Redis
+        self.client, self._where = make_client(url_or_client, socket_timeout)
 
     def __repr__(self) -> str:
         return f"RedisTokenCache({self._where!r}, prefix={self.prefix!r})"
