@@ -49,6 +49,7 @@ class Cold:
     extra_ms: dict[str, float]  # median over rounds of (script - baseline), CPU time
     wall_median_ms: dict[str, float]
     wall_extra_ms: dict[str, float]
+    min_extra_ms: dict[str, float]  # fastest script run - fastest baseline run, CPU time
 
 
 def _cpu_of_children() -> float:
@@ -136,4 +137,9 @@ def run_cold(server: Any, ends: Endpoints, workdir: Path, rounds: int) -> Cold:
             cpu[name].append((_cpu_of_children() - cpu_before) * 1000)
     if server.count() != fetched:
         raise RuntimeError("a cold-process script fetched a token: its cache was not used")
-    return Cold(*_summary(cpu), *_summary(wall))
+    fastest = min(cpu["baseline"])
+    return Cold(
+        *_summary(cpu),
+        *_summary(wall),
+        {name: min(values) - fastest for name, values in cpu.items()},
+    )
