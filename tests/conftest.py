@@ -102,3 +102,12 @@ def read_only_dir(tmp_path: Path) -> Iterator[Path]:
             subprocess.run([str(chattr), "-i", str(directory)], check=True)
         else:
             directory.chmod(0o700)
+
+
+@pytest.fixture
+def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """caplog at WARNING for the package logger."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="hoxton_auth")
+    return caplog

@@ -712,6 +712,28 @@ def test_100_tasks_on_one_async_client_make_one_token_request(
     assert server.count() == 1
 
 
+class HeldTokenEndpoint:
+    """A token endpoint on ``httpserver`` that answers only once ``ticked`` is set.
+
+    ``loop_ran`` records, per request, whether ``ticked`` came within 10 s:
+    the test sets it from the event loop, so ``[True]`` proves the loop ran
+    while the fetch was waiting for its answer.
+    """
+
+    def __init__(self, httpserver: HTTPServer, access_token: str) -> None:
+        self.arrived, self.ticked = threading.Event(), threading.Event()
+        self.loop_ran: list[bool] = []
+        self.access_token = access_token
+        httpserver.expect_request("/oauth/token").respond_with_handler(self._answer)
+        self.domain = httpserver.url_for("/").rstrip("/")
+
+    def _answer(self, request: Request) -> Response:
+        self.arrived.set()
+        self.loop_ran.append(self.ticked.wait(10))
+        body = {"access_token": self.access_token, "expires_in": 3600, "token_type": "Bearer"}
+        return Response(json.dumps(body), content_type="application/json")
+
+
 @pytest.mark.parametrize("cache", list(CACHES))
 def test_event_loop_keeps_running_while_a_token_is_fetched(
     httpserver: HTTPServer, cache: str
@@ -719,27 +741,17 @@ def test_event_loop_keeps_running_while_a_token_is_fetched(
     # The token endpoint answers only once the event loop has run other tasks
     # during the fetch. A fetch that blocked the loop would stall the ticker,
     # and the endpoint would give up waiting for it (10 s) and report False.
-    arrived, ticked = threading.Event(), threading.Event()
-    loop_ran: list[bool] = []
-
-    def token_endpoint(request: Request) -> Response:
-        arrived.set()
-        loop_ran.append(ticked.wait(10))
-        body = {"access_token": "opaque-tick", "expires_in": 3600, "token_type": "Bearer"}
-        return Response(json.dumps(body), content_type="application/json")
-
-    httpserver.expect_request("/oauth/token").respond_with_handler(token_endpoint)
-    domain = httpserver.url_for("/").rstrip("/")
-    auth = HoxtonAuth("cid", "s", domain=domain, cache=CACHES[cache]())
+    endpoint = HeldTokenEndpoint(httpserver, "opaque-tick")
+    auth = HoxtonAuth("cid", "s", domain=endpoint.domain, cache=CACHES[cache]())
 
     async def ticker() -> int:
-        while not arrived.is_set():
+        while not endpoint.arrived.is_set():
             await asyncio.sleep(0.001)
         ticks = 0
         for _ in range(3):
             await asyncio.sleep(0)
             ticks += 1
-        ticked.set()
+        endpoint.ticked.set()
         return ticks
 
     async def main() -> tuple[str, int]:
@@ -748,7 +760,7 @@ def test_event_loop_keeps_running_while_a_token_is_fetched(
         return token, await ticks
 
     assert asyncio.run(main()) == ("opaque-tick", 3)
-    assert loop_ran == [True]
+    assert endpoint.loop_ran == [True]
 
 
 @pytest.mark.parametrize("cache", list(CACHES))
@@ -758,22 +770,12 @@ def test_event_loop_keeps_running_while_another_thread_fetches(
     # A thread is fetching the token; a task wants the same token and must
     # wait for it (the cache lock) without blocking the loop. As above, the
     # endpoint answers only once the loop has run other code meanwhile.
-    arrived, ticked = threading.Event(), threading.Event()
-    loop_ran: list[bool] = []
-
-    def token_endpoint(request: Request) -> Response:
-        arrived.set()
-        loop_ran.append(ticked.wait(10))
-        body = {"access_token": "opaque-shared", "expires_in": 3600, "token_type": "Bearer"}
-        return Response(json.dumps(body), content_type="application/json")
-
-    httpserver.expect_request("/oauth/token").respond_with_handler(token_endpoint)
-    domain = httpserver.url_for("/").rstrip("/")
-    auth = HoxtonAuth("cid", "s", domain=domain, cache=CACHES[cache]())
+    endpoint = HeldTokenEndpoint(httpserver, "opaque-shared")
+    auth = HoxtonAuth("cid", "s", domain=endpoint.domain, cache=CACHES[cache]())
     from_thread: list[str] = []
     thread = threading.Thread(target=lambda: from_thread.append(auth.get_token()))
     thread.start()
-    assert arrived.wait(10)
+    assert endpoint.arrived.wait(10)
 
     async def main() -> str:
         waiter = asyncio.ensure_future(auth.aget_token())
@@ -783,13 +785,13 @@ def test_event_loop_keeps_running_while_another_thread_fetches(
         for _ in range(20):
             await asyncio.sleep(0.01)
         assert not waiter.done()
-        ticked.set()
+        endpoint.ticked.set()
         return await waiter
 
     assert asyncio.run(main()) == "opaque-shared"
     thread.join()
     assert from_thread == ["opaque-shared"]
-    assert loop_ran == [True]
+    assert endpoint.loop_ran == [True]
     assert len(httpserver.log) == 1
 
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import stat
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,20 +79,6 @@ def write_private(path: Path, content: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     path.chmod(0o600)
-
-
-@pytest.fixture
-def server() -> Iterator[AuthServer]:
-    """A local Auth0-compatible server."""
-    with AuthServer() as running:
-        yield running
-
-
-@pytest.fixture
-def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """caplog at WARNING for the package logger."""
-    caplog.set_level(logging.WARNING, logger="hoxton_auth")
-    return caplog
 
 
 # -- keys ---------------------------------------------------------------------------
@@ -245,16 +229,19 @@ def test_a_cache_file_open_to_others_is_tightened_with_a_warning(
     assert "644" in record.getMessage()
 
 
-def test_no_secret_or_password_is_written_to_disk(server: AuthServer, isolated_cache: Path) -> None:
+def test_no_secret_or_password_is_written_to_disk(
+    hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    domain = hoxton_auth_server.domain
     password_auth = HoxtonAuth(
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
         username=DEFAULT_USERNAME,
         password=DEFAULT_PASSWORD,
         scope="openid offline_access",
-        domain=server.domain,
+        domain=domain,
     )
-    machine_auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    machine_auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=domain)
     password_auth.get_token()
     machine_auth.get_token()
 

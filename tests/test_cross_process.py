@@ -135,6 +135,17 @@ def server() -> Iterator[AuthServer]:
         yield running
 
 
+@pytest.fixture
+def lock_holder(isolated_cache: Path, spawn: Spawn) -> Worker:
+    """A worker holding the cache's lock until it is killed or sent ``release``.
+
+    It answers ``release`` with ``released``, once the lock is free.
+    """
+    holder = spawn("hold", {"cache": str(isolated_cache)})
+    holder.expect("locked")
+    return holder
+
+
 def herd_args(server: AuthServer, cache_path: Path, **extra: Any) -> dict[str, Any]:
     """Arguments of the ``herd`` command for the default confidential client."""
     return {
@@ -240,10 +251,8 @@ def refresh_token_in(cache: FileTokenCache, key: str) -> str:
 
 @pytest.mark.slow
 def test_a_lock_holder_killed_by_sigkill_does_not_block_the_others(
-    server: AuthServer, isolated_cache: Path, spawn: Spawn
+    server: AuthServer, isolated_cache: Path, spawn: Spawn, lock_holder: Worker
 ) -> None:
-    holder = spawn("hold", {"cache": str(isolated_cache)})
-    holder.expect("locked")
     # A long wait: were the lock not freed by the kernel, these would time out
     # and each fetch a token of its own, which the count below would show.
     args = herd_args(server, isolated_cache, lock_wait_timeout=SILENCE_LIMIT / 2)
@@ -253,7 +262,7 @@ def test_a_lock_holder_killed_by_sigkill_does_not_block_the_others(
     for waiter in waiters:
         waiter.send(repr(time.time()))
 
-    holder.kill()
+    lock_holder.kill()
 
     results = [waiter.read() for waiter in waiters]
     assert [result["status"] for result in results] == [200] * 3
@@ -263,11 +272,9 @@ def test_a_lock_holder_killed_by_sigkill_does_not_block_the_others(
 def test_a_stuck_lock_holder_gives_repeatable_grants_a_token_without_the_cache(
     server: AuthServer,
     isolated_cache: Path,
-    spawn: Spawn,
+    lock_holder: Worker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    holder = spawn("hold", {"cache": str(isolated_cache)})
-    holder.expect("locked")
     cache = FileTokenCache(isolated_cache, lock_wait_timeout=0.2)
     auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=cache)
 
@@ -281,16 +288,14 @@ def test_a_stuck_lock_holder_gives_repeatable_grants_a_token_without_the_cache(
         for r in caplog.records
     )
     assert cache.entries() == {}  # nothing written without the lock
-    holder.send("release")
-    holder.expect("released")
+    lock_holder.send("release")
+    lock_holder.expect("released")
 
 
 def test_a_stuck_lock_holder_never_makes_us_refresh_without_the_lock(
-    server: AuthServer, isolated_cache: Path, spawn: Spawn
+    server: AuthServer, isolated_cache: Path, lock_holder: Worker
 ) -> None:
     refresh_token = server.mint_refresh_token()
-    holder = spawn("hold", {"cache": str(isolated_cache)})
-    holder.expect("locked")
     cache = FileTokenCache(isolated_cache, lock_wait_timeout=0.2)
     auth = HoxtonAuth(
         DEFAULT_CLIENT_ID, refresh_token=refresh_token, domain=server.domain, cache=cache
@@ -306,18 +311,16 @@ def test_a_stuck_lock_holder_never_makes_us_refresh_without_the_lock(
     with pytest.raises(CacheError, match=str(cache.lock_path)):
         asyncio.run(auth.aget_token())
     assert server.count() == 0
-    holder.send("release")
-    holder.expect("released")
+    lock_holder.send("release")
+    lock_holder.expect("released")
 
 
 def test_httpx_async_client_waits_for_the_lock_without_blocking_the_loop(
     server: AuthServer,
     isolated_cache: Path,
-    spawn: Spawn,
+    lock_holder: Worker,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    holder = spawn("hold", {"cache": str(isolated_cache)})
-    holder.expect("locked")
     # Long enough that a loop blocked in the wait would show: the ticker below
     # could not run, the holder would never be released, and the wait would
     # end in a timeout and a lockless fetch, with its warning.
@@ -333,7 +336,7 @@ def test_httpx_async_client_waits_for_the_lock_without_blocking_the_loop(
                 await asyncio.sleep(0.005)
                 ticks += 1
                 if ticks == ticks_needed:
-                    holder.send("release")  # only a running loop gets here
+                    lock_holder.send("release")  # only a running loop gets here
             response = await call
         return ticks, response.status_code
 
@@ -342,7 +345,7 @@ def test_httpx_async_client_waits_for_the_lock_without_blocking_the_loop(
 
     assert status == 200
     assert ticks >= ticks_needed
-    holder.expect("released")
+    lock_holder.expect("released")
     assert server.count() == 1
     assert not [r for r in caplog.records if r.name.startswith("hoxton_auth")]
     assert len(cache.entries()) == 1  # fetched under the lock, so it was stored

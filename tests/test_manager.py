@@ -74,17 +74,9 @@ class CountingCache(FileTokenCache):
 
 
 @pytest.fixture
-def server() -> Iterator[AuthServer]:
-    """A local Auth0-compatible server."""
-    with AuthServer() as running:
-        yield running
-
-
-@pytest.fixture
-def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """caplog at WARNING for the package logger."""
-    caplog.set_level(logging.WARNING, logger="hoxton_auth")
-    return caplog
+def server(hoxton_auth_server: AuthServer) -> AuthServer:
+    """A local Auth0-compatible server (the pytest plugin's)."""
+    return hoxton_auth_server
 
 
 def machine_auth(server: AuthServer, cache: TokenCache | Path | None) -> HoxtonAuth:

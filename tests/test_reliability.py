@@ -13,7 +13,6 @@ import asyncio
 import email.utils
 import hashlib
 import json
-import os
 import random
 import subprocess
 import sys
@@ -505,23 +504,19 @@ print(hashlib.sha256(token.encode()).hexdigest(), flush=True)
 """
 
 
-@pytest.mark.slow
-def test_processes_waiting_on_a_backing_off_fetch_do_not_hammer(server: FaultServer) -> None:
-    """8 processes, one shared file cache: the server sees one request per attempt."""
-    release = threading.Event()
-    busy = error_reply(503, "temporarily_unavailable", "Busy", **{"Retry-After": "1"})
-    # The first request is held until every process is about to ask for a
-    # token, so all of them are queued on the cache lock while the one that
-    # got there first backs off (twice, at least 1 s each), then succeeds.
-    body = token_body()
-    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release), busy, Reply(200, body))
+def run_held_children(code: str, domain: str, release: threading.Event) -> list[str]:
+    """Run 8 processes of ``code``; set ``release`` once each has printed "ready".
+
+    Returns:
+        The rest of each process's stdout. An exit status other than 0 fails
+        the test, showing the processes' stderr.
+    """
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, server.domain, SECRET],
+            [sys.executable, "-c", code, domain, SECRET],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=os.environ.copy(),
         )
         for _ in range(8)
     ]
@@ -537,12 +532,26 @@ def test_processes_waiting_on_a_backing_off_fetch_do_not_hammer(server: FaultSer
             if child.poll() is None:
                 child.kill()
                 child.communicate()
-
     errors = [err for _, err in results if err.strip()]
     assert [child.returncode for child in children] == [0] * 8, errors
+    return [out for out, _ in results]
+
+
+@pytest.mark.slow
+def test_processes_waiting_on_a_backing_off_fetch_do_not_hammer(server: FaultServer) -> None:
+    """8 processes, one shared file cache: the server sees one request per attempt."""
+    release = threading.Event()
+    busy = error_reply(503, "temporarily_unavailable", "Busy", **{"Retry-After": "1"})
+    # The first request is held until every process is about to ask for a
+    # token, so all of them are queued on the cache lock while the one that
+    # got there first backs off (twice, at least 1 s each), then succeeds.
+    body = token_body()
+    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release), busy, Reply(200, body))
+    results = run_held_children(CHILD, server.domain, release)
+
     issued = hashlib.sha256(json.loads(body)["access_token"].encode()).hexdigest()
     # Every process got the one token that was fetched...
-    assert [out.strip() for out, _ in results] == [issued] * 8
+    assert [out.strip() for out in results] == [issued] * 8
     # ...with one request per attempt (503, 503, 200), not one per process.
     assert server.count == 3
     first, second, third = server.arrivals
@@ -573,30 +582,9 @@ def test_processes_waiting_on_a_failing_fetch_share_its_error(server: FaultServe
     busy = error_reply(503, "temporarily_unavailable", "Down", **{"Retry-After": "1"})
     server.queue(Reply(busy.status, busy.body, busy.headers, hold=release))
     server.default = busy
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", FAILING_CHILD, server.domain, SECRET],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-        release.set()
-        results = [child.communicate(timeout=60) for child in children]
-    finally:
-        release.set()
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
+    results = run_held_children(FAILING_CHILD, server.domain, release)
 
-    assert [child.returncode for child in children] == [0] * 8, [err for _, err in results]
-    lines = sorted(out.strip() for out, _ in results)
+    lines = sorted(out.strip() for out in results)
     # One process made the fetch (2 attempts); the 7 that waited got its error.
     assert lines == ["503 temporarily_unavailable own"] + ["503 temporarily_unavailable waited"] * 7
     assert server.count == 2
