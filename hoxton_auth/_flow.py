@@ -1,4 +1,4 @@
-"""The sans-I/O core: what to send to the token endpoint and what its answers mean.
+"""The sans-I/O core: the flows that get a token (grant after grant) or revoke one.
 
 How it works. A flow is a generator. It yields an action, and the driver (see
 ``_drive.py``) performs it and sends back the result:

@@ -1,8 +1,8 @@
 """The four grant classes of ``HoxtonAuth``: the arguments each takes, the grant it builds.
 
 ``HoxtonAuth(...)`` itself returns one of them, picked by ``infer_class``
-from the grant arguments given; ``_auth.py`` imports this module only then,
-since the classes here are subclasses of its ``HoxtonAuth``.
+from the grant arguments given. ``HoxtonAuth.__new__`` imports this module
+when it runs, not at the top of ``_auth.py``: these classes subclass ``HoxtonAuth``.
 """
 
 from __future__ import annotations
