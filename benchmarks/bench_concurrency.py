@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +140,7 @@ def _thread_work(name: str, ends: Endpoints) -> tuple[Callable[[], object], Call
         client = httpx.Client(auth=peers.httpx_auth_auth(ends), timeout=60)
         return lambda: client.get(url).raise_for_status(), client.close
     if name == AUTHLIB:
-        from authlib.integrations.requests_client import OAuth2Session
+        from authlib.integrations.requests_client import OAuth2Session  # type: ignore[import-untyped]  # no stubs published
 
         session = OAuth2Session(**peers.authlib_options(ends), token=_expired_token())
         peers.authlib_audience(session, ends.audience)
@@ -159,7 +160,7 @@ async def _in_tasks(name: str, ends: Endpoints, count: int) -> int:
         peers.use_peer_file_cache(ends.cache_path)
         client = httpx.AsyncClient(auth=peers.httpx_auth_auth(ends), timeout=60)
     elif name == AUTHLIB:
-        from authlib.integrations.httpx_client import AsyncOAuth2Client
+        from authlib.integrations.httpx_client import AsyncOAuth2Client  # type: ignore[import-untyped]  # no stubs published
 
         client = AsyncOAuth2Client(**peers.authlib_options(ends), token=_expired_token())
         peers.authlib_audience(client, ends.audience)
@@ -170,6 +171,10 @@ async def _in_tasks(name: str, ends: Endpoints, count: int) -> int:
             *(client.get(ends.api_url) for _ in range(count)), return_exceptions=True
         )
     return sum(1 for a in answers if isinstance(a, BaseException) or a.status_code != 200)
+
+
+def _run_tasks(name: str, ends: Endpoints, count: int) -> int:
+    return asyncio.run(_in_tasks(name, ends, count))
 
 
 # -- many processes ------------------------------------------------------------------------
@@ -207,7 +212,8 @@ def _refresh_client(name: str, ends: Endpoints, mode: str) -> Callable[[], objec
         auth = HoxtonAuth(
             ends.client_id,
             ends.client_secret,
-            **user,
+            username=DEFAULT_USERNAME,
+            password=DEFAULT_PASSWORD,
             scope=REFRESH_SCOPE,
             domain=ends.domain,
             audience=ends.audience,
@@ -236,8 +242,8 @@ def _refresh_client(name: str, ends: Endpoints, mode: str) -> Callable[[], objec
         store.write_text(json.dumps(dict(token)))
 
     if name == REQUESTS_OAUTHLIB:
-        from oauthlib.oauth2 import LegacyApplicationClient
-        from requests_oauthlib import OAuth2Session
+        from oauthlib.oauth2 import LegacyApplicationClient  # type: ignore[import-untyped]  # no stubs published
+        from requests_oauthlib import OAuth2Session  # type: ignore[import-untyped]  # no stubs published
 
         if mode == "seed":
             session = OAuth2Session(
@@ -263,7 +269,9 @@ def _refresh_client(name: str, ends: Endpoints, mode: str) -> Callable[[], objec
         )
         return lambda: session.get(url, timeout=60).raise_for_status()
     if name == AUTHLIB:
-        from authlib.integrations.requests_client import OAuth2Session as AuthlibSession
+        from authlib.integrations.requests_client import (
+            OAuth2Session as AuthlibSession,
+        )
 
         options = {**peers.authlib_options(ends), "grant_type": "password"}
         if mode == "seed":
@@ -388,7 +396,7 @@ def run_concurrency(
             for name in THREAD_LIBRARIES:
                 work, close = _thread_work(name, fresh(name))
                 note = "from an expired token" if name in STARTS_EXPIRED["threads"] else ""
-                row[name] = measured(lambda w=work: _in_threads(32, w), note)
+                row[name] = measured(partial(_in_threads, 32, work), note)
                 close()
             rows["32 threads, empty cache"] = row
 
@@ -396,14 +404,14 @@ def run_concurrency(
             for name in TASK_LIBRARIES:
                 e = fresh(name)
                 note = "from an expired token" if name in STARTS_EXPIRED["tasks"] else ""
-                row[name] = measured(lambda n=name, e=e: asyncio.run(_in_tasks(n, e, 100)), note)
+                row[name] = measured(partial(_run_tasks, name, e, 100), note)
             rows["100 asyncio tasks, empty cache"] = row
 
             for count in process_counts:
                 row = skipped("processes")
                 for name in PROCESS_LIBRARIES:
                     config = _config(name, "empty", "herd", fresh(name))
-                    row[name] = measured(lambda c=config, k=count: herd(k, c))
+                    row[name] = measured(partial(herd, count, config))
                 rows[f"{count} processes, empty cache"] = row
 
             rows["8 processes, expired token: refreshes / invalid_grant"] = _refresh_row(
@@ -437,10 +445,10 @@ def _refresh_row(
         server.token_lifetime = lifetime
     # Every seeded access token is now past its expiry, by every library's reckoning.
     time.sleep(max(0.0, seeded + SEED_LIFETIME + 0.5 - time.monotonic()))
-    row = {}
+    row: dict[str, Count] = {}
     for name, e in configs.items():
         config = _config(name, "refresh", "herd", e)
-        row[name] = measured(lambda c=config: herd(8, c))
+        row[name] = measured(partial(herd, 8, config))
     return row
 
 

@@ -134,8 +134,8 @@ def use_peer_memory_cache() -> None:
     import httpx_auth
     import requests_auth
 
-    httpx_auth.OAuth2.token_cache = httpx_auth.TokenMemoryCache()
-    requests_auth.OAuth2.token_cache = requests_auth.TokenMemoryCache()
+    httpx_auth.OAuth2.token_cache = httpx_auth.TokenMemoryCache()  # type: ignore[no-untyped-call]  # untyped
+    requests_auth.OAuth2.token_cache = requests_auth.TokenMemoryCache()  # type: ignore[no-untyped-call]  # untyped
 
 
 # -- auth objects --------------------------------------------------------------
@@ -190,16 +190,17 @@ def httpx_auth_auth(ends: Endpoints) -> Any:
 
 
 def requests_oauthlib_session(ends: Endpoints) -> requests.Session:
-    from oauthlib.oauth2 import BackendApplicationClient
-    from requests_oauthlib import OAuth2Session
+    from oauthlib.oauth2 import BackendApplicationClient  # type: ignore[import-untyped]  # no stubs published
+    from requests_oauthlib import OAuth2Session  # type: ignore[import-untyped]  # no stubs published
 
-    session = OAuth2Session(client=BackendApplicationClient(client_id=ends.client_id))
-    session.fetch_token(
+    oauth: Any = OAuth2Session(client=BackendApplicationClient(client_id=ends.client_id))
+    oauth.fetch_token(
         ends.token_url,
         client_secret=ends.client_secret,
         include_client_id=True,
         audience=ends.audience,
     )
+    session: requests.Session = oauth
     return session
 
 
@@ -221,7 +222,7 @@ def authlib_audience(client: Any, audience: str) -> Any:
     custom client authentication method (Authlib's extension point for token
     requests) adds it to ``client_secret_post``.
     """
-    from authlib.oauth2.auth import encode_client_secret_post
+    from authlib.oauth2.auth import encode_client_secret_post  # type: ignore[import-untyped]  # no stubs published
 
     extra = "&" + urlencode({"audience": audience})
 
@@ -240,10 +241,11 @@ def authlib_audience(client: Any, audience: str) -> Any:
 
 
 def authlib_session(ends: Endpoints) -> requests.Session:
-    from authlib.integrations.requests_client import OAuth2Session
+    from authlib.integrations.requests_client import OAuth2Session  # type: ignore[import-untyped]  # no stubs published
 
-    session = authlib_audience(OAuth2Session(**authlib_options(ends)), ends.audience)
-    session.fetch_token()
+    oauth: Any = authlib_audience(OAuth2Session(**authlib_options(ends)), ends.audience)
+    oauth.fetch_token()
+    session: requests.Session = oauth
     return session
 
 
@@ -281,10 +283,11 @@ def make_httpx(name: str, ends: Endpoints, token: str) -> tuple[SyncGet, Callabl
     """An ``httpx.Client`` of library ``name``: (do one GET, close)."""
     client: httpx.Client
     if name == AUTHLIB:
-        from authlib.integrations.httpx_client import OAuth2Client
+        from authlib.integrations.httpx_client import OAuth2Client  # type: ignore[import-untyped]  # no stubs published
 
-        client = authlib_audience(OAuth2Client(**authlib_options(ends)), ends.audience)
-        client.fetch_token()
+        authlib_client = authlib_audience(OAuth2Client(**authlib_options(ends)), ends.audience)
+        authlib_client.fetch_token()
+        client = authlib_client
     elif name == BASELINE:
         client = httpx.Client(auth=static_auth(token))
     elif name == HOXTON:
@@ -311,8 +314,9 @@ async def make_async(
     if name == AUTHLIB:
         from authlib.integrations.httpx_client import AsyncOAuth2Client
 
-        client = authlib_audience(AsyncOAuth2Client(**authlib_options(ends)), ends.audience)
-        await client.fetch_token()
+        authlib_client = authlib_audience(AsyncOAuth2Client(**authlib_options(ends)), ends.audience)
+        await authlib_client.fetch_token()
+        client = authlib_client
     elif name == BASELINE:
         client = httpx.AsyncClient(auth=static_auth(token))
     elif name == HOXTON:
@@ -345,6 +349,8 @@ def first_token(name: str, ends: Endpoints) -> Any:
         import requests_auth
 
         use_peer_file_cache(ends.cache_path)
+        peer: Any
+        cache: Any
         if name == HTTPX_AUTH:
             peer, cache = httpx_auth_auth(ends), httpx_auth.OAuth2.token_cache
         else:
