@@ -200,6 +200,28 @@ def test_client_authentication_failures(server: AuthServer, fields: dict[str, st
     assert server.count("client_credentials") == 1
 
 
+@pytest.mark.parametrize(
+    ("secret", "status"), [(DEFAULT_CLIENT_SECRET, 200), ("wrong", 401)], ids=["right", "wrong"]
+)
+def test_client_secret_basic_is_accepted(server: AuthServer, secret: str, status: int) -> None:
+    # Auth0 takes client_secret_basic as well as client_secret_post.
+    form = {k: v for k, v in CC.items() if k not in ("client_id", "client_secret")}
+    response = requests.post(
+        server.token_url, data=form, auth=(DEFAULT_CLIENT_ID, secret), timeout=10
+    )
+
+    assert response.status_code == status
+    assert server.token_requests[0]["client_id"] == DEFAULT_CLIENT_ID
+
+
+def test_a_malformed_basic_header_is_a_bad_request(server: AuthServer) -> None:
+    response = requests.post(
+        server.token_url, data=CC, headers={"Authorization": "Basic %%%"}, timeout=10
+    )
+
+    assert error_of(response)[:2] == (400, "invalid_request")
+
+
 def test_client_credentials_needs_a_confidential_client(server: AuthServer) -> None:
     response = post_token(server, {**CC, "client_id": PUBLIC_CLIENT_ID})
 

@@ -17,6 +17,7 @@ from hoxton_auth.testing._replies import (
     oauth_error,
     parse_params,
     require,
+    with_basic_credentials,
 )
 from hoxton_auth.testing._state import AuthorizationCode
 
@@ -106,10 +107,12 @@ def authorize(state: AuthState, query: str) -> Reply:
         return redirect(code=code)
 
 
-def revoke(state: AuthState, content_type: str | None, body: bytes) -> Reply:
+def revoke(
+    state: AuthState, content_type: str | None, body: bytes, authorization: str | None = None
+) -> Reply:
     """`POST /oauth/revoke`: revoke a refresh token's family (RFC 7009)."""
     try:
-        fields = parse_params(content_type, body)
+        fields = with_basic_credentials(parse_params(content_type, body), authorization)
     except Rejected as exc:
         with state.lock:
             state.revoke_requests.append({})

@@ -23,6 +23,7 @@ from hoxton_auth.testing._replies import (
     oauth_error,
     parse_params,
     require,
+    with_basic_credentials,
 )
 
 if TYPE_CHECKING:
@@ -275,10 +276,12 @@ def _grant(state: AuthState, fields: dict[str, str]) -> Reply:
     return handler(state, fields)
 
 
-def token_endpoint(state: AuthState, content_type: str | None, body: bytes) -> Reply:
+def token_endpoint(
+    state: AuthState, content_type: str | None, body: bytes, authorization: str | None = None
+) -> Reply:
     """Answer one token request; blocks for `token_delay` (outside the lock)."""
     try:
-        fields = parse_params(content_type, body)
+        fields = with_basic_credentials(parse_params(content_type, body), authorization)
         parse_error = None
     except Rejected as exc:
         fields, parse_error = {}, exc.reply

@@ -109,9 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
             reply = json_reply(405, {"error": "method_not_allowed", "error_description": method})
             return Reply(reply.status, reply.body, (*reply.headers, ("Allow", routes[path])))
         if path == "/oauth/token":
-            return token_endpoint(state, content_type, body)
+            return token_endpoint(state, content_type, body, self.headers.get("Authorization"))
         if path == "/oauth/revoke":
-            return _endpoints.revoke(state, content_type, body)
+            return _endpoints.revoke(state, content_type, body, self.headers.get("Authorization"))
         if path == "/authorize":
             return _endpoints.authorize(state, urlsplit(self.path).query)
         if path == "/.well-known/jwks.json":
@@ -171,6 +171,9 @@ class HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    # The stdlib's backlog of 5 resets connections when a herd of 32 or more
+    # clients arrives at once, which is exactly what this server is for.
+    request_queue_size = 256
 
     def __init__(self, host: str, port: int, state: AuthState) -> None:
         if ":" in host:

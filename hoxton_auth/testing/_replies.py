@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 __all__ = [
     "Rejected",
@@ -14,6 +16,7 @@ __all__ = [
     "oauth_error",
     "parse_params",
     "require",
+    "with_basic_credentials",
 ]
 
 
@@ -116,3 +119,27 @@ def parse_params(content_type: str | None, body: bytes) -> dict[str, str]:
     if media == "application/x-www-form-urlencoded":
         return _parse_form(body)
     raise _invalid(f"Unsupported content type: {media}")
+
+
+def with_basic_credentials(fields: dict[str, str], authorization: str | None) -> dict[str, str]:
+    """Add HTTP Basic client credentials (`client_secret_basic`) to the body's fields.
+
+    Auth0 accepts both this and `client_secret_post`; RFC 6749 section 2.3.1
+    form-encodes the id and secret before they are joined with a colon.
+
+    Raises:
+        Rejected: 400 `invalid_request` for a malformed Basic header.
+    """
+    if not authorization or authorization[:6].lower() != "basic ":
+        return fields
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise _invalid("Malformed Basic authorization header") from None
+    client_id, sep, client_secret = decoded.partition(":")
+    if not sep:
+        raise _invalid("Malformed Basic authorization header")
+    merged = dict(fields)
+    merged.setdefault("client_id", unquote_plus(client_id))
+    merged.setdefault("client_secret", unquote_plus(client_secret))
+    return merged
