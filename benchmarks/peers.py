@@ -10,22 +10,22 @@ would pick instead of ``hoxton_auth``:
 * Authlib ``OAuth2Session`` (requests) and ``OAuth2Client`` /
   ``AsyncOAuth2Client`` (httpx).
 
-The local token server authenticates clients with ``client_secret_post`` (the
-Hoxton docs' way). httpx-auth and requests-auth always send HTTP Basic for
-client credentials, so they get a session/transport that moves those
-credentials into the form body. It only runs on token fetches, never on the
-hot path.
+The local token server accepts both ways Auth0 does of authenticating a
+client: ``client_secret_post`` (the Hoxton docs' way, used by ``hoxton_auth``,
+requests-oauthlib and Authlib here) and HTTP Basic (``client_secret_basic``,
+what httpx-auth and requests-auth send for client credentials). So no peer
+needs a shim: each sends its client credentials the way its docs configure
+it, exactly as it would to Auth0.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import httpx
 import requests
@@ -78,41 +78,6 @@ class Endpoints:
     @property
     def token_url(self) -> str:
         return self.domain + "/oauth/token"
-
-
-# -- the shims that move HTTP Basic client credentials into the body --------------
-
-
-def _basic_to_form(authorization: str, body: bytes) -> bytes:
-    client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
-    form = [*parse_qsl(body.decode()), ("client_id", client_id), ("client_secret", secret)]
-    return urlencode(form).encode()
-
-
-class PostCredentialsSession(requests.Session):
-    """requests-auth's token session, sending its Basic credentials in the body."""
-
-    def request(  # type: ignore[override]  # only what requests-auth passes
-        self, method: str, url: str, **kwargs: Any
-    ) -> requests.Response:
-        if isinstance(self.auth, tuple):
-            client_id, secret = self.auth
-            kwargs["data"] = {**kwargs.get("data", {}), "client_id": client_id}
-            kwargs["data"]["client_secret"] = secret
-        return super().request(method, url, **kwargs)
-
-
-class PostCredentialsTransport(httpx.HTTPTransport):
-    """httpx-auth's token client transport, sending its Basic credentials in the body."""
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        authorization = request.headers.get("authorization", "")
-        if authorization.startswith("Basic "):
-            body = _basic_to_form(authorization, request.read())
-            headers = [(k, v) for k, v in request.headers.items() if k.lower() != "authorization"]
-            headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
-            request = httpx.Request(request.method, request.url, headers=headers, content=body)
-        return super().handle_request(request)
 
 
 # -- caches of httpx-auth and requests-auth (one global per library) --------------
@@ -172,20 +137,17 @@ def requests_auth_auth(ends: Endpoints) -> Any:
         ends.client_id,
         ends.client_secret,
         audience=ends.audience,
-        session=PostCredentialsSession(),
     )
 
 
 def httpx_auth_auth(ends: Endpoints) -> Any:
     import httpx_auth
 
-    token_client = httpx.Client(transport=PostCredentialsTransport())
     return httpx_auth.OAuth2ClientCredentials(
         ends.token_url,
         ends.client_id,
         ends.client_secret,
         audience=ends.audience,
-        client=token_client,
     )
 
 

@@ -187,23 +187,11 @@ def _print_table(rows: list[Row]) -> None:
         print("| " + " | ".join(row) + " |")
 
 
-def _raise_token_server_backlog() -> None:
-    # The test server keeps socketserver's default listen backlog of 5; 32
-    # clients connecting at once (Authlib's threads, peers' process herds)
-    # then see resets that a real identity provider would not cause.
-    try:
-        from hoxton_auth.testing._handler import HTTPServer
-    except ImportError:
-        return
-    HTTPServer.request_queue_size = max(HTTPServer.request_queue_size, 256)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     processes = tuple(int(n) for n in args.processes.split(",") if n)
     from hoxton_auth.testing import AUDIENCE, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
-    _raise_token_server_backlog()
     started, load_before = time.time(), _load()
     rows: list[Row] = []
     with (
