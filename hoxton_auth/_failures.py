@@ -15,21 +15,33 @@ Only "the endpoint is in trouble" failures are shared (network failures,
 429 and 5xx after retries): a refusal such as ``invalid_grant`` costs one
 request, not a round of retries.
 
+One refusal does change the entry: a ``LoginRequiredError`` means every
+refresh token tried, the cached one first, was rejected. The entry then
+forgets its refresh token, so that later callers (and later cron runs) do not
+send a dead token again before they, too, are told to log in.
+
 Pure functions: no I/O, no clock (callers pass times).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
 from typing import Any, Union
 
 from ._cache import CacheEntry
-from ._errors import TokenEndpointUnreachableError, TokenRequestError
+from ._errors import LoginRequiredError, TokenEndpointUnreachableError, TokenRequestError
 from ._token import Token
 
-__all__ = ["FAILURE_META", "failure_note", "shared_failure", "with_failure_note"]
+__all__ = [
+    "FAILURE_META",
+    "entry_after_failure",
+    "failure_note",
+    "shared_failure",
+    "with_failure_note",
+]
 
 FAILURE_META = "last_failure"  # the meta field holding the note (JSON, no secret)
 
@@ -72,6 +84,21 @@ def with_failure_note(
         # dated now so that a cache does not prune it as long dead
         return CacheEntry(Token("", now, now), {**meta, FAILURE_META: note})
     return CacheEntry(entry.token, {**entry.meta, FAILURE_META: note})
+
+
+def entry_after_failure(
+    entry: CacheEntry | None, meta: Mapping[str, str], error: Exception, now: float
+) -> CacheEntry | None:
+    """What a failed fetch leaves in the cache, or ``None`` to leave the entry alone.
+
+    A rejected refresh token is dropped (with the stale access token); an
+    endpoint in trouble leaves a note for the waiters (``with_failure_note``).
+    """
+    if isinstance(error, LoginRequiredError) and entry is not None and entry.token.refresh_token:
+        # Times kept: the entry ages out like any expired one.
+        token = dataclasses.replace(entry.token, access_token="", refresh_token=None)
+        return CacheEntry(token, entry.meta)
+    return with_failure_note(entry, meta, error, now)
 
 
 def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:

@@ -36,7 +36,7 @@ from ._degraded import (
 )
 from ._drive import AsyncTransport, SyncTransport, adrive, drive
 from ._errors import CacheError, HoxtonAuthError
-from ._failures import shared_failure, with_failure_note
+from ._failures import entry_after_failure, shared_failure
 from ._grants import AuthorizationCode, Grant
 from ._token import Token
 
@@ -117,7 +117,7 @@ class SharedEntry:
         try:
             token = drive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
-            noted = with_failure_note(entry, self._meta, exc, time.time())
+            noted = entry_after_failure(entry, self._meta, exc, time.time())
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     self._store(noted)
@@ -212,7 +212,7 @@ class SharedEntry:
         try:
             token = await adrive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
-            noted = with_failure_note(entry, self._meta, exc, time.time())
+            noted = entry_after_failure(entry, self._meta, exc, time.time())
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     await self._astore(noted)

@@ -516,3 +516,39 @@ def test_no_secret_or_token_reaches_the_log(
     ):
         assert secret
         assert secret not in caplog.text
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_rejected_refresh_token_is_forgotten(
+    server: AuthServer, tmp_path: Path, mode: str
+) -> None:
+    # A login whose refresh token was revoked elsewhere: the first call learns
+    # it (one refused refresh) and drops it, so later calls, here and in other
+    # processes, are told to log in again without sending the dead token.
+    from hoxton_auth import AuthorizationCodeAuth, LoginRequiredError
+    from hoxton_auth.testing import PUBLIC_CLIENT_ID
+
+    cache = FileTokenCache(tmp_path / "tokens.json")
+    auth = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain, cache=cache)
+    key = auth._manager.key
+    with cache.lock(key, 5):
+        an_hour_ago = time.time() - 3600  # recent: an old entry would be pruned on write
+        dead = Token("", an_hour_ago, an_hour_ago, refresh_token="rt-revoked-elsewhere")
+        cache.store(key, CacheEntry(dead, {"client_id": PUBLIC_CLIENT_ID, "grant": "user"}))
+
+    def get() -> str:
+        if mode == "sync":
+            return auth.get_token()
+        return asyncio.run(auth.aget_token())
+
+    with pytest.raises(LoginRequiredError):
+        get()
+    assert server.count("refresh_token") == 1
+    entry = cache.load(key)
+    assert entry is not None
+    assert entry.token.refresh_token is None
+    assert entry.meta["client_id"] == PUBLIC_CLIENT_ID
+
+    with pytest.raises(LoginRequiredError, match="log in again"):
+        get()
+    assert server.count() == 1  # the dead token was not sent again
