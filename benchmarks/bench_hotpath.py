@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from peers import (
@@ -95,26 +95,31 @@ async def _measure_async(kind: str, gets: dict[str, AsyncGet], rounds: int, bloc
     return _summarise(kind, samples)
 
 
-def _requests(ends: Endpoints, token: str, rounds: int, block: int) -> HotPath:
-    made = {name: make_requests(name, ends, token) for name in REQUESTS_LIBRARIES}
+def _sync_clients(
+    label: str,
+    make: Callable[[str, Endpoints, str], tuple[SyncGet, Callable[[], None]]],
+    names: Sequence[str],
+    ends: Endpoints,
+    token: str,
+    rounds: int,
+    block: int,
+) -> HotPath:
+    made = {name: make(name, ends, token) for name in names}
     try:
-        return _measure_sync(
-            "requests.Session", {n: get for n, (get, _) in made.items()}, rounds, block
-        )
+        return _measure_sync(label, {n: get for n, (get, _) in made.items()}, rounds, block)
     finally:
         for _, close in made.values():
             close()
+
+
+def _requests(ends: Endpoints, token: str, rounds: int, block: int) -> HotPath:
+    return _sync_clients(
+        "requests.Session", make_requests, REQUESTS_LIBRARIES, ends, token, rounds, block
+    )
 
 
 def _httpx(ends: Endpoints, token: str, rounds: int, block: int) -> HotPath:
-    made = {name: make_httpx(name, ends, token) for name in HTTPX_LIBRARIES}
-    try:
-        return _measure_sync(
-            "httpx.Client", {n: get for n, (get, _) in made.items()}, rounds, block
-        )
-    finally:
-        for _, close in made.values():
-            close()
+    return _sync_clients("httpx.Client", make_httpx, HTTPX_LIBRARIES, ends, token, rounds, block)
 
 
 async def _async(ends: Endpoints, token: str, rounds: int, block: int) -> HotPath:
