@@ -71,6 +71,8 @@ def _key(*parts: str) -> str:
 class Verifier(Protocol):
     """Binds an entry to a credential without storing anything that reveals it."""
 
+    slow: bool  # whether checking a new salt takes long enough to keep off an event loop
+
     def matches(self, stored: str | None) -> bool:
         """Whether ``stored`` (an entry's verifier) was made from our credential."""
 
@@ -82,6 +84,7 @@ class _SaltedVerifier:
     """A verifier ``scheme$salt$digest``; digests remembered per salt."""
 
     scheme = ""
+    slow = False
 
     def __init__(self) -> None:
         self._digests: dict[str, str] = {}
@@ -140,6 +143,7 @@ class PasswordVerifier(_SaltedVerifier):
     """Salted scrypt of the password (and the client secret, if any)."""
 
     scheme = f"scrypt-{SCRYPT_N}-{SCRYPT_R}-{SCRYPT_P}"
+    slow = True
 
     def __init__(self, password: str, secret: str | None, key: str) -> None:
         super().__init__()
@@ -171,6 +175,11 @@ class Identity:
     key: str | None
     meta: Mapping[str, str]
     verifier: Verifier | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def slow(self) -> bool:
+        """Whether ``owns``/``meta_for`` may take tens of milliseconds (scrypt)."""
+        return self.verifier is not None and self.verifier.slow
 
     @property
     def subject(self) -> str:

@@ -30,8 +30,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import CacheEntry, CacheLockTimeoutError, CacheUnavailableError, TokenCache
 from ._config import ClientConfig
@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 __all__ = ["LOCK_MARGIN", "SharedEntry"]
 
 logger = logging.getLogger("hoxton_auth")
+
+_T = TypeVar("_T")
 
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
 
@@ -253,7 +255,7 @@ class SharedEntry:
         """``renew`` for asyncio: no wait blocks the event loop."""
         if not self.exchanged:
             return await self._aexchange_code(send)
-        token = self._fresh(self._owned(await self._apeek()))
+        token = self._fresh(await self._aowned(await self._apeek()))
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
@@ -271,7 +273,7 @@ class SharedEntry:
 
     async def _arenew_locked(self, send: AsyncTransport, since: float) -> Token:
         stored = await self.cache.aload(self.key)
-        entry = self._owned(stored)
+        entry = await self._aowned(stored)
         fresh = self._fresh(entry)
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
@@ -281,26 +283,27 @@ class SharedEntry:
         try:
             token = await adrive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
-            noted = self._after_failure(stored, entry, exc)
+            noted = await self._off_loop(self._after_failure, stored, entry, exc)
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     await self._astore(noted)
             raise
-        await self._astore(self._entry_for(token, stored))
+        await self._astore(await self._off_loop(self._entry_for, token, stored))
         return token
 
     async def _arenew_without_lock(self, send: AsyncTransport, exc: CacheLockTimeoutError) -> Token:
         # The holder may have finished just now.
-        token = self._fresh(self._owned(await self._apeek()))
+        token = self._fresh(await self._aowned(await self._apeek()))
         return token if token is not None else await adrive(self._lockless_flow(exc), send)
 
     async def adrop_access_token(self, access_token: str | None) -> None:
         """``drop_access_token`` for asyncio."""
-        if not self.exchanged or not self._matches(self._owned(await self._apeek()), access_token):
+        peeked = await self._aowned(await self._apeek()) if self.exchanged else None
+        if not self._matches(peeked, access_token):
             return  # gone already, someone else's, or a newer token: keep that
         try:
             async with self.alock():
-                entry = self._owned(await self.cache.aload(self.key))
+                entry = await self._aowned(await self.cache.aload(self.key))
                 if entry is not None and self._matches(entry, access_token):
                     token = entry.token.without_access_token()
                     await self._astore(CacheEntry(token, entry.meta))
@@ -331,6 +334,17 @@ class SharedEntry:
             return entry
         logger.debug("cached entry belongs to another credential: %s", self._describe())
         return None
+
+    async def _aowned(self, entry: CacheEntry | None) -> CacheEntry | None:
+        return await self._off_loop(self._owned, entry)
+
+    async def _off_loop(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)``, in a worker thread if it may run scrypt (never on the loop)."""
+        if not self.identity.slow:
+            return function(*args)
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
+        return await asyncio.to_thread(function, *args)
 
     def _entry_for(self, token: Token, stored: CacheEntry | None) -> CacheEntry:
         """The entry to store for ``token``, reusing ``stored``'s verifier if it is ours."""
