@@ -160,9 +160,11 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         ``http://<redirect_host>:<port>/callback``; the browser is opened
         with ``webbrowser`` (which honours ``$BROWSER``), and the URL is
         printed to stderr for when it cannot open. The tokens (and, with
-        ``offline_access``, the refresh token) go to the cache, where later
-        ``AuthorizationCodeAuth(client_id, scope=...)`` objects and other
-        processes find them without logging in again.
+        ``offline_access``, the refresh token) go to the cache as this OS
+        user's logged-in session of (domain, client, audience), where later
+        ``AuthorizationCodeAuth(client_id)`` objects and other processes find
+        them without logging in again, whatever scope they spell. It replaces
+        the previous login, whose refresh token is revoked (best effort).
 
         Args:
             client_id: The OAuth client's id (its callback URLs must allow

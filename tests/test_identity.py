@@ -555,6 +555,17 @@ def test_verifiers_match_only_their_own_credential() -> None:
     assert "pw" not in repr(password)
 
 
+def test_a_session_without_sub_gets_a_session_of_its_own(server: AuthServer) -> None:
+    from hoxton_auth import Token
+    from hoxton_auth._identity import session_identity
+
+    config = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, cache=None).config
+    opaque = Token("opaque-access-token", 1.0, 0.0)
+    first, second = session_identity(config, opaque), session_identity(config, opaque)
+    assert first.key != second.key
+    assert first.subject.startswith("session:")
+
+
 def test_keys_are_per_subject_and_scope_spelling_does_not_matter(server: AuthServer) -> None:
     def key(**kwargs: Any) -> str:
         return HoxtonAuth(**kwargs, domain=server.domain, cache=None)._manager.key
