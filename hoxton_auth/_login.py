@@ -270,11 +270,12 @@ def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> li
                     ) from exc
                 logger.debug("no IPv6 loopback (%s): localhost is 127.0.0.1 only", exc)
         return servers
-    urls = callback_urls(ports, redirect_host)
+    urls = ", ".join(callback_urls(ports, redirect_host))
+    busy = f"port {ports[0]} is busy" if len(ports) == 1 else "every callback port is busy"
     raise LoginError(
-        f"every callback port is busy ({', '.join(map(str, ports))}): free one, or pick "
-        f"another with --port or ${PORT_VARIABLE}; the callback URLs the Auth0 application "
-        f"must allow are: {', '.join(urls)}"
+        f"cannot listen for the redirect: {busy} ({', '.join(map(str, ports))}); free one, or "
+        f"pick another with --port or ${PORT_VARIABLE} and allow its callback URL in the Auth0 "
+        f"application. The callback URLs to register for these ports: {urls}"
     )
 
 
@@ -359,7 +360,9 @@ def login(
     # before a port is opened or a browser started.
     config = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common).config
     if device is None:
-        device = not browser_available()
+        # --no-browser keeps the browser flow: the user opens the URL (perhaps
+        # through an SSH tunnel to the callback port).
+        device = open_browser and not browser_available()
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:

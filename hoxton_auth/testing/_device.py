@@ -38,7 +38,7 @@ _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 
 @dataclasses.dataclass
 class DeviceCode:
-    """One device authorization; ``status`` is pending, approved, denied or expired."""
+    """One device authorization; ``status`` is pending, approved, denied, expired or used."""
 
     device_code: str = dataclasses.field(repr=False)
     user_code: str
@@ -106,7 +106,7 @@ def poll_device_code(state: AuthState, client_id: str, device_code: str) -> Devi
         Rejected: Pending, too fast, expired, denied or unknown, in Auth0's words.
     """
     record = state.device_codes.get(device_code)
-    if record is None or record.client_id != client_id:
+    if record is None or record.client_id != client_id or record.status == "used":
         raise Rejected(oauth_error(403, "invalid_grant", "Invalid or expired device code."))
     now = state.now()
     previous, record.last_poll = record.last_poll, now
@@ -115,10 +115,9 @@ def poll_device_code(state: AuthState, client_id: str, device_code: str) -> Devi
         record.status = "expired"
         raise Rejected(oauth_error(403, "expired_token", "The device code has expired."))
     if record.status == "denied":
-        del state.device_codes[record.device_code]
         raise Rejected(oauth_error(403, "access_denied", "User cancelled the confirmation prompt"))
     if record.status == "approved":
-        del state.device_codes[record.device_code]  # single use
+        record.status = "used"  # single use: the next poll gets invalid_grant
         return record
     if previous is not None and now - previous < state.device_interval:
         raise Rejected(
