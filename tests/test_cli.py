@@ -326,7 +326,7 @@ def test_import_does_not_load_the_cli_or_login_machinery() -> None:
 def test_offline_readme_commands() -> None:
     """`python -m hoxton_auth.testing serve`, then `hoxton-auth token` with its variables.
 
-    The README uses --port 8765; a free port keeps parallel runs apart.
+    The README uses --port 8760; a free port keeps parallel runs apart.
     """
     server = subprocess.Popen(
         [sys.executable, "-m", "hoxton_auth.testing", "serve", "--port", "0"],

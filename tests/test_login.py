@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import logging
 import os
@@ -648,3 +649,39 @@ def test_the_browser_flow_can_be_forced_on_a_headless_machine(
     login(hoxton_auth_server, device=False)
 
     assert len(hoxton_auth_server.authorize_requests) == 1
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal: the device login shows a live countdown there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_device_login_shows_a_countdown_on_a_terminal(
+    hoxton_auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hoxton_auth._login import login as run_login
+
+    hoxton_auth_server.device_interval = 2.5
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            hoxton_auth_server.approve_device()
+
+    run_login(
+        PUBLIC_CLIENT_ID,
+        scope=LOGIN_SCOPE,
+        domain=hoxton_auth_server.domain,
+        device=True,
+        sleep=sleep,
+    )
+
+    assert waits == [1.0, 1.0, 0.5]  # one 2.5 s wait, in steps of at most a second
+    lines = terminal.getvalue()
+    assert re.search(r"\rWaiting for approval of [A-Z]{4}-[A-Z]{4}: 4:\d\d left", lines)
+    assert "Waiting for the login to be approved" not in lines
