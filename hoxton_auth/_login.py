@@ -247,11 +247,15 @@ def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> li
         LoginError: Every port is busy (the message lists the callback URLs
             to register), or listening failed for another reason.
     """
-    for port in ports:
+    attempts = tuple(ports)
+    if attempts == (0,) and redirect_host == "localhost":
+        # Any port: the one IPv4 picks may be taken on ::1; try a few.
+        attempts = (0,) * 5
+    for port in attempts:
         try:
             first = _CallbackServer("127.0.0.1", port, callback)
         except OSError as exc:
-            if _busy(exc) and (port != 0 or len(ports) > 1):
+            if _busy(exc) and port != 0:
                 logger.debug("port %d busy: %s", port, exc)
                 continue
             raise LoginError(f"cannot listen on 127.0.0.1:{port} for the redirect: {exc}") from exc
@@ -263,7 +267,7 @@ def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> li
                 if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
                     first.server_close()
                     if _busy(exc):
-                        logger.debug("port %d busy on ::1: %s", port, exc)
+                        logger.debug("port %d busy on ::1: %s", first.server_address[1], exc)
                         continue
                     raise LoginError(
                         f"cannot listen on [::1]:{port} for the redirect: {exc}"
