@@ -148,34 +148,52 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         client_secret: str | None = None,
         *,
         scope: str | Sequence[str] | None = LOGIN_SCOPE,
-        port: int = 0,
+        port: int | None = None,
         redirect_host: str = "127.0.0.1",
         open_browser: bool = True,
         timeout: float = 300.0,
+        device: bool | None = None,
+        prompt: str | None = None,
         **common: Any,
     ) -> AuthorizationCodeAuth:
-        """Log a user in with the browser: authorization code flow with PKCE (S256).
+        """Log a user in: in the browser (authorization code + PKCE) or with a device code.
 
-        A one-shot server on ``127.0.0.1`` receives the redirect to
-        ``http://<redirect_host>:<port>/callback``; the browser is opened
-        with ``webbrowser`` (which honours ``$BROWSER``), and the URL is
-        printed to stderr for when it cannot open. The tokens (and, with
-        ``offline_access``, the refresh token) go to the cache as this OS
-        user's logged-in session of (domain, client, audience), where later
-        ``AuthorizationCodeAuth(client_id)`` objects and other processes find
-        them without logging in again, whatever scope they spell. It replaces
-        the previous login, whose refresh token is revoked (best effort).
+        Browser: a one-shot server on the loopback address receives the
+        redirect to ``http://<redirect_host>:<port>/callback`` (a redirect
+        with a wrong or missing ``state`` is answered 400 and the wait goes
+        on); the browser is opened with ``webbrowser`` (which honours
+        ``$BROWSER``), and the URL is printed to stderr for when it cannot open.
+
+        Device (RFC 8628): the verification URL and user code are printed
+        to stderr, to be opened on any other device, while the token
+        endpoint is polled at the server's ``interval``. Needs an Auth0
+        Native application with the Device Code grant enabled.
+
+        Either way the tokens (and, with ``offline_access``, the refresh
+        token) go to the cache as this OS user's logged-in session of
+        (domain, client, audience), where later ``AuthorizationCodeAuth(client_id)``
+        objects and other processes find them without logging in again,
+        whatever scope they spell. It replaces the previous login, whose
+        refresh token is revoked (best effort).
 
         Args:
             client_id: The OAuth client's id (its callback URLs must allow
                 the redirect URI).
             client_secret: For confidential clients; public ones use PKCE only.
             scope: Scopes to ask for; ``offline_access`` brings a refresh token.
-            port: Port of the loopback server; 0 picks a free one.
+            port: Port of the loopback server; ``None`` tries
+                ``$HOXTON_LOGIN_PORT``, else 8765, 8766, 8767, 8768 (the
+                first free one); 0 picks any free port.
             redirect_host: ``"127.0.0.1"`` or ``"localhost"``, as registered
                 in the client's allowed callback URLs.
             open_browser: False only prints the URL.
-            timeout: Seconds to wait for the browser to come back.
+            timeout: Seconds to wait for the browser to come back, or for
+                the device code to be approved.
+            device: True for the device flow, False for the browser; None
+                picks the device flow when no browser can be opened here
+                (an SSH session, or Linux without a display, and no ``$BROWSER``).
+            prompt: Auth0's ``prompt``; ``"login"`` asks for the credentials
+                even when the browser is still logged in (to switch accounts).
             **common: ``audience``, ``domain``, ``cache`` and the other
                 keyword arguments of the constructor, except ``timeout``.
 
@@ -183,8 +201,8 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             An ``AuthorizationCodeAuth`` holding the new session.
 
         Raises:
-            LoginError: Timeout, ``access_denied``, a ``state`` mismatch, or
-                the token endpoint refused the code.
+            LoginError: Timeout, ``access_denied``, an expired device code,
+                every callback port busy, or the token endpoint refused the code.
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
@@ -198,6 +216,8 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             redirect_host=redirect_host,
             open_browser=open_browser,
             timeout=timeout,
+            device=device,
+            prompt=prompt,
             **common,
         )
 

@@ -94,10 +94,29 @@ def _duration(seconds: float) -> str:
 # -- commands ------------------------------------------------------------------------
 
 
+def _renew_if_short(auth: HoxtonAuth, token: str, min_valid: float) -> str:
+    """``token``, or a renewed one if ``token`` has less than ``min_valid`` seconds left."""
+    entry = _entry_of(auth, token)
+    if entry is None or entry.token.expires_at - time.time() >= min_valid:
+        return token
+    # Drop only this token: a newer one another process just stored is kept.
+    auth._manager.invalidate(token)
+    token = auth.get_token()
+    entry = _entry_of(auth, token)
+    if entry is not None and entry.token.expires_at - time.time() < min_valid:
+        raise ConfigError(
+            f"--min-valid {min_valid:g}: even a new token is valid for only "
+            f"{entry.token.expires_at - time.time():.0f}s"
+        )
+    return token
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     auth = _auth(args)
     assert auth is not None  # noqa: S101  must_exist=True raises instead
     token = auth.get_token()
+    if getattr(args, "min_valid", None) is not None:
+        token = _renew_if_short(auth, token, args.min_valid)
     if not args.json:
         sys.stdout.write(token + "\n")
         return 0
@@ -126,6 +145,8 @@ def cmd_login(args: argparse.Namespace) -> int:
         redirect_host="localhost" if args.localhost else "127.0.0.1",
         open_browser=not args.no_browser,
         timeout=args.timeout,
+        device=args.device,
+        prompt=args.prompt,
         **common,
     )
     sys.stderr.write(
@@ -142,6 +163,14 @@ def cmd_logout(args: argparse.Namespace) -> int:
         return 0
     auth.logout()
     sys.stderr.write(f"Logged out: {auth!r}.\n")
+    if auth.config.client_secret is None or args.login_session:
+        # Revoking the refresh token leaves the browser logged in at the
+        # tenant: the next browser login would be silent, as the same person.
+        sys.stderr.write(
+            "To end the browser's session at the identity provider too, open:\n\n"
+            f"    {auth.config.logout_url}\n\n"
+            f"(or log in next time with `{PROG} login --prompt login`).\n"
+        )
     return 0
 
 
@@ -170,11 +199,30 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     }
 
 
+def _usable(described: list[dict[str, Any]], client_id: str | None) -> list[dict[str, Any]]:
+    """Entries with a fresh access token or a refresh token (of ``client_id`` if given)."""
+    return [
+        d
+        for d in described
+        if (client_id is None or d["client_id"] == client_id) and (d["valid"] or d["refresh_token"])
+    ]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    location = args.cache or read_environment().get("cache") or DEFAULT
+    environment = read_environment()
+    location = args.cache or environment.get("cache") or DEFAULT
     cache: TokenCache = resolve_cache(location)
     now = time.time()
     described = [_describe(e, now) for e in cache.entries().values()]
+    if getattr(args, "check", False):
+        client_id = getattr(args, "client_id", None) or environment.get("client_id")
+        usable = _usable(described, client_id)
+        whose = f" of {client_id}" if client_id else ""
+        if usable:
+            sys.stderr.write(f"{len(usable)} usable token(s) or session(s){whose} in {cache!r}.\n")
+            return 0
+        sys.stderr.write(f"No usable token or session{whose} in {cache!r}: run `{PROG} login`.\n")
+        return 1
     described.sort(key=lambda d: (d["token_url"], d["client_id"], d["grant"], d["scope"]))
     if args.json:
         sys.stdout.write(json.dumps({"cache": repr(cache), "entries": described}, indent=2) + "\n")

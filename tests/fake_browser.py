@@ -10,6 +10,8 @@ tiny shell wrapper that runs this file with the test's interpreter.
 * ``tamper-state``: replace ``state`` in the callback URL (a forged redirect).
 * ``stray-then-follow``: first visit ``/callback`` with no parameters and
   ``/favicon.ico`` (noise that must be ignored), then follow.
+* ``forge-then-follow``: first send the callback with a forged ``state``
+  and with none at all (as another local process could), then follow.
 * ``ignore``: fetch nothing (the user never finishes: a timeout).
 * ``fail``: exit 1 at once (no usable browser).
 
@@ -60,8 +62,15 @@ def main(url: str) -> int:
     if hint:
         parts = urlsplit(url)
         url = urlunsplit(parts._replace(query=f"{parts.query}&{urlencode({'login_hint': hint})}"))
+    forged_log: list[int] = []
     if mode != "ignore":
         for _ in range(MAX_REDIRECTS):
+            if mode == "forge-then-follow" and urlsplit(url).path == "/callback":
+                forged = [(k, v) for k, v in parse_qsl(urlsplit(url).query) if k != "state"]
+                forged_log.append(fetch(tamper(url))[0])
+                forged_log.append(
+                    fetch(urlunsplit(urlsplit(url)._replace(query=urlencode(forged))))[0]
+                )
             if mode == "stray-then-follow" and urlsplit(url).path == "/callback":
                 base = urlunsplit(urlsplit(url)._replace(query=""))
                 fetch(base)
@@ -75,7 +84,8 @@ def main(url: str) -> int:
     log = os.environ.get("FAKE_BROWSER_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as file:
-            file.write(json.dumps({"argv": sys.argv[1:], "status": status, "text": text}) + "\n")
+            record = {"argv": sys.argv[1:], "status": status, "text": text, "forged": forged_log}
+            file.write(json.dumps(record) + "\n")
     return 0
 
 

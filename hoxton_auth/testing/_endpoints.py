@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from hoxton_auth.testing._constants import AUDIENCE, CODE_LIFETIME, DEFAULT_USERNAME
-from hoxton_auth.testing._grants import client_for
+from hoxton_auth.testing._device import new_device_code
+from hoxton_auth.testing._grants import check_audience, client_for
 from hoxton_auth.testing._keys import InvalidTokenError
 from hoxton_auth.testing._replies import (
     Rejected,
@@ -24,7 +25,7 @@ from hoxton_auth.testing._state import AuthorizationCode
 if TYPE_CHECKING:
     from hoxton_auth.testing._state import AuthState
 
-__all__ = ["api", "authorize", "discovery", "jwks", "not_found", "revoke"]
+__all__ = ["api", "authorize", "device_code", "discovery", "jwks", "not_found", "revoke"]
 
 
 def _error_page(title: str, detail: str) -> Reply:
@@ -222,3 +223,31 @@ def discovery(state: AuthState) -> dict[str, object]:
 def not_found(path: str) -> Reply:
     """Unknown route."""
     return oauth_error(404, "not_found", f"No such endpoint: {path}")
+
+
+def device_code(state: AuthState, content_type: str | None, body: bytes) -> Reply:
+    """`POST /oauth/device/code`: start a device authorization (RFC 8628 §3.1-3.2)."""
+    try:
+        fields = parse_params(content_type, body)
+        with state.lock:
+            client = client_for(state, fields)
+            audience = fields.get("audience") or None
+            if audience is not None:
+                check_audience(audience)
+            record = new_device_code(state, client.client_id, fields.get("scope", ""), audience)
+            base = (state.issuer or "http://127.0.0.1/").rstrip("/") + "/activate"
+            interval, lifetime = state.device_interval, state.device_code_lifetime
+    except Rejected as exc:
+        return exc.reply
+    return json_reply(
+        200,
+        {
+            "device_code": record.device_code,
+            "user_code": record.user_code,
+            "verification_uri": base,
+            "verification_uri_complete": f"{base}?{urlencode({'user_code': record.user_code})}",
+            "expires_in": int(lifetime),
+            # RFC 8628 says integer seconds; tests may set a fraction to run fast.
+            "interval": int(interval) if float(interval).is_integer() else interval,
+        },
+    )
