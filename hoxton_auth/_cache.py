@@ -2,8 +2,8 @@
 
 A cache stores tokens and harmless metadata (token URL, client id, audience,
 grant kind, scope), never a client secret or password, under a key that is a
-hash. The shared on-disk cache, ``FileTokenCache``, is in ``_file_cache.py``
-and its lock in ``_file_lock.py``: the only modules that touch the disk.
+hash. The shared on-disk cache, ``FileTokenCache``, and its lock are in
+``_file_cache.py``: the only module that touches the disk.
 ``RedisTokenCache`` keeps tokens in Redis (``_redis_cache.py``, its lock
 ``_redis_lock.py``).
 
