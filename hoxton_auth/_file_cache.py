@@ -482,15 +482,16 @@ class FileTokenCache(TokenCache):
         with self._translate_lock_errors(0):
             self._ensure_directory()
         self._check_directory()
-        try:
-            info = os.lstat(self.lock_path)
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            raise CacheUnavailableError(f"cannot lock token cache {self.lock_path}: {exc}") from exc
-        if stat.S_ISLNK(info.st_mode):
-            raise self._refuse(self.lock_path, "it is a symbolic link")
-        self._check_file(self.lock_path, info)
+        for path in (self.path, self.lock_path):  # the cache too: no lock file beside /dev/null
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise CacheUnavailableError(f"cannot lock token cache {path}: {exc}") from exc
+            if stat.S_ISLNK(info.st_mode):
+                raise self._refuse(path, "it is a symbolic link")
+            self._check_file(path, info)
 
     @contextlib.contextmanager
     def _hold_lock(self, timeout: float) -> Iterator[None]:
