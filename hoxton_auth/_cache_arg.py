@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Union
+from typing import Any
 
 from ._cache import MemoryTokenCache, TokenCache
 from ._errors import ConfigError
@@ -30,7 +30,7 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # RFC 3986 scheme, then "://"; a Windows drive ("C:\\x", "C:/x") has no "//".
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
-CacheArg = Union[TokenCache, str, "os.PathLike[str]", None]
+CacheArg = TokenCache | str | os.PathLike[str] | None
 
 
 def resolve_cache(cache: CacheArg) -> TokenCache:

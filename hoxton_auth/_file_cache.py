@@ -40,7 +40,7 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ._cache import (
     PRUNE_EXPIRED_AFTER,
@@ -86,7 +86,7 @@ _O_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK",
 _O_OPEN |= getattr(os, "O_CLOEXEC", 0)
 _warned: set[tuple[object, ...]] = set()  # (cause, path, ...): one warning each per process
 
-PathArg = Union[str, "os.PathLike[str]"]
+PathArg = str | os.PathLike[str]
 
 
 def default_cache_path() -> Path:

@@ -7,7 +7,7 @@ RFC 6749: client credentials travel in the body (``client_secret_post``).
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from ._config import ClientConfig
 
@@ -118,7 +118,7 @@ class RefreshToken:
         return fields
 
 
-Grant = Union[ClientCredentials, Password, AuthorizationCode, RefreshToken]
+Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken
 
 
 def revocation_fields(config: ClientConfig, refresh_token: str) -> dict[str, str]:

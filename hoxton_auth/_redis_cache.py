@@ -211,7 +211,7 @@ class RedisTokenCache(TokenCache):
             names = list(self.client.scan_iter(match=pattern, count=500))
             values = self.client.mget(names) if names else []
         found: dict[str, CacheEntry] = {}
-        for name, raw in zip(names, values):
+        for name, raw in zip(names, values, strict=False):
             key = (name.decode() if isinstance(name, bytes) else str(name))[len(head) :]
             entry = None if raw is None else self._parse(key, raw)
             if entry is not None:

@@ -739,7 +739,6 @@ def test_an_asyncio_client_is_refused() -> None:
     import redis.asyncio
 
     async def build_and_refuse() -> None:
-        # Built inside a running loop: on Python 3.9 the asyncio client needs one.
         client = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0")
         with pytest.raises(ValueError, match=r"blocking client \(redis.Redis\)"):
             RedisTokenCache(client)  # type: ignore[arg-type]  # the mistake under test
