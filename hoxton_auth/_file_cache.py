@@ -16,24 +16,20 @@ directory that no other user can write to (unless sticky and ours), holding a
 hoxton-auth document. Anything else is *refused*: every operation raises
 ``CacheUnavailableError`` naming the path, the reason and ``HOXTON_AUTH_CACHE``,
 with one ``HoxtonAuthWarning``, and the file is never chmod-ed, truncated or
-replaced. The lock file gets the same checks before it is locked.
+replaced. The lock file gets the same type and owner checks before it is locked.
 
-Format: ``{"format": FORMAT_MARKER, "version": 1, ..., "entries": {...}}``.
-Fields and entries this version does not understand are written back as they
-were. A file of a newer major ``version`` is refused, never rewritten. A
-damaged file of ours is salvaged: its complete entries are kept, found in one
-pass whose cost is linear in the file size.
+The document format (marker, version, unknown fields kept, salvage of a
+damaged file) is in ``_cache_format.py``; a file of a newer major version or
+without the marker is refused like the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import logging
 import math
 import os
-import re
 import stat
 import tempfile
 import time
@@ -50,12 +46,11 @@ from ._cache import (
     CacheUnavailableError,
     TokenCache,
 )
+from ._cache_format import decode, encode
 from ._errors import ConfigError, HoxtonAuthWarning
 from ._token import Token, TokenFormatError
 
 __all__ = [
-    "FORMAT_MARKER",
-    "FORMAT_VERSION",
     "LOCK_POLL_INTERVAL",
     "MAX_FILE_BYTES",
     "FileTokenCache",
@@ -64,8 +59,6 @@ __all__ = [
 
 logger = logging.getLogger("hoxton_auth")
 
-FORMAT_MARKER = "hoxton-auth token cache"
-FORMAT_VERSION = 1  # the major version: additive changes keep it (unknown fields are kept)
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is not ours
 # Temporary files are only written under the lock, so one older than this
 # belongs to a writer that died mid-write.
@@ -73,15 +66,6 @@ STALE_TEMP_AFTER = 600.0
 # Seconds between two tries of a lock another process holds (32 waiters polling
 # every 10 ms burn a third of a 2-core machine; 50 ms costs a quarter of that).
 LOCK_POLL_INTERVAL = 0.05
-# The start of one entry in a damaged file: a 32-hex-digit key, then an object.
-_ENTRY_START = re.compile(r'"([0-9a-f]{32})"\s*:\s*(?=\{)')
-# How a damaged file of ours begins: the marker first (written first), or 0.1's layout.
-_OURS = re.compile(
-    r'\s*\{\s*(?:"format"\s*:\s*"hoxton-auth token cache"'
-    r'|"entries"\s*:\s*\{|"version"\s*:\s*1\s*,\s*"entries"\s*:\s*\{)'
-)
-_FIRST_WINDOW = 1024  # characters a salvage attempt decodes first; doubled while needed
-_MAX_ENTRY_CHARS = 256 * 1024
 _O_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _O_OPEN |= getattr(os, "O_CLOEXEC", 0)
 _warned: set[tuple[object, ...]] = set()  # (cause, path, ...): one warning each per process
@@ -106,39 +90,6 @@ def _warn_once(key: tuple[object, ...], message: str, *args: object) -> None:
     _warned.add(key)
     logger.warning(message, *args)
     warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
-
-
-def _salvage(text: str) -> tuple[dict[str, Any], int]:
-    """The complete entries of a damaged document, and the characters decoded.
-
-    Linear: each decode attempt is windowed, and the scan resumes where the
-    attempt stopped (an entry never starts inside another value), so crafted
-    damage cannot make the work quadratic.
-    """
-    decoder = json.JSONDecoder()
-    found: dict[str, Any] = {}
-    work, position = 0, 0
-    while (match := _ENTRY_START.search(text, position)) is not None:
-        start, window = match.end(), _FIRST_WINDOW
-        while True:
-            piece = text[start : start + window]
-            work += len(piece)
-            try:
-                value, end = decoder.raw_decode(piece)
-            except RecursionError:  # "{[[[[...": nested too deep to be an entry
-                position = start + len(piece)
-                break
-            except json.JSONDecodeError as exc:
-                if exc.pos >= len(piece) - 1 and len(piece) == window < _MAX_ENTRY_CHARS:
-                    window *= 2  # ran out of window, not of JSON: look further
-                    continue
-                position = max(match.end(), start + exc.pos - 64)
-                break
-            if isinstance(value, dict) and "token" in value:
-                found[match.group(1)] = value
-            position = start + end
-            break
-    return found, work
 
 
 def _prunable(token: Token, now: float) -> bool:
@@ -306,55 +257,17 @@ class FileTokenCache(TokenCache):
         if read is None:
             return {}
         raw, info = read
-        tag = (str(self.path), info.st_ino, info.st_mtime_ns, info.st_size)
-        text = raw.decode("utf-8", errors="replace")
-        if not text.strip():
+        decoded = decode(raw.decode("utf-8", errors="replace"))
+        if decoded.refused is not None:
+            raise self._refuse(self.path, decoded.refused)
+        if decoded.damage is not None:
             _warn_once(
-                ("damaged", *tag), "token cache %s is empty; the next write repairs it", self.path
-            )
-            return {}
-        try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-            if not _OURS.match(text):
-                raise self._refuse(self.path, "it is not a hoxton-auth token cache") from None
-            kept, _ = _salvage(text)
-            _warn_once(
-                ("damaged", *tag),
-                "token cache %s is not valid JSON (its %d complete entries are kept); "
-                "the next write repairs it",
+                ("damaged", str(self.path), info.st_ino, info.st_mtime_ns, info.st_size),
+                "token cache %s %s; the next write repairs it",
                 self.path,
-                len(kept),
+                decoded.damage,
             )
-            return {"entries": kept}
-        return self._check_document(document, tag)
-
-    def _check_document(self, document: Any, tag: tuple[object, ...]) -> dict[str, Any]:
-        legacy = (  # written by 0.1, before the marker
-            isinstance(document, dict)
-            and set(document) == {"version", "entries"}
-            and document["version"] == 1
-        )
-        if not legacy and not (
-            isinstance(document, dict) and document.get("format") == FORMAT_MARKER
-        ):
-            raise self._refuse(self.path, "it is not a hoxton-auth token cache")
-        version = document.get("version")
-        if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
-            shown = repr(version)[:40]
-            raise self._refuse(
-                self.path,
-                f"it has format version {shown}, written by a newer hoxton-auth "
-                f"(this one writes version {FORMAT_VERSION}); upgrade hoxton-auth",
-            )
-        if not isinstance(document.get("entries"), dict):
-            _warn_once(
-                ("damaged", *tag),
-                "token cache %s has no entries object; the next write repairs it",
-                self.path,
-            )
-            document["entries"] = {}
-        return dict(document)
+        return decoded.document
 
     def _parse(self, key: str, raw: Any) -> CacheEntry | None:
         try:
@@ -413,10 +326,7 @@ class FileTokenCache(TokenCache):
             parsed = self._parse(key, raw)
             if parsed is None or not _prunable(parsed.token, now):
                 entries[key] = raw
-        # The marker first: a truncated file still says whose it is (see _OURS).
-        rest = {k: v for k, v in document.items() if k not in ("format", "version", "entries")}
-        out = {"format": FORMAT_MARKER, "version": FORMAT_VERSION, **rest, "entries": entries}
-        payload = json.dumps(out, indent=1).encode()
+        payload = encode(document, entries)
         try:
             self._ensure_directory()
             fd, temp_name = tempfile.mkstemp(

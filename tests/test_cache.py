@@ -30,7 +30,8 @@ from hoxton_auth import (
     Token,
 )
 from hoxton_auth._cache import CacheLockTimeoutError, CacheUnavailableError, cache_key
-from hoxton_auth._file_cache import FORMAT_MARKER, FORMAT_VERSION, STALE_TEMP_AFTER
+from hoxton_auth._cache_format import FORMAT_MARKER, FORMAT_VERSION
+from hoxton_auth._file_cache import STALE_TEMP_AFTER
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -844,10 +845,10 @@ def crafted_damage(unit: str, size: int) -> str:
 
 @pytest.mark.parametrize("unit", list(CRAFTED.values()), ids=list(CRAFTED))
 def test_salvage_work_grows_linearly_with_crafted_damage(unit: str) -> None:
-    from hoxton_auth._file_cache import _salvage
+    from hoxton_auth._cache_format import salvage
 
-    small_found, small_work = _salvage(crafted_damage(unit, 100_000))
-    large_found, large_work = _salvage(crafted_damage(unit, 1_000_000))
+    small_found, small_work = salvage(crafted_damage(unit, 100_000))
+    large_found, large_work = salvage(crafted_damage(unit, 1_000_000))
 
     assert set(small_found) == set(large_found) == {KEY}
     # Characters handed to the JSON decoder: ten times the damage costs about
