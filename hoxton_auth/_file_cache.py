@@ -195,12 +195,17 @@ class FileTokenCache(TokenCache):
         parsed = {key: self._parse(key, raw) for key, raw in raws.items()}
         return {key: entry for key, entry in parsed.items() if entry is not None}
 
-    def _read_bytes(self) -> tuple[bytes, os.stat_result] | None:
+    def _read_document(self) -> dict[str, Any]:
+        """The file's document (``{}`` when absent); damage of ours is salvaged.
+
+        Raises:
+            CacheUnavailableError: The file is refused, or cannot be read.
+        """
         self._check_directory()
         try:
             fd = os.open(self.path, _O_OPEN)
         except FileNotFoundError:
-            return None
+            return {}
         except OSError as exc:
             if os.path.islink(self.path):  # ELOOP from O_NOFOLLOW
                 raise self._refuse(self.path, "it is a symbolic link") from exc
@@ -214,14 +219,24 @@ class FileTokenCache(TokenCache):
                 size += len(chunk)
             if size > MAX_FILE_BYTES:
                 raise self._refuse(self.path, f"it is larger than {MAX_FILE_BYTES} bytes")
-            self._tighten(fd, info)
+            decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
+            if decoded.refused is not None:
+                raise self._refuse(self.path, decoded.refused)
+            self._tighten(fd, info)  # only now: a file that is not ours is never chmod-ed
         except OSError as exc:
             if isinstance(exc, CacheUnavailableError):
                 raise
             raise CacheUnavailableError(f"cannot read token cache {self.path}: {exc}") from exc
         finally:
             os.close(fd)
-        return b"".join(chunks), info
+        if decoded.damage is not None:
+            _warn_once(
+                ("damaged", str(self.path), info.st_ino, info.st_mtime_ns, info.st_size),
+                "token cache %s %s; the next write repairs it",
+                self.path,
+                decoded.damage,
+            )
+        return decoded.document
 
     def _tighten(self, fd: int, info: os.stat_result) -> None:
         # Windows reports every file as 0o666 and has no fchmod: ACLs guard it there.
@@ -246,28 +261,6 @@ class FileTokenCache(TokenCache):
             self.path,
             mode,
         )
-
-    def _read_document(self) -> dict[str, Any]:
-        """The file's document (``{}`` when absent); damage of ours is salvaged.
-
-        Raises:
-            CacheUnavailableError: The file is refused.
-        """
-        read = self._read_bytes()
-        if read is None:
-            return {}
-        raw, info = read
-        decoded = decode(raw.decode("utf-8", errors="replace"))
-        if decoded.refused is not None:
-            raise self._refuse(self.path, decoded.refused)
-        if decoded.damage is not None:
-            _warn_once(
-                ("damaged", str(self.path), info.st_ino, info.st_mtime_ns, info.st_size),
-                "token cache %s %s; the next write repairs it",
-                self.path,
-                decoded.damage,
-            )
-        return decoded.document
 
     def _parse(self, key: str, raw: Any) -> CacheEntry | None:
         try:

@@ -582,10 +582,12 @@ def test_a_foreign_file_is_refused_and_left_untouched(isolated_cache: Path) -> N
 )
 def test_json_that_is_not_a_token_cache_is_refused(isolated_cache: Path, text: str) -> None:
     write_private(isolated_cache, text.encode())
+    isolated_cache.chmod(0o644)  # not ours: not tightened either
 
     with pytest.warns(HoxtonAuthWarning, match="not a hoxton-auth token cache"):
         try_everything(FileTokenCache(isolated_cache), lock=False)
     assert isolated_cache.read_text() == text
+    assert stat.S_IMODE(isolated_cache.stat().st_mode) == 0o644
 
 
 def test_the_auth_object_goes_on_in_memory_beside_a_foreign_file(
