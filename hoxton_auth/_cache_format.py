@@ -30,7 +30,7 @@ _OURS = re.compile(
     r'\s*\{\s*(?:"format"\s*:\s*"hoxton-auth token cache"'
     r'|"entries"\s*:\s*\{|"version"\s*:\s*1\s*,\s*"entries"\s*:\s*\{)'
 )
-_FIRST_WINDOW = 1024  # characters a salvage attempt decodes first; doubled while needed
+_FIRST_WINDOW = 256  # characters a salvage attempt decodes first; doubled while needed
 _MAX_ENTRY_CHARS = 256 * 1024  # far more than one entry (two JWTs and labels) needs
 _NOT_OURS = "it is not a hoxton-auth token cache"
 
@@ -112,11 +112,15 @@ def salvage(text: str) -> tuple[dict[str, Any], int]:
                 position = start + len(piece)
                 break
             except json.JSONDecodeError as exc:
-                if exc.pos >= len(piece) - 1 and len(piece) == window < _MAX_ENTRY_CHARS:
-                    window *= 2  # ran out of window, not of JSON: look further
+                # Failed at the end of the piece (or inside a string running past it):
+                # the text may go on, so look further; else resume a little before
+                # the failure (a cut entry may run into the next one).
+                # (16: a literal cut short, "nul" or "-Infinit", fails where it starts.)
+                at_end = exc.pos >= len(piece) - 16 or exc.msg.startswith("Unterminated string")
+                if at_end and len(piece) == window < _MAX_ENTRY_CHARS:
+                    window *= 2
                     continue
-                # Resume a little before the failure: a cut entry may run into the next one.
-                position = max(match.end(), start + exc.pos - 64)
+                position = max(match.end(), start + (len(piece) if at_end else exc.pos) - 64)
                 break
             if isinstance(value, dict) and "token" in value:
                 found[match.group(1)] = value
