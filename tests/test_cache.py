@@ -639,6 +639,25 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
     assert victim.read_bytes() == b"x" * 14_000
 
 
+def test_the_async_lock_refuses_a_symlinked_lock_file_too(
+    isolated_cache: Path, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    cache = FileTokenCache(isolated_cache)
+    isolated_cache.parent.mkdir(parents=True)
+    cache.lock_path.symlink_to(victim)
+
+    async def scenario() -> None:
+        with pytest.raises(CacheUnavailableError, match="symbolic link"):
+            async with cache.alock(KEY, timeout=1):
+                pass  # pragma: no cover  never entered
+
+    with pytest.warns(HoxtonAuthWarning, match="symbolic link"):
+        asyncio.run(scenario())
+    assert victim.read_bytes() == b"keep me"
+
+
 def test_a_fifo_is_refused_at_once_instead_of_hanging(isolated_cache: Path) -> None:
     isolated_cache.parent.mkdir(parents=True)
     os.mkfifo(isolated_cache, 0o600)
