@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._cache import cache_key
 from ._cache_arg import DEFAULT, CacheArg, resolve_cache
 from ._config import (
     DEFAULT_AUDIENCE,
@@ -20,8 +19,9 @@ from ._config import (
     normalize_scope,
 )
 from ._errors import ConfigError
-from ._grants import AuthorizationCode, Grant
+from ._grants import Grant
 from ._httpx import HttpxAuth, asend_with_httpx
+from ._identity import identity_for
 from ._manager import TokenManager
 from ._requests import RequestsAuth, send_with_requests
 
@@ -132,17 +132,9 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         )
         grant = self._grant(**arguments)
         self.cache = resolve_cache(cache)
-        identity = grant.cache_identity if grant is not None else AuthorizationCode.cache_identity
-        scope_key = " ".join(sorted(self.config.scope.split())) if self.config.scope else ""
-        meta = {
-            "token_url": self.config.token_url,
-            "client_id": self.config.client_id,
-            "audience": self.config.audience,
-            "grant": identity,
-            "scope": scope_key,
-        }
-        key = cache_key(*meta.values())
-        self._manager = TokenManager(self.config, grant, self.cache, key, meta, refresh_token)
+        # Whose entry this is (issue 10): see _identity.py.
+        identity = identity_for(self.config, grant, refresh_token)
+        self._manager = TokenManager(self.config, grant, self.cache, identity, refresh_token)
 
     def _grant(self, **arguments: str | None) -> Grant | None:
         raise NotImplementedError  # pragma: no cover  every subclass says which grant
@@ -168,9 +160,11 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         ``http://<redirect_host>:<port>/callback``; the browser is opened
         with ``webbrowser`` (which honours ``$BROWSER``), and the URL is
         printed to stderr for when it cannot open. The tokens (and, with
-        ``offline_access``, the refresh token) go to the cache, where later
-        ``AuthorizationCodeAuth(client_id, scope=...)`` objects and other
-        processes find them without logging in again.
+        ``offline_access``, the refresh token) go to the cache as this OS
+        user's logged-in session of (domain, client, audience), where later
+        ``AuthorizationCodeAuth(client_id)`` objects and other processes find
+        them without logging in again, whatever scope they spell. It replaces
+        the previous login, whose refresh token is revoked (best effort).
 
         Args:
             client_id: The OAuth client's id (its callback URLs must allow

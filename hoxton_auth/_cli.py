@@ -23,7 +23,6 @@ from ._cache_arg import DEFAULT, resolve_cache
 from ._env import gather, read_environment
 from ._errors import ConfigError, LoginRequiredError
 from ._grant_auths import GRANT_ARGUMENTS, AuthorizationCodeAuth
-from ._grants import USER_SESSION
 
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]
 
@@ -35,35 +34,6 @@ _GRANT_OPTIONS = ("username", "password", "refresh_token")
 def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     """The options given on the command line (the environment fills the rest)."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-
-
-def _login_scope(probe: HoxtonAuth) -> str | None:
-    """The scope of the cached login for this client, domain and audience, if any.
-
-    ``login()`` stores its tokens under its scope; ``token`` without ``--scope``
-    must find them whatever scope the login asked for.
-
-    Raises:
-        ConfigError: Several logins with different scopes are cached.
-    """
-    c = probe.config
-    scopes = sorted(
-        entry.meta.get("scope", "")
-        for entry in probe.cache.entries().values()
-        if entry.meta.get("grant") == USER_SESSION
-        and entry.meta.get("token_url") == c.token_url
-        and entry.meta.get("client_id") == c.client_id
-        and entry.meta.get("audience") == c.audience
-    )
-    if len(scopes) <= 1:
-        return scopes[0] if scopes else None
-    default = " ".join(sorted(LOGIN_SCOPE.split()))
-    if default in scopes:
-        return default
-    raise ConfigError(
-        f"the cache holds logins of {c.client_id} with several scopes "
-        f"({'; '.join(repr(s) for s in scopes)}): pick one with --scope"
-    )
 
 
 def _auth(args: argparse.Namespace, *, must_exist: bool = True) -> HoxtonAuth | None:
@@ -86,19 +56,18 @@ def _auth(args: argparse.Namespace, *, must_exist: bool = True) -> HoxtonAuth | 
     if not (args.login_session or (no_grant and not merged.get("client_secret"))):
         return HoxtonAuth.from_env(**overrides)
     overrides = {k: v for k, v in overrides.items() if k not in _GRANT_OPTIONS}
-    probe = AuthorizationCodeAuth.from_env(**overrides)
-    if "scope" in overrides or read_environment().get("scope"):
-        return probe
-    scope = _login_scope(probe)
-    if scope is None:
+    # The logged-in session of (domain, client, audience) is one entry whatever
+    # the scope (issue 10): no need to guess the scope the login asked for.
+    auth = AuthorizationCodeAuth.from_env(**overrides)
+    if auth.cache.load(auth._manager.key) is None:
         if not must_exist:
             return None
         raise LoginRequiredError(
             f"no client secret (--client-secret, $HOXTON_CLIENT_SECRET) and no login of "
-            f"{probe.config.client_id} at {probe.config.domain} in the cache "
-            f"{probe.cache!r}: run `{PROG} login` first"
+            f"{auth.config.client_id} at {auth.config.domain} in the cache "
+            f"{auth.cache!r}: run `{PROG} login` first"
         )
-    return AuthorizationCodeAuth.from_env(**overrides, scope=scope)
+    return auth
 
 
 def _entry_of(auth: HoxtonAuth, access_token: str) -> CacheEntry | None:
@@ -178,11 +147,15 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     meta, token = entry.meta, entry.token
-    grant = meta.get("grant", "?")
-    if grant == USER_SESSION:
-        grant = "login (user session)"
-    elif grant.startswith("password:"):
-        grant = f"password ({grant.partition(':')[2]})"
+    grant, subject = meta.get("grant", "?"), meta.get("subject")
+    if subject is None:
+        grant = f"{grant} (written by 0.1.0: ignored)"
+    elif grant == "login":
+        grant = "login (logged-in session)"
+    elif grant == "password":
+        grant = f"password ({subject.partition(':')[2]})"
+    elif subject != "client":
+        grant = f"{grant} ({subject})"
     fresh = bool(token.access_token) and token.expires_at > now
     return {
         "client_id": meta.get("client_id", "?"),

@@ -20,11 +20,6 @@ __all__ = [
     "revocation_fields",
 ]
 
-# Entries in the shared cache are per identity. A user's tokens from a browser
-# login, an authorization code or a refresh token are the same identity: they
-# share one entry so a rotated refresh token is found by all of them.
-USER_SESSION = "user"
-
 
 def _client_fields(config: ClientConfig) -> dict[str, str]:
     fields = {"client_id": config.client_id}
@@ -39,7 +34,6 @@ class ClientCredentials:
 
     grant_type: ClassVar[str] = "client_credentials"
     repeatable: ClassVar[bool] = True
-    cache_identity: ClassVar[str] = "client_credentials"
 
     def fields(self, config: ClientConfig) -> dict[str, str]:
         """Token-request fields for this grant."""
@@ -60,11 +54,6 @@ class Password:
     username: str
     password: str = dataclasses.field(repr=False)
 
-    @property
-    def cache_identity(self) -> str:
-        """Tokens belong to this user of this client."""
-        return f"password:{self.username}"
-
     def fields(self, config: ClientConfig) -> dict[str, str]:
         """Token-request fields for this grant."""
         fields = {"grant_type": self.grant_type, **_client_fields(config)}
@@ -84,7 +73,6 @@ class AuthorizationCode:
 
     grant_type: ClassVar[str] = "authorization_code"
     repeatable: ClassVar[bool] = False
-    cache_identity: ClassVar[str] = USER_SESSION
 
     code: str = dataclasses.field(repr=False)
     redirect_uri: str
@@ -105,7 +93,6 @@ class RefreshToken:
 
     grant_type: ClassVar[str] = "refresh_token"
     repeatable: ClassVar[bool] = False
-    cache_identity: ClassVar[str] = USER_SESSION
 
     refresh_token: str = dataclasses.field(repr=False)
 

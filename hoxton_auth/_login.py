@@ -243,9 +243,10 @@ def login(
         **common,
     )
     try:
-        # A login starts a new session: it replaces whatever the cache holds
-        # for this identity (perhaps another user's), even a fresh token.
-        auth._manager.begin_session(send_with_requests)
+        # A login starts a new session: it becomes this OS user's logged-in
+        # session of (domain, client, audience), replacing the previous one
+        # (perhaps another user's), whose refresh token is revoked (issue 10).
+        auth._manager.begin_session(send_with_requests, login=True)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
         raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc

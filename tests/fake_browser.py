@@ -13,6 +13,9 @@ tiny shell wrapper that runs this file with the test's interpreter.
 * ``ignore``: fetch nothing (the user never finishes: a timeout).
 * ``fail``: exit 1 at once (no usable browser).
 
+``FAKE_BROWSER_LOGIN_HINT``, if set, is added to the URL as ``login_hint``:
+the user who logs in (the test server's ``/authorize`` picks it).
+
 ``FAKE_BROWSER_LOG``, if set, is a file that gets one JSON line per run:
 the URL given and the final page's status and text.
 """
@@ -53,6 +56,10 @@ def main(url: str) -> int:
     if mode == "fail":
         return 1
     status, text = 0, ""
+    hint = os.environ.get("FAKE_BROWSER_LOGIN_HINT")
+    if hint:
+        parts = urlsplit(url)
+        url = urlunsplit(parts._replace(query=f"{parts.query}&{urlencode({'login_hint': hint})}"))
     if mode != "ignore":
         for _ in range(MAX_REDIRECTS):
             if mode == "stray-then-follow" and urlsplit(url).path == "/callback":

@@ -206,7 +206,7 @@ def test_login_then_token_status_logout(
     status = run("status", env=public)
     assert status.returncode == 0, status.stderr
     assert PUBLIC_CLIENT_ID in status.stdout
-    assert "login (user session)" in status.stdout
+    assert "login (logged-in session)" in status.stdout
     assert "offline_access" in status.stdout
     assert "refresh   yes" in status.stdout
     assert token.stdout.strip() not in status.stdout
@@ -415,22 +415,24 @@ def test_main_login_session(
     assert capsys.readouterr().out.strip() == token
     assert main(["status"]) == 0
     status = capsys.readouterr().out
-    assert "login (user session)" in status
+    assert "login (logged-in session)" in status
     assert token not in status
 
-    # Logins with several scopes: the default scope's wins, else --scope must say.
+    # One logged-in session per (domain, client, audience), whatever the scope:
+    # a second login replaces the first and revokes its refresh token (issue 10).
     assert main(["login", "--scope", "openid offline_access"]) == 0
+    assert len(hoxton_auth_server.revoke_requests) == 1
     assert main(["token"]) == 0
-    assert capsys.readouterr().out.strip() == token
-    assert main(["logout"]) == 0  # the default scope's login
-    assert main(["token"]) == 0  # the one left, whatever its scope
-    other = capsys.readouterr().out.strip()
-    assert other != token
-    assert main(["login", "--scope", "openid"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second != token
+    assert main(["token", "--scope", "offline_access  openid"]) == 0
+    assert capsys.readouterr().out.strip() == second
+    assert main(["logout"]) == 0
+    assert len(hoxton_auth_server.revoke_requests) == 2
     capsys.readouterr()
-    assert main(["token"]) == 2
-    assert "pick one with --scope" in capsys.readouterr().err
-    assert hoxton_auth_server.count("authorization_code") == 3
+    assert main(["token"]) != 0
+    assert "run `hoxton-auth login` first" in capsys.readouterr().err
+    assert hoxton_auth_server.count("authorization_code") == 2
 
 
 def test_main_errors(

@@ -142,7 +142,9 @@ def test_tokens_land_in_the_cache_for_other_objects_and_processes(
     document = json.loads(isolated_cache.read_text(encoding="utf-8"))
     (entry,) = document["entries"].values()
     assert entry["meta"]["client_id"] == PUBLIC_CLIENT_ID
-    assert entry["meta"]["grant"] == "user"
+    assert entry["meta"]["grant"] == "login"
+    assert entry["meta"]["subject"] == "login"
+    assert entry["meta"]["scope"] == ""  # the logged-in session, whatever the scope
     assert entry["token"]["access_token"] == token
     assert entry["token"]["refresh_token"]  # offline_access is in the default scope
 

@@ -46,7 +46,11 @@ def _redirect(redirect_uri: str, params: dict[str, str]) -> Reply:
 
 
 def authorize(state: AuthState, query: str) -> Reply:
-    """`GET /authorize`: auto-approve as `DEFAULT_USERNAME` and redirect with a code."""
+    """`GET /authorize`: auto-approve and redirect with a code.
+
+    The user is the one named by `login_hint` (added with `add_user`), else
+    `DEFAULT_USERNAME`; an unknown hint is refused with an error redirect.
+    """
     params = dict(parse_qsl(query, keep_blank_values=True))
     with state.lock:
         state.authorize_requests.append(params)
@@ -91,11 +95,17 @@ def authorize(state: AuthState, query: str) -> Reply:
                 error="access_denied",
                 error_description="User did not authorize the request",
             )
+        username = params.get("login_hint") or DEFAULT_USERNAME
+        if username not in state.users:
+            return redirect(
+                error="access_denied",
+                error_description=f"The user {username} does not exist.",
+            )
         code = secrets.token_urlsafe(24)
         state.codes[code] = AuthorizationCode(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
-            username=DEFAULT_USERNAME,
+            username=username,
             scope=params.get("scope", ""),
             audience=audience,
             code_challenge=challenge,
