@@ -718,8 +718,12 @@ def test_a_directory_others_can_write_is_refused_unless_sticky(tmp_path: Path) -
     assert cache.load(KEY) is not None
 
 
-def run_as_nobody(code: str) -> None:
-    """Run Python ``code`` as uid/gid 65534 in a child process (a real second user)."""
+def write_as_nobody(path: Path, content: bytes) -> None:
+    """Create ``path`` (0600) as uid/gid 65534 in a child process: a real second user.
+
+    The child is ``sh``, not Python: this interpreter may live where that
+    user cannot reach it (pyenv under /root).
+    """
     import shutil
     import subprocess
 
@@ -727,7 +731,10 @@ def run_as_nobody(code: str) -> None:
     if setpriv is None:
         pytest.skip("setpriv is not installed")
     command = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    subprocess.run([*command, sys.executable, "-c", code], check=True, timeout=60)
+    script = 'umask 077; cat > "$1"'
+    subprocess.run(
+        [*command, "/bin/sh", "-c", script, "sh", str(path)], input=content, check=True, timeout=60
+    )
 
 
 @pytest.fixture
@@ -748,10 +755,7 @@ def shared_dir() -> Iterator[Path]:
 def test_tokens_planted_by_another_user_are_never_served(shared_dir: Path) -> None:
     path = shared_dir / "tokens.json"
     planted = valid_document_text({KEY: make_entry("planted-by-nobody")})
-    run_as_nobody(
-        f"import os; fd = os.open({str(path)!r}, os.O_WRONLY | os.O_CREAT, 0o600); "
-        f"os.write(fd, {planted.encode()!r}); os.close(fd)"
-    )
+    write_as_nobody(path, planted.encode())
     before = fingerprint(path)
     assert before[2] == NOBODY
     cache = FileTokenCache(path)
