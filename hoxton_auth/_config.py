@@ -6,7 +6,7 @@ import dataclasses
 import ipaddress
 import math
 from collections.abc import Sequence
-from typing import Literal, Union
+from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
 from ._errors import ConfigError
@@ -16,7 +16,7 @@ __all__ = ["DEFAULT_AUDIENCE", "DEFAULT_DOMAIN", "ClientConfig", "normalize_scop
 DEFAULT_AUDIENCE = "https://api.hoxton.cloud"
 DEFAULT_DOMAIN = "https://auth.hoxton.ai"
 
-ScopeArg = Union[str, Sequence[str], None]
+ScopeArg = str | Sequence[str] | None
 RequestFormat = Literal["form", "json"]
 
 

@@ -10,6 +10,7 @@
     ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
     ├── LoginError                 the browser or device login failed or was denied
     └── CacheError(HoxtonAuthError, OSError)
+    HoxtonAuthWarning(UserWarning)  degraded but working
 
 Messages carry the server's own words and never a secret: no request form,
 no token, no password ever reaches an exception.
@@ -21,6 +22,7 @@ __all__ = [
     "CacheError",
     "ConfigError",
     "HoxtonAuthError",
+    "HoxtonAuthWarning",
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
@@ -99,3 +101,12 @@ class LoginError(HoxtonAuthError):
 
 class CacheError(HoxtonAuthError, OSError):
     """The token cache could not be used safely (for example a stuck lock)."""
+
+
+class HoxtonAuthWarning(UserWarning):
+    """Degraded but working: a refused or repaired cache, a memory fallback, a lockless fetch.
+
+    Emitted once per cause and path with ``warnings.warn``, so that a cron job
+    whose logging is not configured still shows it; the same event is also a
+    WARNING log record.
+    """

@@ -29,7 +29,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from ._cache import CacheEntry
 from ._errors import LoginRequiredError, TokenEndpointUnreachableError, TokenRequestError
@@ -45,7 +45,7 @@ __all__ = [
 
 FAILURE_META = "last_failure"  # the meta field holding the note (JSON, no secret)
 
-SharedError = Union[TokenEndpointUnreachableError, TokenRequestError]
+SharedError = TokenEndpointUnreachableError | TokenRequestError
 
 
 def failure_note(error: Exception, now: float) -> str | None:

@@ -7,7 +7,7 @@ RFC 6749: client credentials travel in the body (``client_secret_post``).
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from ._config import ClientConfig
 
@@ -128,7 +128,7 @@ class DeviceCode:
         return fields
 
 
-Grant = Union[ClientCredentials, Password, AuthorizationCode, RefreshToken, DeviceCode]
+Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken | DeviceCode
 
 
 def device_authorization_fields(config: ClientConfig) -> dict[str, str]:

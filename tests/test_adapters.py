@@ -19,7 +19,7 @@ import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -32,7 +32,7 @@ import hoxton_auth
 from hoxton_auth import HoxtonAuth, MemoryTokenCache, TokenRequestError
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
-Body = Union[bytes, Path, None]
+Body = bytes | Path | None
 
 
 @dataclasses.dataclass

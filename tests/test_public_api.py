@@ -28,6 +28,7 @@ PUBLIC = [
     "FileTokenCache",
     "HoxtonAuth",
     "HoxtonAuthError",
+    "HoxtonAuthWarning",
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
