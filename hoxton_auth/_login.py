@@ -29,7 +29,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from ._config import ClientConfig
 from ._errors import ConfigError, LoginError, TokenRequestError
 from ._grant_auths import AuthorizationCodeAuth
-from ._requests import send_with_requests
 
 __all__ = ["authorize_url", "login", "pkce_pair"]
 
@@ -245,7 +244,7 @@ def login(
     try:
         # A login starts a new session: it replaces whatever the cache holds
         # for this identity (perhaps another user's), even a fresh token.
-        auth._manager.begin_session(send_with_requests)
+        auth._manager.begin_session(auth._send_requests)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
         raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc

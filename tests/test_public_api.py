@@ -28,6 +28,7 @@ PUBLIC = [
     "FileTokenCache",
     "HoxtonAuth",
     "HoxtonAuthError",
+    "InsecureTransportError",
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
