@@ -29,7 +29,7 @@ def _load() -> dict[Any, Any]:
 def test_workflow_parses_and_has_the_top_level_keys() -> None:
     document = _load()
     # YAML 1.1 reads the bare key `on` as True.
-    triggers = document.get("on", document.get(True))
+    triggers = document["on"] if "on" in document else document[True]
     assert {"push", "pull_request"} <= set(triggers)
     assert document["name"] == "ci"
     assert set(document["jobs"]) == {"tests", "checks"}
