@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,6 @@ from ._config import ClientConfig, NetworkSettings, check_bearer_url
 from ._manager import TokenManager
 
 if TYPE_CHECKING:
-    import ssl
-
     from ._messages import Reply, TokenRequest, TokenResponse
 
 __all__ = [
@@ -52,8 +51,6 @@ def _headers(content_type: str) -> dict[str, str]:
 
 def _ssl_context(network: NetworkSettings) -> ssl.SSLContext:
     """The TLS settings as one ``SSLContext`` (httpx 0.28 deprecates path strings and ``cert=``)."""
-    import ssl  # here, not at the top: only a custom verify/cert needs it
-
     if network.verify is True:
         # httpx's own default: certifi, or SSL_CERT_FILE/SSL_CERT_DIR with trust_env.
         context = httpx.create_ssl_context(trust_env=network.trust_env)
@@ -99,9 +96,11 @@ def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_N
     from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
     body, content_type = request.encode()
+    # Outside the try: an unreadable cert or CA file is the caller's mistake, not the network's.
+    options = _client_options(network, request.timeout)
     try:
         with (
-            httpx.Client(**_client_options(network, request.timeout)) as client,
+            httpx.Client(**options) as client,
             client.stream(
                 "POST", request.url, content=body, headers=_headers(content_type)
             ) as response,
@@ -112,7 +111,9 @@ def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_N
                 if len(content) > MAX_RESPONSE_BYTES:
                     break
             return _token_response(response, content)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    # ssl.SSLError: with TLS 1.3 a server refuses a client certificate after the
+    # handshake, and httpcore's async backend lets that alert out unwrapped.
+    except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
         return TransportFailure(exc, time.time())
 
 
@@ -123,9 +124,10 @@ async def asend_with_httpx(
     from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
     body, content_type = request.encode()
+    options = _client_options(network, request.timeout)  # outside the try: see send_with_httpx
     try:
         async with (
-            httpx.AsyncClient(**_client_options(network, request.timeout)) as client,
+            httpx.AsyncClient(**options) as client,
             client.stream(
                 "POST", request.url, content=body, headers=_headers(content_type)
             ) as response,
@@ -136,7 +138,9 @@ async def asend_with_httpx(
                 if len(content) > MAX_RESPONSE_BYTES:
                     break
             return _token_response(response, content)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    # ssl.SSLError: with TLS 1.3 a server refuses a client certificate after the
+    # handshake, and httpcore's async backend lets that alert out unwrapped.
+    except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
         return TransportFailure(exc, time.time())
 
 

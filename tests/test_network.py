@@ -471,3 +471,14 @@ def _subject_hash(ca: trustme.CA) -> str:
         check=True,
     )
     return result.stdout.decode().strip()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_missing_certificate_file_is_the_callers_error_not_the_networks(
+    transport: str, tls_server: AuthServer, ca_file: str, tmp_path: Path
+) -> None:
+    auth = _auth(tls_server, verify=ca_file, cert=str(tmp_path / "missing.pem"))
+    with pytest.raises(OSError, match=r"missing\.pem|No such file") as caught:
+        _fetch(transport, auth)
+    assert not isinstance(caught.value, TokenEndpointUnreachableError)
+    assert tls_server.count() == 0
