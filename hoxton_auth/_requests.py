@@ -110,7 +110,9 @@ class RequestsAuth(requests.auth.AuthBase):
             InsecureTransportError: The URL is ``http://`` on a host other
                 than loopback, and ``allow_insecure_http`` is off.
         """
-        check_bearer_url(request.url or "", allow_insecure_http=self.config.allow_insecure_http)
+        url = request.url or ""
+        if not url.startswith("https://"):  # the hot path: requests lower-cases the scheme
+            check_bearer_url(url, allow_insecure_http=self.config.allow_insecure_http)
         request.headers["Authorization"] = BEARER + self._manager.get_token(self._send_requests)
         # Appended directly: register_hook's isinstance(hook, Callable) check
         # costs more than the rest of this method (issue 6), for a bound method.
