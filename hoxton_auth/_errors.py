@@ -9,7 +9,7 @@
     │   └── InvalidGrantError      error == "invalid_grant"
     │       └── LoginRequiredError refresh token rejected, no grant can stand in
     ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
-    ├── LoginError                 the interactive browser login failed
+    ├── LoginError                 the browser or device login failed or was denied
     └── CacheError(HoxtonAuthError, OSError)
 
 Messages carry the server's own words and never a secret: no request form,
@@ -104,7 +104,7 @@ class TokenEndpointUnreachableError(HoxtonAuthError):
 
 
 class LoginError(HoxtonAuthError):
-    """The interactive login did not complete (timeout, denied, state mismatch)."""
+    """The browser or device login did not complete (timeout, denied, expired code, busy ports)."""
 
 
 class CacheError(HoxtonAuthError, OSError):

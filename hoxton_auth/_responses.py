@@ -162,7 +162,8 @@ def _clip(text: str, limit: int) -> str:
 
 def _redact(text: str, form: Mapping[str, str]) -> str:
     """Mask any secret of the request that a server echoed back."""
-    for name in ("client_secret", "password", "code", "code_verifier", "refresh_token", "token"):
+    secrets = ("client_secret", "password", "code", "code_verifier", "refresh_token", "token")
+    for name in (*secrets, "device_code"):
         secret = form.get(name)
         if secret and len(secret) >= 4:
             # A server echoes what it received: raw, form-encoded or JSON-escaped.

@@ -41,6 +41,7 @@ from hoxton_auth._failures import FAILURE_META, failure_note, shared_failure
 from hoxton_auth._flow import request_token
 from hoxton_auth._grants import ClientCredentials, Grant
 from hoxton_auth._httpx import asend_with_httpx, send_with_httpx
+from hoxton_auth._identity import Identity
 from hoxton_auth._manager import TokenManager
 from hoxton_auth._messages import Backoff, TokenRequest, TokenResponse, TransportFailure
 from hoxton_auth._requests import send_with_requests
@@ -104,7 +105,8 @@ def make_manager(
     if grant is None and seed is None:
         grant = ClientCredentials()
     meta = {"token_url": config.token_url, "client_id": CLIENT_ID}
-    return TokenManager(config, grant, MemoryTokenCache(), cache_key(domain), meta, seed)
+    identity = Identity(cache_key(domain), meta)
+    return TokenManager(config, grant, MemoryTokenCache(), identity, seed)
 
 
 def assert_clear(message: str, *parts: str) -> None:
