@@ -31,7 +31,12 @@ from werkzeug import Response
 
 from hoxton_auth import ConfigError, HoxtonAuth, MemoryTokenCache, TokenEndpointUnreachableError
 from hoxton_auth._config import NetworkSettings
-from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+from hoxton_auth.testing import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    PUBLIC_CLIENT_ID,
+    AuthServer,
+)
 
 TRANSPORTS = ("requests", "httpx", "httpx-async")
 
@@ -482,3 +487,33 @@ def test_missing_certificate_file_is_the_callers_error_not_the_networks(
         _fetch(transport, auth)
     assert not isinstance(caught.value, TokenEndpointUnreachableError)
     assert tls_server.count() == 0
+
+
+def test_device_login_uses_the_network_settings(
+    mtls_server: AuthServer, ca_file: str, client_pem: str, proxy: CountingProxy
+) -> None:
+    # Every request of a device login (code, polls, the session's token) goes
+    # through the user's CA, client certificate and proxy.
+    mtls_server.device_interval = 0.05
+
+    def approve() -> None:
+        mtls_server.approve_device(mtls_server.wait_for_device_code(timeout=30))
+
+    approver = threading.Thread(target=approve, daemon=True)
+    approver.start()
+    auth = HoxtonAuth.login(
+        PUBLIC_CLIENT_ID,
+        domain=mtls_server.domain,
+        device=True,
+        timeout=60.0,
+        cache=MemoryTokenCache(),
+        verify=ca_file,
+        cert=client_pem,
+        proxy=proxy.url,
+    )
+    approver.join()
+    assert auth.get_token()
+    assert len(proxy.tunnels) >= 2  # the device code request, then the polls
+    assert {r["grant_type"] for r in mtls_server.token_requests} == {
+        "urn:ietf:params:oauth:grant-type:device_code"
+    }
