@@ -14,16 +14,19 @@ from ._cache_arg import DEFAULT, CacheArg, resolve_cache
 from ._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
+    CertArg,
     ClientConfig,
+    NetworkSettings,
     RequestFormat,
+    VerifyArg,
     normalize_scope,
 )
 from ._errors import ConfigError
 from ._grants import Grant
-from ._httpx import HttpxAuth, asend_with_httpx
+from ._httpx import AsyncHttpxTransport, HttpxAuth, HttpxTransport
 from ._identity import identity_for
 from ._manager import TokenManager
-from ._requests import RequestsAuth, send_with_requests
+from ._requests import RequestsAuth, RequestsTransport
 
 if TYPE_CHECKING:
     from ._grant_auths import AuthorizationCodeAuth
@@ -62,6 +65,15 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         retry_deadline: Seconds for one token fetch, retries included.
         token_request_format: ``"form"`` (RFC 6749) or ``"json"`` bodies.
         max_attempts: Token-endpoint requests per fetch, at most.
+        verify: For token requests: True (the default CA bundle, or the
+            environment's with ``trust_env``), a CA bundle path, or False.
+        cert: Client certificate for mutual TLS with the token endpoint: a
+            PEM file with certificate and key, or a ``(cert, key)`` pair.
+        proxy: Proxy URL for token requests (default: the environment's).
+        trust_env: Read ``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``,
+            ``REQUESTS_CA_BUNDLE`` and the like from the environment.
+        allow_insecure_http: Send the bearer token to ``http://`` API URLs
+            on hosts other than loopback (refused by default).
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).
@@ -98,6 +110,11 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         retry_deadline: float = 60.0,
         token_request_format: RequestFormat = "form",  # noqa: S107  a format name, not a secret
         max_attempts: int = 5,
+        verify: VerifyArg = True,
+        cert: CertArg = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        allow_insecure_http: bool = False,
     ) -> None:
         arguments = {
             "username": username,
@@ -129,7 +146,14 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             retry_deadline=retry_deadline,
             max_attempts=max_attempts,
             token_request_format=token_request_format,
+            network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
+            allow_insecure_http=allow_insecure_http,
         )
+        # The auth object owns its token-request clients' settings (issue 14):
+        # one transport per HTTP library, holding this object's verify/cert/proxy.
+        self._send_requests = RequestsTransport(self.config.network)
+        self._send_httpx = HttpxTransport(self.config.network)
+        self._asend_httpx = AsyncHttpxTransport(self.config.network)
         grant = self._grant(**arguments)
         self.cache = resolve_cache(cache)
         # Whose entry this is (issue 10): see _identity.py.
@@ -258,7 +282,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
             CacheError: The cache lock is stuck and the grant is not safe to repeat.
         """
-        return self._manager.get_token(send_with_requests)
+        return self._manager.get_token(self._send_requests)
 
     async def aget_token(self) -> str:
         """``get_token`` for asyncio; never blocks the event loop.
@@ -269,7 +293,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
             CacheError: The cache lock is stuck and the grant is not safe to repeat.
         """
-        return await self._manager.aget_token(asend_with_httpx)
+        return await self._manager.aget_token(self._asend_httpx)
 
     def invalidate(self) -> None:
         """Forget the current access token, here and in the shared cache."""
@@ -282,4 +306,4 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenRequestError: The server refused the revocation.
             TokenEndpointUnreachableError: The network failed after retries.
         """
-        self._manager.logout(send_with_requests)
+        self._manager.logout(self._send_requests)

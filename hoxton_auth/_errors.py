@@ -4,6 +4,7 @@
 
     HoxtonAuthError
     ├── ConfigError(HoxtonAuthError, ValueError)
+    ├── InsecureTransportError     a bearer token would go over cleartext
     ├── TokenRequestError          .status_code .error .error_description
     │   └── InvalidGrantError      error == "invalid_grant"
     │       └── LoginRequiredError refresh token rejected, no grant can stand in
@@ -23,6 +24,7 @@ __all__ = [
     "ConfigError",
     "HoxtonAuthError",
     "HoxtonAuthWarning",
+    "InsecureTransportError",
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
@@ -37,6 +39,14 @@ class HoxtonAuthError(Exception):
 
 class ConfigError(HoxtonAuthError, ValueError):
     """The arguments given to an auth object are missing or contradictory."""
+
+
+class InsecureTransportError(HoxtonAuthError):
+    """A bearer token would cross the network in clear (an ``http://`` URL).
+
+    Raised before anything is sent, for API URLs on a host other than
+    loopback; ``allow_insecure_http=True`` lifts the rule.
+    """
 
 
 class TokenRequestError(HoxtonAuthError):

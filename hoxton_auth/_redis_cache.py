@@ -92,7 +92,7 @@ class RedisTokenCache(TokenCache):
             (a ``socket_timeout`` in the URL wins).
 
     Raises:
-        ImportError: redis-py is not installed (``pip install "hoxton-auth[redis]"``).
+        ImportError: redis-py is not installed (``pip install "redis>=4.5"``).
         ConfigError: A timeout is not positive.
     """
 
