@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import secrets
+import selectors
 import socket
 import sys
 import threading
@@ -203,6 +204,16 @@ class _CallbackServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
 
 
+def _serve(server: _CallbackServer, wake: socket.socket) -> None:
+    # Not serve_forever(): its shutdown() waits for the next 50 ms poll; a
+    # byte on ``wake`` ends this loop at once (issue 15).
+    with selectors.DefaultSelector() as selector:
+        selector.register(server, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
+        while not any(key.fileobj is wake for key, _ in selector.select()):
+            server.handle_request()  # the socket is readable: accepts without waiting
+
+
 def callback_urls(ports: Sequence[int], redirect_host: str = "127.0.0.1") -> list[str]:
     """The redirect URIs a login may use: register each in Auth0's Allowed Callback URLs."""
     return [f"http://{redirect_host}:{port}{CALLBACK_PATH}" for port in ports]
@@ -376,9 +387,9 @@ def login(
     callback = _Callback(state)
     servers = _listen(redirect_host, ports, callback)
     redirect_uri = f"http://{redirect_host}:{servers[0].server_address[1]}{CALLBACK_PATH}"
+    wake = socket.socketpair()
     threads = [
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-        for server in servers
+        threading.Thread(target=_serve, args=(server, wake[0]), daemon=True) for server in servers
     ]
     for thread in threads:
         thread.start()
@@ -388,10 +399,11 @@ def login(
         _open_browser(url, open_browser, timeout)
         finished = callback.done.wait(max(deadline - time.monotonic(), 0.0))
     finally:
-        for server in servers:
-            server.shutdown()
+        wake[1].send(b"\0")
         for thread in threads:
             thread.join()
+        for end in wake:
+            end.close()
         for server in servers:
             server.server_close()
     if not finished:
