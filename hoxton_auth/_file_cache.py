@@ -18,6 +18,18 @@ hoxton-auth document. Anything else is *refused*: every operation raises
 with one ``HoxtonAuthWarning``, and the file is never chmod-ed, truncated or
 replaced. The lock file gets the same type and owner checks before it is locked.
 
+How a refresh answer always has somewhere to go (issue 11, full disk):
+holding the lock *reserves* the space of the next write first: the
+replacement temporary file is created and pre-allocated (``posix_fallocate``)
+to the current file's size plus ``RESERVE_MARGIN``. If the filesystem has no
+room, ``lock()`` raises ``CacheUnavailableError`` before any token request is
+sent: a rotated refresh token that cannot be stored is never asked for. A
+``store()`` under the lock writes into the reserved file and renames it. If a
+write still fails, the entry stays *pending* in this object: ``load()`` serves
+it, every later ``lock()`` and ``store()`` tries to write it again, and each
+failure is a ``HoxtonAuthWarning``: a rotated refresh token is never dropped
+silently.
+
 The document format (marker, version, unknown fields kept, salvage of a
 damaged file) is in ``_cache_format.py``; a file of a newer major version or
 without the marker is refused like the rest.
@@ -26,6 +38,7 @@ without the marker is refused like the rest.
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import logging
 import math
@@ -53,6 +66,7 @@ from ._token import Token, TokenFormatError
 __all__ = [
     "LOCK_POLL_INTERVAL",
     "MAX_FILE_BYTES",
+    "RESERVE_MARGIN",
     "FileTokenCache",
     "default_cache_path",
 ]
@@ -66,6 +80,13 @@ STALE_TEMP_AFTER = 600.0
 # Seconds between two tries of a lock another process holds (32 waiters polling
 # every 10 ms burn a third of a 2-core machine; 50 ms costs a quarter of that).
 LOCK_POLL_INTERVAL = 0.05
+# Room reserved beyond the current file for the answer of a refresh: a rotated
+# refresh token and an access token are a few KiB, a JWT with large custom
+# claims rarely tens of KiB.
+RESERVE_MARGIN = 64 * 1024
+_NO_SPACE = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code
+)
 _O_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _O_OPEN |= getattr(os, "O_CLOEXEC", 0)
 _warned: set[tuple[object, ...]] = set()  # (cause, path, ...): one warning each per process
@@ -135,6 +156,14 @@ class FileTokenCache(TokenCache):
         ):
             raise ConfigError(f"lock_wait_timeout must be a finite number >= 0, got {wait!r}")
         self.lock_wait_timeout = wait
+        # Under the lock only: the reserved replacement file (fd, name), and
+        # whether this object holds the lock. Only one holder at a time per
+        # path exists (the lock is a flock), so plain attributes suffice.
+        self._reservation: tuple[int, str] | None = None
+        self._locked = False
+        # Entries whose write failed after a reservation: served by load()
+        # and written again at every later lock() and store().
+        self._pending: dict[str, CacheEntry] = {}
 
     def __repr__(self) -> str:
         return f"FileTokenCache({str(self.path)!r})"
@@ -183,7 +212,11 @@ class FileTokenCache(TokenCache):
             CacheUnavailableError: The file is refused (see the class docstring).
         """
         raw = self._read_document().get("entries", {}).get(key)
-        return None if raw is None else self._parse(key, raw)
+        stored = None if raw is None else self._parse(key, raw)
+        pending = self._pending.get(key)
+        if pending is not None and not _newer(stored, pending):
+            return pending
+        return stored
 
     def entries(self) -> dict[str, CacheEntry]:
         """Every readable entry.
@@ -193,6 +226,9 @@ class FileTokenCache(TokenCache):
         """
         raws = self._read_document().get("entries", {})
         parsed = {key: self._parse(key, raw) for key, raw in raws.items()}
+        for key, pending in list(self._pending.items()):
+            if not _newer(parsed.get(key), pending):
+                parsed[key] = pending
         return {key: entry for key, entry in parsed.items() if entry is not None}
 
     def _read_document(self) -> dict[str, Any]:
@@ -284,22 +320,27 @@ class FileTokenCache(TokenCache):
     def store(self, key: str, entry: CacheEntry) -> None:
         """Save ``entry``; long-dead entries are dropped, unknown ones kept.
 
+        Under ``lock()``, the write goes into the space reserved when the lock
+        was taken; if it still fails, the entry is kept pending (served by
+        ``load``, written again at the next ``lock``/``store``) with a
+        ``HoxtonAuthWarning``, instead of raising.
+
         Raises:
-            CacheUnavailableError: The file cannot be written, or is refused.
+            CacheUnavailableError: The file is refused, or cannot be written
+                outside ``lock()``.
         """
         document = self._read_document()
-        old = document.setdefault("entries", {}).get(key)
-        unknown = (
-            {k: v for k, v in old.items() if k not in ("meta", "token")}
-            if isinstance(old, dict)
-            else {}
-        )
-        document["entries"][key] = {
-            **unknown,
-            "meta": dict(entry.meta),
-            "token": entry.token.to_dict(),
-        }
-        self._write(document)
+        previous = self._pending.get(key)
+        self._pending[key] = entry
+        try:
+            self._write_pending(document)
+        except CacheUnavailableError:
+            # Outside the lock nothing was reserved: the caller hears of it.
+            if previous is None:
+                self._pending.pop(key, None)
+            else:
+                self._pending[key] = previous
+            raise
 
     def delete(self, key: str) -> None:
         """Forget ``key``.
@@ -308,8 +349,42 @@ class FileTokenCache(TokenCache):
             CacheUnavailableError: The file cannot be written, or is refused.
         """
         document = self._read_document()
-        if document.get("entries", {}).pop(key, None) is not None:
+        dropped = self._pending.pop(key, None) is not None
+        if document.get("entries", {}).pop(key, None) is not None or dropped or self._pending:
+            self._write_pending(document)
+
+    def _write_pending(self, document: dict[str, Any]) -> None:
+        """Write ``document`` with the pending entries; keep them if that fails under the lock.
+
+        Raises:
+            CacheUnavailableError: The write failed outside ``lock()``.
+        """
+        entries = document.setdefault("entries", {})
+        for key, entry in self._pending.items():
+            old = entries.get(key)
+            if _newer(self._parse(key, old) if old is not None else None, entry):
+                continue  # another process stored a newer token since: it wins
+            unknown = (
+                {k: v for k, v in old.items() if k not in ("meta", "token")}
+                if isinstance(old, dict)
+                else {}
+            )
+            entries[key] = {**unknown, "meta": dict(entry.meta), "token": entry.token.to_dict()}
+        try:
             self._write(document)
+        except CacheUnavailableError as exc:
+            if not self._locked:
+                raise
+            message = (
+                f"{exc}; {len(self._pending)} new token(s) are kept in this process's memory "
+                "and written again at the next renewal. Until then another process may use a "
+                "superseded refresh token and end the login: free space there, or set "
+                "HOXTON_AUTH_CACHE to a file elsewhere"
+            )
+            logger.warning("%s", message)
+            warnings.warn(message, HoxtonAuthWarning, stacklevel=4)
+            return
+        self._pending.clear()
 
     def _write(self, document: dict[str, Any]) -> None:
         now = time.time()
@@ -320,18 +395,23 @@ class FileTokenCache(TokenCache):
             if parsed is None or not _prunable(parsed.token, now):
                 entries[key] = raw
         payload = encode(document, entries)
+        reservation, self._reservation = self._reservation, None
         try:
-            self._ensure_directory()
-            fd, temp_name = tempfile.mkstemp(
-                dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-            )
+            if reservation is None:
+                self._ensure_directory()
+                reservation = self._create_temp()
         except OSError as exc:
             raise CacheUnavailableError(f"cannot write token cache {self.path}: {exc}") from exc
+        fd, temp_name = reservation
         try:
-            with os.fdopen(fd, "wb") as file:  # mkstemp creates it 0600
-                file.write(payload)
-                file.flush()
-                os.fsync(file.fileno())
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.ftruncate(fd, len(payload))  # the reserved tail is given back
+                os.fsync(fd)
+            finally:
+                os.close(fd)
             os.replace(temp_name, self.path)
         except OSError as exc:
             with contextlib.suppress(OSError):
@@ -339,6 +419,71 @@ class FileTokenCache(TokenCache):
             raise CacheUnavailableError(f"cannot write token cache {self.path}: {exc}") from exc
         self._sync_directory()
         self._remove_stale_temp_files(now)
+
+    def _create_temp(self) -> tuple[int, str]:
+        # mkstemp creates it 0600, in the cache's directory so os.replace is atomic.
+        return tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+
+    # -- reserving the space of the next write (under the lock) ---------------------
+
+    def _reserve(self) -> None:
+        """Create and pre-allocate the replacement file of the next write.
+
+        Raises:
+            CacheUnavailableError: There is no room for it (or no way to create it).
+        """
+        try:
+            size = min(os.stat(self.path).st_size, MAX_FILE_BYTES)
+        except OSError:
+            size = 0
+        size += RESERVE_MARGIN
+        try:
+            fd, temp_name = self._create_temp()
+        except OSError as exc:
+            raise self._unreservable(size, exc) from exc
+        try:
+            _allocate(fd, size)
+        except OSError as exc:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+            raise self._unreservable(size, exc) from exc
+        self._reservation = (fd, temp_name)
+
+    def _unreservable(self, size: int, exc: OSError) -> CacheUnavailableError:
+        if exc.errno in _NO_SPACE:
+            return CacheUnavailableError(
+                f"token cache {self.path}: no room to store a renewed token (could not reserve "
+                f"{size} bytes in {self.path.parent}: {exc.strerror}); no token request is sent "
+                f"whose answer could be lost. Free space on that filesystem, or set "
+                f"HOXTON_AUTH_CACHE to a file elsewhere"
+            )
+        return CacheUnavailableError(f"cannot write token cache {self.path}: {exc}")
+
+    def _release_reservation(self) -> None:
+        reservation, self._reservation = self._reservation, None
+        if reservation is not None:
+            fd, temp_name = reservation
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+
+    def _locked_begin(self) -> None:
+        """Right after the lock is taken: reserve, then write what is still pending.
+
+        Raises:
+            CacheUnavailableError: No room for the next write.
+        """
+        self._reserve()
+        self._locked = True
+        if self._pending:
+            self._write_pending(self._read_document())
+            if self._reservation is None:
+                self._reserve()
+
+    def _locked_end(self) -> None:
+        self._locked = False
+        self._release_reservation()
 
     def _ensure_directory(self) -> None:
         """Create the cache's directory (0700) if it is missing."""
@@ -405,8 +550,10 @@ class FileTokenCache(TokenCache):
         with self._translate_lock_errors(timeout):
             file_lock.acquire()
         try:
+            self._locked_begin()
             yield
         finally:
+            self._locked_end()
             file_lock.release()
 
     @contextlib.asynccontextmanager
@@ -420,8 +567,10 @@ class FileTokenCache(TokenCache):
         with self._translate_lock_errors(timeout):
             await file_lock.acquire()
         try:
+            await asyncio.to_thread(self._locked_begin)
             yield
         finally:
+            await asyncio.to_thread(self._locked_end)
             await file_lock.release()
 
     @contextlib.contextmanager
@@ -440,6 +589,28 @@ class FileTokenCache(TokenCache):
             if isinstance(exc, CacheUnavailableError):
                 raise
             raise CacheUnavailableError(f"cannot lock token cache {self.lock_path}: {exc}") from exc
+
+
+def _newer(stored: CacheEntry | None, pending: CacheEntry) -> bool:
+    """Whether ``stored`` was obtained after ``pending`` (another process renewed since)."""
+    return stored is not None and stored.token.obtained_at > pending.token.obtained_at
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Make ``size`` bytes of ``fd`` really take disk blocks (not a sparse file)."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+    # No fallocate here (Windows, macOS, or a filesystem without it): zeros take blocks too.
+    remaining = size
+    while remaining:
+        remaining -= os.write(fd, bytes(min(remaining, 65536)))
+    os.lseek(fd, 0, os.SEEK_SET)
 
 
 def _lock_options() -> dict[str, Any]:

@@ -8,9 +8,65 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from hoxton_auth.testing import AuthServer
+
+#: The redirect URI the test server's clients accept in these tests (any loopback URL).
+REDIRECT_URI = "http://127.0.0.1:8765/callback"
+#: A scope that gets a refresh token.
+OFFLINE = "openid offline_access"
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 PKCE challenge of ``verifier`` (RFC 7636 section 4.2)."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def authorization_code(
+    server: AuthServer,
+    *,
+    scope: str = OFFLINE,
+    client_id: str | None = None,
+    verifier: str | None = None,
+    username: str | None = None,
+    redirect_uri: str = REDIRECT_URI,
+) -> str:
+    """A code from the test server's ``/authorize``, as a browser brings it back.
+
+    ``username`` picks the user (``login_hint``); ``verifier`` adds its PKCE challenge.
+    """
+    from urllib.parse import parse_qsl, urlsplit
+
+    import httpx
+
+    from hoxton_auth.testing import AUDIENCE, DEFAULT_CLIENT_ID
+
+    params = {
+        "response_type": "code",
+        "client_id": client_id or DEFAULT_CLIENT_ID,
+        "redirect_uri": redirect_uri,
+        "scope": scope,
+        "audience": AUDIENCE,  # else Auth0 (and the test server) issue an opaque token
+        "state": "s1",
+    }
+    if username is not None:
+        params["login_hint"] = username
+    if verifier is not None:
+        params["code_challenge"] = pkce_challenge(verifier)
+        params["code_challenge_method"] = "S256"
+    response = httpx.get(f"{server.domain}/authorize", params=params, timeout=30)
+    assert response.status_code == 302, response.text
+    query = dict(parse_qsl(urlsplit(response.headers["location"]).query))
+    assert "code" in query, query
+    return query["code"]
 
 
 @pytest.fixture(autouse=True)
@@ -111,3 +167,54 @@ def warnings_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 
     caplog.set_level(logging.WARNING, logger="hoxton_auth")
     return caplog
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 256 KiB tmpfs, mounted for this test and unmounted after it.
+
+    For full-disk tests (issue 11): ``fill`` it with :func:`fill_filesystem`.
+    Skips, with the reason, where mounting is not permitted (not root, or no
+    ``CAP_SYS_ADMIN`` in a container).
+    """
+    import shutil
+    import subprocess
+    import sys
+
+    mount, umount = shutil.which("mount"), shutil.which("umount")
+    if sys.platform != "linux" or mount is None or umount is None:  # pragma: no cover
+        pytest.skip("tmpfs mounts need Linux with mount(8)")
+    mount_point = tmp_path / "small-fs"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run([umount, "-l", str(mount_point)], check=True)
+
+
+def fill_filesystem(directory: Path) -> Path:
+    """Write a file in ``directory`` until its filesystem reports ENOSPC; return it."""
+    import errno
+    import os
+
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (65536, 4096, 1):  # big steps, then fill the last block's bytes
+            while True:
+                try:
+                    os.write(fd, bytes(size))
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    finally:
+        os.close(fd)
+    return filler
