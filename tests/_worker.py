@@ -1,9 +1,15 @@
-"""A separate Python process for the cross-process cache tests.
+"""The one subprocess harness of the test suite: both of its sides.
 
-Run as ``python tests/_worker.py <command> <json arguments>``. It talks to the
-test over pipes: one line on stdout when it is ready (or holds the lock), then
-it waits for one line on stdin (the release), and it writes one JSON line of
-results. Secrets never reach stdout: tokens are reported as short hashes.
+The child side: run as ``python tests/_worker.py <command> <json arguments>``.
+It talks to the test over pipes: one JSON line on stdout when it is ready (or
+holds the lock), then it waits for one line on stdin (the release), and it
+writes one JSON line of results. Secrets never reach stdout: tokens are
+reported as hashes.
+
+The parent side: ``Worker`` starts one such process and speaks to it line by
+line; tests get them from the ``spawn`` fixture in ``conftest.py`` (every
+worker killed and reaped after the test) and release a herd with
+``conftest.release_together``.
 
 Commands:
     herd   Build an auth object, wait for the release, call the API once.
@@ -12,15 +18,97 @@ Commands:
     rounds Build an auth object (any grant, file or Redis cache), wait for the
            release, then get a token and invalidate it, ``rounds`` times;
            reports each token's ``sub`` (not a secret).
+    token  Build an auth object (file or Redis cache), wait for the release,
+           get one token; reports its full SHA-256 (to compare with the parent's).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import select
+import subprocess
 import sys
+import tempfile
 import time
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
+
+# A safety net against a hung worker, never a measurement: far longer than any run.
+SILENCE_LIMIT = 120.0
+
+
+class Worker:
+    """One ``tests/_worker.py`` process (the parent side), spoken to line by line."""
+
+    def __init__(self, command: str, args: dict[str, Any]) -> None:
+        # Closed in close(): it must outlive this method.
+        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), command, json.dumps(args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+        )
+        self._buffer = b""
+
+    def read(self) -> Any:
+        """The next JSON line the worker writes."""
+        import pytest
+
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + SILENCE_LIMIT
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(remaining, 0.0))
+            if not ready:
+                pytest.fail(f"worker silent for {SILENCE_LIMIT}s:\n{self.stderr()}")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                pytest.fail(f"worker exited with {self.proc.wait()}:\n{self.stderr()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return json.loads(line)
+
+    def expect(self, message: str) -> None:
+        """Wait for ``message`` (a readiness word) from the worker."""
+        assert self.read() == message
+
+    def send(self, line: str) -> None:
+        """Write one line to the worker's stdin."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup code runs in the worker, no lock is released by it."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def finish(self) -> int:
+        """Wait for a normal exit and return the exit code."""
+        return self.proc.wait(timeout=SILENCE_LIMIT)
+
+    def stderr(self) -> str:
+        """What the worker wrote to stderr (tracebacks, warnings)."""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
+
+    def close(self) -> None:
+        """Kill if still running and close every pipe."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+        self._stderr.close()
+
+
+# -- the child side -------------------------------------------------------------------
 
 
 def digest(secret: str | None) -> str | None:
@@ -94,18 +182,23 @@ def write(args: dict[str, Any]) -> None:
             say("writing")
 
 
+def make_cache(args: dict[str, Any]) -> Any:
+    """``args["redis"]`` (with ``prefix``, optional ``lock_timeout``), else ``args["cache"]``."""
+    from hoxton_auth import FileTokenCache, RedisTokenCache
+
+    if "redis" in args:
+        options = {"lock_timeout": args["lock_timeout"]} if "lock_timeout" in args else {}
+        return RedisTokenCache(args["redis"], prefix=args["prefix"], **options)
+    return FileTokenCache(args["cache"])
+
+
 def rounds(args: dict[str, Any]) -> None:
     """Get a token and drop it (a renewal next time), ``rounds`` times; report the subs."""
     import jwt
 
-    from hoxton_auth import FileTokenCache, HoxtonAuth, RedisTokenCache, TokenCache
+    from hoxton_auth import HoxtonAuth
 
-    cache: TokenCache
-    if "redis" in args:
-        cache = RedisTokenCache(args["redis"], prefix=args["prefix"])
-    else:
-        cache = FileTokenCache(args["cache"])
-    auth = HoxtonAuth(**args["auth"], cache=cache)
+    auth = HoxtonAuth(**args["auth"], cache=make_cache(args))
     say("ready")
     sys.stdin.readline()
     subs = []
@@ -116,7 +209,20 @@ def rounds(args: dict[str, Any]) -> None:
     say({"subs": subs})
 
 
-COMMANDS = {"herd": herd, "hold": hold, "rounds": rounds, "write": write}
+def token(args: dict[str, Any]) -> None:
+    """Wait for the release, get one token; report its SHA-256."""
+    from hoxton_auth import HoxtonAuth
+
+    cache = make_cache(args)
+    auth = HoxtonAuth(**args["auth"], cache=cache)
+    say("ready")
+    sys.stdin.readline()
+    say({"token": hashlib.sha256(auth.get_token().encode()).hexdigest()})
+    if hasattr(cache, "close"):
+        cache.close()
+
+
+COMMANDS = {"herd": herd, "hold": hold, "rounds": rounds, "token": token, "write": write}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](json.loads(sys.argv[2]))

@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    import subprocess
+
+    from _worker import Worker
+
     from hoxton_auth.testing import AuthServer
 
 #: The redirect URI the test server's clients accept in these tests (any loopback URL).
@@ -45,7 +49,9 @@ def authorization_code(
     """
     from urllib.parse import parse_qsl, urlsplit
 
-    import httpx
+    # requests, not httpx: httpcore's DEBUG trace logs the Location header,
+    # code included, and test_auth checks that no log line holds a secret.
+    import requests
 
     from hoxton_auth.testing import AUDIENCE, DEFAULT_CLIENT_ID
 
@@ -62,9 +68,10 @@ def authorization_code(
     if verifier is not None:
         params["code_challenge"] = pkce_challenge(verifier)
         params["code_challenge_method"] = "S256"
-    response = httpx.get(f"{server.domain}/authorize", params=params, timeout=30)
-    assert response.status_code == 302, response.text
-    query = dict(parse_qsl(urlsplit(response.headers["location"]).query))
+    url = f"{server.domain}/authorize"
+    with requests.get(url, params=params, allow_redirects=False, timeout=30) as response:
+        assert response.status_code == 302, response.text
+        query = dict(parse_qsl(urlsplit(response.headers["Location"]).query))
     assert "code" in query, query
     return query["code"]
 
@@ -218,3 +225,147 @@ def fill_filesystem(directory: Path) -> Path:
     finally:
         os.close(fd)
     return filler
+
+
+# -- subprocesses: the one harness (tests/_worker.py) ------------------------------
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[str, dict[str, Any]], Worker]]:
+    """Start ``tests/_worker.py`` processes; every one is killed and reaped after the test."""
+    from _worker import Worker
+
+    workers: list[Worker] = []
+
+    def start(command: str, args: dict[str, Any]) -> Worker:
+        worker = Worker(command, args)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.close()
+
+
+def release_together(workers: list[Worker]) -> list[Any]:
+    """Wait until all are ready, release them at once, collect their results.
+
+    The release line is the time of the release (``herd`` measures from it).
+    """
+    import time
+
+    for worker in workers:
+        worker.expect("ready")
+    released_at = repr(time.time())
+    for worker in workers:
+        worker.send(released_at)
+    results = [worker.read() for worker in workers]
+    for worker in workers:
+        assert worker.finish() == 0, worker.stderr()
+    return results
+
+
+# -- a real redis-server --------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel's pick)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _redis_binary() -> str:
+    """The redis-server binary; skip (or fail in CI) when there is none."""
+    import os
+    import shutil
+
+    binary = shutil.which("redis-server")
+    if binary is not None:
+        return binary
+    reason = "redis-server is not installed (apt-get install redis-server)"
+    if os.environ.get("HOXTON_TEST_REQUIRE_REDIS"):
+        pytest.fail(f"{reason}, and $HOXTON_TEST_REQUIRE_REDIS is set")
+    pytest.skip(f"{reason}; the Redis cache tests need a real server")
+
+
+class RedisServer:
+    """One ``redis-server`` on loopback, in its own directory, without persistence."""
+
+    READY_LINE = "Ready to accept connections"
+    STOP_TIMEOUT = 30.0
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start it (again, on the same port) and wait for its ready line."""
+        import subprocess
+
+        self.process = subprocess.Popen(
+            [
+                *(self.binary, "--bind", "127.0.0.1", "--port", str(self.port)),
+                *("--dir", str(self.directory), "--save", "", "--appendonly", "no"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        seen = []
+        for line in self.process.stdout:  # ends at EOF if the server dies
+            seen.append(line)
+            if self.READY_LINE in line:
+                return
+        self.process.wait()
+        raise RuntimeError("redis-server did not start:\n" + "".join(seen[-20:]))
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=self.STOP_TIMEOUT)
+            assert self.process.stdout is not None
+            self.process.stdout.close()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis for the whole session: ``$HOXTON_TEST_REDIS_URL``, else our own.
+
+    Skips without a ``redis-server`` binary, unless ``$HOXTON_TEST_REQUIRE_REDIS``
+    is set (CI): then it fails. Tests share it, each under its own key prefix.
+    """
+    import os
+
+    configured = os.environ.get("HOXTON_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    server = RedisServer(_redis_binary(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis this test alone uses, and may stop and start."""
+    server = RedisServer(_redis_binary(), tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -8,8 +8,6 @@ pytest-httpserver where a test needs to script the token endpoint's answers.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
 import socket
@@ -18,12 +16,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 import requests
 import requests.auth
+from conftest import OFFLINE, REDIRECT_URI, authorization_code
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -57,8 +55,7 @@ from hoxton_auth.testing import (
 )
 
 MintJwt = Callable[..., str]
-REDIRECT = "http://127.0.0.1:8765/callback"
-OFFLINE = "openid offline_access"
+REDIRECT = REDIRECT_URI
 # The delay of a real identity provider (DESIGN.md, "Notes for measuring"):
 # without it, races that exist in production stay hidden.
 PROVIDER_DELAY = 0.1
@@ -80,33 +77,6 @@ def password_auth(server: AuthServer, **overrides: Any) -> HoxtonAuth:
     }
     arguments.update(overrides)
     return HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, **arguments)
-
-
-def authorization_code(
-    server: AuthServer,
-    *,
-    scope: str = OFFLINE,
-    client_id: str = DEFAULT_CLIENT_ID,
-    verifier: str | None = None,
-) -> str:
-    """Get a code from the server's /authorize, as a browser would."""
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "scope": scope,
-        "audience": "https://api.hoxton.cloud",
-        "state": "s1",
-    }
-    if verifier is not None:
-        digest = hashlib.sha256(verifier.encode()).digest()
-        params["code_challenge"] = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-        params["code_challenge_method"] = "S256"
-    url = server.domain + "/authorize"
-    with requests.get(url, params=params, allow_redirects=False, timeout=30) as r:
-        assert r.status_code == 302, r.text
-        query = parse_qs(urlsplit(r.headers["Location"]).query)
-    return query["code"][0]
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -1,131 +1,37 @@
 """The shared file cache across real processes (issue 3).
 
-Every other process is a fresh interpreter running ``tests/_worker.py``; the
-token server runs in this process and counts what it receives. Workers are
-released together: each prints ``ready`` and blocks on a line from stdin, and
+Every other process is a fresh interpreter running ``tests/_worker.py`` (the
+``spawn`` fixture); the token server runs in this process and counts what it
+receives. Workers are released together: each prints ``ready`` and blocks on a line from stdin, and
 the test writes that line to all of them at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
-import os
 import random
-import select
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
+from _worker import SILENCE_LIMIT, Worker, digest
+from conftest import release_together
 
 from hoxton_auth import CacheEntry, CacheError, FileTokenCache, HoxtonAuth
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
-WORKER = Path(__file__).with_name("_worker.py")
-# A safety net against a hung worker, never a measurement: far longer than any run.
-SILENCE_LIMIT = 120.0
 # A real identity provider answers in about this long (DESIGN.md): shorter
 # delays would hide the races a herd runs into in production.
 TOKEN_DELAY = 0.1
 
 
-def digest(secret: str | None) -> str | None:
-    """The same short hash the worker reports."""
-    return None if secret is None else hashlib.sha256(secret.encode()).hexdigest()[:16]
-
-
-class Worker:
-    """One ``tests/_worker.py`` process, spoken to line by line."""
-
-    def __init__(self, command: str, args: dict[str, Any]) -> None:
-        # Closed in close(): it must outlive this method.
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), command, json.dumps(args)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
-        self._buffer = b""
-
-    def read(self) -> Any:
-        """The next JSON line the worker writes."""
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + SILENCE_LIMIT
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(remaining, 0.0))
-            if not ready:
-                pytest.fail(f"worker silent for {SILENCE_LIMIT}s:\n{self.stderr()}")
-            chunk = os.read(self.proc.stdout.fileno(), 65536)
-            if not chunk:
-                pytest.fail(f"worker exited with {self.proc.wait()}:\n{self.stderr()}")
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        return json.loads(line)
-
-    def expect(self, message: str) -> None:
-        """Wait for ``message`` (a readiness word) from the worker."""
-        assert self.read() == message
-
-    def send(self, line: str) -> None:
-        """Write one line to the worker's stdin."""
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup code runs in the worker, no lock is released by it."""
-        self.proc.kill()
-        self.proc.wait()
-
-    def finish(self) -> int:
-        """Wait for a normal exit and return the exit code."""
-        return self.proc.wait(timeout=SILENCE_LIMIT)
-
-    def stderr(self) -> str:
-        """What the worker wrote to stderr (tracebacks, warnings)."""
-        self._stderr.seek(0)
-        return self._stderr.read().decode(errors="replace")
-
-    def close(self) -> None:
-        """Kill if still running and close every pipe."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        self._stderr.close()
-
-
 Spawn = Callable[[str, "dict[str, Any]"], Worker]
-
-
-@pytest.fixture
-def spawn() -> Iterator[Spawn]:
-    """Start workers; every one is killed and reaped after the test."""
-    workers: list[Worker] = []
-
-    def start(command: str, args: dict[str, Any]) -> Worker:
-        worker = Worker(command, args)
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.close()
 
 
 @pytest.fixture
@@ -156,19 +62,6 @@ def herd_args(server: AuthServer, cache_path: Path, **extra: Any) -> dict[str, A
         "cache": str(cache_path),
         **extra,
     }
-
-
-def release_together(workers: list[Worker]) -> list[dict[str, Any]]:
-    """Wait until all are ready, release them at once, collect their results."""
-    for worker in workers:
-        worker.expect("ready")
-    released_at = repr(time.time())
-    for worker in workers:
-        worker.send(released_at)
-    results = [worker.read() for worker in workers]
-    for worker in workers:
-        assert worker.finish() == 0, worker.stderr()
-    return results
 
 
 @pytest.mark.slow

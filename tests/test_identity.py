@@ -9,12 +9,6 @@ checked by its ``sub``.
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +19,8 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import jwt
 import pytest
+from _worker import Worker
+from conftest import OFFLINE, REDIRECT_URI, authorization_code, release_together
 
 from hoxton_auth import (
     AuthorizationCodeAuth,
@@ -40,18 +36,16 @@ from hoxton_auth import (
 )
 from hoxton_auth._identity import PasswordVerifier, SecretVerifier, identity_for
 from hoxton_auth.testing import (
-    AUDIENCE,
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     PUBLIC_CLIENT_ID,
     AuthServer,
 )
 
-WORKER = Path(__file__).with_name("_worker.py")
-REDIRECT_URI = "http://127.0.0.1:8765/callback"
-SCOPE = "openid offline_access"
+SCOPE = OFFLINE
 OTHER_CLIENT_ID = "second-service"
 OTHER_CLIENT_SECRET = "second-service-secret-4f9a0c1d2e3b"
+Spawn = Callable[[str, "dict[str, Any]"], Worker]
 USERS = {
     "alice@example.com": "alice-password-Wq81",
     "bob@example.com": "bob-password-Zt42",
@@ -82,43 +76,6 @@ def server() -> Iterator[AuthServer]:
             running.add_user(username, password)
         running.add_client(OTHER_CLIENT_ID, OTHER_CLIENT_SECRET)
         yield running
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """$HOXTON_TEST_REDIS_URL, else a redis-server of our own (skip without one)."""
-    configured = os.environ.get("HOXTON_TEST_REDIS_URL")
-    if configured:
-        yield configured
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("HOXTON_TEST_REQUIRE_REDIS"):
-            pytest.fail("redis-server is not installed, and $HOXTON_TEST_REQUIRE_REDIS is set")
-        pytest.skip("redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    directory = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            *(binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)),
-            *("--save", "", "--appendonly", "no"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    for line in process.stdout:
-        if "Ready to accept connections" in line:
-            break
-    try:
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        process.stdout.close()
 
 
 class Caches:
@@ -163,23 +120,9 @@ def caches(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Caches]:
     made.close()
 
 
-def get_code(server: AuthServer, username: str, client_id: str = DEFAULT_CLIENT_ID) -> str:
+def get_code(server: AuthServer, username: str) -> str:
     """What a browser brings back from /authorize for ``username``."""
-    response = httpx.get(
-        f"{server.domain}/authorize",
-        params={
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT_URI,
-            "scope": SCOPE,
-            "audience": AUDIENCE,  # else Auth0 (and the test server) issue an opaque token
-            "login_hint": username,
-        },
-    )
-    assert response.status_code == 302, response.text
-    query = dict(parse_qsl(urlsplit(response.headers["location"]).query))
-    assert "code" in query, query
-    return query["code"]
+    return authorization_code(server, username=username, scope=SCOPE)
 
 
 def arguments(server: AuthServer, grant: str, user: str) -> dict[str, Any]:
@@ -255,45 +198,16 @@ def test_each_user_only_ever_gets_their_own_token_from_threads(
 # -- many users, one cache: processes -------------------------------------------------
 
 
-def run_workers(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_workers(spawn: Spawn, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Start one ``_worker.py rounds`` per job, release them together, collect results."""
-    processes = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), "rounds", json.dumps(job)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for job in jobs
-    ]
-    try:
-        for process in processes:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            assert json.loads(line) == "ready", process.communicate(timeout=60)[1]
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write("go\n")
-            process.stdin.flush()
-        results = []
-        for process in processes:
-            out, err = process.communicate(timeout=120)
-            assert process.returncode == 0, err
-            results.append(json.loads(out.strip().splitlines()[-1]))
-        return results
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    return release_together([spawn("rounds", job) for job in jobs])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("grant", GRANTS)
 @pytest.mark.parametrize("caches", ["file", "redis"], indirect=True)  # memory: one process
 def test_each_user_only_ever_gets_their_own_token_across_processes(
-    server: AuthServer, caches: Caches, grant: str
+    server: AuthServer, caches: Caches, grant: str, spawn: Spawn
 ) -> None:
     jobs: list[dict[str, Any]] = []
     for user in users_of(grant):
@@ -301,7 +215,7 @@ def test_each_user_only_ever_gets_their_own_token_across_processes(
             auth = arguments(server, grant, user)
             jobs.append({"user": user, "auth": auth, "rounds": 3, **caches.worker_args()})
 
-    results = run_workers(jobs)
+    results = run_workers(spawn, jobs)
 
     for job, result in zip(jobs, results, strict=True):
         assert result["subs"] == [expected_sub(grant, job["user"])] * 3
@@ -312,7 +226,7 @@ def test_each_user_only_ever_gets_their_own_token_across_processes(
 
 @pytest.mark.slow
 def test_a_cron_job_passing_the_same_original_refresh_token_keeps_working(
-    server: AuthServer, tmp_path: Path
+    server: AuthServer, tmp_path: Path, spawn: Spawn
 ) -> None:
     seed = server.mint_refresh_token(username="alice@example.com", scope=SCOPE)
     auth = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
@@ -320,7 +234,7 @@ def test_a_cron_job_passing_the_same_original_refresh_token_keeps_working(
     job = {"auth": auth, "rounds": 1, "cache": str(tmp_path / "tokens.json")}
 
     for _ in range(3):  # three runs; each drops its access token as if it had expired
-        (result,) = run_workers([job])
+        (result,) = run_workers(spawn, [job])
         assert result["subs"] == [user_sub("alice@example.com")]
 
     sent = [r["refresh_token"] for r in server.token_requests]

@@ -7,8 +7,6 @@ follows the redirect to our loopback callback, as a user who approves would.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import logging
@@ -26,6 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from conftest import pkce_challenge
 
 from hoxton_auth import (
     AuthorizationCodeAuth,
@@ -93,11 +92,6 @@ def session_of(server: AuthServer) -> AuthorizationCodeAuth:
     return AuthorizationCodeAuth(PUBLIC_CLIENT_ID, scope=LOGIN_SCOPE, domain=server.domain)
 
 
-def s256(verifier: str) -> str:
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
 def test_login_end_to_end(hoxton_auth_server: AuthServer, browser: FakeBrowser) -> None:
     auth = login(hoxton_auth_server)
 
@@ -117,7 +111,7 @@ def test_login_end_to_end(hoxton_auth_server: AuthServer, browser: FakeBrowser) 
     assert exchange["grant_type"] == "authorization_code"
     assert exchange["redirect_uri"] == authorize["redirect_uri"]
     assert 43 <= len(exchange["code_verifier"]) <= 128  # RFC 7636 section 4.1
-    assert s256(exchange["code_verifier"]) == authorize["code_challenge"]
+    assert pkce_challenge(exchange["code_verifier"]) == authorize["code_challenge"]
 
     (visit,) = browser.visits()
     assert visit["status"] == 200

@@ -1,14 +1,14 @@
 """``RedisTokenCache`` against a real ``redis-server`` (issue 7).
 
-The Redis comes from ``$HOXTON_TEST_REDIS_URL`` (CI starts one), else this
-module starts its own ``redis-server`` on a free loopback port in a temporary
-directory. Without the binary the tests skip, unless
-``$HOXTON_TEST_REQUIRE_REDIS`` is set (CI): then they fail.
+The Redis comes from ``$HOXTON_TEST_REDIS_URL`` (CI starts one), else the
+``redis_url`` fixture (``conftest.py``) starts its own ``redis-server`` on a
+free loopback port in a temporary directory. Without the binary the tests
+skip, unless ``$HOXTON_TEST_REQUIRE_REDIS`` is set (CI): then they fail.
 
 Every test writes under its own key prefix, so tests never see each other's
-entries on a shared server. Fleets are real interpreters started with
-``subprocess``, each with its own Redis client, released together by a
-"go" line on stdin once all of them are ready.
+entries on a shared server. Fleets are real interpreters
+(``tests/_worker.py token``, the ``spawn`` fixture), each with its own Redis
+client, released together once all of them are ready.
 """
 
 from __future__ import annotations
@@ -18,8 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -33,6 +31,8 @@ from typing import Any
 import pytest
 import redis
 import requests
+from _worker import Worker
+from conftest import RedisServer, free_port, release_together
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -54,112 +54,7 @@ from hoxton_auth.testing import (
 
 pytestmark = pytest.mark.redis
 
-READY_LINE = "Ready to accept connections"
-START_TIMEOUT = 30.0  # seconds for an interpreter or redis-server to come up
-WORKER = r"""
-import hashlib, json, sys
-from hoxton_auth import HoxtonAuth, RedisTokenCache
-
-config = json.loads(sys.stdin.readline())
-cache = RedisTokenCache(
-    config["redis"], prefix=config["prefix"], lock_timeout=config["lock_timeout"]
-)
-auth = HoxtonAuth(cache=cache, **config["auth"])
-print("ready", flush=True)
-sys.stdin.readline()
-token = auth.get_token()
-print(hashlib.sha256(token.encode()).hexdigest(), flush=True)
-cache.close()
-"""
-
-
-# -- a redis-server of our own ----------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _redis_binary() -> str:
-    """The redis-server binary; skip (or fail in CI) when there is none."""
-    binary = shutil.which("redis-server")
-    if binary is not None:
-        return binary
-    reason = "redis-server is not installed (apt-get install redis-server)"
-    if os.environ.get("HOXTON_TEST_REQUIRE_REDIS"):
-        pytest.fail(f"{reason}, and $HOXTON_TEST_REQUIRE_REDIS is set")
-    pytest.skip(f"{reason}; the Redis cache tests need a real server")
-
-
-class RedisServer:
-    """One ``redis-server`` on loopback, in its own directory, without persistence."""
-
-    def __init__(self, binary: str, directory: Path) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = _free_port()
-        self.process: subprocess.Popen[str] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        """Start it (again, on the same port) and wait for its ready line."""
-        self.process = subprocess.Popen(
-            [
-                *(self.binary, "--bind", "127.0.0.1", "--port", str(self.port)),
-                *("--dir", str(self.directory), "--save", "", "--appendonly", "no"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        seen = []
-        for line in self.process.stdout:  # ends at EOF if the server dies
-            seen.append(line)
-            if READY_LINE in line:
-                return
-        self.process.wait()
-        raise RuntimeError("redis-server did not start:\n" + "".join(seen[-20:]))
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=START_TIMEOUT)
-            assert self.process.stdout is not None
-            self.process.stdout.close()
-            self.process = None
-
-
-@pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Redis for the whole session: $HOXTON_TEST_REDIS_URL, else our own."""
-    configured = os.environ.get("HOXTON_TEST_REDIS_URL")
-    if configured:
-        yield configured
-        return
-    server = RedisServer(_redis_binary(), tmp_path_factory.mktemp("redis"))
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis this test alone uses, and may stop and start."""
-    server = RedisServer(_redis_binary(), tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+Spawn = Callable[[str, "dict[str, Any]"], Worker]
 
 
 @pytest.fixture
@@ -211,54 +106,14 @@ def _digest(token: str) -> str:
 # -- a fleet of processes -----------------------------------------------------------
 
 
-def _start_workers(count: int, config: dict[str, Any]) -> list[subprocess.Popen[str]]:
-    """Start ``count`` workers and return once every one of them is ready."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(count)
-    ]
-    for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write(json.dumps(config) + "\n")
-        worker.stdin.flush()
-    for worker in workers:
-        assert worker.stdout is not None
-        assert worker.stdout.readline().strip() == "ready"
-    return workers
-
-
-def _go(workers: list[subprocess.Popen[str]]) -> None:
-    for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-
-
-def _results(workers: list[subprocess.Popen[str]]) -> list[str]:
-    digests = []
-    for worker in workers:
-        out, _ = worker.communicate(timeout=120)
-        assert worker.returncode == 0
-        digests.append(out.strip())
-    return digests
-
-
-def _herd(count: int, config: dict[str, Any]) -> list[str]:
-    workers = _start_workers(count, config)
-    _go(workers)
-    return _results(workers)
+def _herd(spawn: Spawn, count: int, config: dict[str, Any]) -> list[str]:
+    workers = [spawn("token", config) for _ in range(count)]
+    return [result["token"] for result in release_together(workers)]
 
 
 @pytest.mark.slow
 def test_sixteen_processes_make_one_token_request(
-    redis_url: str, prefix: str, auth_server: AuthServer
+    redis_url: str, prefix: str, auth_server: AuthServer, spawn: Spawn
 ) -> None:
     config = {
         "redis": redis_url,
@@ -270,7 +125,7 @@ def test_sixteen_processes_make_one_token_request(
             "domain": auth_server.domain,
         },
     }
-    digests = _herd(16, config)
+    digests = _herd(spawn, 16, config)
     assert auth_server.count() == 1
     assert len(set(digests)) == 1
 
@@ -280,6 +135,7 @@ def test_eight_processes_share_one_refresh_of_a_rotated_token(
     redis_url: str,
     prefix: str,
     auth_server: AuthServer,
+    spawn: Spawn,
     make_cache: Callable[..., RedisTokenCache],
 ) -> None:
     original = auth_server.mint_refresh_token()
@@ -298,7 +154,7 @@ def test_eight_processes_share_one_refresh_of_a_rotated_token(
 
     # Eight cron-style processes that all still pass the ORIGINAL token.
     config = {"redis": redis_url, "prefix": prefix, "lock_timeout": 15.0, "auth": seeded}
-    digests = _herd(8, config)
+    digests = _herd(spawn, 8, config)
 
     assert auth_server.count("refresh_token") == 2
     assert auth_server.count() == 2
@@ -319,6 +175,7 @@ def test_a_killed_lock_holder_blocks_others_only_until_the_lock_timeout(
     raw: redis.Redis,
     make_cache: Callable[..., RedisTokenCache],
     caplog: pytest.LogCaptureFixture,
+    spawn: Spawn,
 ) -> None:
     holder_inside = threading.Event()
     holder_dead = threading.Event()
@@ -342,19 +199,16 @@ def test_a_killed_lock_holder_blocks_others_only_until_the_lock_timeout(
     # wait would end after ~25 s in a lockless fetch with a warning.
     options.update(domain=domain, timeout=5.0, retry_deadline=5.0)
     config = {"redis": redis_url, "prefix": prefix, "lock_timeout": 1.0, "auth": options}
-    [holder] = _start_workers(1, config)
+    holder = spawn("token", config)
     try:
-        _go([holder])
+        holder.expect("ready")
+        holder.send("go")
         assert holder_inside.wait(timeout=60)
         [lock_key] = raw.keys(prefix + "lock:*")
         assert 0 < raw.pttl(lock_key) <= 1000  # a TTL: a dead holder cannot block forever
-        holder.send_signal(signal.SIGKILL)
-        holder.communicate(timeout=30)
+        holder.kill()  # SIGKILL
     finally:
         holder_dead.set()
-        if holder.poll() is None:  # pragma: no cover  only when an assertion failed
-            holder.kill()
-            holder.communicate()
 
     caplog.set_level(logging.WARNING, logger="hoxton_auth")
     auth = HoxtonAuth(cache=make_cache(redis_url, lock_timeout=1.0), **options)
@@ -423,7 +277,7 @@ def test_no_refresh_without_redis(
 ) -> None:
     # The newest refresh token is in Redis: refreshing with an older one would
     # make the server revoke the login, so the call fails instead.
-    cache = make_cache(f"redis://127.0.0.1:{_free_port()}/0")
+    cache = make_cache(f"redis://127.0.0.1:{free_port()}/0")
     auth = HoxtonAuth(
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
@@ -576,7 +430,7 @@ def test_no_secret_reaches_redis_or_the_log(
 def test_an_unreachable_redis_url_keeps_its_password_out_of_errors(
     make_cache: Callable[..., RedisTokenCache],
 ) -> None:
-    cache = make_cache(f"redis://user:p4ss-w0rd@127.0.0.1:{_free_port()}/0")
+    cache = make_cache(f"redis://user:p4ss-w0rd@127.0.0.1:{free_port()}/0")
     assert "p4ss-w0rd" not in repr(cache)
     with pytest.raises(CacheUnavailableError) as caught:
         cache.load("key")

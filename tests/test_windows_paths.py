@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from hoxton_auth import HoxtonAuth
+from hoxton_auth import HoxtonAuth, HoxtonAuthWarning
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="simulates Windows on POSIX")
@@ -62,7 +62,10 @@ def test_posix_tightens_the_same_file(
     cache = tmp_path / "tokens.json"
     _auth(hoxton_auth_server, cache).get_token()
     cache.chmod(0o666)
-    with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
+    with (
+        caplog.at_level(logging.WARNING, logger="hoxton_auth"),
+        pytest.warns(HoxtonAuthWarning, match="tightened to 0600"),  # issue 11 item 11
+    ):
         _auth(hoxton_auth_server, cache).get_token()
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     assert any("tightened to 0600" in r.getMessage() for r in caplog.records)
@@ -85,8 +88,12 @@ def test_replace_onto_an_open_file_fails_as_on_windows(
 
     auth = _auth(hoxton_auth_server, cache)
     monkeypatch.setattr(os, "replace", replace)
-    with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
+    with (
+        caplog.at_level(logging.WARNING, logger="hoxton_auth"),
+        pytest.warns(HoxtonAuthWarning, match="kept in this process's memory"),  # issue 11
+    ):
         token = auth.get_token()
+    with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
         assert auth.get_token() == token  # kept in memory: no second token request
     monkeypatch.undo()
     assert hoxton_auth_server.count() == 1
