@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from ._config import ClientConfig
 from ._errors import InvalidGrantError, LoginRequiredError
 from ._grants import AuthorizationCode, Grant, RefreshToken, revocation_fields
-from ._messages import Flow
+from ._messages import Flow, mask_secrets
 from ._responses import token_from_response
 from ._retry import post_with_retries
 from ._token import Token
@@ -116,7 +116,8 @@ def request_token(
         TokenEndpointUnreachableError: The network failed after retries.
     """
     logger.debug("requesting a token: grant=%s url=%s", grant.grant_type, config.token_url)
-    form = grant.fields(config)
+    # Masked in repr from here on: error trackers record frame locals (issue 12).
+    form = mask_secrets(grant.fields(config))
     url = config.token_url
     response, attempts = yield from post_with_retries(config, url, form, deadline, rng)
     kept = grant.refresh_token if isinstance(grant, RefreshToken) else None
@@ -139,7 +140,7 @@ def revoke_refresh_token(
         TokenRequestError: The server refused.
         TokenEndpointUnreachableError: The network failed after retries.
     """
-    form = revocation_fields(config, refresh_token)
+    form = mask_secrets(revocation_fields(config, refresh_token))
     deadline = now + config.retry_deadline
     yield from post_with_retries(config, config.revoke_url, form, deadline, rng)
     logger.debug("refresh token revoked at %s", config.revoke_url)

@@ -1,22 +1,24 @@
 """The retry policy of token endpoint requests: what to retry, how long to wait, when to stop.
 
 Network errors, 408, 429 and 5xx (but 501 and 505) are retried with full
-jitter; ``Retry-After`` is a floor; ``max_attempts`` and one deadline bound
-the whole fetch. Like the rest of the core it yields ``TokenRequest`` and
+jitter; the server's wait (``Retry-After``, ``X-RateLimit-Reset``, Auth0's
+quota reset) is a floor, and a wait past the deadline ends the fetch at once
+(the cache then keeps it as a shared cooldown, ``_failures.py``). Never
+retried (issue 12): a 429 ``too_many_attempts`` (the account is blocked: each
+try extends the block) and every other 4xx. ``max_attempts`` and one
+deadline bound the whole fetch. Like the rest of the core it yields ``TokenRequest`` and
 ``Backoff`` actions and never sleeps or reads the clock itself.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
-import re
 from collections.abc import Mapping
 
 from ._config import ClientConfig
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
-from ._responses import error_from_response, final_error
+from ._responses import error_code, error_from_response, final_error, wait_seconds
 
 __all__ = ["MIN_RETRY_TIMEOUT", "post_with_retries"]
 
@@ -28,7 +30,9 @@ logger = logging.getLogger("hoxton_auth")
 MIN_RETRY_TIMEOUT = 1.0
 # 501 and 505 are 5xx that say this request can never work (RFC 9110 §15.6.2, §15.6.6).
 PERMANENT_5XX = frozenset({501, 505})
-_DELTA_SECONDS = re.compile(r"[0-9]+")
+# A 429 with one of these is not "come back later": Auth0 blocked the account
+# (attack protection) and every try extends the block.
+NEVER_RETRIED_ERRORS = frozenset({"too_many_attempts"})
 
 
 def post_with_retries(
@@ -57,13 +61,13 @@ def post_with_retries(
         reply = yield TokenRequest(url, form, as_json, timeout)
         if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
             return reply, attempt
-        if isinstance(reply, TokenResponse) and not _retryable(reply.status):
+        if isinstance(reply, TokenResponse) and not _retryable(reply):
             raise error_from_response(reply, url, form, attempt)
         assert not isinstance(reply, float)  # noqa: S101  a TokenRequest is answered by a response
         # Full jitter: waiters spread out instead of coming back in step.
         ceiling = min(config.backoff_cap, config.backoff_base * 2.0 ** min(attempt - 1, 64))
         delay = rng.uniform(0, ceiling)
-        retry_after = _retry_after(reply) if isinstance(reply, TokenResponse) else None
+        retry_after = wait_seconds(reply) if isinstance(reply, TokenResponse) else None
         if retry_after is not None:
             delay = max(delay, retry_after)
         if attempt >= config.max_attempts:
@@ -86,30 +90,15 @@ def post_with_retries(
         timeout = min(config.timeout, max(deadline - now, MIN_RETRY_TIMEOUT))
 
 
-def _retryable(status: int) -> bool:
+def _retryable(response: TokenResponse) -> bool:
     """408/429 ask us to come back; other 5xx are the server's passing trouble."""
-    return status in (408, 429) or (500 <= status <= 599 and status not in PERMANENT_5XX)
+    status = response.status
+    if status == 429:
+        return error_code(response) not in NEVER_RETRIED_ERRORS
+    return status == 408 or (500 <= status <= 599 and status not in PERMANENT_5XX)
 
 
 def _describe_failure(reply: Reply) -> str:
     if isinstance(reply, TokenResponse):
         return f"HTTP {reply.status}"
     return type(reply.error).__name__
-
-
-def _retry_after(response: TokenResponse) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds or HTTP-date, RFC 9110 §10.2.3)."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    # Not str.isdigit(): it is true for "²" and other non-ASCII digits that
-    # float() rejects, and header values are whatever the server sent.
-    if _DELTA_SECONDS.fullmatch(value):
-        return float(value)  # a huge number becomes inf: past any deadline
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(when.timestamp() - response.received_at, 0.0)

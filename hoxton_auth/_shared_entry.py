@@ -36,7 +36,12 @@ from ._degraded import (
 )
 from ._drive import AsyncTransport, SyncTransport, adrive, drive
 from ._errors import CacheError, HoxtonAuthError
-from ._failures import entry_after_failure, shared_failure
+from ._failures import (
+    during_cooldown,
+    entry_after_failure,
+    shared_failure,
+    token_despite_failure,
+)
 from ._grants import AuthorizationCode, Grant
 from ._token import Token
 
@@ -90,7 +95,8 @@ class SharedEntry:
         ``since``: when the caller started waiting; a fetch that failed after
         it is the one it waited for, and its error is raised.
         """
-        token = self._fresh(self._peek())
+        entry = self._peek()
+        token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
@@ -108,7 +114,7 @@ class SharedEntry:
 
     def _renew_locked(self, send: SyncTransport, since: float) -> Token:
         entry = self.cache.load(self.key)
-        fresh = self._fresh(entry)
+        fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
             return fresh
@@ -121,6 +127,9 @@ class SharedEntry:
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     self._store(noted)
+            stale = token_despite_failure(entry, exc, time.time())  # issue 12
+            if stale is not None:
+                return stale
             raise
         self._store(CacheEntry(token, self._meta))
         return token
@@ -185,7 +194,8 @@ class SharedEntry:
 
     async def arenew(self, send: AsyncTransport, since: float) -> Token:
         """``renew`` for asyncio: no wait blocks the event loop."""
-        token = self._fresh(await self._apeek())
+        entry = await self._apeek()
+        token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
@@ -203,7 +213,7 @@ class SharedEntry:
 
     async def _arenew_locked(self, send: AsyncTransport, since: float) -> Token:
         entry = await self.cache.aload(self.key)
-        fresh = self._fresh(entry)
+        fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
             return fresh
@@ -216,6 +226,9 @@ class SharedEntry:
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     await self._astore(noted)
+            stale = token_despite_failure(entry, exc, time.time())  # issue 12
+            if stale is not None:
+                return stale
             raise
         await self._astore(CacheEntry(token, self._meta))
         return token

@@ -619,9 +619,10 @@ def test_short_values_are_not_masked() -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "words"),
     [
-        (b"<!DOCTYPE html><title>Sign in</title>", "text/html", "<!DOCTYPE html><title>Sign in"),
-        (b"OK", "text/plain", "not JSON (HTTP 200, text/plain, 1 attempt): OK"),
-        (b"", None, "not JSON (HTTP 200, no content type, 1 attempt): empty body"),
+        # Never quoted (issue 12): a non-JSON 2xx may be a form-encoded token.
+        (b"<!DOCTYPE html><title>Sign in</title>", "text/html", "37 bytes, not shown"),
+        (b"OK", "text/plain", "not JSON (HTTP 200, text/plain, 1 attempt): 2 bytes, not shown"),
+        (b"", None, "not JSON (HTTP 200, no content type, 1 attempt): 0 bytes, not shown"),
         (b"\xff\xfe\xfd", "application/json", "not JSON"),
     ],
 )

@@ -589,9 +589,16 @@ def test_processes_waiting_on_a_failing_fetch_share_its_error(server: FaultServe
     assert lines == ["503 temporarily_unavailable own"] + ["503 temporarily_unavailable waited"] * 7
     assert server.count == 2
 
-    # A call that starts after the failure tries again: the endpoint may be back.
+    # Within the shared cooldown (Retry-After: 1) a call fails fast, with no request
+    # (issue 12); once it has passed, a call tries again: the endpoint may be back.
     server.default = Reply()
     auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, max_attempts=2)
+    with pytest.raises(TokenRequestError) as cooling:
+        auth.get_token()
+    assert cooling.value.retry_after is not None
+    assert 0 < cooling.value.retry_after <= 1
+    assert server.count == 2
+    time.sleep(cooling.value.retry_after)  # not a timing assertion: the cooldown must pass
     assert claims(auth.get_token())["sub"] == "fault-client@clients"
     assert server.count == 3
 
