@@ -40,11 +40,26 @@ def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
     )
 
 
+def _check_deadline(response: httpx.Response, deadline: float, timeout: float) -> None:
+    """httpx's read timeout bounds each read: a dripping answer must not outlast ``timeout``."""
+    if time.monotonic() > deadline:
+        raise httpx.ReadTimeout(
+            f"the token endpoint's answer took longer than {timeout:g}s", request=response.request
+        )
+
+
+def _forget_request(exc: Exception) -> None:
+    """The error keeps no request: its body holds secrets (issue 12)."""
+    if isinstance(exc, httpx.RequestError):
+        exc._request = None  # the public setter accepts only a Request
+
+
 def send_with_httpx(request: TokenRequest) -> Reply:
     """POST a token request with ``httpx.Client``; network failures are returned."""
     from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
     body, content_type = request.encode()
+    deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         with (
             httpx.Client(timeout=request.timeout) as client,
@@ -57,8 +72,10 @@ def send_with_httpx(request: TokenRequest) -> Reply:
                 content += chunk
                 if len(content) > MAX_RESPONSE_BYTES:
                     break
+                _check_deadline(response, deadline, request.timeout)
             return _token_response(response, content)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        _forget_request(exc)
         return TransportFailure(exc, time.time())
 
 
@@ -67,6 +84,7 @@ async def asend_with_httpx(request: TokenRequest) -> Reply:
     from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
     body, content_type = request.encode()
+    deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         async with (
             httpx.AsyncClient(timeout=request.timeout) as client,
@@ -79,8 +97,10 @@ async def asend_with_httpx(request: TokenRequest) -> Reply:
                 content += chunk
                 if len(content) > MAX_RESPONSE_BYTES:
                     break
+                _check_deadline(response, deadline, request.timeout)
             return _token_response(response, content)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        _forget_request(exc)
         return TransportFailure(exc, time.time())
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import requests.auth
+import urllib3.exceptions
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
@@ -36,6 +37,10 @@ def send_with_requests(request: TokenRequest) -> Reply:
 
     body, content_type = request.encode()
     headers = {"Content-Type": content_type, "Accept": "application/json"}
+    # requests' timeout bounds each read, not the answer: a server dripping a
+    # byte at a time would hold us (and the cache lock) for ever. One deadline
+    # bounds the whole answer (issue 12).
+    deadline = time.monotonic() + request.timeout
     try:
         with (
             requests.Session() as session,
@@ -49,17 +54,25 @@ def send_with_requests(request: TokenRequest) -> Reply:
             ) as response,
         ):
             content = b""
-            for chunk in response.iter_content(64 * 1024):
-                content += chunk
-                if len(content) > MAX_RESPONSE_BYTES:
+            while len(content) <= MAX_RESPONSE_BYTES:
+                # read1: whatever has arrived (iter_content would wait for a full chunk).
+                chunk = response.raw.read1(64 * 1024, decode_content=True)
+                if not chunk:
                     break
+                content += chunk
+                if time.monotonic() > deadline:
+                    raise requests.Timeout(
+                        f"the token endpoint's answer took longer than {request.timeout:g}s"
+                    )
             return TokenResponse(
                 status=response.status_code,
                 body=content,
                 headers={name.lower(): value for name, value in response.headers.items()},
                 received_at=time.time(),
             )
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        if isinstance(exc, requests.RequestException):
+            exc.request = None  # a PreparedRequest holds the body, secrets and all (issue 12)
         return TransportFailure(exc, time.time())
 
 

@@ -256,8 +256,24 @@ def final_error(
         url=url,
         attempts=attempts,
     )
-    unreachable.__cause__ = reply.error
+    unreachable.__cause__ = _without_frames(reply.error)
     return unreachable
+
+
+def _without_frames(error: BaseException) -> BaseException:
+    """``error`` and its chain with their tracebacks dropped (issue 12).
+
+    The frames of the transport and of the HTTP library below it hold the
+    encoded request body in their locals, which error trackers record. The
+    cause's type and message are what tell the story.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return error
 
 
 def _attempts(count: int) -> str:
