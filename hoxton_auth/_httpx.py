@@ -121,12 +121,17 @@ class HttpxAuth(httpx.Auth):
         response = yield request
         # Only a 401 to the token we sent: after a redirect to another origin
         # httpx drops the header, and that host's 401 says nothing about our token.
-        if response.status_code == 401 and response.request.headers.get("Authorization") == (
-            BEARER + token
+        if (
+            response.status_code == 401
+            and response.request.headers.get("Authorization") == BEARER + token
+            and self._manager.renews_after_401(token)  # not after a 401 storm (issue 12)
         ):
             self._manager.invalidate(token)
-            request.headers["Authorization"] = BEARER + self._manager.get_token(send_with_httpx)
-            yield request
+            token = self._manager.get_token(send_with_httpx)
+            request.headers["Authorization"] = BEARER + token
+            response = yield request
+            if response.status_code == 401:
+                self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -136,11 +141,14 @@ class HttpxAuth(httpx.Auth):
         token = await self._manager.aget_token(asend_with_httpx)
         request.headers["Authorization"] = BEARER + token
         response = yield request
-        if response.status_code == 401 and response.request.headers.get("Authorization") == (
-            BEARER + token
+        if (
+            response.status_code == 401
+            and response.request.headers.get("Authorization") == BEARER + token
+            and self._manager.renews_after_401(token)
         ):
             await self._manager.ainvalidate(token)
-            request.headers["Authorization"] = BEARER + await self._manager.aget_token(
-                asend_with_httpx
-            )
-            yield request
+            token = await self._manager.aget_token(asend_with_httpx)
+            request.headers["Authorization"] = BEARER + token
+            response = yield request
+            if response.status_code == 401:
+                self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401

@@ -48,6 +48,8 @@ class TokenManager:
         self.entry = SharedEntry(config, grant, cache, key, meta, seed_refresh_token)
         # (access token, renew at): one tuple, swapped atomically between threads.
         self._current: tuple[str, float] | None = None
+        # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
+        self._obtained: tuple[str, float, bool] | None = None
         self._thread_lock = threading.Lock()
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
@@ -148,6 +150,24 @@ class TokenManager:
 
     # -- shared helpers ---------------------------------------------------------------
 
+    def renews_after_401(self, access_token: str) -> bool:
+        """Whether the API's 401 to ``access_token`` calls for a new token (issue 12)."""
+        from ._retry import renew_after_401  # here: only a 401 loads the retry policy (issue 6)
+
+        known = self._obtained
+        if known is None or known[0] != access_token:
+            return renew_after_401(None, False, time.time())
+        return renew_after_401(known[1], known[2], time.time())
+
+    def refused_when_new(self, access_token: str) -> None:
+        """The API refused ``access_token`` on the resend right after it was fetched."""
+        known = self._obtained
+        if known is not None and known[0] == access_token:
+            self._obtained = (known[0], known[1], True)
+
     def _remember(self, token: Token) -> str:
+        known = self._obtained
+        if known is None or known[0] != token.access_token:
+            self._obtained = (token.access_token, token.obtained_at, False)
         self._current = (token.access_token, token.renew_at(self.config.leeway))
         return token.access_token

@@ -113,6 +113,9 @@ class RequestsAuth(requests.auth.AuthBase):
             # Not a request we authenticated: requests drops the header when a
             # redirect leaves the API's origin, and that host must never get our token.
             return response
+        if not self._manager.renews_after_401(header[len(BEARER) :]):
+            logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
+            return response
         # Read and release the 401 first: if no new token can be had, the error
         # propagates and nobody else would return this connection to the pool.
         response.content  # noqa: B018  read it all so the connection can be reused
@@ -128,6 +131,8 @@ class RequestsAuth(requests.auth.AuthBase):
         retry.headers["Authorization"] = BEARER + token
         logger.debug("API answered 401; retrying once with a new token")
         second = response.connection.send(retry, **kwargs)
+        if second.status_code == 401:
+            self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
         second.history.append(response)
         second.request = retry
         return second

@@ -81,9 +81,7 @@ def retry_after_header(response: TokenResponse) -> float | None:
 def _quota_buckets(value: str) -> list[dict[str, str]]:
     buckets = []
     for part in value.split(","):
-        fields = dict(
-            item.strip().split("=", 1) for item in part.split(";") if "=" in item
-        )
+        fields = dict(item.strip().split("=", 1) for item in part.split(";") if "=" in item)
         if fields:
             buckets.append(fields)
     return buckets
@@ -126,9 +124,11 @@ def quota_words(response: TokenResponse) -> str:
         for bucket in _quota_buckets(response.headers.get(header, "")):
             period = bucket.get("b", "?").replace("per_", "per ")
             quota, left, reset = (_number(bucket.get(k)) for k in ("q", "r", "t"))
-            words = f"{owner} {period}: {left:.0f} of {quota:.0f} tokens left" if (
-                quota is not None and left is not None
-            ) else f"{owner} {period}"
+            words = (
+                f"{owner} {period}: {left:.0f} of {quota:.0f} tokens left"
+                if (quota is not None and left is not None)
+                else f"{owner} {period}"
+            )
             if reset is not None:
                 words += f", resets in {reset:.0f}s"
             said.append(words)

@@ -20,7 +20,12 @@ from ._config import ClientConfig
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
 from ._responses import error_code, error_from_response, final_error, wait_seconds
 
-__all__ = ["MIN_RETRY_TIMEOUT", "post_with_retries"]
+__all__ = [
+    "MIN_AGE_TO_RENEW_AFTER_401",
+    "MIN_RETRY_TIMEOUT",
+    "post_with_retries",
+    "renew_after_401",
+]
 
 logger = logging.getLogger("hoxton_auth")
 
@@ -30,6 +35,9 @@ logger = logging.getLogger("hoxton_auth")
 MIN_RETRY_TIMEOUT = 1.0
 # 501 and 505 are 5xx that say this request can never work (RFC 9110 §15.6.2, §15.6.6).
 PERMANENT_5XX = frozenset({501, 505})
+# A 401 to a token younger than this is not the token's fault (wrong audience,
+# missing permission, an API misconfigured): renewing would only burn quota.
+MIN_AGE_TO_RENEW_AFTER_401 = 60.0
 # A 429 with one of these is not "come back later": Auth0 blocked the account
 # (attack protection) and every try extends the block.
 NEVER_RETRIED_ERRORS = frozenset({"too_many_attempts"})
@@ -102,3 +110,21 @@ def _describe_failure(reply: Reply) -> str:
     if isinstance(reply, TokenResponse):
         return f"HTTP {reply.status}"
     return type(reply.error).__name__
+
+
+def renew_after_401(obtained_at: float | None, refused_when_new: bool, now: float) -> bool:
+    """Whether the API's 401 to a token obtained at ``obtained_at`` calls for a new one.
+
+    The one 401 rule of both adapters (issue 12). A token that the API
+    refused as soon as it was fetched (``refused_when_new``: the resend after
+    a renewal got a 401 too) shows the token is not the problem (wrong
+    audience, missing permission): it is not renewed again until it is
+    ``MIN_AGE_TO_RENEW_AFTER_401`` seconds old. So an API that refuses every
+    token costs at most 2 token requests in its first minute and 1 a minute
+    after that, however many calls it refuses, while a revoked token (whose
+    successor is accepted) is still replaced each time. ``None`` (unknown
+    age): renew.
+    """
+    if not refused_when_new or obtained_at is None:
+        return True
+    return now - obtained_at >= MIN_AGE_TO_RENEW_AFTER_401
