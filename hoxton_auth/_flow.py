@@ -30,8 +30,15 @@ import random
 from collections.abc import Sequence
 
 from ._config import ClientConfig
-from ._errors import InvalidGrantError, LoginRequiredError
-from ._grants import AuthorizationCode, Grant, RefreshToken, revocation_fields
+from ._errors import InvalidGrantError, LoginRequiredError, MfaRequiredError
+from ._grants import (
+    AuthorizationCode,
+    Grant,
+    MfaOtp,
+    Password,
+    RefreshToken,
+    revocation_fields,
+)
 from ._messages import Flow, mask_secrets
 from ._responses import token_from_response
 from ._retry import post_with_retries
@@ -84,6 +91,13 @@ def obtain_token(
     for position, grant in enumerate(plan, start=1):
         try:
             return (yield from request_token(config, grant, deadline, rng))
+        except MfaRequiredError as exc:
+            # Auth0 wants a second factor: answer with the mfa-otp grant when the
+            # caller gave us a way to get the code (issue 12), else raise.
+            if not (isinstance(grant, Password) and grant.otp is not None and exc.mfa_token):
+                raise
+            answer = MfaOtp(exc.mfa_token, grant.otp())
+            return (yield from request_token(config, answer, deadline, rng))
         except InvalidGrantError as exc:
             if position < len(plan):
                 logger.warning(
@@ -119,7 +133,8 @@ def request_token(
     # Masked in repr from here on: error trackers record frame locals (issue 12).
     form = mask_secrets(grant.fields(config))
     url = config.token_url
-    response, attempts = yield from post_with_retries(config, url, form, deadline, rng)
+    headers = grant.headers(config) if isinstance(grant, Password) else None
+    response, attempts = yield from post_with_retries(config, url, form, deadline, rng, headers)
     kept = grant.refresh_token if isinstance(grant, RefreshToken) else None
     token = token_from_response(response, url, form, attempts, kept)
     logger.debug(

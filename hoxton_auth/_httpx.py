@@ -23,8 +23,8 @@ __all__ = ["HttpxAuth", "asend_with_httpx", "send_with_httpx"]
 BEARER = "Bearer "
 
 
-def _headers(content_type: str) -> dict[str, str]:
-    return {"Content-Type": content_type, "Accept": "application/json"}
+def _headers(content_type: str, request: TokenRequest) -> dict[str, str]:
+    return {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
 
 
 def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
@@ -64,7 +64,7 @@ def send_with_httpx(request: TokenRequest) -> Reply:
         with (
             httpx.Client(timeout=request.timeout) as client,
             client.stream(
-                "POST", request.url, content=body, headers=_headers(content_type)
+                "POST", request.url, content=body, headers=_headers(content_type, request)
             ) as response,
         ):
             content = b""
@@ -89,7 +89,7 @@ async def asend_with_httpx(request: TokenRequest) -> Reply:
         async with (
             httpx.AsyncClient(timeout=request.timeout) as client,
             client.stream(
-                "POST", request.url, content=body, headers=_headers(content_type)
+                "POST", request.url, content=body, headers=_headers(content_type, request)
             ) as response,
         ):
             content = b""

@@ -74,6 +74,7 @@ class TokenRequest:
     form: Mapping[str, str] = dataclasses.field(repr=False)
     as_json: bool = False
     timeout: float = 30.0
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)  # e.g. auth0-forwarded-for
 
     def encode(self) -> tuple[bytes, str]:
         """The body and its ``Content-Type``."""

@@ -36,7 +36,7 @@ def send_with_requests(request: TokenRequest) -> Reply:
     from ._messages import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
 
     body, content_type = request.encode()
-    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers = {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
     # requests' timeout bounds each read, not the answer: a server dripping a
     # byte at a time would hold us (and the cache lock) for ever. One deadline
     # bounds the whole answer (issue 12).

@@ -49,6 +49,7 @@ def post_with_retries(
     form: Mapping[str, str],
     deadline: float,
     rng: random.Random,
+    headers: Mapping[str, str] | None = None,
 ) -> Flow[tuple[TokenResponse, int]]:
     """POST until a 2xx, retrying network errors, 408, 429 and 5xx with backoff.
 
@@ -66,7 +67,7 @@ def post_with_retries(
     while True:
         attempt += 1
         as_json = config.token_request_format == "json"  # noqa: S105  a format name
-        reply = yield TokenRequest(url, form, as_json, timeout)
+        reply = yield TokenRequest(url, form, as_json, timeout, dict(headers or {}))
         if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
             return reply, attempt
         if isinstance(reply, TokenResponse) and not _retryable(reply):
