@@ -127,7 +127,7 @@ class SharedEntry:
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     self._store(noted)
-            stale = token_despite_failure(entry, exc, time.time())  # issue 12
+            stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
             if stale is not None:
                 return stale
             raise
@@ -226,7 +226,7 @@ class SharedEntry:
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     await self._astore(noted)
-            stale = token_despite_failure(entry, exc, time.time())  # issue 12
+            stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
             if stale is not None:
                 return stale
             raise

@@ -170,9 +170,11 @@ def _check_password(state: AuthState, username: str, password: str) -> User:
     return user
 
 
-def _mfa_challenge(state: AuthState, user: User) -> Rejected:
+def _mfa_challenge(state: AuthState, user: User, fields: dict[str, str]) -> Rejected:
     mfa_token = "mfa." + secrets.token_urlsafe(24)
-    state.mfa_tokens[mfa_token] = user.username
+    # The OTP exchange carries no audience or scope: the first request's apply.
+    kept: dict[str, str] = {n: fields[n] for n in ("audience", "scope") if n in fields}
+    state.mfa_tokens[mfa_token] = {"username": user.username, **kept}
     return Rejected(
         json_reply(
             403,
@@ -194,19 +196,20 @@ def _password(state: AuthState, fields: dict[str, str]) -> Reply:
         require(fields, "realm")  # any connection name: the test server has one directory
     user = _check_password(state, username, password)
     if user.username in state.mfa_users:
-        raise _mfa_challenge(state, user)
+        raise _mfa_challenge(state, user, fields)
     return _user_tokens(state, client, user, fields, gty="password")
 
 
 def _mfa_otp(state: AuthState, fields: dict[str, str]) -> Reply:
     client = client_for(state, fields)
-    username = state.mfa_tokens.get(require(fields, "mfa_token"))
-    if username is None:
+    first = state.mfa_tokens.get(require(fields, "mfa_token"))
+    if first is None:
         raise _invalid_grant("Malformed mfa_token")
     if not hmac.compare_digest(require(fields, "otp").encode(), state.mfa_otp.encode()):
         raise _invalid_grant("Invalid otp_code.")
     del state.mfa_tokens[fields["mfa_token"]]
-    return _user_tokens(state, client, state.users[username], fields, gty="mfa")
+    user = state.users[first["username"]]
+    return _user_tokens(state, client, user, {**fields, **first}, gty="mfa")
 
 
 def _user_tokens(

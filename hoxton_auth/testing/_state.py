@@ -159,7 +159,7 @@ class AuthState:
         self.failed_logins: dict[str, int] = {}
         self.mfa_users: set[str] = set()
         self.mfa_otp = "123456"
-        self.mfa_tokens: dict[str, str] = {}  # mfa_token -> username
+        self.mfa_tokens: dict[str, dict[str, str]] = {}  # mfa_token -> username, audience...
         self.drip = 0.0
         self.rotation_overlap = 0.0
         self.forwarded_for: list[str | None] = []
