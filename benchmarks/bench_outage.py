@@ -1,0 +1,122 @@
+"""The "outage" row (issue 12): API calls failed during an IdP outage.
+
+Scenario: a service calls the API ten times a (compressed) second with one
+``HoxtonAuth`` object and the shared file cache. Its token enters the renewal
+window; shortly after, Auth0 goes down for 5 minutes (the test server's
+``outage`` switch: every token request gets 503). We count the API calls
+that failed (an exception, or any status other than 200; the test server's
+API refuses an expired token with 401).
+
+Time compression: a real day-long token would make the run last a day, and
+only the token's last minutes matter. So the whole timeline is divided by
+``--scale`` (default 10): token lifetime 20 min -> 120 s, the 5-minute
+outage -> 30 s, ``leeway`` 10 min -> 60 s. The library's own constants are
+*not* compressed (the 5 s margin before ``exp`` within which a token is no
+longer served, the cooldowns of 5, 10, 20, 40 s between renewal attempts),
+which makes the compressed run harder than the real one, not easier.
+
+Two rows: ``leeway`` 10 minutes (longer than the outage: it can be ridden
+out) and the default ``leeway=60`` (an outage that starts inside a 1-minute
+renewal window outlasts the token: the calls after ``exp`` must fail, with
+any library, since no valid token exists).
+
+Usage: ``python benchmarks/bench_outage.py [--scale 10]`` (about 5 minutes at
+the default scale; ``--scale 30`` for a rougher 2-minute run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import requests
+
+from hoxton_auth import FileTokenCache, HoxtonAuth, HoxtonAuthError, HoxtonAuthWarning
+from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+
+SIMULATED_LIFETIME = 20 * 60.0
+SIMULATED_OUTAGE = 5 * 60.0
+CALLS_PER_SECOND = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Outage:
+    """What one outage run saw."""
+
+    leeway_simulated: float
+    calls: int
+    failed: int
+    token_requests: int
+
+
+def run_outage(leeway_simulated: float, scale: float) -> Outage:
+    """One run: the outage starts 10% into the renewal window and lasts 5 (simulated) minutes."""
+    lifetime = SIMULATED_LIFETIME / scale
+    leeway = leeway_simulated / scale
+    outage = SIMULATED_OUTAGE / scale
+    with AuthServer(token_lifetime=round(lifetime)) as server, tempfile.TemporaryDirectory() as tmp:
+        cache = FileTokenCache(Path(tmp) / "tokens.json")
+        auth = HoxtonAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            domain=server.domain,
+            cache=cache,
+            leeway=leeway,
+            timeout=2.0,
+            retry_deadline=4.0,
+            max_attempts=2,
+        )
+        issued = time.time()
+        auth.get_token()
+        outage_starts = issued + lifetime - leeway + 0.1 * leeway
+        outage_ends = outage_starts + outage
+        stop = outage_ends + 15.0  # and a little after, to see it recover
+        calls = failed = 0
+        with requests.Session() as session, warnings.catch_warnings():
+            warnings.simplefilter("ignore", HoxtonAuthWarning)
+            while (now := time.time()) < stop:
+                server.outage = outage_starts <= now < outage_ends
+                calls += 1
+                try:
+                    status = session.get(server.api_url, auth=auth, timeout=5).status_code
+                except HoxtonAuthError:
+                    status = 0
+                failed += status != 200
+                time.sleep(1.0 / CALLS_PER_SECOND)
+        return Outage(leeway_simulated, calls, failed, server.count())
+
+
+def outage_rows(scale: float) -> list[list[str]]:
+    """The table rows: one per leeway."""
+    rows = []
+    for leeway in (600.0, 60.0):
+        result = run_outage(leeway, scale)
+        goal = "0" if leeway > SIMULATED_OUTAGE else "n/a (outage outlasts the token)"
+        rows.append(
+            [
+                f"outage: API calls failed during a 5-min IdP outage starting in the renewal "
+                f"window, leeway={leeway:.0f}s (time / {scale:g})",
+                f"{result.failed} of {result.calls} ({result.token_requests} token requests)",
+                goal,
+            ]
+        )
+    return rows
+
+
+def main() -> None:
+    """Print the outage rows as a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=10.0, help="time compression factor")
+    args = parser.parse_args()
+    print("| figure | hoxton_auth | goal |")
+    print("|---|---|---|")
+    for row in outage_rows(args.scale):
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
