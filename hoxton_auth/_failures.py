@@ -64,6 +64,7 @@ __all__ = [
     "FAILURE_META",
     "MAX_COOLDOWN",
     "STALE_MARGIN",
+    "claim_renewal",
     "during_cooldown",
     "entry_after_failure",
     "failure_note",
@@ -242,6 +243,22 @@ def token_despite_failure(entry: CacheEntry | None, error: Exception, now: float
     note = _read_note(entry.meta, now) or {"first_at": now, "message": str(error)}
     warn_stale_served(entry.token, note, now)
     return entry.token
+
+
+def claim_renewal(entry: CacheEntry | None, now: float, budget: float) -> CacheEntry | None:
+    """``entry`` with its cooldown stretched over a renewal about to start, or ``None``.
+
+    Only during an outage (a note is there) and while the cached token is
+    still good to send: the others then keep using it for the ``budget`` of
+    this fetch (its deadline), instead of queueing on the cache lock behind it.
+    """
+    if entry is None or usable_until(entry.token) <= now:
+        return None
+    note = _read_note(entry.meta, now)
+    if note is None:
+        return None
+    note["until"] = max(float(note.get("until", now)), now + budget)
+    return CacheEntry(entry.token, {**entry.meta, FAILURE_META: json.dumps(note, sort_keys=True)})
 
 
 def usable_until(token: Token) -> float:

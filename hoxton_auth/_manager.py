@@ -50,6 +50,7 @@ class TokenManager:
         self._current: tuple[str, float] | None = None
         # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
         self._obtained: tuple[str, float, bool] | None = None
+        self._stale: tuple[str, float] | None = None  # (token served stale, usable until): issue 12
         self._thread_lock = threading.Lock()
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
@@ -81,6 +82,9 @@ class TokenManager:
         if token is not None:
             return token
         since = time.time()  # a fetch that fails after this is the one we waited for
+        stale = self._stale_while_renewing(self._thread_lock.locked())  # issue 12
+        if stale is not None:
+            return stale
         with self._thread_lock:
             token = self.cached_access_token()
             if token is not None:
@@ -126,6 +130,9 @@ class TokenManager:
         if token is not None:
             return token
         since = time.time()  # a fetch that fails after this is the one we waited for
+        stale = self._stale_while_renewing(self._loop_lock().locked())  # issue 12
+        if stale is not None:
+            return stale
         async with self._loop_lock():
             token = self.cached_access_token()
             if token is not None:
@@ -165,7 +172,19 @@ class TokenManager:
         if known is not None and known[0] == access_token:
             self._obtained = (known[0], known[1], True)
 
+    def _stale_while_renewing(self, renewing: bool) -> str | None:
+        """During an outage, the valid token served stale, while another caller renews."""
+        stale = self._stale
+        if renewing and stale is not None and time.time() < stale[1]:
+            return stale[0]
+        return None
+
     def _remember(self, token: Token) -> str:
+        from ._failures import usable_until  # here: _shared_entry has loaded it already
+
+        now = time.time()
+        served_stale = not token.is_fresh(now, self.config.leeway)  # issue 12: an outage
+        self._stale = (token.access_token, usable_until(token)) if served_stale else None
         known = self._obtained
         if known is None or known[0] != token.access_token:
             self._obtained = (token.access_token, token.obtained_at, False)

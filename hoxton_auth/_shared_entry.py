@@ -37,6 +37,7 @@ from ._degraded import (
 from ._drive import AsyncTransport, SyncTransport, adrive, drive
 from ._errors import CacheError, HoxtonAuthError
 from ._failures import (
+    claim_renewal,
     during_cooldown,
     entry_after_failure,
     shared_failure,
@@ -120,6 +121,10 @@ class SharedEntry:
             return fresh
         self._raise_shared_failure(entry, since)
         logger.debug("cache miss: %s", self._describe())
+        claimed = claim_renewal(entry, time.time(), self.lock_timeout)  # issue 12
+        if claimed is not None:  # an outage: the others keep the valid token meanwhile
+            with contextlib.suppress(CacheError):
+                self._store(claimed)
         try:
             token = drive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
@@ -219,6 +224,10 @@ class SharedEntry:
             return fresh
         self._raise_shared_failure(entry, since)
         logger.debug("cache miss: %s", self._describe())
+        claimed = claim_renewal(entry, time.time(), self.lock_timeout)  # issue 12
+        if claimed is not None:  # an outage: the others keep the valid token meanwhile
+            with contextlib.suppress(CacheError):
+                await self._astore(claimed)
         try:
             token = await adrive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:

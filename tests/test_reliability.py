@@ -1053,3 +1053,38 @@ def test_cooldown_notes_from_a_clock_ahead_are_ignored() -> None:
     absurd["until"] = absurd["at"] + 10**9
     entry = CacheEntry(expired, {FAILURE_META: json.dumps(absurd)})
     assert during_cooldown(entry, 10_001.0, since=0.0) is None
+
+
+def _end_cooldown(auth: HoxtonAuth) -> None:
+    """Date the cache's failure note back so that its cooldown has passed."""
+    entry = auth.cache.load(auth._manager.key)
+    assert entry is not None
+    note = json.loads(entry.meta[FAILURE_META])
+    note["at"] = note["until"] = time.time() - 1
+    auth.cache.store(
+        auth._manager.key, CacheEntry(entry.token, {**entry.meta, FAILURE_META: json.dumps(note)})
+    )
+
+
+def test_during_an_outage_nobody_queues_behind_a_renewal(idp: AuthServer) -> None:
+    token = _client(idp).get_token()
+    auth = _client(idp)
+    _age_cached_token(auth, expires_in=60)
+    idp.outage = True
+    with pytest.warns(HoxtonAuthWarning):
+        assert auth.get_token() == token
+    _end_cooldown(auth)
+    idp.token_delay = 1.0  # the next renewal attempt is slow and fails
+    before = idp.count()
+    renewing = threading.Thread(target=auth.get_token)
+    renewing.start()
+    try:
+        while idp.count() == before:  # the renewal has reached the server
+            time.sleep(0.01)
+        # Another thread and another process (a new object on the same cache)
+        # get the valid token at once instead of waiting for that renewal.
+        assert auth.get_token() == token
+        assert _client(idp).get_token() == token
+        assert renewing.is_alive()  # ordering, not timing: the renewal is still running
+    finally:
+        renewing.join()
