@@ -35,8 +35,13 @@ from pathlib import Path
 
 import requests
 
-from hoxton_auth import FileTokenCache, HoxtonAuth, HoxtonAuthError, HoxtonAuthWarning
+import hoxton_auth
+from hoxton_auth import FileTokenCache, HoxtonAuth, HoxtonAuthError
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+
+# Also runs against hoxton_auth before issue 12 (for the comparison row), which
+# had neither the warning nor the server's outage switch.
+WARNING: type[Warning] = getattr(hoxton_auth, "HoxtonAuthWarning", UserWarning)
 
 SIMULATED_LIFETIME = 20 * 60.0
 SIMULATED_OUTAGE = 5 * 60.0
@@ -79,9 +84,9 @@ def run_outage(leeway_simulated: float, scale: float) -> Outage:
         stop = outage_ends + 15.0  # and a little after, to see it recover
         calls = failed = 0
         with requests.Session() as session, warnings.catch_warnings():
-            warnings.simplefilter("ignore", HoxtonAuthWarning)
+            warnings.simplefilter("ignore", WARNING)
             while (now := time.time()) < stop:
-                server.outage = outage_starts <= now < outage_ends
+                _switch_outage(server, outage_starts <= now < outage_ends)
                 calls += 1
                 try:
                     status = session.get(server.api_url, auth=auth, timeout=5).status_code
@@ -90,6 +95,19 @@ def run_outage(leeway_simulated: float, scale: float) -> Outage:
                 failed += status != 200
                 time.sleep(1.0 / CALLS_PER_SECOND)
         return Outage(leeway_simulated, calls, failed, server.count())
+
+
+def _switch_outage(server: AuthServer, down: bool) -> None:
+    if hasattr(server, "outage"):
+        server.outage = down
+        return
+    # A server from before issue 12: an outage is a long queue of 503 faults.
+    state = server._state  # the fault queue of that version's server
+    if down and not state.faults:
+        server.fail_next(10**6, status=503)
+    elif not down and state.faults:
+        with state.lock:
+            state.faults.clear()
 
 
 def outage_rows(scale: float) -> list[list[str]]:
