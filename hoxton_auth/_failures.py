@@ -60,6 +60,7 @@ from ._errors import (
 from ._token import Token
 
 __all__ = [
+    "BLOCKED_COOLDOWN",
     "COOLDOWN_STEPS",
     "FAILURE_META",
     "MAX_COOLDOWN",
@@ -86,6 +87,7 @@ COOLDOWN_STEPS = (5.0, 10.0, 20.0, 40.0, 60.0)
 # No note may stop the fleet asking for longer than this (a day: Auth0's
 # daily quota), nor be dated more than CLOCK_TOLERANCE in the future.
 MAX_COOLDOWN = 24 * 3600.0
+BLOCKED_COOLDOWN = 300.0  # Auth0's too_many_attempts: until someone unblocks the login
 CLOCK_TOLERANCE = 5.0
 _warned_outages: set[tuple[str, float]] = set()
 
@@ -143,6 +145,8 @@ def failure_note(
     retry_after = getattr(error, "retry_after", None)
     step = COOLDOWN_STEPS[min(failures, len(COOLDOWN_STEPS)) - 1]
     wait = min(retry_after if retry_after is not None else step, MAX_COOLDOWN)
+    if isinstance(error, TokenRequestError) and error.error == "too_many_attempts":
+        wait = max(wait, BLOCKED_COOLDOWN)  # a blocked login stays blocked: don't keep asking
     if isinstance(error, TokenEndpointUnreachableError):
         note: dict[str, Any] = {"kind": "unreachable"}
     else:

@@ -54,9 +54,10 @@ QUOTA_HEADERS = {
     "auth0-organization-quota-limit": "the organization's token quota",
 }
 BLOCKED = (
-    "the account is blocked by Auth0's attack protection after too many failed "
-    "logins; it stays blocked until the user follows the link Auth0 e-mailed or "
-    "an administrator unblocks it (not retried: each try would extend the block)"
+    "Auth0's brute-force protection blocked this login after too many failed "
+    "attempts; it stays blocked until the user follows the unblock link Auth0 "
+    "sent them or changes their password, or an administrator removes the block "
+    "(Management API: user-blocks); retrying cannot help"
 )
 
 

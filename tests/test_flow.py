@@ -804,7 +804,7 @@ def test_too_many_attempts_is_never_retried() -> None:
     actions, error = fail(obtain([Password("ann", PASSWORD)]), [blocked])
     assert len(actions) == 1
     assert isinstance(error, TokenRequestError)
-    assert "account is blocked" in str(error)
+    assert "brute-force protection blocked this login" in str(error)
     assert PASSWORD not in str(error)
 
 

@@ -876,7 +876,25 @@ def test_attack_protection_is_never_retried_and_says_the_account_is_blocked(
     assert idp.count() == before + 1  # the password went once, not max_attempts times
     assert caught.value.status_code == 429
     assert caught.value.error == "too_many_attempts"
-    assert "account is blocked" in str(caught.value)
+    assert "brute-force protection blocked this login" in str(caught.value)
+    # The same login from a shared cache is not tried again for a while: no request.
+    shared = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        domain=idp.domain,
+        **FAST,
+    )
+    with pytest.raises(TokenRequestError):
+        shared.get_token()
+    requests_after = idp.count()
+    with pytest.raises(TokenRequestError) as again:
+        shared.get_token()
+    assert idp.count() == requests_after
+    assert again.value.error == "too_many_attempts"
+    assert again.value.retry_after is not None
+    assert again.value.retry_after > 250
 
 
 def test_mfa_required_and_the_otp_exchange(idp: AuthServer) -> None:
