@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Callable
 
+from . import __version__
 from ._auth import LOGIN_SCOPE
 from ._cli import PROG, cmd_login, cmd_logout, cmd_status, cmd_token
 from ._config import DEFAULT_AUDIENCE, DEFAULT_DOMAIN
@@ -53,6 +54,34 @@ def _grant_options(commands_parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _port(text: str) -> int:
+    """A TCP port for ``--port``: a usage error (exit 2) otherwise, never an OverflowError."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be >= 0, got {text}")
+    return seconds
+
+
+EXIT_STATUS = (
+    "Exit status: 0 success; 1 authentication failed (token endpoint refused or unreachable, "
+    "login failed or denied, cache unusable, `status --check` found no usable token); "
+    "2 bad arguments or configuration; 130 interrupted."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -69,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Tokens for the HoxtonAI API, from the same shared cache as the library.",
-        epilog="Exit status: 0 success, 1 failure, 2 bad arguments or configuration.",
+        epilog=EXIT_STATUS,
     )
     parser.add_argument("--debug", action="store_true", help="log what happens; show tracebacks")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> Any:
@@ -83,9 +113,45 @@ def _parser() -> argparse.ArgumentParser:
     _client_options(token)
     _grant_options(token)
     token.add_argument("--json", action="store_true", help="print the token and its expiry as JSON")
-    login = command("login", cmd_login, "log in with the browser and cache the tokens")
+    token.add_argument(
+        "--min-valid",
+        type=_seconds,
+        metavar="SECONDS",
+        help="renew first if the token has less than this many seconds left",
+    )
+    login = command(
+        "login", cmd_login, "log in (browser, or a device code without one) and cache the tokens"
+    )
     _client_options(login, scope_default=LOGIN_SCOPE)
-    login.add_argument("--port", type=int, default=0, help="callback port (default: any free one)")
+    how = login.add_mutually_exclusive_group()
+    how.add_argument(
+        "--device",
+        dest="device",
+        action="store_const",
+        const=True,
+        default=None,
+        help="device flow: open a URL and type a code on any other device "
+        "(the default when no browser can be opened: SSH, no display)",
+    )
+    how.add_argument(
+        "--browser",
+        dest="device",
+        action="store_const",
+        const=False,
+        help="browser flow even when no browser seems available",
+    )
+    login.add_argument(
+        "--port",
+        type=_port,
+        default=None,
+        help="callback port (default: $HOXTON_LOGIN_PORT, else the first free of "
+        "8765 8766 8767 8768; 0: any free port)",
+    )
+    login.add_argument(
+        "--prompt",
+        metavar="PROMPT",
+        help="Auth0's prompt: 'login' asks for the credentials again (to switch accounts)",
+    )
     login.add_argument(
         "--localhost",
         action="store_true",
@@ -100,14 +166,22 @@ def _parser() -> argparse.ArgumentParser:
     _grant_options(logout)
     status = command("status", cmd_status, "list the cached tokens (never a token or secret)")
     status.add_argument("--json", action="store_true", help="as JSON")
+    status.add_argument(
+        "--check",
+        action="store_true",
+        help="print nothing on stdout; exit 0 if a usable token or session is cached "
+        "(for --client-id / $HOXTON_CLIENT_ID if set), else 1",
+    )
+    status.add_argument("--client-id", metavar="ID", help="only this client ($HOXTON_CLIENT_ID)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``hoxton-auth``; return the exit status.
 
-    0 success, 1 failure (token endpoint, login, cache), 2 bad arguments or
-    configuration, 130 interrupted.
+    0 success, 1 authentication failed (token endpoint, login, cache, a
+    failed ``status --check``), 2 bad arguments or configuration, 130
+    interrupted.
     """
     args = _parser().parse_args(argv)
     debug = bool(args.debug)

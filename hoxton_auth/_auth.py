@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from ._cache import cache_key
 from ._cache_arg import DEFAULT, CacheArg, resolve_cache
 from ._config import (
     DEFAULT_AUDIENCE,
@@ -20,8 +19,9 @@ from ._config import (
     normalize_scope,
 )
 from ._errors import ConfigError
-from ._grants import AuthorizationCode, Grant
+from ._grants import Grant
 from ._httpx import HttpxAuth, asend_with_httpx
+from ._identity import identity_for
 from ._manager import TokenManager
 from ._requests import RequestsAuth, send_with_requests
 
@@ -148,19 +148,9 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         )
         grant = self._grant(**arguments)
         self.cache = resolve_cache(cache)
-        identity = grant.cache_identity if grant is not None else AuthorizationCode.cache_identity
-        scope_key = " ".join(sorted(self.config.scope.split())) if self.config.scope else ""
-        meta = {
-            "token_url": self.config.token_url,
-            "client_id": self.config.client_id,
-            "audience": self.config.audience,
-            "grant": identity,
-            "scope": scope_key,
-        }
-        if self.config.organization:  # issue 12: another organization, another entry
-            meta["organization"] = self.config.organization
-        key = cache_key(*meta.values())
-        self._manager = TokenManager(self.config, grant, self.cache, key, meta, refresh_token)
+        # Whose entry this is (issue 10): see _identity.py.
+        identity = identity_for(self.config, grant, refresh_token)
+        self._manager = TokenManager(self.config, grant, self.cache, identity, refresh_token)
 
     def _grant(self, **arguments: str | None) -> Grant | None:
         raise NotImplementedError  # pragma: no cover  every subclass says which grant
@@ -174,32 +164,52 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         client_secret: str | None = None,
         *,
         scope: str | Sequence[str] | None = LOGIN_SCOPE,
-        port: int = 0,
+        port: int | None = None,
         redirect_host: str = "127.0.0.1",
         open_browser: bool = True,
         timeout: float = 300.0,
+        device: bool | None = None,
+        prompt: str | None = None,
         **common: Any,
     ) -> AuthorizationCodeAuth:
-        """Log a user in with the browser: authorization code flow with PKCE (S256).
+        """Log a user in: in the browser (authorization code + PKCE) or with a device code.
 
-        A one-shot server on ``127.0.0.1`` receives the redirect to
-        ``http://<redirect_host>:<port>/callback``; the browser is opened
-        with ``webbrowser`` (which honours ``$BROWSER``), and the URL is
-        printed to stderr for when it cannot open. The tokens (and, with
-        ``offline_access``, the refresh token) go to the cache, where later
-        ``AuthorizationCodeAuth(client_id, scope=...)`` objects and other
-        processes find them without logging in again.
+        Browser: a one-shot server on the loopback address receives the
+        redirect to ``http://<redirect_host>:<port>/callback`` (a redirect
+        with a wrong or missing ``state`` is answered 400 and the wait goes
+        on); the browser is opened with ``webbrowser`` (which honours
+        ``$BROWSER``), and the URL is printed to stderr for when it cannot open.
+
+        Device (RFC 8628): the verification URL and user code are printed
+        to stderr, to be opened on any other device, while the token
+        endpoint is polled at the server's ``interval``. Needs an Auth0
+        Native application with the Device Code grant enabled.
+
+        Either way the tokens (and, with ``offline_access``, the refresh
+        token) go to the cache as this OS user's logged-in session of
+        (domain, client, audience), where later ``AuthorizationCodeAuth(client_id)``
+        objects and other processes find them without logging in again,
+        whatever scope they spell. It replaces the previous login, whose
+        refresh token is revoked (best effort).
 
         Args:
             client_id: The OAuth client's id (its callback URLs must allow
                 the redirect URI).
             client_secret: For confidential clients; public ones use PKCE only.
             scope: Scopes to ask for; ``offline_access`` brings a refresh token.
-            port: Port of the loopback server; 0 picks a free one.
+            port: Port of the loopback server; ``None`` tries
+                ``$HOXTON_LOGIN_PORT``, else 8765, 8766, 8767, 8768 (the
+                first free one); 0 picks any free port.
             redirect_host: ``"127.0.0.1"`` or ``"localhost"``, as registered
                 in the client's allowed callback URLs.
             open_browser: False only prints the URL.
-            timeout: Seconds to wait for the browser to come back.
+            timeout: Seconds to wait for the browser to come back, or for
+                the device code to be approved.
+            device: True for the device flow, False for the browser; None
+                picks the device flow when no browser can be opened here
+                (an SSH session, or Linux without a display, and no ``$BROWSER``).
+            prompt: Auth0's ``prompt``; ``"login"`` asks for the credentials
+                even when the browser is still logged in (to switch accounts).
             **common: ``audience``, ``domain``, ``cache`` and the other
                 keyword arguments of the constructor, except ``timeout``.
 
@@ -207,8 +217,8 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             An ``AuthorizationCodeAuth`` holding the new session.
 
         Raises:
-            LoginError: Timeout, ``access_denied``, a ``state`` mismatch, or
-                the token endpoint refused the code.
+            LoginError: Timeout, ``access_denied``, an expired device code,
+                every callback port busy, or the token endpoint refused the code.
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
@@ -222,6 +232,8 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             redirect_host=redirect_host,
             open_browser=open_browser,
             timeout=timeout,
+            device=device,
+            prompt=prompt,
             **common,
         )
 

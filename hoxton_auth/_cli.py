@@ -23,7 +23,6 @@ from ._cache_arg import DEFAULT, resolve_cache
 from ._env import gather, read_environment
 from ._errors import ConfigError, LoginRequiredError
 from ._grant_auths import GRANT_ARGUMENTS, AuthorizationCodeAuth
-from ._grants import USER_SESSION
 
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]
 
@@ -35,35 +34,6 @@ _GRANT_OPTIONS = ("username", "password", "refresh_token")
 def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
     """The options given on the command line (the environment fills the rest)."""
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-
-
-def _login_scope(probe: HoxtonAuth) -> str | None:
-    """The scope of the cached login for this client, domain and audience, if any.
-
-    ``login()`` stores its tokens under its scope; ``token`` without ``--scope``
-    must find them whatever scope the login asked for.
-
-    Raises:
-        ConfigError: Several logins with different scopes are cached.
-    """
-    c = probe.config
-    scopes = sorted(
-        entry.meta.get("scope", "")
-        for entry in probe.cache.entries().values()
-        if entry.meta.get("grant") == USER_SESSION
-        and entry.meta.get("token_url") == c.token_url
-        and entry.meta.get("client_id") == c.client_id
-        and entry.meta.get("audience") == c.audience
-    )
-    if len(scopes) <= 1:
-        return scopes[0] if scopes else None
-    default = " ".join(sorted(LOGIN_SCOPE.split()))
-    if default in scopes:
-        return default
-    raise ConfigError(
-        f"the cache holds logins of {c.client_id} with several scopes "
-        f"({'; '.join(repr(s) for s in scopes)}): pick one with --scope"
-    )
 
 
 def _auth(args: argparse.Namespace, *, must_exist: bool = True) -> HoxtonAuth | None:
@@ -86,19 +56,18 @@ def _auth(args: argparse.Namespace, *, must_exist: bool = True) -> HoxtonAuth | 
     if not (args.login_session or (no_grant and not merged.get("client_secret"))):
         return HoxtonAuth.from_env(**overrides)
     overrides = {k: v for k, v in overrides.items() if k not in _GRANT_OPTIONS}
-    probe = AuthorizationCodeAuth.from_env(**overrides)
-    if "scope" in overrides or read_environment().get("scope"):
-        return probe
-    scope = _login_scope(probe)
-    if scope is None:
+    # The logged-in session of (domain, client, audience) is one entry whatever
+    # the scope (issue 10): no need to guess the scope the login asked for.
+    auth = AuthorizationCodeAuth.from_env(**overrides)
+    if auth.cache.load(auth._manager.key) is None:
         if not must_exist:
             return None
         raise LoginRequiredError(
             f"no client secret (--client-secret, $HOXTON_CLIENT_SECRET) and no login of "
-            f"{probe.config.client_id} at {probe.config.domain} in the cache "
-            f"{probe.cache!r}: run `{PROG} login` first"
+            f"{auth.config.client_id} at {auth.config.domain} in the cache "
+            f"{auth.cache!r}: run `{PROG} login` first"
         )
-    return AuthorizationCodeAuth.from_env(**overrides, scope=scope)
+    return auth
 
 
 def _entry_of(auth: HoxtonAuth, access_token: str) -> CacheEntry | None:
@@ -125,10 +94,29 @@ def _duration(seconds: float) -> str:
 # -- commands ------------------------------------------------------------------------
 
 
+def _renew_if_short(auth: HoxtonAuth, token: str, min_valid: float) -> str:
+    """``token``, or a renewed one if ``token`` has less than ``min_valid`` seconds left."""
+    entry = _entry_of(auth, token)
+    if entry is None or entry.token.expires_at - time.time() >= min_valid:
+        return token
+    # Drop only this token: a newer one another process just stored is kept.
+    auth._manager.invalidate(token)
+    token = auth.get_token()
+    entry = _entry_of(auth, token)
+    if entry is not None and entry.token.expires_at - time.time() < min_valid:
+        raise ConfigError(
+            f"--min-valid {min_valid:g}: even a new token is valid for only "
+            f"{entry.token.expires_at - time.time():.0f}s"
+        )
+    return token
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     auth = _auth(args)
     assert auth is not None  # noqa: S101  must_exist=True raises instead
     token = auth.get_token()
+    if getattr(args, "min_valid", None) is not None:
+        token = _renew_if_short(auth, token, args.min_valid)
     if not args.json:
         sys.stdout.write(token + "\n")
         return 0
@@ -157,6 +145,8 @@ def cmd_login(args: argparse.Namespace) -> int:
         redirect_host="localhost" if args.localhost else "127.0.0.1",
         open_browser=not args.no_browser,
         timeout=args.timeout,
+        device=args.device,
+        prompt=args.prompt,
         **common,
     )
     sys.stderr.write(
@@ -173,16 +163,28 @@ def cmd_logout(args: argparse.Namespace) -> int:
         return 0
     auth.logout()
     sys.stderr.write(f"Logged out: {auth!r}.\n")
+    if auth.config.client_secret is None or args.login_session:
+        # Revoking the refresh token leaves the browser logged in at the
+        # tenant: the next browser login would be silent, as the same person.
+        sys.stderr.write(
+            "To end the browser's session at the identity provider too, open:\n\n"
+            f"    {auth.config.logout_url}\n\n"
+            f"(or log in next time with `{PROG} login --prompt login`).\n"
+        )
     return 0
 
 
 def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     meta, token = entry.meta, entry.token
-    grant = meta.get("grant", "?")
-    if grant == USER_SESSION:
-        grant = "login (user session)"
-    elif grant.startswith("password:"):
-        grant = f"password ({grant.partition(':')[2]})"
+    grant, subject = meta.get("grant", "?"), meta.get("subject")
+    if subject is None:
+        grant = f"{grant} (written by 0.1.0: ignored)"
+    elif grant == "login":
+        grant = "login (logged-in session)"
+    elif grant == "password":
+        grant = f"password ({subject.partition(':')[2]})"
+    elif subject != "client":
+        grant = f"{grant} ({subject})"
     fresh = bool(token.access_token) and token.expires_at > now
     return {
         "client_id": meta.get("client_id", "?"),
@@ -197,11 +199,30 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     }
 
 
+def _usable(described: list[dict[str, Any]], client_id: str | None) -> list[dict[str, Any]]:
+    """Entries with a fresh access token or a refresh token (of ``client_id`` if given)."""
+    return [
+        d
+        for d in described
+        if (client_id is None or d["client_id"] == client_id) and (d["valid"] or d["refresh_token"])
+    ]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    location = args.cache or read_environment().get("cache") or DEFAULT
+    environment = read_environment()
+    location = args.cache or environment.get("cache") or DEFAULT
     cache: TokenCache = resolve_cache(location)
     now = time.time()
     described = [_describe(e, now) for e in cache.entries().values()]
+    if getattr(args, "check", False):
+        client_id = getattr(args, "client_id", None) or environment.get("client_id")
+        usable = _usable(described, client_id)
+        whose = f" of {client_id}" if client_id else ""
+        if usable:
+            sys.stderr.write(f"{len(usable)} usable token(s) or session(s){whose} in {cache!r}.\n")
+            return 0
+        sys.stderr.write(f"No usable token or session{whose} in {cache!r}: run `{PROG} login`.\n")
+        return 1
     described.sort(key=lambda d: (d["token_url"], d["client_id"], d["grant"], d["scope"]))
     if args.json:
         sys.stdout.write(json.dumps({"cache": repr(cache), "entries": described}, indent=2) + "\n")

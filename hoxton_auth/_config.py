@@ -7,7 +7,7 @@ import ipaddress
 import math
 from collections.abc import Sequence
 from typing import Literal, Union
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ._errors import ConfigError
 
@@ -146,6 +146,16 @@ class ClientConfig:
     def revoke_url(self) -> str:
         """The revocation endpoint, ``domain + "/oauth/revoke"``."""
         return self.domain + "/oauth/revoke"
+
+    @property
+    def device_code_url(self) -> str:
+        """The device authorization endpoint (RFC 8628 §3.1), Auth0's ``/oauth/device/code``."""
+        return self.domain + "/oauth/device/code"
+
+    @property
+    def logout_url(self) -> str:
+        """Auth0's logout page for this client: it ends the browser's session at the tenant."""
+        return f"{self.domain}/v2/logout?{urlencode({'client_id': self.client_id})}"
 
     @property
     def authorize_url(self) -> str:

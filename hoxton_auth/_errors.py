@@ -9,7 +9,7 @@
     │   │   └── LoginRequiredError refresh token rejected, no grant can stand in
     │   └── MfaRequiredError       .mfa_token (masked) .mfa_requirements
     ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
-    ├── LoginError                 the interactive browser login failed
+    ├── LoginError                 the browser or device login failed or was denied
     └── CacheError(HoxtonAuthError, OSError)
     HoxtonAuthWarning(UserWarning) degraded but working (e.g. a token served during an outage)
 
@@ -145,7 +145,7 @@ class TokenEndpointUnreachableError(HoxtonAuthError):
 
 
 class LoginError(HoxtonAuthError):
-    """The interactive login did not complete (timeout, denied, state mismatch)."""
+    """The browser or device login did not complete (timeout, denied, expired code, busy ports)."""
 
 
 class CacheError(HoxtonAuthError, OSError):

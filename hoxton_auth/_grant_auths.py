@@ -74,7 +74,9 @@ class PasswordAuth(HoxtonAuth):
 class AuthorizationCodeAuth(HoxtonAuth):
     """A user's tokens from an authorization code (or an earlier login in the cache).
 
-    Without ``code`` it uses the tokens a ``login()`` left in the cache.
+    With ``code``, the code is always exchanged (once) and the session is
+    filed under the user's ``sub``. Without ``code`` it uses this OS user's
+    logged-in session (the last ``login()``), whatever the scope.
     """
 
     grant_kind = "authorization_code"
@@ -95,9 +97,12 @@ class AuthorizationCodeAuth(HoxtonAuth):
 
 
 class RefreshTokenAuth(HoxtonAuth):
-    """A user's tokens from a refresh token, which seeds the cache.
+    """A user's tokens from a refresh token, which starts a lineage in the cache.
 
-    Once the server rotates it, the newest refresh token in the cache is used.
+    The lineage's entry is keyed by a hash of this token; once the server
+    rotates it, the newest refresh token of that entry is used, so passing
+    the same original token on every run keeps working. Another refresh
+    token is another session.
     """
 
     grant_kind = "refresh_token"

@@ -15,17 +15,14 @@ from ._config import ClientConfig
 __all__ = [
     "AuthorizationCode",
     "ClientCredentials",
+    "DeviceCode",
     "Grant",
     "MfaOtp",
     "Password",
     "RefreshToken",
+    "device_authorization_fields",
     "revocation_fields",
 ]
-
-# Entries in the shared cache are per identity. A user's tokens from a browser
-# login, an authorization code or a refresh token are the same identity: they
-# share one entry so a rotated refresh token is found by all of them.
-USER_SESSION = "user"
 
 
 def _client_fields(config: ClientConfig) -> dict[str, str]:
@@ -41,7 +38,6 @@ class ClientCredentials:
 
     grant_type: ClassVar[str] = "client_credentials"
     repeatable: ClassVar[bool] = True
-    cache_identity: ClassVar[str] = "client_credentials"
 
     def fields(self, config: ClientConfig) -> dict[str, str]:
         """Token-request fields for this grant."""
@@ -74,11 +70,6 @@ class Password:
     password: str = dataclasses.field(repr=False)
     realm: str | None = None
     otp: Callable[[], str] | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    @property
-    def cache_identity(self) -> str:
-        """Tokens belong to this user of this client."""
-        return f"password:{self.username}"
 
     def fields(self, config: ClientConfig) -> dict[str, str]:
         """Token-request fields for this grant."""
@@ -124,7 +115,6 @@ class AuthorizationCode:
 
     grant_type: ClassVar[str] = "authorization_code"
     repeatable: ClassVar[bool] = False
-    cache_identity: ClassVar[str] = USER_SESSION
 
     code: str = dataclasses.field(repr=False)
     redirect_uri: str
@@ -145,7 +135,6 @@ class RefreshToken:
 
     grant_type: ClassVar[str] = "refresh_token"
     repeatable: ClassVar[bool] = False
-    cache_identity: ClassVar[str] = USER_SESSION
 
     refresh_token: str = dataclasses.field(repr=False)
 
@@ -158,7 +147,39 @@ class RefreshToken:
         return fields
 
 
-Grant = Union[ClientCredentials, Password, AuthorizationCode, RefreshToken, MfaOtp]
+@dataclasses.dataclass(frozen=True)
+class DeviceCode:
+    """The device code grant (RFC 8628 §3.4), polled until the user approves.
+
+    Auth0 answers it like any token request once approved, and with
+    ``authorization_pending`` / ``slow_down`` before: ``_flow.poll_device_code``
+    does the polling. The tokens are the user's, like a browser login's.
+    """
+
+    grant_type: ClassVar[str] = "urn:ietf:params:oauth:grant-type:device_code"
+    repeatable: ClassVar[bool] = False
+
+    device_code: str = dataclasses.field(repr=False)
+
+    def fields(self, config: ClientConfig) -> dict[str, str]:
+        """Token-request fields for this grant."""
+        fields = {"grant_type": self.grant_type, **_client_fields(config)}
+        fields["device_code"] = self.device_code
+        return fields
+
+
+Grant = Union[ClientCredentials, Password, AuthorizationCode, RefreshToken, DeviceCode, MfaOtp]
+
+
+def device_authorization_fields(config: ClientConfig) -> dict[str, str]:
+    """Fields of a device authorization request (RFC 8628 §3.1; Auth0 ``/oauth/device/code``).
+
+    ``audience`` is sent because Auth0 issues an API token only when asked for one.
+    """
+    fields = {"client_id": config.client_id, "audience": config.audience}
+    if config.scope:
+        fields["scope"] = config.scope
+    return fields
 
 
 def revocation_fields(config: ClientConfig, refresh_token: str) -> dict[str, str]:

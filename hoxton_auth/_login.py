@@ -1,10 +1,16 @@
-"""``HoxtonAuth.login``: the interactive authorization code flow, with PKCE.
+"""``HoxtonAuth.login``: the browser login (authorization code + PKCE) and the device login.
 
-The browser step happens outside Python; everything else is ours: a
+Browser: the browser step happens outside Python; everything else is ours: a
 one-shot HTTP server on the loopback interface receives the redirect, checks
 ``state`` and hands the code to the ordinary core (``AuthorizationCode``
 grant + token manager), so the tokens land in the shared cache under the
 user-session identity like any other.
+
+Device (RFC 8628), for machines where no browser can be opened (SSH, a
+container, a remote notebook): the user opens a URL on any other device and
+types a code, while the core's ``poll_device_code`` flow polls the token
+endpoint. Its tokens are stored by the same ``begin_session`` call as a
+browser login's.
 
 Imported lazily by ``HoxtonAuth.login``: ``import hoxton_auth`` must not pay
 for ``http.server`` and ``webbrowser``.
@@ -13,30 +19,55 @@ for ``http.server`` and ``webbrowser``.
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import html
 import logging
+import os
+import random
 import secrets
+import socket
 import sys
 import threading
 import time
 import webbrowser
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ._config import ClientConfig
+from ._drive import SyncTransport, drive
 from ._errors import ConfigError, LoginError, TokenRequestError
+from ._flow import DeviceAuthorization, poll_device_code, request_device_code
 from ._grant_auths import AuthorizationCodeAuth
+from ._grants import DeviceCode, Grant
+from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
 from ._requests import send_with_requests
 
-__all__ = ["authorize_url", "login", "pkce_pair"]
+__all__ = [
+    "LOGIN_PORTS",
+    "PROMPTS",
+    "authorize_url",
+    "browser_available",
+    "callback_urls",
+    "login",
+    "pkce_pair",
+]
 
 logger = logging.getLogger("hoxton_auth")
 
 CALLBACK_PATH = "/callback"
 REDIRECT_HOSTS = ("127.0.0.1", "localhost")
+#: Callback ports tried in order when none is given: register
+#: ``http://127.0.0.1:<port>/callback`` for each in the Auth0 application's
+#: Allowed Callback URLs (Auth0 matches the port exactly).
+LOGIN_PORTS = (8765, 8766, 8767, 8768)
+#: Overrides ``LOGIN_PORTS`` with one port.
+PORT_VARIABLE = "HOXTON_LOGIN_PORT"
+#: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
+#: again even when the browser still has a session at the tenant.
+PROMPTS = ("login", "consent", "select_account", "none")
 # A browser may open a connection and never send on it (speculative
 # preconnect); each handler thread gives up on such a socket after this long.
 HANDLER_TIMEOUT = 10.0
@@ -58,11 +89,18 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def authorize_url(config: ClientConfig, redirect_uri: str, state: str, code_challenge: str) -> str:
+def authorize_url(
+    config: ClientConfig,
+    redirect_uri: str,
+    state: str,
+    code_challenge: str,
+    prompt: str | None = None,
+) -> str:
     """The ``/authorize`` URL the browser opens.
 
     ``audience`` is sent because Auth0 issues an access token for the API
-    only when it is asked for one.
+    only when it is asked for one; ``prompt=login`` makes Auth0 ask for the
+    credentials even when the browser is still logged in (switching accounts).
     """
     params = {
         "response_type": "code",
@@ -75,6 +113,8 @@ def authorize_url(config: ClientConfig, redirect_uri: str, state: str, code_chal
     }
     if config.scope:
         params["scope"] = config.scope
+    if prompt is not None:
+        params["prompt"] = prompt
     return f"{config.authorize_url}?{urlencode(params)}"
 
 
@@ -86,6 +126,7 @@ class _Callback:
         self.done = threading.Event()
         self.code: str | None = None
         self.error: str | None = None  # a message for LoginError, never a secret
+        self.refused = 0  # redirects with a wrong or missing state, answered 400
 
     def accept(self, query: dict[str, list[str]]) -> tuple[int, str, str] | None:
         """Record a callback; return (status, title, detail) for the page, or None to ignore."""
@@ -98,14 +139,15 @@ class _Callback:
         # The state check comes first (RFC 6749 §10.12): a redirect we did not
         # start, even an error one, must not be taken as the answer to ours.
         if state is None or not secrets.compare_digest(state, self.expected_state):
-            self.error = (
-                "the state parameter of the redirect does not match this login's: "
-                "the redirect did not come from the login this process started "
-                "(a stale tab, or a forged request)"
+            # Refused, and the login goes on: any local process or web page
+            # can send this request, and it must not be able to end a login.
+            self.refused += 1
+            logger.warning(
+                "login callback with a wrong or missing state refused (a stale tab, or a "
+                "forged request); still waiting for the login"
             )
-            title, detail = "Login failed", "The answer did not match this login attempt."
-            status = 400
-        elif error is not None:
+            return 400, "Not this login", "The answer did not match this login attempt."
+        if error is not None:
             description = _first(query, "error_description")
             words = f"{error}: {description}" if description else error
             self.error = f"the identity provider refused the login: {words}"
@@ -154,9 +196,91 @@ class _Handler(BaseHTTPRequestHandler):
 class _CallbackServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, port: int, callback: _Callback) -> None:
+    def __init__(self, host: str, port: int, callback: _Callback) -> None:
         self.callback = callback
-        super().__init__(("127.0.0.1", port), _Handler)
+        if ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__((host, port), _Handler)
+
+
+def callback_urls(ports: Sequence[int], redirect_host: str = "127.0.0.1") -> list[str]:
+    """The redirect URIs a login may use: register each in Auth0's Allowed Callback URLs."""
+    return [f"http://{redirect_host}:{port}{CALLBACK_PATH}" for port in ports]
+
+
+def _check_port(port: object) -> int:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
+    return port
+
+
+def _ports(port: int | None, environ: Mapping[str, str]) -> tuple[int, ...]:
+    """The ports to try, in order: the one given, else $HOXTON_LOGIN_PORT, else LOGIN_PORTS."""
+    if port is not None:
+        return (_check_port(port),)
+    value = environ.get(PORT_VARIABLE, "").strip()
+    if not value:
+        return LOGIN_PORTS
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"${PORT_VARIABLE} must be a port number, got {value!r}") from None
+    try:
+        return (_check_port(number),)
+    except ConfigError as exc:
+        raise ConfigError(f"${PORT_VARIABLE}: {exc}") from None
+
+
+def _busy(exc: OSError) -> bool:
+    return exc.errno in (errno.EADDRINUSE, errno.EACCES)
+
+
+def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> list[_CallbackServer]:
+    """Listen on the first free port of ``ports`` at every address ``redirect_host`` names.
+
+    ``127.0.0.1`` is one address. ``localhost`` may resolve to 127.0.0.1 or
+    ::1 in the browser, so both are bound on the same port (a squatter on
+    the other one would receive the code); ::1 is skipped only when the
+    machine has no IPv6 loopback at all.
+
+    Raises:
+        LoginError: Every port is busy (the message lists the callback URLs
+            to register), or listening failed for another reason.
+    """
+    attempts = tuple(ports)
+    if attempts == (0,) and redirect_host == "localhost":
+        # Any port: the one IPv4 picks may be taken on ::1; try a few.
+        attempts = (0,) * 5
+    for port in attempts:
+        try:
+            first = _CallbackServer("127.0.0.1", port, callback)
+        except OSError as exc:
+            if _busy(exc) and port != 0:
+                logger.debug("port %d busy: %s", port, exc)
+                continue
+            raise LoginError(f"cannot listen on 127.0.0.1:{port} for the redirect: {exc}") from exc
+        servers = [first]
+        if redirect_host == "localhost":
+            try:
+                servers.append(_CallbackServer("::1", first.server_address[1], callback))
+            except OSError as exc:
+                if exc.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+                    first.server_close()
+                    if _busy(exc):
+                        logger.debug("port %d busy on ::1: %s", first.server_address[1], exc)
+                        continue
+                    raise LoginError(
+                        f"cannot listen on [::1]:{port} for the redirect: {exc}"
+                    ) from exc
+                logger.debug("no IPv6 loopback (%s): localhost is 127.0.0.1 only", exc)
+        return servers
+    urls = ", ".join(callback_urls(ports, redirect_host))
+    busy = f"port {ports[0]} is busy" if len(ports) == 1 else "every callback port is busy"
+    raise LoginError(
+        f"cannot listen for the redirect: {busy} ({', '.join(map(str, ports))}); free one, or "
+        f"pick another with --port or ${PORT_VARIABLE} and allow its callback URL in the Auth0 "
+        f"application. The callback URLs to register for these ports: {urls}"
+    )
 
 
 def _open_browser(url: str, open_browser: bool, timeout: float) -> None:
@@ -181,18 +305,44 @@ def _open_browser(url: str, open_browser: bool, timeout: float) -> None:
     sys.stderr.flush()
 
 
+def browser_available(
+    environ: Mapping[str, str] | None = None, platform: str | None = None
+) -> bool:
+    """Whether a browser can be opened on this machine for the user to see.
+
+    ``$BROWSER`` set: yes (the user said how). An SSH session
+    (``$SSH_CONNECTION``, ``$SSH_TTY``): no, a browser would open on the
+    remote machine. Linux and the BSDs without ``$DISPLAY`` or
+    ``$WAYLAND_DISPLAY``: no. Otherwise (macOS, Windows, a desktop): yes.
+    """
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if environ.get("BROWSER"):
+        return True
+    if environ.get("SSH_CONNECTION") or environ.get("SSH_TTY"):
+        return False
+    if platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return bool(environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
 def login(
     client_id: str,
     client_secret: str | None = None,
     *,
     scope: str | Sequence[str] | None,
-    port: int = 0,
+    port: int | None = None,
     redirect_host: str = "127.0.0.1",
     open_browser: bool = True,
     timeout: float = 300.0,
+    device: bool | None = None,
+    prompt: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
     **common: Any,
 ) -> AuthorizationCodeAuth:
-    """Run the browser login; see ``HoxtonAuth.login`` for the arguments.
+    """Run the browser or the device login; see ``HoxtonAuth.login`` for the arguments.
+
+    ``sleep`` waits between device polls (tests pass one that does not sleep).
 
     Raises:
         ConfigError: Bad arguments.
@@ -202,33 +352,56 @@ def login(
         raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if device not in (True, False, None):
+        raise ConfigError(f"device must be True, False or None, got {device!r}")
+    if prompt is not None and prompt not in PROMPTS:
+        raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
     for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
         if name in common:
             raise ConfigError(f"login() does not take {name}: it obtains the code itself")
+    ports = _ports(port, os.environ)
     # Every argument is checked (by building the auth object without a code)
     # before a port is opened or a browser started.
     config = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common).config
+    if device is None:
+        # --no-browser keeps the browser flow: the user opens the URL (perhaps
+        # through an SSH tunnel to the callback port).
+        device = open_browser and not browser_available()
+        if device:
+            sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
+    if device:
+        return _device_login(config, client_id, client_secret, scope, timeout, sleep, common)
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
     callback = _Callback(state)
-    try:
-        server = _CallbackServer(port, callback)
-    except OSError as exc:
-        raise LoginError(f"cannot listen on 127.0.0.1:{port} for the redirect: {exc}") from exc
-    redirect_uri = f"http://{redirect_host}:{server.server_address[1]}{CALLBACK_PATH}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
+    servers = _listen(redirect_host, ports, callback)
+    redirect_uri = f"http://{redirect_host}:{servers[0].server_address[1]}{CALLBACK_PATH}"
+    threads = [
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        for server in servers
+    ]
+    for thread in threads:
+        thread.start()
     try:
         deadline = time.monotonic() + timeout
-        _open_browser(authorize_url(config, redirect_uri, state, challenge), open_browser, timeout)
+        url = authorize_url(config, redirect_uri, state, challenge, prompt)
+        _open_browser(url, open_browser, timeout)
         finished = callback.done.wait(max(deadline - time.monotonic(), 0.0))
     finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
+        for server in servers:
+            server.shutdown()
+        for thread in threads:
+            thread.join()
+        for server in servers:
+            server.server_close()
     if not finished:
+        refused = (
+            f" ({callback.refused} redirect(s) with a wrong or missing state were refused)"
+            if callback.refused
+            else ""
+        )
         raise LoginError(
-            f"no login redirect reached {redirect_uri} within {timeout:g}s; "
+            f"no login redirect reached {redirect_uri} within {timeout:g}s{refused}; "
             "run the login again and finish it in the browser"
         )
     if callback.code is None:
@@ -243,11 +416,153 @@ def login(
         **common,
     )
     try:
-        # A login starts a new session: it replaces whatever the cache holds
-        # for this identity (perhaps another user's), even a fresh token.
-        auth._manager.begin_session(send_with_requests)
+        # A login starts a new session: it becomes this OS user's logged-in
+        # session of (domain, client, audience), replacing the previous one
+        # (perhaps another user's), whose refresh token is revoked (issue 10).
+        auth._manager.begin_session(send_with_requests, login=True)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
         raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
     logger.debug("logged in: client_id=%s", client_id)
     return auth
+
+
+# -- the device login (RFC 8628) ---------------------------------------------------------
+
+# Without a terminal, a progress line at most this often (seconds).
+_PLAIN_PROGRESS_EVERY = 60.0
+
+
+class _DeviceLoginAuth(AuthorizationCodeAuth):
+    """The session a device login begins: its one grant is the approved device code."""
+
+    def __init__(self, device_code: str, *args: Any, **kwargs: Any) -> None:
+        self._device_code = device_code
+        super().__init__(*args, **kwargs)
+
+    def _grant(self, **arguments: str | None) -> Grant | None:
+        return DeviceCode(self._device_code)
+
+
+def _device_login(
+    config: ClientConfig,
+    client_id: str,
+    client_secret: str | None,
+    scope: str | Sequence[str] | None,
+    timeout: float,
+    sleep: Callable[[float], None],
+    common: dict[str, Any],
+) -> AuthorizationCodeAuth:
+    started = time.time()
+    authorization = drive(
+        request_device_code(config, started, random.Random()),  # noqa: S311  jitter, not crypto
+        send_with_requests,
+    )
+    out = sys.stderr
+    complete = authorization.verification_uri_complete
+    out.write(
+        f"To log in, open this page on any device:\n\n    {authorization.verification_uri}\n\n"
+        f"and enter the code:  {authorization.user_code}\n\n"
+        + (
+            f"or open this link, which has the code in it:\n\n    {complete}\n\n"
+            if complete
+            else ""
+        )
+    )
+    out.flush()
+    deadline = min(authorization.expires_at, started + timeout)
+    bounded = DeviceAuthorization(
+        authorization.device_code,
+        authorization.user_code,
+        authorization.verification_uri,
+        complete,
+        deadline,
+        authorization.interval,
+    )
+    reply = _drive_polling(
+        poll_device_code(config, bounded), send_with_requests, sleep, bounded, out
+    )
+    # The approved device code is spent: the session begins with the answer
+    # that came back, replayed to begin_session (the same storing call as a
+    # browser login's), which parses it and replaces the cached session.
+    auth = _DeviceLoginAuth(
+        authorization.device_code, client_id, client_secret, scope=scope, **common
+    )
+    try:
+        auth._manager.begin_session(_replay(config, reply), login=True)
+    except TokenRequestError as exc:
+        raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
+    logger.debug("logged in with a device code: client_id=%s", client_id)
+    # The object handed back reads the session from the cache it was stored
+    # in (the same cache object, so a memory cache is shared too).
+    session = {**common, "cache": auth._manager.cache}
+    return AuthorizationCodeAuth(client_id, client_secret, scope=scope, **session)
+
+
+def _replay(config: ClientConfig, reply: TokenResponse) -> SyncTransport:
+    sent = False
+
+    def send(request: TokenRequest) -> Reply:
+        nonlocal sent
+        if request.url != config.token_url:
+            # The revocation of the login this one replaces goes out for real.
+            return send_with_requests(request)
+        # Only the one device code request of begin_session may get the answer.
+        if sent:
+            raise AssertionError("the device login's answer can be used once")
+        sent = True
+        return reply
+
+    return send
+
+
+def _drive_polling(
+    flow: Flow[TokenResponse],
+    send: SyncTransport,
+    sleep: Callable[[float], None],
+    authorization: DeviceAuthorization,
+    out: IO[str],
+) -> TokenResponse:
+    """Drive ``poll_device_code``, showing how long is left while it waits."""
+    tty = out.isatty()
+    shown_at: float | None = None
+    try:
+        action = next(flow)
+        while True:
+            if isinstance(action, Backoff):
+                if tty:
+                    _countdown(action.delay, authorization, sleep, out)
+                else:
+                    now = time.time()
+                    if shown_at is None or now - shown_at >= _PLAIN_PROGRESS_EVERY:
+                        shown_at = now
+                        left = max(authorization.expires_at - now, 0.0)
+                        out.write(f"Waiting for the login to be approved ({left:.0f}s left)...\n")
+                        out.flush()
+                    sleep(action.delay)
+                action = flow.send(time.time())
+            else:
+                action = flow.send(send(action))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # the flow's return value
+    finally:
+        if tty:
+            out.write("\n")
+            out.flush()
+
+
+def _countdown(
+    delay: float, authorization: DeviceAuthorization, sleep: Callable[[float], None], out: IO[str]
+) -> None:
+    """Sleep ``delay`` in steps of at most a second, rewriting one line with the time left."""
+    remaining = delay
+    while remaining > 0:
+        left = max(authorization.expires_at - time.time(), 0.0)
+        minutes, seconds = divmod(int(left), 60)
+        out.write(
+            f"\rWaiting for approval of {authorization.user_code}: {minutes}:{seconds:02d} left "
+        )
+        out.flush()
+        step = min(1.0, remaining)
+        sleep(step)
+        remaining -= step

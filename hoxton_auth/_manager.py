@@ -16,13 +16,13 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from ._cache import TokenCache
 from ._config import ClientConfig
 from ._drive import AsyncTransport, SyncTransport
 from ._grants import Grant
+from ._identity import Identity
 from ._shared_entry import SharedEntry
 from ._token import Token
 
@@ -40,12 +40,11 @@ class TokenManager:
         config: ClientConfig,
         grant: Grant | None,
         cache: TokenCache,
-        key: str,
-        meta: Mapping[str, str],
+        identity: Identity,
         seed_refresh_token: str | None = None,
     ) -> None:
         self.config = config
-        self.entry = SharedEntry(config, grant, cache, key, meta, seed_refresh_token)
+        self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token)
         # (access token, renew at): one tuple, swapped atomically between threads.
         self._current: tuple[str, float] | None = None
         # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
@@ -62,8 +61,17 @@ class TokenManager:
 
     @property
     def key(self) -> str:
-        """The cache key of this identity (a hash, no secret in it)."""
+        """The cache key of this identity (a hash, no secret in it).
+
+        Raises:
+            LookupError: An authorization code not exchanged yet has no entry.
+        """
         return self.entry.key
+
+    @property
+    def identity(self) -> Identity:
+        """Whose entry this object uses (set once a code is exchanged)."""
+        return self.entry.identity
 
     # -- the hot path ---------------------------------------------------------
 
@@ -104,23 +112,27 @@ class TokenManager:
         The entry is removed even when the revocation fails (the error is
         raised afterwards): the user asked for this machine to forget the login.
         """
-        with self._thread_lock, self.entry.lock():
+        with self._thread_lock:
             self._current = None
-            self.entry.revoke_and_delete(send)
+            if not self.entry.exchanged:
+                return  # a code never exchanged: no session to end
+            with self.entry.lock():
+                self.entry.revoke_and_delete(send)
 
-    def begin_session(self, send: SyncTransport) -> str:
-        """Exchange the grant now and store its token, replacing the cached one.
+    def begin_session(self, send: SyncTransport, *, login: bool = False) -> str:
+        """Exchange the code now and store its token, replacing the cached one.
 
-        For ``login()``: a user who has just logged in (perhaps as someone
-        else) gets the new session, not a fresh token or a refresh token the
-        cache still holds for this identity, which ``get_token`` would prefer.
+        ``login=True`` (for ``login()``): the session becomes this OS user's
+        logged-in session of (domain, client, audience), and the refresh token
+        of the session it replaces is revoked. Otherwise it is filed under the
+        user's ``sub``.
 
         Raises:
             LoginRequiredError: There is no grant to exchange (it was used).
             CacheError: The cache lock is stuck (a code is never sent twice).
         """
         with self._thread_lock:
-            return self._remember(self.entry.begin_session(send))
+            return self._remember(self.entry.begin_session(send, login=login))
 
     # -- asyncio ------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ SECRET_FIELDS = (
     "otp",
     "mfa_token",
     "token",  # /oauth/revoke's refresh token
+    "device_code",
 )
 
 

@@ -14,6 +14,13 @@ callers that were waiting for it raise its error instead of retrying in turn
 (``_failures.py``, issue 5). When the cache itself fails (a stuck lock, an
 unusable file, Redis down), ``_degraded.py`` decides what happens.
 
+Whose entry it is (issue 10, ``_identity.py``): an entry is read only if
+its subject and verifier are this object's; anyone else's entry is a miss
+whose tokens are never sent, never renewed and never noted or dropped by
+this object. A success replaces it (a changed password). An authorization
+code is always exchanged, outside the cache; the user's entry is known only
+from its token.
+
 The methods for threads and for asyncio mirror each other line for line.
 """
 
@@ -23,8 +30,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._cache import CacheEntry, CacheLockTimeoutError, CacheUnavailableError, TokenCache
 from ._config import ClientConfig
@@ -40,10 +47,12 @@ from ._failures import (
     claim_renewal,
     during_cooldown,
     entry_after_failure,
+    failure_note,
     shared_failure,
     token_despite_failure,
 )
 from ._grants import AuthorizationCode, Grant
+from ._identity import Identity, login_identity, session_identity
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -53,25 +62,25 @@ __all__ = ["LOCK_MARGIN", "SharedEntry"]
 
 logger = logging.getLogger("hoxton_auth")
 
+_T = TypeVar("_T")
+
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
 
 
 class SharedEntry:
-    """The cache entry of one identity (``key``), and the grant that renews it."""
+    """The cache entry of one identity, and the grant that renews it."""
 
     def __init__(
         self,
         config: ClientConfig,
         grant: Grant | None,
         cache: TokenCache,
-        key: str,
-        meta: Mapping[str, str],
+        identity: Identity,
         seed_refresh_token: str | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
-        self.key = key
-        self._meta = dict(meta)
+        self.identity = identity
         self._grant = grant
         self._seed_refresh_token = seed_refresh_token
         self._rng = random.Random()  # noqa: S311  backoff jitter, not cryptography
@@ -79,6 +88,18 @@ class SharedEntry:
         # Long enough for a holder to finish its own fetch, retries included.
         default_wait = config.retry_deadline + config.timeout + LOCK_MARGIN
         self.lock_timeout = wait if wait is not None else default_wait
+
+    @property
+    def key(self) -> str:
+        """The cache key; a code not exchanged yet has none (it is never looked up)."""
+        if self.identity.key is None:
+            raise LookupError("an authorization code not exchanged yet has no cache entry")
+        return self.identity.key
+
+    @property
+    def exchanged(self) -> bool:
+        """False while an authorization code waits to be exchanged (no entry yet)."""
+        return self.identity.key is not None
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """The cache's lock on this entry."""
@@ -96,7 +117,9 @@ class SharedEntry:
         ``since``: when the caller started waiting; a fetch that failed after
         it is the one it waited for, and its error is raised.
         """
-        entry = self._peek()
+        if not self.exchanged:
+            return self._exchange_code(send)
+        entry = self._owned(self._peek())
         token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
@@ -114,7 +137,8 @@ class SharedEntry:
             return self._renew_without_lock(send, exc)
 
     def _renew_locked(self, send: SyncTransport, since: float) -> Token:
-        entry = self.cache.load(self.key)
+        stored = self.cache.load(self.key)
+        entry = self._owned(stored)
         fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
@@ -128,7 +152,7 @@ class SharedEntry:
         try:
             token = drive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
-            noted = entry_after_failure(entry, self._meta, exc, time.time())
+            noted = self._after_failure(stored, entry, exc)
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     self._store(noted)
@@ -136,20 +160,21 @@ class SharedEntry:
             if stale is not None:
                 return stale
             raise
-        self._store(CacheEntry(token, self._meta))
+        self._store(self._entry_for(token, stored))
         return token
 
     def _renew_without_lock(self, send: SyncTransport, exc: CacheLockTimeoutError) -> Token:
-        token = self._fresh(self._peek())  # the holder may have finished at the last moment
+        # The holder may have finished at the last moment.
+        token = self._fresh(self._owned(self._peek()))
         return token if token is not None else drive(self._lockless_flow(exc), send)
 
     def drop_access_token(self, access_token: str | None) -> None:
         """Drop ``access_token`` (``None``: any) from the cache, keeping the refresh token."""
-        if not self._matches(self._peek(), access_token):
-            return  # gone already, or another process cached a newer token: keep that
+        if not self.exchanged or not self._matches(self._owned(self._peek()), access_token):
+            return  # gone already, someone else's, or a newer token: keep that
         try:
             with self.lock():
-                entry = self.cache.load(self.key)
+                entry = self._owned(self.cache.load(self.key))
                 if entry is not None and self._matches(entry, access_token):
                     self._store(CacheEntry(entry.token.without_access_token(), entry.meta))
                     logger.debug("access token dropped from the cache: %s", self._describe())
@@ -159,11 +184,16 @@ class SharedEntry:
     def revoke_and_delete(self, send: SyncTransport) -> None:
         """Revoke the refresh token, if any, then delete the entry; hold ``lock()``.
 
-        The entry is deleted even when the revocation fails (its error is raised).
+        The entry is deleted even when the revocation fails (its error is
+        raised). Someone else's entry (another credential's) is left alone.
         """
         from ._flow import revoke_refresh_token  # lazily, as in _flow_for
 
-        entry = self.cache.load(self.key)
+        stored = self.cache.load(self.key)
+        entry = self._owned(stored)
+        if stored is not None and entry is None:
+            logger.debug("logout: the cached entry is not this credential's; kept")
+            return
         try:
             if entry is not None and entry.token.refresh_token:
                 flow = revoke_refresh_token(
@@ -173,33 +203,74 @@ class SharedEntry:
         finally:
             self.cache.delete(self.key)
 
-    def begin_session(self, send: SyncTransport) -> Token:
+    def begin_session(self, send: SyncTransport, *, login: bool = False) -> Token:
         """Exchange the grant now and store its token, whatever the cache holds.
+
+        ``login``: the session becomes this OS user's logged-in session of
+        (domain, client, audience), replacing the previous one, whose refresh
+        token is revoked (best effort: a failure is logged, not raised).
+        Otherwise it is filed under the user's ``sub``.
 
         Raises:
             LoginRequiredError: There is no grant to exchange (it was used).
             CacheError: The cache lock is stuck (a code is never sent twice).
         """
+        if not login:
+            return self._exchange_code(send)
+        self.identity = login_identity(self.config)
         try:
             with self.lock():
-                return self._begin_session_locked(send)
+                token, replaced = self._begin_login_locked(send)
         except CacheUnavailableError as exc:
             self.cache = fall_back_to_memory(exc)  # a memory cache is always available
             with self.lock():
-                return self._begin_session_locked(send)
+                token, replaced = self._begin_login_locked(send)
+        if replaced is not None and replaced != token.refresh_token:
+            self._revoke_replaced(replaced, send)
+        return token
 
-    def _begin_session_locked(self, send: SyncTransport) -> Token:
+    def _begin_login_locked(self, send: SyncTransport) -> tuple[Token, str | None]:
+        previous = self._owned(self.cache.load(self.key))
+        token = drive(self._flow_for(self._take_code()), send)
+        self._store(self._entry_for(token, None))
+        return token, previous.token.refresh_token if previous is not None else None
+
+    def _revoke_replaced(self, refresh_token: str, send: SyncTransport) -> None:
+        """Revoke the replaced login's refresh token: Auth0 keeps ~200 per user and app."""
+        from ._flow import revoke_refresh_token  # lazily, as in _flow_for
+
+        try:
+            drive(revoke_refresh_token(self.config, refresh_token, time.time(), self._rng), send)
+        except HoxtonAuthError as exc:
+            logger.warning("the replaced login's refresh token was not revoked: %s", exc)
+
+    def _exchange_code(self, send: SyncTransport) -> Token:
+        """Exchange the code (never from the cache), then store under the user's entry."""
+        token = drive(self._flow_for(self._take_code()), send)
+        self.identity = session_identity(self.config, token)
+        try:
+            with self.lock():
+                self._store(self._entry_for(token, None))
+        except CacheUnavailableError as exc:
+            self.cache = fall_back_to_memory(exc)  # a memory cache is always available
+            self._store(self._entry_for(token, None))
+        except CacheLockTimeoutError as exc:
+            logger.warning("the new session was not stored in the cache: %s", exc)
+        logger.debug("code exchanged: %s", self._describe())
+        return token
+
+    def _take_code(self) -> list[Grant]:
         plan = [self._grant] if self._grant is not None else []
         self._grant = None  # an authorization code is single-use: never send it again
-        token = drive(self._flow_for(plan), send)
-        self._store(CacheEntry(token, self._meta))
-        return token
+        return plan
 
     # -- asyncio ------------------------------------------------------------------
 
     async def arenew(self, send: AsyncTransport, since: float) -> Token:
         """``renew`` for asyncio: no wait blocks the event loop."""
-        entry = await self._apeek()
+        if not self.exchanged:
+            return await self._aexchange_code(send)
+        entry = await self._aowned(await self._apeek())
         token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
@@ -217,7 +288,8 @@ class SharedEntry:
             return await self._arenew_without_lock(send, exc)
 
     async def _arenew_locked(self, send: AsyncTransport, since: float) -> Token:
-        entry = await self.cache.aload(self.key)
+        stored = await self.cache.aload(self.key)
+        entry = await self._aowned(stored)
         fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
@@ -231,7 +303,7 @@ class SharedEntry:
         try:
             token = await adrive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
-            noted = entry_after_failure(entry, self._meta, exc, time.time())
+            noted = await self._off_loop(self._after_failure, stored, entry, exc)
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     await self._astore(noted)
@@ -239,20 +311,22 @@ class SharedEntry:
             if stale is not None:
                 return stale
             raise
-        await self._astore(CacheEntry(token, self._meta))
+        await self._astore(await self._off_loop(self._entry_for, token, stored))
         return token
 
     async def _arenew_without_lock(self, send: AsyncTransport, exc: CacheLockTimeoutError) -> Token:
-        token = self._fresh(await self._apeek())  # the holder may have finished just now
+        # The holder may have finished just now.
+        token = self._fresh(await self._aowned(await self._apeek()))
         return token if token is not None else await adrive(self._lockless_flow(exc), send)
 
     async def adrop_access_token(self, access_token: str | None) -> None:
         """``drop_access_token`` for asyncio."""
-        if not self._matches(await self._apeek(), access_token):
-            return  # gone already, or another process cached a newer token: keep that
+        peeked = await self._aowned(await self._apeek()) if self.exchanged else None
+        if not self._matches(peeked, access_token):
+            return  # gone already, someone else's, or a newer token: keep that
         try:
             async with self.alock():
-                entry = await self.cache.aload(self.key)
+                entry = await self._aowned(await self.cache.aload(self.key))
                 if entry is not None and self._matches(entry, access_token):
                     token = entry.token.without_access_token()
                     await self._astore(CacheEntry(token, entry.meta))
@@ -260,7 +334,56 @@ class SharedEntry:
         except (CacheLockTimeoutError, CacheUnavailableError) as exc:
             logger.warning("could not drop the token from the cache: %s", exc)
 
+    async def _aexchange_code(self, send: AsyncTransport) -> Token:
+        """``_exchange_code`` for asyncio."""
+        token = await adrive(self._flow_for(self._take_code()), send)
+        self.identity = session_identity(self.config, token)
+        try:
+            async with self.alock():
+                await self._astore(self._entry_for(token, None))
+        except CacheUnavailableError as exc:
+            self.cache = fall_back_to_memory(exc)  # a memory cache is always available
+            await self._astore(self._entry_for(token, None))
+        except CacheLockTimeoutError as exc:
+            logger.warning("the new session was not stored in the cache: %s", exc)
+        logger.debug("code exchanged: %s", self._describe())
+        return token
+
     # -- shared helpers ---------------------------------------------------------------
+
+    def _owned(self, entry: CacheEntry | None) -> CacheEntry | None:
+        """``entry`` if it is this identity's, else ``None`` (a miss, issue 10)."""
+        if entry is None or self.identity.owns(entry.meta):
+            return entry
+        logger.debug("cached entry belongs to another credential: %s", self._describe())
+        return None
+
+    async def _aowned(self, entry: CacheEntry | None) -> CacheEntry | None:
+        return await self._off_loop(self._owned, entry)
+
+    async def _off_loop(self, function: Callable[..., _T], *args: Any) -> _T:
+        """``function(*args)``, in a worker thread if it may run scrypt (never on the loop)."""
+        if not self.identity.slow:
+            return function(*args)
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
+        return await asyncio.to_thread(function, *args)
+
+    def _entry_for(self, token: Token, stored: CacheEntry | None) -> CacheEntry:
+        """The entry to store for ``token``, reusing ``stored``'s verifier if it is ours."""
+        return CacheEntry(token, self.identity.meta_for(stored.meta if stored else None))
+
+    def _after_failure(
+        self, stored: CacheEntry | None, entry: CacheEntry | None, exc: Exception
+    ) -> CacheEntry | None:
+        """What a failure leaves in the cache; never anything in someone else's entry."""
+        if stored is not None and entry is None:
+            return None  # a wrong credential must not touch the right one's entry
+        now = time.time()
+        if entry is None and failure_note(exc, now) is None:
+            return None  # nothing to note (and no verifier worth computing)
+        meta = entry.meta if entry is not None else self.identity.meta_for(None)
+        return entry_after_failure(entry, meta, exc, now)
 
     def _obtain_flow(self, entry: CacheEntry | None) -> Flow[Token]:
         from ._flow import plan_grants  # lazily, as in _flow_for
@@ -335,4 +458,8 @@ class SharedEntry:
         return access_token is None or entry.token.access_token == access_token
 
     def _describe(self) -> str:
-        return f"client_id={self.config.client_id} grant={self._meta.get('grant', '?')}"
+        meta = self.identity.meta
+        return (
+            f"client_id={self.config.client_id} grant={meta.get('grant', '?')} "
+            f"subject={meta.get('subject', '?')}"
+        )

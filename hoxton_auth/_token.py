@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["Token", "TokenFormatError"]
+__all__ = ["Token", "TokenFormatError", "subject_of"]
 
 # Bounds on what a server may claim about a token's life. A longer claim is
 # clamped (an over-long life is caught by the API's 401 anyway); a token with
@@ -185,6 +185,20 @@ def _jwt_claims(access_token: str) -> Mapping[str, Any]:
     except jwt.PyJWTError:
         return {}  # opaque (non-JWT) token, or a broken payload: use expires_in
     return claims if isinstance(claims, Mapping) else {}
+
+
+def subject_of(token: Token) -> str | None:
+    """The user's ``sub``: from the ID token, else the access token; unverified.
+
+    Only to file a session under its user in the cache (issue 10); the
+    signature is not checked here (the API checks the access token's).
+    """
+    for jwt_string in (token.id_token, token.access_token):
+        if jwt_string and jwt_string.count(".") == 2:
+            sub = _jwt_claims(jwt_string).get("sub")
+            if isinstance(sub, str) and sub:
+                return sub
+    return None
 
 
 def _lifetime(access_token: str, expires_in: object, now: float) -> float:

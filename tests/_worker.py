@@ -9,6 +9,9 @@ Commands:
     herd   Build an auth object, wait for the release, call the API once.
     hold   Take the cache lock, wait for a line on stdin, then release it.
     write  Rewrite the cache file in a loop until killed.
+    rounds Build an auth object (any grant, file or Redis cache), wait for the
+           release, then get a token and invalidate it, ``rounds`` times;
+           reports each token's ``sub`` (not a secret).
 """
 
 from __future__ import annotations
@@ -91,7 +94,29 @@ def write(args: dict[str, Any]) -> None:
             say("writing")
 
 
-COMMANDS = {"herd": herd, "hold": hold, "write": write}
+def rounds(args: dict[str, Any]) -> None:
+    """Get a token and drop it (a renewal next time), ``rounds`` times; report the subs."""
+    import jwt
+
+    from hoxton_auth import FileTokenCache, HoxtonAuth, RedisTokenCache, TokenCache
+
+    cache: TokenCache
+    if "redis" in args:
+        cache = RedisTokenCache(args["redis"], prefix=args["prefix"])
+    else:
+        cache = FileTokenCache(args["cache"])
+    auth = HoxtonAuth(**args["auth"], cache=cache)
+    say("ready")
+    sys.stdin.readline()
+    subs = []
+    for _ in range(args["rounds"]):
+        claims = jwt.decode(auth.get_token(), options={"verify_signature": False})
+        subs.append(claims["sub"])
+        auth.invalidate()
+    say({"subs": subs})
+
+
+COMMANDS = {"herd": herd, "hold": hold, "rounds": rounds, "write": write}
 
 if __name__ == "__main__":
     COMMANDS[sys.argv[1]](json.loads(sys.argv[2]))

@@ -10,8 +10,13 @@ tiny shell wrapper that runs this file with the test's interpreter.
 * ``tamper-state``: replace ``state`` in the callback URL (a forged redirect).
 * ``stray-then-follow``: first visit ``/callback`` with no parameters and
   ``/favicon.ico`` (noise that must be ignored), then follow.
+* ``forge-then-follow``: first send the callback with a forged ``state``
+  and with none at all (as another local process could), then follow.
 * ``ignore``: fetch nothing (the user never finishes: a timeout).
 * ``fail``: exit 1 at once (no usable browser).
+
+``FAKE_BROWSER_LOGIN_HINT``, if set, is added to the URL as ``login_hint``:
+the user who logs in (the test server's ``/authorize`` picks it).
 
 ``FAKE_BROWSER_LOG``, if set, is a file that gets one JSON line per run:
 the URL given and the final page's status and text.
@@ -53,8 +58,19 @@ def main(url: str) -> int:
     if mode == "fail":
         return 1
     status, text = 0, ""
+    hint = os.environ.get("FAKE_BROWSER_LOGIN_HINT")
+    if hint:
+        parts = urlsplit(url)
+        url = urlunsplit(parts._replace(query=f"{parts.query}&{urlencode({'login_hint': hint})}"))
+    forged_log: list[int] = []
     if mode != "ignore":
         for _ in range(MAX_REDIRECTS):
+            if mode == "forge-then-follow" and urlsplit(url).path == "/callback":
+                forged = [(k, v) for k, v in parse_qsl(urlsplit(url).query) if k != "state"]
+                forged_log.append(fetch(tamper(url))[0])
+                forged_log.append(
+                    fetch(urlunsplit(urlsplit(url)._replace(query=urlencode(forged))))[0]
+                )
             if mode == "stray-then-follow" and urlsplit(url).path == "/callback":
                 base = urlunsplit(urlsplit(url)._replace(query=""))
                 fetch(base)
@@ -68,7 +84,8 @@ def main(url: str) -> int:
     log = os.environ.get("FAKE_BROWSER_LOG")
     if log:
         with open(log, "a", encoding="utf-8") as file:
-            file.write(json.dumps({"argv": sys.argv[1:], "status": status, "text": text}) + "\n")
+            record = {"argv": sys.argv[1:], "status": status, "text": text, "forged": forged_log}
+            file.write(json.dumps(record) + "\n")
     return 0
 
 

@@ -112,6 +112,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def own_entry(auth: HoxtonAuth) -> CacheEntry:
+    entry = auth.cache.load(auth._manager.key)
+    assert entry is not None
+    return entry
+
+
 def entry_of(auth: HoxtonAuth) -> CacheEntry:
     entries = list(auth.cache.entries().values())
     assert len(entries) == 1
@@ -518,7 +524,9 @@ def test_newest_refresh_token_in_the_cache_wins_over_the_seed(server: AuthServer
     assert server.reuse_detected == 0
 
 
-def test_seed_tried_once_when_the_cached_refresh_token_is_rejected(server: AuthServer) -> None:
+def test_a_different_seed_is_a_different_session(server: AuthServer) -> None:
+    # Issue 10: a refresh token given to the constructor starts a lineage; a
+    # different seed never gets (nor renews with) another lineage's tokens.
     cache = MemoryTokenCache()
     old_seed = server.mint_refresh_token()
     first = RefreshTokenAuth(
@@ -528,10 +536,8 @@ def test_seed_tried_once_when_the_cached_refresh_token_is_rejected(server: AuthS
         domain=server.domain,
         cache=cache,
     )
-    first.get_token()
-    first.invalidate()
-    cached = entry_of(first).token.refresh_token
-    # The user pastes a new refresh token; the cached one is rejected.
+    first_token = first.get_token()
+    cached = own_entry(first).token.refresh_token
     new_seed = server.mint_refresh_token()
     second = RefreshTokenAuth(
         DEFAULT_CLIENT_ID,
@@ -540,11 +546,13 @@ def test_seed_tried_once_when_the_cached_refresh_token_is_rejected(server: AuthS
         domain=server.domain,
         cache=cache,
     )
-    server.fail_next(1, status=403, body=INVALID_GRANT)
-    second.get_token()
-    sent = [r["refresh_token"] for r in server.token_requests[1:]]
-    assert sent == [cached, new_seed]
-    assert entry_of(second).token.refresh_token not in (cached, new_seed, None)
+    assert second.get_token() != first_token
+    sent = [r["refresh_token"] for r in server.token_requests]
+    assert sent == [old_seed, new_seed]
+    assert second._manager.key != first._manager.key
+    assert own_entry(first).token.refresh_token == cached  # untouched
+    assert own_entry(second).token.refresh_token not in (cached, new_seed, None)
+    assert len(cache.entries()) == 2
 
 
 def test_seed_not_retried_when_it_is_the_rejected_one(server: AuthServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import webbrowser
@@ -56,6 +57,8 @@ def public(hoxton_auth_server: AuthServer, fake_browser_command: Path) -> dict[s
         "HOXTON_CLIENT_ID": PUBLIC_CLIENT_ID,
         "BROWSER": str(fake_browser_command),
         "FAKE_BROWSER_MODE": "follow",
+        # Any free callback port: the fixed defaults are shared with other test runs.
+        "HOXTON_LOGIN_PORT": "0",
     }
 
 
@@ -206,7 +209,7 @@ def test_login_then_token_status_logout(
     status = run("status", env=public)
     assert status.returncode == 0, status.stderr
     assert PUBLIC_CLIENT_ID in status.stdout
-    assert "login (user session)" in status.stdout
+    assert "login (logged-in session)" in status.stdout
     assert "offline_access" in status.stdout
     assert "refresh   yes" in status.stdout
     assert token.stdout.strip() not in status.stdout
@@ -233,11 +236,11 @@ def test_login_session_wins_when_asked_even_with_a_secret(
 
 
 def test_login_failures_are_clean(public: dict[str, str]) -> None:
-    denied = run("login", env={**public, "FAKE_BROWSER_MODE": "tamper-state"})
+    forged = run("login", "--timeout", "1", env={**public, "FAKE_BROWSER_MODE": "tamper-state"})
     timed_out = run("login", "--no-browser", "--timeout", "0.2", env=public)
 
-    assert_clean_failure(denied)
-    assert "state" in denied.stderr
+    assert_clean_failure(forged)
+    assert "wrong or missing state were refused" in forged.stderr
     assert_clean_failure(timed_out)
     assert "Open this URL in a browser" in timed_out.stderr
     assert "/authorize?response_type=code" in timed_out.stderr
@@ -323,7 +326,7 @@ def test_import_does_not_load_the_cli_or_login_machinery() -> None:
 def test_offline_readme_commands() -> None:
     """`python -m hoxton_auth.testing serve`, then `hoxton-auth token` with its variables.
 
-    The README uses --port 8765; a free port keeps parallel runs apart.
+    The README uses --port 8760; a free port keeps parallel runs apart.
     """
     server = subprocess.Popen(
         [sys.executable, "-m", "hoxton_auth.testing", "serve", "--port", "0"],
@@ -415,22 +418,24 @@ def test_main_login_session(
     assert capsys.readouterr().out.strip() == token
     assert main(["status"]) == 0
     status = capsys.readouterr().out
-    assert "login (user session)" in status
+    assert "login (logged-in session)" in status
     assert token not in status
 
-    # Logins with several scopes: the default scope's wins, else --scope must say.
+    # One logged-in session per (domain, client, audience), whatever the scope:
+    # a second login replaces the first and revokes its refresh token (issue 10).
     assert main(["login", "--scope", "openid offline_access"]) == 0
+    assert len(hoxton_auth_server.revoke_requests) == 1
     assert main(["token"]) == 0
-    assert capsys.readouterr().out.strip() == token
-    assert main(["logout"]) == 0  # the default scope's login
-    assert main(["token"]) == 0  # the one left, whatever its scope
-    other = capsys.readouterr().out.strip()
-    assert other != token
-    assert main(["login", "--scope", "openid"]) == 0
+    second = capsys.readouterr().out.strip()
+    assert second != token
+    assert main(["token", "--scope", "offline_access  openid"]) == 0
+    assert capsys.readouterr().out.strip() == second
+    assert main(["logout"]) == 0
+    assert len(hoxton_auth_server.revoke_requests) == 2
     capsys.readouterr()
-    assert main(["token"]) == 2
-    assert "pick one with --scope" in capsys.readouterr().err
-    assert hoxton_auth_server.count("authorization_code") == 3
+    assert main(["token"]) != 0
+    assert "run `hoxton-auth login` first" in capsys.readouterr().err
+    assert hoxton_auth_server.count("authorization_code") == 2
 
 
 def test_main_errors(
@@ -449,3 +454,246 @@ def test_main_errors(
     assert "within 0.1s" in capsys.readouterr().err
     monkeypatch.delenv("HOXTON_CLIENT_ID")
     assert main(["login"]) == 2
+
+
+# -- the device flow through the command ----------------------------------------------------
+
+
+def start(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start the CLI without waiting for it (see ``run``)."""
+    full_env = {**os.environ, **env}
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "TERM", "BROWSER"):
+        full_env.pop(name, None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "hoxton_auth", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
+
+
+@pytest.fixture
+def device(hoxton_auth_server: AuthServer) -> dict[str, str]:
+    """Variables for the public client on a machine without a browser (an SSH session)."""
+    hoxton_auth_server.device_interval = 0.05
+    return {
+        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
+        "HOXTON_CLIENT_ID": PUBLIC_CLIENT_ID,
+        "SSH_CONNECTION": "192.0.2.1 50000 192.0.2.2 22",
+    }
+
+
+@pytest.mark.parametrize("flag", [[], ["--device"]])
+def test_device_login_then_token_and_status_check(
+    device: dict[str, str], hoxton_auth_server: AuthServer, flag: list[str]
+) -> None:
+    process = start("login", *flag, env=device)
+    user_code = hoxton_auth_server.wait_for_device_code(timeout=60)
+    hoxton_auth_server.approve_device(user_code)
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 0, err
+    assert out == ""
+    assert user_code in err
+    assert f"{hoxton_auth_server.domain}/activate" in err
+    assert f"/activate?user_code={user_code}" in err
+    assert "Logged in" in err
+    assert hoxton_auth_server.authorize_requests == []
+    token = run("token", env=device)
+    assert token.returncode == 0, token.stderr
+    check = run("status", "--check", env=device)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout == ""
+    assert token.stdout.strip() not in check.stderr
+
+
+@pytest.mark.parametrize(
+    ("control", "words"),
+    [("deny_device", "the login was denied"), ("expire_device", "device code expired")],
+)
+def test_device_login_denied_or_expired_exit_1(
+    device: dict[str, str], hoxton_auth_server: AuthServer, control: str, words: str
+) -> None:
+    process = start("login", "--device", env=device)
+    getattr(hoxton_auth_server, control)(hoxton_auth_server.wait_for_device_code(timeout=60))
+    out, err = process.communicate(timeout=60)
+
+    assert process.returncode == 1, err
+    assert out == ""
+    assert words in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process is POSIX")
+def test_interrupted_login_exits_130(
+    device: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    import signal
+
+    process = start("login", "--device", env=device)
+    hoxton_auth_server.wait_for_device_code(timeout=60)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert "Traceback" not in err
+
+
+def test_browser_flag_forces_the_browser_on_a_headless_machine(
+    public: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    env = {**public, "SSH_CONNECTION": "192.0.2.1 50000 192.0.2.2 22"}
+    result = run("login", "--browser", env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert len(hoxton_auth_server.authorize_requests) == 1
+
+
+def test_login_prompt_and_logout_url(
+    public: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    assert run("login", "--prompt", "login", env=public).returncode == 0
+    (authorize,) = hoxton_auth_server.authorize_requests
+    assert authorize["prompt"] == "login"
+
+    logout = run("logout", env=public)
+
+    assert logout.returncode == 0, logout.stderr
+    assert len(hoxton_auth_server.revoke_requests) == 1
+    assert f"{hoxton_auth_server.domain}/v2/logout?client_id={PUBLIC_CLIENT_ID}" in logout.stderr
+    assert run("status", "--check", env=public).returncode == 1
+
+
+# -- scripting: --version, status --check, token --min-valid -------------------------------
+
+
+def test_version() -> None:
+    from hoxton_auth import __version__
+
+    result = run("--version")
+
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"hoxton-auth {__version__}"
+
+
+def test_status_check(m2m: dict[str, str]) -> None:
+    empty = run("status", "--check", env=m2m)
+    assert empty.returncode == 1
+    assert empty.stdout == ""
+    assert "No usable token" in empty.stderr
+
+    token = run("token", env=m2m).stdout.strip()
+    ok = run("status", "--check", env=m2m)
+    other = run("status", "--check", "--client-id", "someone-else", env=m2m)
+
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout == ""
+    assert token not in ok.stderr
+    assert DEFAULT_CLIENT_SECRET not in ok.stderr
+    assert other.returncode == 1
+
+
+def test_token_min_valid_renews_a_short_lived_token(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    hoxton_auth_server.token_lifetime = 3600
+    first = run("token", env=m2m).stdout.strip()
+    assert run("token", "--min-valid", "600", env=m2m).stdout.strip() == first
+    assert hoxton_auth_server.count("client_credentials") == 1
+
+    hoxton_auth_server.token_lifetime = 7200
+    renewed = run("token", "--min-valid", "5400", env=m2m)
+
+    assert renewed.returncode == 0, renewed.stderr
+    assert renewed.stdout.strip() != first
+    assert hoxton_auth_server.count("client_credentials") == 2
+
+
+def test_token_min_valid_longer_than_any_token_is_exit_2(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    hoxton_auth_server.token_lifetime = 3600
+
+    assert_clean_failure(run("token", "--min-valid", "7200", env=m2m), status=2)
+
+
+# -- every row of the README's exit status table --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["login", "--port", "-1"],
+        ["login", "--port", "65536"],
+        ["login", "--port", "99999999999999999999999"],
+        ["login", "--port", "http"],
+        ["login", "--device", "--browser"],
+        ["token", "--min-valid", "-5"],
+        ["token", "--no-such-option"],
+        [],
+    ],
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    result = run(*args)
+
+    assert result.returncode == 2, result.stderr
+    assert "usage: hoxton-auth" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "OverflowError" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "words"),
+    [
+        (["token"], {}, "HOXTON_CLIENT_ID"),
+        (["login"], {}, "HOXTON_CLIENT_ID"),
+        (["login", "--prompt", "again"], {"HOXTON_CLIENT_ID": "x"}, "prompt"),
+        (
+            ["login", "--browser"],
+            {"HOXTON_CLIENT_ID": "x", "HOXTON_LOGIN_PORT": "-1"},
+            "HOXTON_LOGIN_PORT",
+        ),
+        (
+            ["token"],
+            {
+                "HOXTON_CLIENT_ID": "x",
+                "HOXTON_CLIENT_SECRET": "s",
+                "HOXTON_AUTH_DOMAIN": "http://example.com",
+            },
+            "http",
+        ),
+    ],
+)
+def test_configuration_errors_exit_2(args: list[str], env: dict[str, str], words: str) -> None:
+    result = run(*args, env=env)
+
+    assert_clean_failure(result, status=2)
+    assert words in result.stderr
+
+
+def test_authentication_errors_exit_1(
+    m2m: dict[str, str], public: dict[str, str], tmp_path: Path
+) -> None:
+    refused = run(
+        "token", env={**m2m, "HOXTON_CLIENT_SECRET": "not-the-secret"}
+    )  # TokenRequestError
+    no_login = run("token", env=public)  # LoginRequiredError
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    unreachable = run(  # TokenEndpointUnreachableError
+        "token", env={**m2m, "HOXTON_AUTH_DOMAIN": dead}
+    )
+    login_failed = run("login", "--no-browser", "--timeout", "0.1", env=public)  # LoginError
+    port = dead.rsplit(":", 1)[1]
+    cache_failed = run("status", "--cache", f"redis://127.0.0.1:{port}/0")  # CacheError
+
+    for result in (refused, no_login, unreachable, login_failed, cache_failed):
+        assert_clean_failure(result, status=1)
+    assert "invalid_client" in refused.stderr
+    assert "hoxton-auth login" in no_login.stderr
+    assert "could not reach" in unreachable.stderr
+    assert "within 0.1s" in login_failed.stderr
+    assert "unavailable" in cache_failed.stderr

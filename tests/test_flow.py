@@ -18,6 +18,7 @@ import pytest
 
 from hoxton_auth import (
     InvalidGrantError,
+    LoginError,
     LoginRequiredError,
     MfaRequiredError,
     Token,
@@ -25,7 +26,15 @@ from hoxton_auth import (
     TokenRequestError,
 )
 from hoxton_auth._config import ClientConfig
-from hoxton_auth._flow import obtain_token, plan_grants, request_token, revoke_refresh_token
+from hoxton_auth._flow import (
+    DeviceAuthorization,
+    obtain_token,
+    plan_grants,
+    poll_device_code,
+    request_device_code,
+    request_token,
+    revoke_refresh_token,
+)
 from hoxton_auth._grants import AuthorizationCode, ClientCredentials, Grant, Password, RefreshToken
 from hoxton_auth._messages import (
     MAX_RESPONSE_BYTES,
@@ -794,6 +803,159 @@ def test_revoke_retries_and_reports_refusals() -> None:
     assert isinstance(error, TokenRequestError)
     assert error.url == "https://auth.example/oauth/revoke"
     assert REFRESH not in str(error)
+
+
+# -- the device flow (RFC 8628) ---------------------------------------------------------
+
+DEVICE = "flow-device-code-1d2e"
+
+
+def device_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "device_code": DEVICE,
+        "user_code": "BCDF-GHJK",
+        "verification_uri": "https://auth.example/activate",
+        "verification_uri_complete": "https://auth.example/activate?user_code=BCDF-GHJK",
+        "expires_in": 900,
+        "interval": 5,
+    }
+    body.update(overrides)
+    return body
+
+
+def authorization(expires_at: float = NOW + 900, interval: float = 5.0) -> DeviceAuthorization:
+    return DeviceAuthorization(
+        DEVICE, "BCDF-GHJK", "https://auth.example/activate", None, expires_at, interval
+    )
+
+
+def test_request_device_code() -> None:
+    actions, result = run(
+        request_device_code(config(scope="openid"), NOW, rng()), [reply(device_body())]
+    )
+
+    (request,) = actions
+    assert request.url == "https://auth.example/oauth/device/code"
+    assert dict(request.form) == {
+        "client_id": "cid",
+        "audience": "https://api.hoxton.cloud",
+        "scope": "openid",
+    }
+    assert result.user_code == "BCDF-GHJK"
+    assert result.expires_at == NOW + 900
+    assert result.interval == 5.0
+    assert DEVICE not in repr(result)
+
+
+def test_request_device_code_defaults_and_auth0_spelling() -> None:
+    body = device_body(interval=None, verification_uri_complete=None)
+    body["verification_url"] = body.pop("verification_uri")
+    _, result = run(request_device_code(config(), NOW, rng()), [reply(body)])
+
+    assert result.interval == 5.0
+    assert result.verification_uri == "https://auth.example/activate"
+    assert result.verification_uri_complete is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        device_body(device_code=""),
+        device_body(expires_in="soon"),
+        {"user_code": "X"},
+        device_body(interval=-1),
+        device_body(expires_in=float("inf")),
+    ],
+)
+def test_request_device_code_malformed(body: Any) -> None:
+    _, error = fail(request_device_code(config(), NOW, rng()), [reply(body)])
+
+    assert isinstance(error, TokenRequestError)
+    assert "device authorization response" in str(error)
+    assert DEVICE not in str(error)
+
+
+def test_request_device_code_refused_in_the_servers_words() -> None:
+    refused = auth0_error("unauthorized_client", "Grant type not allowed for the client.")
+    _, error = fail(request_device_code(config(), NOW, rng()), [refused])
+
+    assert isinstance(error, TokenRequestError)
+    assert error.error == "unauthorized_client"
+
+
+def test_poll_waits_keeps_waiting_slows_down_then_returns_the_answer() -> None:
+    approved = reply({"access_token": "at-1", "expires_in": 3600, "refresh_token": "rt"})
+    actions, result = run(
+        poll_device_code(config(client_secret=None), authorization()),
+        [
+            NOW + 5,
+            auth0_error("authorization_pending", "User has yet to authorize device code."),
+            NOW + 10,
+            auth0_error("slow_down", "You are polling faster than allowed.", 429),
+            NOW + 20,
+            TransportFailure(OSError("reset"), NOW + 20),
+            NOW + 40,
+            reply({"error": "temporarily_unavailable"}, 503),
+            NOW + 80,
+            approved,
+        ],
+    )
+
+    waits = [a.delay for a in actions if isinstance(a, Backoff)]
+    # 5; 5 after pending; 5 + 5 after slow_down; doubled after a network error and a 5xx.
+    assert waits == [5.0, 5.0, 10.0, 20.0, 40.0]
+    request = actions[1]
+    assert dict(request.form) == {
+        "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+        "client_id": "cid",
+        "device_code": DEVICE,
+    }
+    assert result is approved
+
+
+def test_poll_interval_is_capped() -> None:
+    actions, _ = run(
+        poll_device_code(config(), authorization(interval=50.0)),
+        [NOW + 50, TransportFailure(OSError("x"), NOW), NOW + 60, reply()],
+    )
+    assert [a.delay for a in actions if isinstance(a, Backoff)] == [50.0, 60.0]
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (auth0_error("expired_token", "Device code expired"), "device code expired"),
+        (auth0_error("access_denied", "User cancelled the confirmation prompt"), "was denied"),
+    ],
+)
+def test_poll_stops_cleanly(answer: TokenResponse, words: str) -> None:
+    _, error = fail(poll_device_code(config(), authorization()), [NOW + 5, answer])
+
+    assert isinstance(error, LoginError)
+    assert words in str(error)
+    assert isinstance(error.__cause__, TokenRequestError)
+
+
+def test_poll_stops_at_the_deadline_without_asking() -> None:
+    actions, error = fail(poll_device_code(config(), authorization(expires_at=NOW + 4)), [NOW + 5])
+
+    assert isinstance(error, LoginError)
+    assert len(actions) == 1  # the Backoff only: no request after the code expired
+
+
+def test_poll_other_refusals_are_token_request_errors() -> None:
+    _, error = fail(
+        poll_device_code(config(), authorization()),
+        [NOW + 5, auth0_error("invalid_grant", "Invalid or expired device code.")],
+    )
+    assert isinstance(error, InvalidGrantError)
+    assert DEVICE not in str(error)
+
+
+def test_poll_a_malformed_token_fails() -> None:
+    _, error = fail(poll_device_code(config(), authorization()), [NOW + 5, reply({"nope": 1})])
+    assert isinstance(error, TokenRequestError)
 
 
 # -- issue 12: Auth0's bad days, in the core ------------------------------------------------

@@ -119,10 +119,6 @@ def test_revocation_fields() -> None:
 def test_grant_properties() -> None:
     assert (ClientCredentials.repeatable, Password.repeatable) == (True, True)
     assert (AuthorizationCode.repeatable, RefreshToken.repeatable) == (False, False)
-    # A user's code, refresh token and browser login are one identity in the cache.
-    assert AuthorizationCode.cache_identity == RefreshToken.cache_identity
-    assert Password("ann", PASSWORD).cache_identity == "password:ann"
-    assert ClientCredentials.cache_identity == "client_credentials"
 
 
 @pytest.mark.parametrize(

@@ -168,7 +168,7 @@ def test_full_flows_log_no_secret(
         (rotated,) = [  # the refresh token the next refresh will send
             entry["token"]["refresh_token"]
             for entry in json.loads(isolated_cache.read_text())["entries"].values()
-            if entry["meta"]["grant"].startswith("password:")
+            if entry["meta"]["subject"].startswith("password:")
         ]
         server.fail_next(
             1,

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import webbrowser
 from pathlib import Path
 from typing import Any
@@ -78,6 +81,8 @@ def browser(
 
 def login(server: AuthServer, **kwargs: Any) -> AuthorizationCodeAuth:
     kwargs.setdefault("timeout", 60.0)
+    # Any free port: the fixed default ports are shared with every other test run.
+    kwargs.setdefault("port", 0)
     return HoxtonAuth.login(
         kwargs.pop("client_id", PUBLIC_CLIENT_ID), domain=server.domain, **kwargs
     )
@@ -142,7 +147,9 @@ def test_tokens_land_in_the_cache_for_other_objects_and_processes(
     document = json.loads(isolated_cache.read_text(encoding="utf-8"))
     (entry,) = document["entries"].values()
     assert entry["meta"]["client_id"] == PUBLIC_CLIENT_ID
-    assert entry["meta"]["grant"] == "user"
+    assert entry["meta"]["grant"] == "login"
+    assert entry["meta"]["subject"] == "login"
+    assert entry["meta"]["scope"] == ""  # the logged-in session, whatever the scope
     assert entry["token"]["access_token"] == token
     assert entry["token"]["refresh_token"]  # offline_access is in the default scope
 
@@ -186,16 +193,32 @@ def test_a_new_login_replaces_the_cached_session(
     assert later.get_token() == second
 
 
-def test_state_mismatch_is_refused(hoxton_auth_server: AuthServer, browser: FakeBrowser) -> None:
+def test_state_mismatch_is_refused_and_the_login_waits_on(
+    hoxton_auth_server: AuthServer, browser: FakeBrowser
+) -> None:
     browser.mode("tamper-state")
 
-    with pytest.raises(LoginError, match="state parameter"):
-        login(hoxton_auth_server)
+    with pytest.raises(LoginError, match=r"within 1s \(1 redirect\(s\) with a wrong"):
+        login(hoxton_auth_server, timeout=1.0)
 
     assert hoxton_auth_server.count() == 0  # the forged code was never exchanged
     (visit,) = browser.visits()
     assert visit["status"] == 400
-    assert "You can close this tab" in visit["text"]
+    assert "did not match this login" in visit["text"]
+
+
+def test_a_stray_callback_does_not_abort_the_login(
+    hoxton_auth_server: AuthServer, browser: FakeBrowser
+) -> None:
+    browser.mode("forge-then-follow")  # wrong state, then no state, then the real redirect
+
+    auth = login(hoxton_auth_server)
+
+    (visit,) = browser.visits()
+    assert visit["forged"] == [400, 400]
+    assert visit["status"] == 200
+    assert hoxton_auth_server.count("authorization_code") == 1
+    assert auth.get_token()
 
 
 def test_access_denied(hoxton_auth_server: AuthServer, browser: FakeBrowser) -> None:
@@ -257,7 +280,7 @@ def test_port_in_use(hoxton_auth_server: AuthServer, browser: FakeBrowser) -> No
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(LoginError, match=r"cannot listen on 127\.0\.0\.1"):
+        with pytest.raises(LoginError, match=r"cannot listen for the redirect: port \d+ is busy"):
             login(hoxton_auth_server, port=taken.getsockname()[1])
 
     assert browser.visits() == []
@@ -336,3 +359,336 @@ def test_a_fresh_process_honours_browser_variable(
         PUBLIC_CLIENT_ID, scope=LOGIN_SCOPE, domain=hoxton_auth_server.domain
     )
     assert later.get_token() == result.stdout.strip()
+
+
+# -- callback ports -----------------------------------------------------------------------
+
+
+def _free_ports(count: int) -> tuple[list[socket.socket], list[int]]:
+    """``count`` distinct ports, each held by a listening socket until closed."""
+    held = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        held.append(sock)
+    return held, [s.getsockname()[1] for s in held]
+
+
+def test_busy_default_ports_fall_back_to_the_next(
+    hoxton_auth_server: AuthServer, browser: FakeBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held, ports = _free_ports(3)
+    held[2].close()  # the third is free again: the login must end up there
+    monkeypatch.setattr("hoxton_auth._login.LOGIN_PORTS", tuple(ports))
+    monkeypatch.delenv("HOXTON_LOGIN_PORT", raising=False)
+    try:
+        login(hoxton_auth_server, port=None)
+    finally:
+        for sock in held[:2]:
+            sock.close()
+
+    (authorize,) = hoxton_auth_server.authorize_requests
+    assert authorize["redirect_uri"] == f"http://127.0.0.1:{ports[2]}/callback"
+
+
+def test_all_ports_busy_names_the_callback_urls_to_register(
+    hoxton_auth_server: AuthServer, browser: FakeBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held, ports = _free_ports(3)
+    monkeypatch.setattr("hoxton_auth._login.LOGIN_PORTS", tuple(ports))
+    monkeypatch.delenv("HOXTON_LOGIN_PORT", raising=False)
+    try:
+        with pytest.raises(LoginError, match="every callback port is busy") as caught:
+            login(hoxton_auth_server, port=None)
+    finally:
+        for sock in held:
+            sock.close()
+
+    for port in ports:
+        assert f"http://127.0.0.1:{port}/callback" in str(caught.value)
+    assert browser.visits() == []
+
+
+def test_the_default_ports_are_fixed_and_documented() -> None:
+    from hoxton_auth._login import LOGIN_PORTS
+
+    assert LOGIN_PORTS[0] == 8765
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    for url in (f"http://127.0.0.1:{port}/callback" for port in LOGIN_PORTS):
+        assert url in readme
+
+
+def test_login_port_variable(
+    hoxton_auth_server: AuthServer, browser: FakeBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held, (port,) = _free_ports(1)
+    held[0].close()
+    monkeypatch.setenv("HOXTON_LOGIN_PORT", str(port))
+
+    login(hoxton_auth_server, port=None)
+
+    (authorize,) = hoxton_auth_server.authorize_requests
+    assert authorize["redirect_uri"] == f"http://127.0.0.1:{port}/callback"
+
+
+@pytest.mark.parametrize("value", ["-1", "65536", "http"])
+def test_a_bad_login_port_variable_is_a_config_error(
+    hoxton_auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("HOXTON_LOGIN_PORT", value)
+    with pytest.raises(ConfigError, match="HOXTON_LOGIN_PORT"):
+        login(hoxton_auth_server, port=None)
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 2**70, "8765", True])
+def test_a_bad_port_is_a_config_error(hoxton_auth_server: AuthServer, port: Any) -> None:
+    with pytest.raises(ConfigError, match="port must be an integer"):
+        login(hoxton_auth_server, port=port)
+
+
+def test_localhost_binds_both_loopback_addresses(
+    hoxton_auth_server: AuthServer, browser: FakeBrowser
+) -> None:
+    """A squatter on [::1]:PORT must not get the code: --localhost refuses that port."""
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    squatter = socket.socket(socket.AF_INET6)
+    try:
+        squatter.bind(("::1", 0))
+    except OSError:
+        squatter.close()
+        pytest.skip("no IPv6 loopback")
+    squatter.listen()
+    port = squatter.getsockname()[1]
+    try:
+        with pytest.raises(LoginError, match=f"port {port} is busy"):
+            login(hoxton_auth_server, port=port, redirect_host="localhost")
+    finally:
+        squatter.close()
+    assert browser.visits() == []
+
+
+def test_prompt_login_is_sent(hoxton_auth_server: AuthServer, browser: FakeBrowser) -> None:
+    login(hoxton_auth_server, prompt="login")
+
+    (authorize,) = hoxton_auth_server.authorize_requests
+    assert authorize["prompt"] == "login"
+
+
+def test_a_bad_prompt_is_a_config_error(hoxton_auth_server: AuthServer) -> None:
+    with pytest.raises(ConfigError, match="prompt"):
+        login(hoxton_auth_server, prompt="again")
+
+
+# -- the device flow ------------------------------------------------------------------
+
+
+def approve_soon(server: AuthServer, **kwargs: Any) -> threading.Thread:
+    """Approve the next device code from another thread, as the user on their phone."""
+
+    def approve() -> None:
+        server.approve_device(server.wait_for_device_code(timeout=30), **kwargs)
+
+    thread = threading.Thread(target=approve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_device_login_end_to_end(
+    hoxton_auth_server: AuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hoxton_auth_server.device_interval = 0.05
+    approver = approve_soon(hoxton_auth_server)
+
+    auth = login(hoxton_auth_server, device=True)
+    approver.join()
+
+    assert isinstance(auth, AuthorizationCodeAuth)
+    assert hoxton_auth_server.authorize_requests == []  # no browser step
+    assert {r["grant_type"] for r in hoxton_auth_server.token_requests} == {
+        "urn:ietf:params:oauth:grant-type:device_code"
+    }
+    token = auth.get_token()
+    assert requests.get(hoxton_auth_server.api_url, auth=auth, timeout=10).status_code == 200
+    # The tokens are where a browser login's are: a later program finds them.
+    assert session_of(hoxton_auth_server).get_token() == token
+    err = capsys.readouterr().err
+    assert f"{hoxton_auth_server.domain}/activate" in err
+    assert "/activate?user_code=" in err
+    assert re.search(r"enter the code:\s+[A-Z]{4}-[A-Z]{4}", err)
+
+
+def test_device_login_as_another_user(hoxton_auth_server: AuthServer) -> None:
+    import jwt
+
+    hoxton_auth_server.device_interval = 0.05
+    hoxton_auth_server.add_user("other@example.com", "pw-of-the-other-user")
+    approve_soon(hoxton_auth_server, username="other@example.com")
+    first = login(hoxton_auth_server, device=True).get_token()
+    approve_soon(hoxton_auth_server)
+    second = login(hoxton_auth_server, device=True).get_token()
+
+    def subject(token: str) -> str:
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return str(claims["sub"])
+
+    assert subject(first) != subject(second)
+    # A device login is the logged-in session too: the second replaced the
+    # first, whose refresh token was revoked, and a plain object finds it.
+    assert len(hoxton_auth_server.revoke_requests) == 1
+    found = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=hoxton_auth_server.domain)
+    assert found.get_token() == second
+
+
+@pytest.mark.parametrize(
+    ("control", "message"),
+    [("deny_device", "the login was denied"), ("expire_device", "device code expired")],
+)
+def test_device_login_denied_or_expired(
+    hoxton_auth_server: AuthServer, control: str, message: str
+) -> None:
+    hoxton_auth_server.device_interval = 0.05
+
+    def act() -> None:
+        getattr(hoxton_auth_server, control)(hoxton_auth_server.wait_for_device_code(30))
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    with pytest.raises(LoginError, match=message):
+        login(hoxton_auth_server, device=True)
+    thread.join()
+    assert session_of(hoxton_auth_server).cache.entries() == {}
+
+
+def test_device_polling_waits_the_interval_and_slows_down(
+    hoxton_auth_server: AuthServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A sleep that only records: the server sees polls too fast and says slow_down."""
+    from hoxton_auth._login import login as run_login
+
+    hoxton_auth_server.device_interval = 1
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            hoxton_auth_server.approve_device()
+
+    auth = run_login(
+        PUBLIC_CLIENT_ID,
+        scope=LOGIN_SCOPE,
+        domain=hoxton_auth_server.domain,
+        device=True,
+        sleep=sleep,
+    )
+
+    # pending after the first wait; the second poll came too fast: slow_down, 1 + 5 s.
+    assert waits == [1.0, 1.0, 6.0]
+    assert hoxton_auth_server.device_polls() == 3
+    assert auth.get_token()
+    # Not a terminal: plain lines, no carriage-return countdown.
+    err = capsys.readouterr().err
+    assert "Waiting for the login to be approved" in err
+    assert "\r" not in err
+
+
+def test_device_code_never_shown_or_logged(
+    hoxton_auth_server: AuthServer,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    hoxton_auth_server.device_interval = 0.05
+    approve_soon(hoxton_auth_server)
+    auth = login(hoxton_auth_server, device=True)
+
+    (request,) = [r for r in hoxton_auth_server.token_requests if "device_code" in r][-1:]
+    device_code = request["device_code"]
+    out, err = capsys.readouterr()
+    for text in (out, err, caplog.text, repr(auth)):
+        assert device_code not in text
+        assert auth.get_token() not in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "platform", "expected"),
+    [
+        ({}, "linux", False),
+        ({"DISPLAY": ":0"}, "linux", True),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", True),
+        ({"DISPLAY": ":0", "SSH_CONNECTION": "10.0.0.1 5 10.0.0.2 22"}, "linux", False),
+        ({"SSH_TTY": "/dev/pts/1"}, "darwin", False),
+        ({}, "darwin", True),
+        ({}, "win32", True),
+        ({"BROWSER": "lynx", "SSH_TTY": "/dev/pts/1"}, "linux", True),
+    ],
+)
+def test_browser_available(environ: dict[str, str], platform: str, expected: bool) -> None:
+    from hoxton_auth._login import browser_available
+
+    assert browser_available(environ, platform) is expected
+
+
+def test_a_headless_machine_logs_in_with_a_device_code(
+    hoxton_auth_server: AuthServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSH_CONNECTION", "192.0.2.1 50000 192.0.2.2 22")
+    hoxton_auth_server.device_interval = 0.05
+    approve_soon(hoxton_auth_server)
+
+    login(hoxton_auth_server).get_token()  # device=None: chosen from the environment
+
+    assert hoxton_auth_server.authorize_requests == []
+    assert "No browser can be opened here" in capsys.readouterr().err
+
+
+def test_the_browser_flow_can_be_forced_on_a_headless_machine(
+    hoxton_auth_server: AuthServer, browser: FakeBrowser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SSH_CONNECTION", "192.0.2.1 50000 192.0.2.2 22")
+    monkeypatch.delenv("BROWSER")
+
+    login(hoxton_auth_server, device=False)
+
+    assert len(hoxton_auth_server.authorize_requests) == 1
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal: the device login shows a live countdown there."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_device_login_shows_a_countdown_on_a_terminal(
+    hoxton_auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hoxton_auth._login import login as run_login
+
+    hoxton_auth_server.device_interval = 2.5
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            hoxton_auth_server.approve_device()
+
+    run_login(
+        PUBLIC_CLIENT_ID,
+        scope=LOGIN_SCOPE,
+        domain=hoxton_auth_server.domain,
+        device=True,
+        sleep=sleep,
+    )
+
+    assert waits == [1.0, 1.0, 0.5]  # one 2.5 s wait, in steps of at most a second
+    lines = terminal.getvalue()
+    assert re.search(r"\rWaiting for approval of [A-Z]{4}-[A-Z]{4}: 4:\d\d left", lines)
+    assert "Waiting for the login to be approved" not in lines

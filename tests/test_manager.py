@@ -186,7 +186,7 @@ def test_a_token_near_expiry_is_renewed_under_the_lock(
 class LateFiller(FileTokenCache):
     """Plays another process that stores a token just before we get the lock."""
 
-    def __init__(self, path: Path, entry: CacheEntry) -> None:
+    def __init__(self, path: Path, entry: CacheEntry | None) -> None:
         super().__init__(path)
         self.pending: CacheEntry | None = entry
 
@@ -204,9 +204,12 @@ def test_the_cache_is_read_again_after_taking_the_lock(
 ) -> None:
     now = time.time()
     theirs = Token(access_token="from-another-process", expires_at=now + 3600, obtained_at=now)
-    cache = LateFiller(isolated_cache, CacheEntry(theirs, {}))
+    cache = LateFiller(isolated_cache, None)
+    auth = machine_auth(server, cache)
+    # Another process of the same client (same secret) writes while we wait.
+    cache.pending = CacheEntry(theirs, auth._manager.identity.meta_for(None))
 
-    token = machine_auth(server, cache).get_token()
+    token = auth.get_token()
 
     assert token == "from-another-process"
     assert server.count() == 0
@@ -534,7 +537,7 @@ def test_a_rejected_refresh_token_is_forgotten(
     with cache.lock(key, 5):
         an_hour_ago = time.time() - 3600  # recent: an old entry would be pruned on write
         dead = Token("", an_hour_ago, an_hour_ago, refresh_token="rt-revoked-elsewhere")
-        cache.store(key, CacheEntry(dead, {"client_id": PUBLIC_CLIENT_ID, "grant": "user"}))
+        cache.store(key, CacheEntry(dead, auth._manager.identity.meta_for(None)))
 
     def get() -> str:
         if mode == "sync":

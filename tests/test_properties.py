@@ -32,6 +32,7 @@ from hoxton_auth._cache import cache_key
 from hoxton_auth._config import ClientConfig
 from hoxton_auth._flow import obtain_token
 from hoxton_auth._grants import ClientCredentials, Grant, RefreshToken
+from hoxton_auth._identity import Identity
 from hoxton_auth._manager import TokenManager
 from hoxton_auth._messages import Backoff, Reply, TokenRequest, TokenResponse
 from hoxton_auth._token import MAX_LIFETIME, TokenFormatError
@@ -268,7 +269,8 @@ def test_any_cache_file_gives_a_token_or_our_error(content: bytes, refresh: bool
         cache = FileTokenCache(path)
         grant = None if refresh else ClientCredentials()
         seed = "property-seed-refresh-token" if refresh else None
-        manager = TokenManager(CONFIG, grant, cache, ENTRY_KEY, {"client_id": "p"}, seed)
+        identity = Identity(ENTRY_KEY, {"client_id": "p"})
+        manager = TokenManager(CONFIG, grant, cache, identity, seed)
 
         try:
             cache.entries()

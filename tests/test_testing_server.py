@@ -1026,6 +1026,170 @@ def test_cli_reports_a_busy_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert "cannot listen" in capsys.readouterr().err
 
 
+# -- the device flow (RFC 8628) ------------------------------------------------------------
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+def device_code(server: AuthServer, **fields: str) -> dict[str, Any]:
+    form = {
+        "client_id": PUBLIC_CLIENT_ID,
+        "scope": "openid offline_access",
+        "audience": AUDIENCE,
+        **fields,
+    }
+    response = requests.post(server.domain + "/oauth/device/code", data=form, timeout=10)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def poll(server: AuthServer, code: str, client_id: str = PUBLIC_CLIENT_ID) -> requests.Response:
+    form = {"grant_type": DEVICE_GRANT, "client_id": client_id, "device_code": code}
+    return post_token(server, form)
+
+
+def test_device_code_response(server: AuthServer) -> None:
+    server.device_interval = 5
+    body = device_code(server)
+
+    assert set(body) == {
+        "device_code",
+        "user_code",
+        "verification_uri",
+        "verification_uri_complete",
+        "expires_in",
+        "interval",
+    }
+    assert re.fullmatch(r"[A-Z]{4}-[A-Z]{4}", body["user_code"])
+    assert body["verification_uri"] == server.domain + "/activate"
+    assert body["verification_uri_complete"].endswith(f"?user_code={body['user_code']}")
+    assert body["expires_in"] == 900
+    assert body["interval"] == 5
+    assert server.wait_for_device_code(timeout=1) == body["user_code"]
+
+
+def test_device_code_unknown_client(server: AuthServer) -> None:
+    response = requests.post(
+        server.domain + "/oauth/device/code", data={"client_id": "nobody"}, timeout=10
+    )
+    assert response.status_code == 401
+
+
+def test_device_grant_pending_slow_down_then_approved(server: AuthServer) -> None:
+    server.device_interval = 60  # any second poll is too fast
+    body = device_code(server)
+
+    assert error_of(poll(server, body["device_code"]))[:2] == (403, "authorization_pending")
+    assert error_of(poll(server, body["device_code"]))[:2] == (429, "slow_down")
+    server.approve_device(body["user_code"])
+    tokens = poll(server, body["device_code"]).json()
+
+    assert decode(server, tokens["access_token"])["sub"].startswith("auth0|")
+    assert "refresh_token" in tokens
+    assert "id_token" in tokens
+    assert server.device_polls(body["user_code"]) == 3
+    # Single use: the code is spent.
+    assert error_of(poll(server, body["device_code"]))[:2] == (403, "invalid_grant")
+
+
+def test_device_grant_approved_as_another_user(server: AuthServer) -> None:
+    server.add_user("other@example.com", "other-password")
+    body = device_code(server)
+    default = device_code(server)
+    server.approve_device(body["user_code"], username="other@example.com")
+    server.approve_device(default["user_code"])
+
+    other_sub = decode(server, poll(server, body["device_code"]).json()["access_token"])["sub"]
+    default_sub = decode(server, poll(server, default["device_code"]).json()["access_token"])["sub"]
+    assert other_sub != default_sub
+    with pytest.raises(LookupError):
+        server.approve_device(device_code(server)["user_code"], username="nobody@example.com")
+
+
+@pytest.mark.parametrize(
+    ("control", "status", "error"),
+    [("deny_device", 403, "access_denied"), ("expire_device", 403, "expired_token")],
+)
+def test_device_grant_denied_or_expired(
+    server: AuthServer, control: str, status: int, error: str
+) -> None:
+    body = device_code(server)
+    getattr(server, control)(body["user_code"])
+
+    assert error_of(poll(server, body["device_code"]))[:2] == (status, error)
+    with pytest.raises(LookupError):
+        server.approve_device(body["user_code"])  # no longer pending
+
+
+def test_device_code_expires_by_the_clock(server: AuthServer) -> None:
+    server.device_code_lifetime = 0
+    body = device_code(server)
+
+    assert error_of(poll(server, body["device_code"]))[:2] == (403, "expired_token")
+
+
+def test_device_grant_wrong_client_or_code(server: AuthServer) -> None:
+    body = device_code(server)
+
+    assert error_of(poll(server, "not-a-device-code"))[:2] == (403, "invalid_grant")
+    wrong = post_token(
+        server,
+        {
+            "grant_type": DEVICE_GRANT,
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+            "device_code": body["device_code"],
+        },
+    )
+    assert error_of(wrong)[:2] == (403, "invalid_grant")
+
+
+def test_wait_for_device_code_times_out(server: AuthServer) -> None:
+    with pytest.raises(TimeoutError):
+        server.wait_for_device_code(timeout=0.01)
+
+
+def test_activate_page_approves_and_denies(server: AuthServer) -> None:
+    first, second = device_code(server), device_code(server)
+    page = requests.get(
+        server.domain + "/activate", params={"user_code": first["user_code"]}, timeout=10
+    )
+    assert page.status_code == 200
+    assert f'value="{first["user_code"]}"' in page.text
+
+    approved = requests.post(
+        server.domain + "/activate",
+        data={"user_code": first["user_code"].lower().replace("-", ""), "action": "approve"},
+        timeout=10,
+    )
+    denied = requests.post(
+        server.domain + "/activate",
+        data={"user_code": second["user_code"], "action": "deny"},
+        timeout=10,
+    )
+    unknown = requests.post(
+        server.domain + "/activate", data={"user_code": "NOPE-NOPE"}, timeout=10
+    )
+    again = requests.post(
+        server.domain + "/activate", data={"user_code": first["user_code"]}, timeout=10
+    )
+
+    assert "Approved" in approved.text
+    assert "Denied" in denied.text
+    assert "Unknown user code" in unknown.text
+    assert "already approved" in again.text
+    assert poll(server, first["device_code"]).status_code == 200
+    assert error_of(poll(server, second["device_code"]))[1] == "access_denied"
+
+
+def test_activate_page_escapes_what_it_echoes(server: AuthServer) -> None:
+    page = requests.get(
+        server.domain + "/activate", params={"user_code": '"><script>x</script>'}, timeout=10
+    )
+    assert "<script>x" not in page.text
+
+
 # -- Auth0's bad days (issue 12) ------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from hoxton_auth._token import (
     MAX_TOKEN_LENGTH,
     UNKNOWN_LIFETIME,
     TokenFormatError,
+    subject_of,
 )
 
 NOW = 1_700_000_000.0
@@ -289,3 +290,19 @@ def test_dict_round_trip() -> None:
 def test_from_dict_rejects_bad_shapes(data: Any, words: str) -> None:
     with pytest.raises(TokenFormatError, match=words):
         Token.from_dict(data)
+
+
+def test_subject_of_reads_the_id_token_then_the_access_token(
+    make_jwt: Callable[..., str],
+) -> None:
+    both = Token(make_jwt(sub="from-access"), 1.0, 0.0, id_token=make_jwt(sub="from-id"))
+    access_only = Token(make_jwt(sub="from-access"), 1.0, 0.0)
+    id_without_sub = Token(make_jwt(sub="from-access"), 1.0, 0.0, id_token=make_jwt(aud="x"))
+    opaque = Token("opaque-token", 1.0, 0.0, id_token="not.a.jwt")
+    empty_sub = Token(make_jwt(sub=""), 1.0, 0.0)
+
+    assert subject_of(both) == "from-id"
+    assert subject_of(access_only) == "from-access"
+    assert subject_of(id_without_sub) == "from-access"
+    assert subject_of(opaque) is None
+    assert subject_of(empty_sub) is None

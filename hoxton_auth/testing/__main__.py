@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server in the foreground")
     serve.add_argument("--host", default="127.0.0.1", help="interface (default: %(default)s)")
     serve.add_argument(
-        "--port", type=int, default=8765, help="port, 0 for any free one (default: %(default)s)"
+        "--port", type=int, default=8760, help="port, 0 for any free one (default: %(default)s)"
     )
     serve.add_argument(
         "--token-lifetime",

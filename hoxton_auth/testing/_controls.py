@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from hoxton_auth.testing._constants import DEFAULT_USERNAME
+from hoxton_auth.testing._device import find_device_code
 from hoxton_auth.testing._state import Fault
 
 if TYPE_CHECKING:
@@ -247,3 +249,98 @@ class ServerControls:
         """
         with self._state.lock:
             self._state.expired_jtis |= self._state.issued_jtis
+
+    # -- the device flow (RFC 8628) ------------------------------------------------
+
+    @property
+    def device_interval(self) -> float:
+        """Seconds a device must wait between polls (``interval``); settable.
+
+        Polling faster is answered with ``slow_down``. Auth0 uses 5; tests
+        may set a fraction of a second to run fast.
+        """
+        return self._state.device_interval
+
+    @device_interval.setter
+    def device_interval(self, value: float) -> None:
+        with self._state.lock:
+            self._state.device_interval = value
+
+    @property
+    def device_code_lifetime(self) -> float:
+        """Seconds a device code stays valid (``expires_in``, Auth0: 900); settable."""
+        return self._state.device_code_lifetime
+
+    @device_code_lifetime.setter
+    def device_code_lifetime(self, value: float) -> None:
+        with self._state.lock:
+            self._state.device_code_lifetime = value
+
+    def wait_for_device_code(self, timeout: float = 10.0) -> str:
+        """Block until a device code is pending; return its user code.
+
+        Raises:
+            TimeoutError: No device code was requested within ``timeout`` seconds.
+        """
+        state = self._state
+        with state.device_changed:
+            found = state.device_changed.wait_for(
+                lambda: any(c.status == "pending" for c in state.device_codes.values()),
+                timeout,
+            )
+            if not found:
+                raise TimeoutError(f"no device code was requested within {timeout:g}s")
+            return find_device_code(state, None).user_code
+
+    def approve_device(self, user_code: str | None = None, username: str | None = None) -> None:
+        """Approve a device code as ``username`` (default: ``DEFAULT_USERNAME``).
+
+        Args:
+            user_code: The code shown to the user; default: the newest pending one.
+            username: A known user.
+
+        Raises:
+            LookupError: No such (pending) code, or an unknown user.
+        """
+        self._set_device(user_code, "approved", username)
+
+    def deny_device(self, user_code: str | None = None) -> None:
+        """Deny a device code: the next poll gets ``access_denied``.
+
+        Raises:
+            LookupError: No such (pending) code.
+        """
+        self._set_device(user_code, "denied", None)
+
+    def expire_device(self, user_code: str | None = None) -> None:
+        """Expire a device code now: the next poll gets ``expired_token``.
+
+        Raises:
+            LookupError: No such (pending) code.
+        """
+        self._set_device(user_code, "expired", None)
+
+    def device_polls(self, user_code: str | None = None) -> int:
+        """How many times the device code grant was polled for this code (any status).
+
+        Raises:
+            LookupError: No such code.
+        """
+        with self._state.lock:
+            codes = list(self._state.device_codes.values())
+            if user_code is None and codes:
+                return codes[-1].polls
+            return find_device_code(self._state, user_code).polls
+
+    def _set_device(self, user_code: str | None, status: str, username: str | None) -> None:
+        state = self._state
+        with state.lock:
+            record = find_device_code(state, user_code)
+            if record.status != "pending":
+                raise LookupError(f"the device code {record.user_code} is {record.status}")
+            if username is not None and username not in state.users:
+                raise LookupError(f"unknown user {username!r}")
+            record.status = status
+            if status == "approved":
+                record.username = username or DEFAULT_USERNAME
+            state.device_changed.notify_all()

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from hoxton_auth.testing._constants import AUDIENCE, CODE_LIFETIME, DEFAULT_USERNAME
-from hoxton_auth.testing._grants import client_for
+from hoxton_auth.testing._device import new_device_code
+from hoxton_auth.testing._grants import check_audience, client_for
 from hoxton_auth.testing._keys import InvalidTokenError
 from hoxton_auth.testing._replies import (
     Rejected,
@@ -24,7 +25,7 @@ from hoxton_auth.testing._state import AuthorizationCode
 if TYPE_CHECKING:
     from hoxton_auth.testing._state import AuthState
 
-__all__ = ["api", "authorize", "discovery", "jwks", "not_found", "revoke"]
+__all__ = ["api", "authorize", "device_code", "discovery", "jwks", "not_found", "revoke"]
 
 
 def _error_page(title: str, detail: str) -> Reply:
@@ -46,7 +47,11 @@ def _redirect(redirect_uri: str, params: dict[str, str]) -> Reply:
 
 
 def authorize(state: AuthState, query: str) -> Reply:
-    """`GET /authorize`: auto-approve as `DEFAULT_USERNAME` and redirect with a code."""
+    """`GET /authorize`: auto-approve and redirect with a code.
+
+    The user is the one named by `login_hint` (added with `add_user`), else
+    `DEFAULT_USERNAME`; an unknown hint is refused with an error redirect.
+    """
     params = dict(parse_qsl(query, keep_blank_values=True))
     with state.lock:
         state.authorize_requests.append(params)
@@ -91,11 +96,17 @@ def authorize(state: AuthState, query: str) -> Reply:
                 error="access_denied",
                 error_description="User did not authorize the request",
             )
+        username = params.get("login_hint") or DEFAULT_USERNAME
+        if username not in state.users:
+            return redirect(
+                error="access_denied",
+                error_description=f"The user {username} does not exist.",
+            )
         code = secrets.token_urlsafe(24)
         state.codes[code] = AuthorizationCode(
             client_id=client.client_id,
             redirect_uri=redirect_uri,
-            username=DEFAULT_USERNAME,
+            username=username,
             scope=params.get("scope", ""),
             audience=audience,
             code_challenge=challenge,
@@ -212,3 +223,31 @@ def discovery(state: AuthState) -> dict[str, object]:
 def not_found(path: str) -> Reply:
     """Unknown route."""
     return oauth_error(404, "not_found", f"No such endpoint: {path}")
+
+
+def device_code(state: AuthState, content_type: str | None, body: bytes) -> Reply:
+    """`POST /oauth/device/code`: start a device authorization (RFC 8628 §3.1-3.2)."""
+    try:
+        fields = parse_params(content_type, body)
+        with state.lock:
+            client = client_for(state, fields)
+            audience = fields.get("audience") or None
+            if audience is not None:
+                check_audience(audience)
+            record = new_device_code(state, client.client_id, fields.get("scope", ""), audience)
+            base = (state.issuer or "http://127.0.0.1/").rstrip("/") + "/activate"
+            interval, lifetime = state.device_interval, state.device_code_lifetime
+    except Rejected as exc:
+        return exc.reply
+    return json_reply(
+        200,
+        {
+            "device_code": record.device_code,
+            "user_code": record.user_code,
+            "verification_uri": base,
+            "verification_uri_complete": f"{base}?{urlencode({'user_code': record.user_code})}",
+            "expires_in": int(lifetime),
+            # RFC 8628 says integer seconds; tests may set a fraction to run fast.
+            "interval": int(interval) if float(interval).is_integer() else interval,
+        },
+    )

@@ -16,7 +16,8 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
-from hoxton_auth.testing._constants import AUDIENCE
+from hoxton_auth.testing._constants import AUDIENCE, DEFAULT_USERNAME
+from hoxton_auth.testing._device import DEVICE_CODE_GRANT, poll_device_code
 from hoxton_auth.testing._replies import (
     Rejected,
     Reply,
@@ -319,7 +320,25 @@ def _refresh_token(state: AuthState, fields: dict[str, str]) -> Reply:
     return json_reply(200, payload)
 
 
+def _device_code(state: AuthState, fields: dict[str, str]) -> Reply:
+    client = client_for(state, fields)
+    record = poll_device_code(state, client.client_id, require(fields, "device_code"))
+    user = state.users[record.username or DEFAULT_USERNAME]
+    family_id = _offline_family(state, client, user, record.scope, record.audience)
+    payload = _issue(
+        state,
+        client,
+        user,
+        scope=record.scope,
+        audience=record.audience,
+        gty=None,
+        family_id=family_id,
+    )
+    return json_reply(200, payload)
+
+
 _GRANTS: dict[str, Callable[[AuthState, dict[str, str]], Reply]] = {
+    DEVICE_CODE_GRANT: _device_code,
     "authorization_code": _authorization_code,
     "client_credentials": _client_credentials,
     "password": _password,

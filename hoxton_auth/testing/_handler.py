@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from hoxton_auth.testing import _endpoints
+from hoxton_auth.testing._device import activate_page
 from hoxton_auth.testing._grants import token_endpoint
 from hoxton_auth.testing._replies import Reply, json_reply
 
@@ -101,12 +102,14 @@ class _Handler(BaseHTTPRequestHandler):
             "/oauth/token": "POST",
             "/oauth/revoke": "POST",
             "/authorize": "GET",
+            "/oauth/device/code": "POST",
+            "/activate": "GET, POST",
             "/.well-known/jwks.json": "GET",
             "/.well-known/openid-configuration": "GET",
         }
         if path not in routes:
             return _endpoints.not_found(path)
-        if method != routes[path]:
+        if method not in routes[path].split(", "):
             reply = json_reply(405, {"error": "method_not_allowed", "error_description": method})
             return Reply(reply.status, reply.body, (*reply.headers, ("Allow", routes[path])))
         if path == "/oauth/token":
@@ -119,6 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if path == "/oauth/revoke":
             return _endpoints.revoke(state, content_type, body, self.headers.get("Authorization"))
+        if path == "/oauth/device/code":
+            return _endpoints.device_code(state, content_type, body)
+        if path == "/activate":
+            return activate_page(state, method, urlsplit(self.path).query, body)
         if path == "/authorize":
             return _endpoints.authorize(state, urlsplit(self.path).query)
         if path == "/.well-known/jwks.json":

@@ -22,6 +22,7 @@ from hoxton_auth.testing._constants import AUDIENCE
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from hoxton_auth.testing._device import DeviceCode
     from hoxton_auth.testing._keys import SigningKey
 
 __all__ = ["AuthState", "AuthorizationCode", "Client", "Family", "Fault", "User"]
@@ -134,6 +135,12 @@ class AuthState:
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.clock_skew = clock_skew
         self.deny_authorization = False
+        # The device flow (RFC 8628, _device.py): codes by device_code, and a
+        # condition tests wait on for a new code or a change.
+        self.device_codes: dict[str, DeviceCode] = {}
+        self.device_changed = threading.Condition(self.lock)
+        self.device_interval: float = 5.0
+        self.device_code_lifetime: float = 900.0
         self.issuer: str | None = None
         self.key: SigningKey | None = None
         self.clients: dict[str, Client] = {}

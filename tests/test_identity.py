@@ -1,0 +1,712 @@
+"""Whose token is it (issue 10): a cached token only goes back to its identity.
+
+Real server (``hoxton_auth.testing.AuthServer`` with several users), real
+caches (file, one shared ``MemoryTokenCache``, Redis), real threads and real
+processes (``tests/_worker.py rounds``). Every token an object returns is
+checked by its ``sub``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import jwt
+import pytest
+
+from hoxton_auth import (
+    AuthorizationCodeAuth,
+    CacheEntry,
+    ClientCredentialsAuth,
+    FileTokenCache,
+    HoxtonAuth,
+    MemoryTokenCache,
+    PasswordAuth,
+    RefreshTokenAuth,
+    TokenCache,
+    TokenRequestError,
+)
+from hoxton_auth._identity import PasswordVerifier, SecretVerifier, identity_for
+from hoxton_auth.testing import (
+    AUDIENCE,
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    PUBLIC_CLIENT_ID,
+    AuthServer,
+)
+
+WORKER = Path(__file__).with_name("_worker.py")
+REDIRECT_URI = "http://127.0.0.1:8765/callback"
+SCOPE = "openid offline_access"
+OTHER_CLIENT_ID = "second-service"
+OTHER_CLIENT_SECRET = "second-service-secret-4f9a0c1d2e3b"
+USERS = {
+    "alice@example.com": "alice-password-Wq81",
+    "bob@example.com": "bob-password-Zt42",
+    "carol@example.com": "carol-password-Lm07",
+}
+CLIENTS = {DEFAULT_CLIENT_ID: DEFAULT_CLIENT_SECRET, OTHER_CLIENT_ID: OTHER_CLIENT_SECRET}
+GRANTS = ["client_credentials", "password", "refresh_token", "authorization_code"]
+THREADS_PER_USER = 8
+# A real identity provider answers in about this long (DESIGN.md).
+TOKEN_DELAY = 0.1
+
+
+def user_sub(username: str) -> str:
+    """The test server's `sub` of a user (``_state.User.subject``)."""
+    return "auth0|" + hashlib.sha256(username.encode()).hexdigest()[:24]
+
+
+def sub_of(access_token: str) -> str:
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+    sub: str = claims["sub"]
+    return sub
+
+
+@pytest.fixture
+def server() -> Iterator[AuthServer]:
+    with AuthServer(token_delay=TOKEN_DELAY) as running:
+        for username, password in USERS.items():
+            running.add_user(username, password)
+        running.add_client(OTHER_CLIENT_ID, OTHER_CLIENT_SECRET)
+        yield running
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """$HOXTON_TEST_REDIS_URL, else a redis-server of our own (skip without one)."""
+    configured = os.environ.get("HOXTON_TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("HOXTON_TEST_REQUIRE_REDIS"):
+            pytest.fail("redis-server is not installed, and $HOXTON_TEST_REQUIRE_REDIS is set")
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    directory = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            *(binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory)),
+            *("--save", "", "--appendonly", "no"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if "Ready to accept connections" in line:
+            break
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        process.stdout.close()
+
+
+class Caches:
+    """Several handles on one shared store, as separate objects (or processes) see it."""
+
+    def __init__(self, kind: str, path: Path, redis_url: str | None) -> None:
+        self.kind = kind
+        self.path = path
+        self.redis_url = redis_url
+        self.prefix = f"hoxton-identity-{uuid.uuid4().hex[:12]}:"
+        self._memory = MemoryTokenCache()
+        self._made: list[Any] = []
+
+    def new(self) -> TokenCache:
+        if self.kind == "memory":
+            return self._memory
+        if self.kind == "file":
+            return FileTokenCache(self.path)
+        from hoxton_auth import RedisTokenCache
+
+        assert self.redis_url is not None
+        cache = RedisTokenCache(self.redis_url, prefix=self.prefix)
+        self._made.append(cache)
+        return cache
+
+    def worker_args(self) -> dict[str, str]:
+        if self.kind == "redis":
+            assert self.redis_url is not None
+            return {"redis": self.redis_url, "prefix": self.prefix}
+        return {"cache": str(self.path)}
+
+    def close(self) -> None:
+        for cache in self._made:
+            cache.close()
+
+
+@pytest.fixture(params=["file", "memory", "redis"])
+def caches(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Caches]:
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    made = Caches(request.param, tmp_path / "shared" / "tokens.json", url)
+    yield made
+    made.close()
+
+
+def get_code(server: AuthServer, username: str, client_id: str = DEFAULT_CLIENT_ID) -> str:
+    """What a browser brings back from /authorize for ``username``."""
+    response = httpx.get(
+        f"{server.domain}/authorize",
+        params={
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+            "scope": SCOPE,
+            "audience": AUDIENCE,  # else Auth0 (and the test server) issue an opaque token
+            "login_hint": username,
+        },
+    )
+    assert response.status_code == 302, response.text
+    query = dict(parse_qsl(urlsplit(response.headers["location"]).query))
+    assert "code" in query, query
+    return query["code"]
+
+
+def arguments(server: AuthServer, grant: str, user: str) -> dict[str, Any]:
+    """Constructor arguments of ``grant`` for ``user`` (a username, or a client id)."""
+    common: dict[str, Any] = {"domain": server.domain}
+    if grant == "client_credentials":
+        return {"client_id": user, "client_secret": CLIENTS[user], **common}
+    base = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET, **common}
+    if grant == "password":
+        return {**base, "username": user, "password": USERS[user], "scope": SCOPE}
+    if grant == "refresh_token":
+        seed = server.mint_refresh_token(username=user, scope=SCOPE)
+        return {**base, "refresh_token": seed, "scope": SCOPE}
+    code = get_code(server, user)
+    return {**base, "code": code, "redirect_uri": REDIRECT_URI, "scope": SCOPE}
+
+
+def users_of(grant: str) -> list[str]:
+    return list(CLIENTS) if grant == "client_credentials" else list(USERS)[:2]
+
+
+def expected_sub(grant: str, user: str) -> str:
+    return f"{user}@clients" if grant == "client_credentials" else user_sub(user)
+
+
+# -- many users, one cache: threads ---------------------------------------------------
+
+
+@pytest.mark.parametrize("grant", GRANTS)
+def test_each_user_only_ever_gets_their_own_token_from_threads(
+    server: AuthServer, caches: Caches, grant: str
+) -> None:
+    # Two auth objects per user (e.g. two requests of one web session), each
+    # used by four threads; every thread renews (invalidate) between calls.
+    objects = {
+        user: [HoxtonAuth(**arguments(server, grant, user), cache=caches.new()) for _ in range(2)]
+        for user in users_of(grant)
+    }
+    seen: dict[str, list[str]] = {user: [] for user in objects}
+    errors: list[BaseException] = []
+    start = threading.Barrier(THREADS_PER_USER * len(objects))
+
+    def run(user: str, auth: HoxtonAuth, renews: bool) -> None:
+        try:
+            start.wait()
+            for _ in range(3):
+                token = auth.get_token()
+                seen[user].append(sub_of(token))
+                if renews:
+                    auth.invalidate()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(user, auths[i % 2], i < 2))
+        for user, auths in objects.items()
+        for i in range(THREADS_PER_USER)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    for user in objects:
+        assert set(seen[user]) == {expected_sub(grant, user)}
+        assert len(seen[user]) == 3 * THREADS_PER_USER
+    assert server.reuse_detected == 0
+    if grant == "authorization_code":  # one exchange per object, never answered from the cache
+        assert server.count("authorization_code") == 2 * len(objects)
+
+
+# -- many users, one cache: processes -------------------------------------------------
+
+
+def run_workers(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Start one ``_worker.py rounds`` per job, release them together, collect results."""
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), "rounds", json.dumps(job)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for job in jobs
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert json.loads(line) == "ready", process.communicate(timeout=60)[1]
+        for process in processes:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        results = []
+        for process in processes:
+            out, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grant", GRANTS)
+@pytest.mark.parametrize("caches", ["file", "redis"], indirect=True)  # memory: one process
+def test_each_user_only_ever_gets_their_own_token_across_processes(
+    server: AuthServer, caches: Caches, grant: str
+) -> None:
+    jobs: list[dict[str, Any]] = []
+    for user in users_of(grant):
+        for _ in range(2):  # two processes per user; each code is exchanged by one of them
+            auth = arguments(server, grant, user)
+            jobs.append({"user": user, "auth": auth, "rounds": 3, **caches.worker_args()})
+
+    results = run_workers(jobs)
+
+    for job, result in zip(jobs, results):
+        assert result["subs"] == [expected_sub(grant, job["user"])] * 3
+    assert server.reuse_detected == 0
+    if grant == "authorization_code":
+        assert server.count("authorization_code") == len(jobs)
+
+
+@pytest.mark.slow
+def test_a_cron_job_passing_the_same_original_refresh_token_keeps_working(
+    server: AuthServer, tmp_path: Path
+) -> None:
+    seed = server.mint_refresh_token(username="alice@example.com", scope=SCOPE)
+    auth = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+    auth.update(refresh_token=seed, scope=SCOPE, domain=server.domain)
+    job = {"auth": auth, "rounds": 1, "cache": str(tmp_path / "tokens.json")}
+
+    for _ in range(3):  # three runs; each drops its access token as if it had expired
+        (result,) = run_workers([job])
+        assert result["subs"] == [user_sub("alice@example.com")]
+
+    sent = [r["refresh_token"] for r in server.token_requests]
+    assert len(sent) == 3
+    assert sent[0] == seed
+    assert len(set(sent)) == 3  # each run used the rotated successor of the one before
+    assert server.reuse_detected == 0
+
+
+def test_a_cron_job_with_fresh_objects_in_one_process(server: AuthServer) -> None:
+    cache = MemoryTokenCache()
+    seed = server.mint_refresh_token(username="bob@example.com", scope=SCOPE)
+    for _ in range(3):
+        auth = RefreshTokenAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            refresh_token=seed,
+            scope=SCOPE,
+            domain=server.domain,
+            cache=cache,
+        )
+        assert sub_of(auth.get_token()) == user_sub("bob@example.com")
+        auth.invalidate()
+    assert server.count("refresh_token") == 3
+    assert server.reuse_detected == 0
+
+
+# -- codes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_every_code_is_exchanged_and_each_user_gets_their_own_sub(
+    server: AuthServer, isolated_cache: Path, mode: str
+) -> None:
+    import asyncio
+
+    cache = FileTokenCache(isolated_cache)
+    users = ["alice@example.com", "bob@example.com", "alice@example.com"]
+    auths = [HoxtonAuth(**arguments(server, "authorization_code", u), cache=cache) for u in users]
+
+    if mode == "sync":
+        tokens = [auth.get_token() for auth in auths]
+    else:
+        tokens = [asyncio.run(auth.aget_token()) for auth in auths]
+
+    assert server.count("authorization_code") == 3  # alice's second code too
+    assert [sub_of(t) for t in tokens] == [user_sub(u) for u in users]
+    assert len(set(tokens)) == 3
+    # Renewals use the entry of the object's own user.
+    for auth, user in zip(auths, users):
+        auth.invalidate()
+        assert sub_of(auth.get_token()) == user_sub(user)
+    assert server.count("authorization_code") == 3
+    assert server.reuse_detected == 0
+    subjects = sorted(e.meta["subject"] for e in cache.entries().values())
+    assert subjects == sorted({f"user:{user_sub(u)}" for u in users})
+
+
+def test_a_code_never_exchanged_touches_no_entry(server: AuthServer) -> None:
+    cache = MemoryTokenCache()
+    auth = HoxtonAuth(**arguments(server, "authorization_code", "bob@example.com"), cache=cache)
+    auth.invalidate()
+    auth.logout()
+    assert cache.entries() == {}
+    with pytest.raises(LookupError):
+        _ = auth._manager.key
+
+
+# -- wrong credentials ----------------------------------------------------------------
+
+
+def snapshot(cache: TokenCache) -> dict[str, CacheEntry]:
+    return dict(cache.entries())
+
+
+@pytest.mark.parametrize("caches", ["file", "memory", "redis"], indirect=True)
+def test_a_wrong_password_after_a_good_one_is_asked_and_refused(
+    server: AuthServer, caches: Caches
+) -> None:
+    good_args = arguments(server, "password", "alice@example.com")
+    good = HoxtonAuth(**good_args, cache=caches.new())
+    token = good.get_token()
+    before = snapshot(caches.new())
+    wrong = PasswordAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username="alice@example.com",
+        password="not-alices-password",
+        scope=SCOPE,
+        domain=server.domain,
+        cache=caches.new(),
+    )
+
+    with pytest.raises(TokenRequestError) as refused:
+        wrong.get_token()
+    assert refused.value.error == "invalid_grant"
+    assert server.count("password") == 2  # the token endpoint was asked
+    wrong.invalidate()
+    wrong.logout()
+    assert snapshot(caches.new()) == before  # the good entry is intact
+
+    # Nor is the good entry's refresh token used for the wrong password.
+    good.invalidate()
+    with pytest.raises(TokenRequestError):
+        wrong.get_token()
+    assert server.count("refresh_token") == 0
+    assert server.count("password") == 3
+
+    again = HoxtonAuth(**good_args, cache=caches.new())
+    renewed = again.get_token()
+    assert renewed != token
+    assert sub_of(renewed) == user_sub("alice@example.com")
+    assert server.count("refresh_token") == 1  # the good entry's refresh token still works
+    assert server.count("password") == 3
+    assert HoxtonAuth(**good_args, cache=caches.new()).get_token() == renewed
+    assert server.count() == 4
+
+
+@pytest.mark.parametrize("caches", ["file", "memory", "redis"], indirect=True)
+def test_a_wrong_secret_after_a_good_one_is_asked_and_refused(
+    server: AuthServer, caches: Caches
+) -> None:
+    good = ClientCredentialsAuth(
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=caches.new()
+    )
+    token = good.get_token()
+    before = snapshot(caches.new())
+    wrong = ClientCredentialsAuth(
+        DEFAULT_CLIENT_ID, "not-the-secret", domain=server.domain, cache=caches.new()
+    )
+
+    with pytest.raises(TokenRequestError) as refused:
+        wrong.get_token()
+    assert refused.value.error == "invalid_client"
+    assert server.count("client_credentials") == 2
+    wrong.invalidate()
+    wrong.logout()
+    assert snapshot(caches.new()) == before
+    fresh = ClientCredentialsAuth(
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=caches.new()
+    )
+    assert fresh.get_token() == token
+    assert server.count() == 2
+
+
+def test_a_changed_password_replaces_the_entry(server: AuthServer) -> None:
+    cache = MemoryTokenCache()
+    old = arguments(server, "password", "carol@example.com")
+    first = HoxtonAuth(**old, cache=cache).get_token()
+    server.add_user("carol@example.com", "carols-new-password")
+
+    new = {**old, "password": "carols-new-password"}
+    second = HoxtonAuth(**new, cache=cache).get_token()
+
+    assert second != first
+    assert server.count("password") == 2
+    assert len(cache.entries()) == 1
+    assert HoxtonAuth(**new, cache=cache).get_token() == second
+    with pytest.raises(TokenRequestError):
+        HoxtonAuth(**old, cache=cache).get_token()  # the old password: asked, refused
+    assert server.count("password") == 3
+
+
+def test_the_verifier_is_computed_once_and_reused(server: AuthServer) -> None:
+    cache = MemoryTokenCache()
+    args = arguments(server, "password", "alice@example.com")
+    HoxtonAuth(**args, cache=cache).get_token()
+    (stored,) = cache.entries().values()
+    later = HoxtonAuth(**args, cache=cache)
+    later.get_token()
+    later.invalidate()
+    later.get_token()  # a renewal: stored again, with the same verifier
+    (entry,) = cache.entries().values()
+    assert entry.meta["verifier"] == stored.meta["verifier"]
+    verifier = later._manager.identity.verifier
+    assert isinstance(verifier, PasswordVerifier)
+    assert len(verifier._digests) == 1
+
+
+# -- no secret in the cache -----------------------------------------------------------
+
+
+def digests(secret: str) -> set[str]:
+    data = secret.encode()
+    return {hashlib.new(name, data).hexdigest() for name in ("md5", "sha1", "sha256", "sha512")}
+
+
+def test_the_cache_file_holds_no_password_or_secret(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    cache = FileTokenCache(isolated_cache)
+    for user in ("alice@example.com", "bob@example.com"):
+        HoxtonAuth(**arguments(server, "password", user), cache=cache).get_token()
+    for client in CLIENTS:
+        HoxtonAuth(**arguments(server, "client_credentials", client), cache=cache).get_token()
+
+    text = isolated_cache.read_text(encoding="utf-8")
+    secrets = [*USERS.values(), *CLIENTS.values()]
+    secrets += [p + s for p in USERS.values() for s in CLIENTS.values()]
+    for secret in secrets:
+        assert secret not in text
+        for digest in digests(secret):
+            assert digest not in text
+            assert digest[:32] not in text
+    verifiers = [e.meta["verifier"] for e in cache.entries().values()]
+    assert len(verifiers) == 4
+    assert len({v.split("$")[1] for v in verifiers}) == 4  # every verifier has its own salt
+    assert sorted(v.split("$")[0] for v in verifiers) == [
+        "hmac-sha256",
+        "hmac-sha256",
+        "scrypt-16384-8-1",
+        "scrypt-16384-8-1",
+    ]
+
+
+def test_verifiers_match_only_their_own_credential() -> None:
+    password = PasswordVerifier("pw", "secret", "key")
+    stored = password.stamp(None)
+    assert password.matches(stored)
+    assert password.stamp(stored) == stored
+    assert not PasswordVerifier("pw2", "secret", "key").matches(stored)
+    assert not PasswordVerifier("pw", "other", "key").matches(stored)
+    assert not PasswordVerifier("pw", "secret", "other-key").matches(stored)
+    secret = SecretVerifier("secret", "key")
+    mac = secret.stamp(None)
+    assert secret.matches(mac)
+    assert not SecretVerifier("Secret", "key").matches(mac)
+    assert not secret.matches(stored)  # another scheme
+    for damaged in (None, "", "hmac-sha256", "hmac-sha256$zz$00", mac[:-1], mac + "0"):
+        assert not secret.matches(damaged)
+    assert "secret" not in repr(secret)
+    assert "pw" not in repr(password)
+
+
+def test_a_session_without_sub_gets_a_session_of_its_own(server: AuthServer) -> None:
+    from hoxton_auth import Token
+    from hoxton_auth._identity import session_identity
+
+    config = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, cache=None).config
+    opaque = Token("opaque-access-token", 1.0, 0.0)
+    first, second = session_identity(config, opaque), session_identity(config, opaque)
+    assert first.key != second.key
+    assert first.subject.startswith("session:")
+
+
+def test_keys_are_per_subject_and_scope_spelling_does_not_matter(server: AuthServer) -> None:
+    def key(**kwargs: Any) -> str:
+        return HoxtonAuth(**kwargs, domain=server.domain, cache=None)._manager.key
+
+    base = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+    assert key(**base, scope="a b") == key(**base, scope=["b", "a"])
+    assert key(**base, scope="a") != key(**base, scope="a b")
+    alice = key(**base, username="alice", password="x")
+    assert alice == key(**base, username="alice", password="y")  # same entry, other verifier
+    assert alice != key(**base, username="bob", password="x")
+    assert key(**base, refresh_token="r1") != key(**base, refresh_token="r2")
+    login = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, scope="openid", domain=server.domain)
+    other = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain, cache=None)
+    assert login._manager.key == other._manager.key
+
+
+def test_entries_written_by_0_1_0_are_never_served(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    # 0.1.0 keyed user sessions by (token URL, client, audience, "user", scope).
+    import time
+
+    from hoxton_auth import Token
+    from hoxton_auth._cache import cache_key
+
+    cache = FileTokenCache(isolated_cache)
+    now = time.time()
+    stale = Token("0.1.0-access-token", now + 3600, now, refresh_token="0.1.0-refresh")
+    auth = HoxtonAuth(**arguments(server, "password", "alice@example.com"), cache=cache)
+    old_meta = {"token_url": f"{server.domain}/oauth/token", "client_id": DEFAULT_CLIENT_ID}
+    for key in (
+        cache_key(server.domain + "/oauth/token", DEFAULT_CLIENT_ID, "", "user", ""),
+        auth._manager.key,  # even under the new key, an entry without subject is nobody's
+    ):
+        with cache.lock(key, 5):
+            cache.store(key, CacheEntry(stale, old_meta))
+    assert auth.get_token() != "0.1.0-access-token"
+    assert server.count("password") == 1
+    assert server.count("refresh_token") == 0
+    identity = identity_for(auth.config, None, None)
+    assert identity.meta["subject"] == "login"
+
+
+# -- login ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(fake_browser_command: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """The fake browser logs in as the user named (its ``login_hint``)."""
+    import webbrowser
+
+    monkeypatch.setenv("BROWSER", str(fake_browser_command))
+    monkeypatch.setenv("FAKE_BROWSER_MODE", "follow")
+    browser = webbrowser.GenericBrowser(str(fake_browser_command))
+    webbrowser.register("hoxton-auth-test-browser", None, browser, preferred=True)
+
+    def as_user(username: str) -> None:
+        monkeypatch.setenv("FAKE_BROWSER_LOGIN_HINT", username)
+
+    return as_user
+
+
+def test_a_second_login_replaces_the_session_and_revokes_the_first(
+    server: AuthServer, browser: Callable[[str], None], isolated_cache: Path
+) -> None:
+    browser("alice@example.com")
+    alice = HoxtonAuth.login(PUBLIC_CLIENT_ID, domain=server.domain, timeout=60)
+    assert sub_of(alice.get_token()) == user_sub("alice@example.com")
+    (entry,) = FileTokenCache(isolated_cache).entries().values()
+    alices_refresh_token = entry.token.refresh_token
+    assert alices_refresh_token
+
+    browser("bob@example.com")
+    bob = HoxtonAuth.login(
+        PUBLIC_CLIENT_ID, scope="openid offline_access", domain=server.domain, timeout=60
+    )
+
+    assert sub_of(bob.get_token()) == user_sub("bob@example.com")
+    assert [r["token"] for r in server.revoke_requests] == [alices_refresh_token]
+    (entry,) = FileTokenCache(isolated_cache).entries().values()
+    assert entry.meta["subject"] == "login"
+    assert entry.token.refresh_token not in (None, alices_refresh_token)
+    for scope in (None, "offline_access   openid", "openid profile offline_access"):
+        later = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, scope=scope, domain=server.domain)
+        assert sub_of(later.get_token()) == user_sub("bob@example.com")
+    assert server.count("authorization_code") == 2
+    assert server.count("refresh_token") == 0
+
+
+def test_a_failed_revocation_of_the_replaced_login_is_only_a_warning(
+    server: AuthServer, isolated_cache: Path, warnings_log: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    from hoxton_auth._messages import TokenRequest, TokenResponse
+    from hoxton_auth._requests import send_with_requests
+
+    def login_as(username: str, send: Callable[[TokenRequest], Any]) -> str:
+        # What login() does once the browser came back with a code.
+        code = get_code(server, username)
+        auth = AuthorizationCodeAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            code=code,
+            redirect_uri=REDIRECT_URI,
+            domain=server.domain,
+            max_attempts=1,
+        )
+        return auth._manager.begin_session(send, login=True)
+
+    def revocation_fails(request: TokenRequest) -> Any:
+        if request.url.endswith("/oauth/revoke"):
+            body = b'{"error":"server_error","error_description":"revocation is down"}'
+            headers = {"content-type": "application/json"}
+            return TokenResponse(500, body, headers, time.time())
+        return send_with_requests(request)
+
+    login_as("alice@example.com", send_with_requests)
+    bobs = login_as("bob@example.com", revocation_fails)
+
+    assert sub_of(bobs) == user_sub("bob@example.com")
+    assert "was not revoked" in warnings_log.text
+    assert "revocation is down" in warnings_log.text
+    later = AuthorizationCodeAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    assert later.get_token() == bobs
+    assert server.revoke_requests == []  # the failing transport never reached the server
+
+
+def test_an_unknown_login_hint_is_an_error_redirect(server: AuthServer) -> None:
+    response = httpx.get(
+        f"{server.domain}/authorize",
+        params={
+            "response_type": "code",
+            "client_id": DEFAULT_CLIENT_ID,
+            "redirect_uri": REDIRECT_URI,
+            "login_hint": "mallory@example.com",
+            "state": "s1",
+        },
+    )
+    assert response.status_code == 302
+    query = dict(parse_qsl(urlsplit(response.headers["location"]).query))
+    assert query["error"] == "access_denied"
+    assert "mallory@example.com" in query["error_description"]
+    assert query["state"] == "s1"
