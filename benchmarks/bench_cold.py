@@ -61,7 +61,7 @@ def _summary(times: dict[str, list[float]]) -> tuple[dict[str, float], dict[str,
     base = times["baseline"]
     medians = {name: statistics.median(values) for name, values in times.items()}
     extra = {
-        name: statistics.median(v - b for v, b in zip(values, base))
+        name: statistics.median(v - b for v, b in zip(values, base, strict=False))
         for name, values in times.items()
     }
     return medians, extra

@@ -57,7 +57,7 @@ def _summarise(kind: str, samples: dict[str, list[float]]) -> HotPath:
     median = {name: statistics.median(values) for name, values in samples.items()}
     base = samples[BASELINE]
     paired = {
-        name: statistics.median(v / b for v, b in zip(values, base))
+        name: statistics.median(v / b for v, b in zip(values, base, strict=False))
         for name, values in samples.items()
     }
     return HotPath(kind, median, paired)

@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if server.count() != fetched:
             raise RuntimeError("a cold cached call fetched a token: its cache was not used")
     extra = {
-        name: statistics.median(v - b for v, b in zip(values, cpu["baseline"]))
+        name: statistics.median(v - b for v, b in zip(values, cpu["baseline"], strict=False))
         for name, values in cpu.items()
     }
     print("| grant | before: extra CPU ms | after: extra CPU ms | after / before |")

@@ -111,7 +111,7 @@ def _dead_token(server: Any, now: float) -> tuple[str, float, float]:
 
 def _hoxton_file(server: Any, ends: Endpoints, now: float) -> CacheFile:
     from hoxton_auth import CacheEntry, FileTokenCache, Token
-    from hoxton_auth._file_cache import FORMAT_VERSION
+    from hoxton_auth._cache_format import FORMAT_VERSION
 
     entries: dict[str, Any] = {}
     for number in range(DEAD_ENTRIES):

@@ -14,16 +14,19 @@ from ._cache_arg import DEFAULT, CacheArg, resolve_cache
 from ._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
+    CertArg,
     ClientConfig,
+    NetworkSettings,
     RequestFormat,
+    VerifyArg,
     normalize_scope,
 )
 from ._errors import ConfigError
 from ._grants import Grant
-from ._httpx import HttpxAuth, asend_with_httpx
+from ._httpx import AsyncHttpxTransport, HttpxAuth, HttpxTransport
 from ._identity import identity_for
 from ._manager import TokenManager
-from ._requests import RequestsAuth, send_with_requests
+from ._requests import RequestsAuth, RequestsTransport
 
 if TYPE_CHECKING:
     from ._grant_auths import AuthorizationCodeAuth
@@ -68,6 +71,15 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             ``auth0-forwarded-for`` so brute-force protection counts the user.
         otp: With the password grant: a callable returning the current one-time
             code, used when Auth0 answers ``mfa_required``.
+        verify: For token requests: True (the default CA bundle, or the
+            environment's with ``trust_env``), a CA bundle path, or False.
+        cert: Client certificate for mutual TLS with the token endpoint: a
+            PEM file with certificate and key, or a ``(cert, key)`` pair.
+        proxy: Proxy URL for token requests (default: the environment's).
+        trust_env: Read ``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``,
+            ``REQUESTS_CA_BUNDLE`` and the like from the environment.
+        allow_insecure_http: Send the bearer token to ``http://`` API URLs
+            on hosts other than loopback (refused by default).
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).
@@ -108,6 +120,11 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         realm: str | None = None,
         forwarded_for: str | None = None,
         otp: Callable[[], str] | None = None,
+        verify: VerifyArg = True,
+        cert: CertArg = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        allow_insecure_http: bool = False,
     ) -> None:
         # issue 12: grant extras of the password grant only
         self._realm, self._otp = realm, otp
@@ -145,7 +162,14 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             token_request_format=token_request_format,
             organization=organization,
             forwarded_for=forwarded_for,
+            network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
+            allow_insecure_http=allow_insecure_http,
         )
+        # The auth object owns its token-request clients' settings (issue 14):
+        # one transport per HTTP library, holding this object's verify/cert/proxy.
+        self._send_requests = RequestsTransport(self.config.network)
+        self._send_httpx = HttpxTransport(self.config.network)
+        self._asend_httpx = AsyncHttpxTransport(self.config.network)
         grant = self._grant(**arguments)
         self.cache = resolve_cache(cache)
         # Whose entry this is (issue 10): see _identity.py.
@@ -274,7 +298,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
             CacheError: The cache lock is stuck and the grant is not safe to repeat.
         """
-        return self._manager.get_token(send_with_requests)
+        return self._manager.get_token(self._send_requests)
 
     async def aget_token(self) -> str:
         """``get_token`` for asyncio; never blocks the event loop.
@@ -285,7 +309,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
             CacheError: The cache lock is stuck and the grant is not safe to repeat.
         """
-        return await self._manager.aget_token(asend_with_httpx)
+        return await self._manager.aget_token(self._asend_httpx)
 
     def invalidate(self) -> None:
         """Forget the current access token, here and in the shared cache."""
@@ -298,4 +322,4 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenRequestError: The server refused the revocation.
             TokenEndpointUnreachableError: The network failed after retries.
         """
-        self._manager.logout(send_with_requests)
+        self._manager.logout(self._send_requests)

@@ -8,7 +8,8 @@ imported only for a Redis URL: redis-py is an optional extra.
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+import re
+from typing import Any
 
 from ._cache import MemoryTokenCache, TokenCache
 from ._errors import ConfigError
@@ -25,7 +26,11 @@ class _Default:
 DEFAULT: Any = _Default()
 """The shared file cache (``FileTokenCache()``); the default of ``cache=``."""
 
-CacheArg = Union[TokenCache, str, "os.PathLike[str]", None]
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# RFC 3986 scheme, then "://"; a Windows drive ("C:\\x", "C:/x") has no "//".
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+CacheArg = TokenCache | str | os.PathLike[str] | None
 
 
 def resolve_cache(cache: CacheArg) -> TokenCache:
@@ -43,11 +48,18 @@ def resolve_cache(cache: CacheArg) -> TokenCache:
         return cache
     if isinstance(cache, (str, os.PathLike)):
         location = os.fspath(cache)
-        if location.startswith(("redis://", "rediss://", "unix://")):
+        if location.startswith(tuple(s + "://" for s in _REDIS_SCHEMES)):
             from ._redis_cache import RedisTokenCache
 
             cache_from_url: TokenCache = RedisTokenCache(location)
             return cache_from_url
+        scheme = _URL_SCHEME.match(location)
+        if scheme is not None:  # "memcached://x" is no path: it would create ./memcached:/x
+            raise ConfigError(
+                f"cache {location!r} has the unknown scheme {scheme.group(1)!r}; "
+                f"supported: a file path, {', '.join(s + '://' for s in _REDIS_SCHEMES)} "
+                f"URLs, a TokenCache, or None"
+            )
         return FileTokenCache(location)
     raise ConfigError(
         f"cache must be a TokenCache, a path, a redis:// URL or None, got {type(cache).__name__}"

@@ -5,19 +5,30 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import os
 from collections.abc import Sequence
-from typing import Literal, Union
+from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
-from ._errors import ConfigError
+from ._errors import ConfigError, InsecureTransportError
 
-__all__ = ["DEFAULT_AUDIENCE", "DEFAULT_DOMAIN", "ClientConfig", "normalize_scope"]
+__all__ = [
+    "DEFAULT_AUDIENCE",
+    "DEFAULT_DOMAIN",
+    "ClientConfig",
+    "NetworkSettings",
+    "check_bearer_url",
+    "normalize_scope",
+]
 
 DEFAULT_AUDIENCE = "https://api.hoxton.cloud"
 DEFAULT_DOMAIN = "https://auth.hoxton.ai"
 
-ScopeArg = Union[str, Sequence[str], None]
+ScopeArg = str | Sequence[str] | None
 RequestFormat = Literal["form", "json"]
+PathArg = str | os.PathLike[str]
+VerifyArg = bool | PathArg
+CertArg = PathArg | tuple[PathArg, PathArg] | None
 
 
 def normalize_scope(scope: ScopeArg) -> str | None:
@@ -44,6 +55,32 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_bearer_url(url: str, *, allow_insecure_http: bool) -> None:
+    """Refuse to send a bearer token to ``url`` over cleartext.
+
+    A bearer token is a password for its lifetime (RFC 6750 §5.3: "clients
+    MUST always use TLS"): only ``https://`` URLs and loopback hosts get one,
+    unless the user said ``allow_insecure_http=True``.
+
+    Raises:
+        InsecureTransportError: ``url`` is ``http://`` (or another cleartext
+            scheme) on a host other than loopback.
+    """
+    if allow_insecure_http or url[:8].lower() == "https://":
+        return
+    parts = urlsplit(url)
+    if parts.scheme.lower() == "https":
+        return
+    host = parts.hostname or ""
+    if parts.scheme.lower() == "http" and _is_loopback(host):
+        return
+    # Only scheme and host are echoed: the path or query may carry secrets.
+    raise InsecureTransportError(
+        f"refusing to send a bearer token over cleartext to {parts.scheme}://{host}: "
+        "use https://, or pass allow_insecure_http=True if this network is trusted"
+    )
 
 
 def _check_domain(domain: object) -> str:
@@ -75,6 +112,90 @@ def _check_positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
 
 
+def _check_path_arg(name: str, value: object) -> str:
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a path, got {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{name} must be a non-empty path")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSettings:
+    """How token requests (and ``/oauth/revoke``) reach the identity provider.
+
+    The same settings serve the requests transport and the httpx transports.
+
+    Attributes:
+        verify: True checks the server's certificate against the default CA
+            bundle (or, with ``trust_env``, the environment's:
+            ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` for requests,
+            ``SSL_CERT_FILE``/``SSL_CERT_DIR`` for httpx); a path names a CA
+            bundle file (or directory); False turns checking off.
+        cert: A client certificate for mutual TLS: one PEM file holding the
+            certificate and its key, or a ``(certificate, key)`` pair of paths.
+        proxy: A proxy URL for every token request; None uses the
+            environment's ``HTTPS_PROXY``/``ALL_PROXY``/``NO_PROXY`` when
+            ``trust_env`` is true.
+        trust_env: Read proxies and CA bundles from the environment.
+    """
+
+    verify: bool | str = True
+    cert: str | tuple[str, str] | None = None
+    proxy: str | None = None
+    trust_env: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.verify, bool):
+            object.__setattr__(self, "verify", _check_path_arg("verify", self.verify))
+        if self.cert is not None:
+            if isinstance(self.cert, tuple):
+                if len(self.cert) != 2:
+                    raise ConfigError("cert must be a path or a (certificate, key) pair of paths")
+                pair = (
+                    _check_path_arg("cert", self.cert[0]),
+                    _check_path_arg("cert", self.cert[1]),
+                )
+                object.__setattr__(self, "cert", pair)
+            else:
+                object.__setattr__(self, "cert", _check_path_arg("cert", self.cert))
+        if self.proxy is not None:
+            if not isinstance(self.proxy, str):
+                raise ConfigError(f"proxy must be a URL string, got {type(self.proxy).__name__}")
+            scheme = urlsplit(self.proxy).scheme
+            if scheme not in ("http", "https", "socks5", "socks5h"):
+                # Not echoed: a proxy URL may carry user:password.
+                raise ConfigError("proxy must be an http://, https:// or socks5:// URL")
+        if not isinstance(self.trust_env, bool):
+            raise ConfigError(f"trust_env must be True or False, got {self.trust_env!r}")
+
+    @classmethod
+    def from_args(
+        cls, verify: VerifyArg, cert: CertArg, proxy: str | None, trust_env: bool
+    ) -> NetworkSettings:
+        """Build from the constructor's arguments, paths given as ``os.PathLike`` too.
+
+        Raises:
+            ConfigError: An argument has the wrong type.
+        """
+        if not isinstance(verify, bool):
+            verify = _check_path_arg("verify", verify)
+        if isinstance(cert, tuple) and len(cert) == 2:
+            cert = (_check_path_arg("cert", cert[0]), _check_path_arg("cert", cert[1]))
+        elif cert is not None and not isinstance(cert, tuple):
+            cert = _check_path_arg("cert", cert)
+        return cls(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
+
+    def __repr__(self) -> str:
+        # The proxy URL may carry user:password: show only whether there is one.
+        proxy = "set" if self.proxy else None
+        return (
+            f"NetworkSettings(verify={self.verify!r}, cert={self.cert!r}, "
+            f"proxy={proxy!r}, trust_env={self.trust_env!r})"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class ClientConfig:
     """Everything about the OAuth client that is the same for every grant.
@@ -103,6 +224,10 @@ class ClientConfig:
     # the user's address, not the server's.
     organization: str | None = None
     forwarded_for: str | None = None
+    # Issue 14: the user's TLS and proxy settings for token requests, and
+    # whether API calls may send the bearer token over plain http://.
+    network: NetworkSettings = NetworkSettings()
+    allow_insecure_http: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.client_id, str) or not self.client_id.strip():
@@ -132,6 +257,12 @@ class ClientConfig:
             or self.max_attempts < 1
         ):
             raise ConfigError(f"max_attempts must be an int >= 1, got {self.max_attempts!r}")
+        if not isinstance(self.network, NetworkSettings):
+            raise ConfigError("network must be a NetworkSettings")
+        if not isinstance(self.allow_insecure_http, bool):
+            raise ConfigError(
+                f"allow_insecure_http must be True or False, got {self.allow_insecure_http!r}"
+            )
         if self.token_request_format not in ("form", "json"):
             raise ConfigError(
                 f"token_request_format must be 'form' or 'json', got {self.token_request_format!r}"

@@ -4,6 +4,7 @@
 
     HoxtonAuthError
     ├── ConfigError(HoxtonAuthError, ValueError)
+    ├── InsecureTransportError     a bearer token would go over cleartext
     ├── TokenRequestError          .status_code .error .error_description .retry_after
     │   ├── InvalidGrantError      error == "invalid_grant"
     │   │   └── LoginRequiredError refresh token rejected, no grant can stand in
@@ -11,7 +12,7 @@
     ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
     ├── LoginError                 the browser or device login failed or was denied
     └── CacheError(HoxtonAuthError, OSError)
-    HoxtonAuthWarning(UserWarning) degraded but working (e.g. a token served during an outage)
+    HoxtonAuthWarning(UserWarning)  degraded but working (e.g. a token served during an outage)
 
 Messages carry the server's own words and never a secret: no request form,
 no token, no password ever reaches an exception.
@@ -24,6 +25,7 @@ __all__ = [
     "ConfigError",
     "HoxtonAuthError",
     "HoxtonAuthWarning",
+    "InsecureTransportError",
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
@@ -39,6 +41,14 @@ class HoxtonAuthError(Exception):
 
 class ConfigError(HoxtonAuthError, ValueError):
     """The arguments given to an auth object are missing or contradictory."""
+
+
+class InsecureTransportError(HoxtonAuthError):
+    """A bearer token would cross the network in clear (an ``http://`` URL).
+
+    Raised before anything is sent, for API URLs on a host other than
+    loopback; ``allow_insecure_http=True`` lifts the rule.
+    """
 
 
 class TokenRequestError(HoxtonAuthError):
@@ -153,4 +163,10 @@ class CacheError(HoxtonAuthError, OSError):
 
 
 class HoxtonAuthWarning(UserWarning):
-    """Degraded but working: for example a still-valid token served while Auth0 is down."""
+    """Degraded but working: a refused or repaired cache, a memory fallback, a lockless fetch,
+    a still-valid token served while Auth0 is down.
+
+    Emitted once per cause and path with ``warnings.warn``, so that a cron job
+    whose logging is not configured still shows it; the same event is also a
+    WARNING log record.
+    """

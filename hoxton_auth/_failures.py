@@ -48,7 +48,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any, Union
+from typing import Any
 
 from ._cache import CacheEntry
 from ._errors import (
@@ -91,7 +91,7 @@ BLOCKED_COOLDOWN = 300.0  # Auth0's too_many_attempts: until someone unblocks th
 CLOCK_TOLERANCE = 5.0
 _warned_outages: set[tuple[str, float]] = set()
 
-SharedError = Union[TokenEndpointUnreachableError, TokenRequestError]
+SharedError = TokenEndpointUnreachableError | TokenRequestError
 
 
 def _transient(error: Exception) -> bool:

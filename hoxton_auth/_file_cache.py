@@ -1,56 +1,76 @@
-"""``FileTokenCache``: one JSON file shared by every process of a user (issue 3).
+"""``FileTokenCache``: one JSON file shared by every process of a user, and its lock.
 
 How it stays safe with many processes:
 
 * Readers take no lock. Every write goes to a temporary file in the same
   directory, flushed and fsynced, then ``os.replace``-d over the cache, so a
-  reader, or a process killed mid-write, sees the old file or the new one,
-  never half of one.
-* Writers hold ``<path>.lock`` (``_file_lock.py``: ``flock`` on POSIX, which
-  the kernel releases when its holder dies, SIGKILL included). The lock file
-  is never deleted: two processes could otherwise lock two different inodes.
-* Damage stays local: an unreadable file or entry is a miss with one warning,
-  the entries that can be read are kept, and the next write is valid again.
+  reader, or a process killed mid-write, sees the old file or the new one.
+* Writers hold ``<path>.lock`` with filelock (``flock`` on POSIX, released by
+  the kernel when its holder dies, SIGKILL included). The lock file is never
+  deleted: two processes could otherwise lock two different inodes.
+
+How it stays safe on a shared machine (issue 11; StrictModes in OpenSSH):
+the file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a
+regular file of the effective user, at most ``MAX_FILE_BYTES`` long, in a
+directory that no other user can write to (unless sticky and ours), holding a
+hoxton-auth document. Anything else is *refused*: every operation raises
+``CacheUnavailableError`` naming the path, the reason and ``HOXTON_AUTH_CACHE``,
+with one ``HoxtonAuthWarning``, and the file is never chmod-ed, truncated or
+replaced. The lock file gets the same type and owner checks before it is locked.
+
+The document format (marker, version, unknown fields kept, salvage of a
+damaged file) is in ``_cache_format.py``; a file of a newer major version or
+without the marker is refused like the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import inspect
 import logging
 import math
 import os
-import re
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ._cache import (
     PRUNE_EXPIRED_AFTER,
     PRUNE_REFRESHABLE_AFTER,
     CacheEntry,
+    CacheLockTimeoutError,
     CacheUnavailableError,
     TokenCache,
 )
-from ._errors import ConfigError
-from ._file_lock import ahold_lock, ensure_directory, hold_lock
+from ._cache_format import decode, encode
+from ._errors import ConfigError, HoxtonAuthWarning
 from ._token import Token, TokenFormatError
 
-__all__ = ["FORMAT_VERSION", "FileTokenCache", "default_cache_path"]
+__all__ = [
+    "LOCK_POLL_INTERVAL",
+    "MAX_FILE_BYTES",
+    "FileTokenCache",
+    "default_cache_path",
+]
 
 logger = logging.getLogger("hoxton_auth")
 
-FORMAT_VERSION = 1
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is not ours
 # Temporary files are only written under the lock, so one older than this
 # belongs to a writer that died mid-write.
 STALE_TEMP_AFTER = 600.0
-# The start of one entry in a damaged file: a 32-hex-digit key, then an object.
-_ENTRY_START = re.compile(r'"([0-9a-f]{32})"\s*:\s*(?=\{)')
+# Seconds between two tries of a lock another process holds (32 waiters polling
+# every 10 ms burn a third of a 2-core machine; 50 ms costs a quarter of that).
+LOCK_POLL_INTERVAL = 0.05
+_O_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_O_OPEN |= getattr(os, "O_CLOEXEC", 0)
+_warned: set[tuple[object, ...]] = set()  # (cause, path, ...): one warning each per process
 
-PathArg = Union[str, "os.PathLike[str]"]
+PathArg = str | os.PathLike[str]
 
 
 def default_cache_path() -> Path:
@@ -63,18 +83,13 @@ def default_cache_path() -> Path:
     return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "tokens.json"
 
 
-def _salvage(text: str) -> dict[str, Any]:
-    """The complete entries of a damaged (e.g. truncated) cache document."""
-    decoder = json.JSONDecoder()
-    found: dict[str, Any] = {}
-    for match in _ENTRY_START.finditer(text):
-        try:
-            value, _ = decoder.raw_decode(text, match.end())
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(value, dict) and "token" in value:
-            found[match.group(1)] = value
-    return found
+def _warn_once(key: tuple[object, ...], message: str, *args: object) -> None:
+    """A log record and a ``HoxtonAuthWarning``, once per ``key`` in this process."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    logger.warning(message, *args)
+    warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
 
 
 def _prunable(token: Token, now: float) -> bool:
@@ -88,8 +103,10 @@ class FileTokenCache(TokenCache):
 
     The file holds tokens, their expiry and harmless labels (token URL, client
     id, audience, grant kind, scope) under hashed keys, never a client secret
-    or password. Directory 0700, file 0600; a file that others can read is
-    tightened back to 0600 with a warning.
+    or password. Directory 0700, file 0600; a file of ours that others can
+    read is tightened back to 0600 with a warning. A path that is not a
+    private regular file of this user holding a hoxton-auth document is
+    refused and left untouched (see the module docstring).
 
     Args:
         path: The cache file. Default: ``$HOXTON_AUTH_CACHE``, else the
@@ -118,85 +135,132 @@ class FileTokenCache(TokenCache):
         ):
             raise ConfigError(f"lock_wait_timeout must be a finite number >= 0, got {wait!r}")
         self.lock_wait_timeout = wait
-        self._warned: set[tuple[object, ...]] = set()
 
     def __repr__(self) -> str:
         return f"FileTokenCache({str(self.path)!r})"
 
-    # -- reading (no lock needed) ------------------------------------------
+    # -- refusal ----------------------------------------------------------------
+
+    def _refuse(self, path: Path, reason: str) -> CacheUnavailableError:
+        message = (
+            f"token cache {path} refused: {reason}; hoxton-auth does not read, change or "
+            f"replace it (remove it, or set HOXTON_AUTH_CACHE to another file)"
+        )
+        _warn_once(("refused", str(path), reason), "%s", message)
+        return CacheUnavailableError(message)
+
+    def _check_directory(self) -> None:
+        """Refuse a directory another user can write to (they could swap our files)."""
+        directory = self.path.parent
+        try:
+            info = os.stat(directory)
+        except FileNotFoundError:
+            return  # created 0700 by the first write
+        except OSError as exc:
+            raise CacheUnavailableError(f"cannot use token cache {self.path}: {exc}") from exc
+        if os.name != "posix" or not stat.S_ISDIR(info.st_mode):
+            return  # Windows: ACLs guard it; not a directory: the open fails clearly
+        euid = os.geteuid()
+        if info.st_uid not in (euid, 0):
+            raise self._refuse(self.path, f"its directory belongs to uid {info.st_uid}")
+        open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if open_to_others and not (info.st_mode & stat.S_ISVTX and info.st_uid == euid):
+            mode = stat.S_IMODE(info.st_mode)
+            raise self._refuse(self.path, f"its directory is writable by others (mode {mode:o})")
+
+    def _check_file(self, path: Path, info: os.stat_result) -> None:
+        if not stat.S_ISREG(info.st_mode):
+            raise self._refuse(path, "it is not a regular file")
+        if os.name == "posix" and info.st_uid != os.geteuid():
+            raise self._refuse(path, f"it belongs to uid {info.st_uid}, not to this user")
+
+    # -- reading (no lock needed) ------------------------------------------------
 
     def load(self, key: str) -> CacheEntry | None:
-        """The entry for ``key``, or ``None`` when absent or unreadable."""
-        raw = self._read_entries().get(key)
+        """The entry for ``key``, or ``None`` when absent or unreadable.
+
+        Raises:
+            CacheUnavailableError: The file is refused (see the class docstring).
+        """
+        raw = self._read_document().get("entries", {}).get(key)
         return None if raw is None else self._parse(key, raw)
 
     def entries(self) -> dict[str, CacheEntry]:
-        """Every readable entry."""
-        parsed = {key: self._parse(key, raw) for key, raw in self._read_entries().items()}
+        """Every readable entry.
+
+        Raises:
+            CacheUnavailableError: The file is refused (see the class docstring).
+        """
+        raws = self._read_document().get("entries", {})
+        parsed = {key: self._parse(key, raw) for key, raw in raws.items()}
         return {key: entry for key, entry in parsed.items() if entry is not None}
 
-    def _warn_once(self, tag: object, message: str, *args: object) -> None:
-        # Once per damaged file version: three reads of one bad file during a
-        # single renewal must not log three times, a new damage must log again.
-        if (tag, message, *args) not in self._warned:
-            self._warned.add((tag, message, *args))
-            logger.warning(message, *args)
+    def _read_document(self) -> dict[str, Any]:
+        """The file's document (``{}`` when absent); damage of ours is salvaged.
 
-    def _read_entries(self) -> dict[str, Any]:
-        """Raw entries of the file; what cannot be read is left out, with a warning."""
+        Raises:
+            CacheUnavailableError: The file is refused, or cannot be read.
+        """
+        self._check_directory()
         try:
-            with open(self.path, "rb") as file:
-                info = self._check_permissions(file.fileno())
-                raw = file.read()
+            fd = os.open(self.path, _O_OPEN)
         except FileNotFoundError:
             return {}
         except OSError as exc:
-            self._warn_once(
-                None, "token cache %s cannot be read (%s); using it as empty", self.path, str(exc)
-            )
-            return {}
-        tag = (info.st_ino, info.st_mtime_ns, info.st_size)
-        text = raw.decode("utf-8", errors="replace")
+            if os.path.islink(self.path):  # ELOOP from O_NOFOLLOW
+                raise self._refuse(self.path, "it is a symbolic link") from exc
+            raise CacheUnavailableError(f"cannot read token cache {self.path}: {exc}") from exc
         try:
-            document = json.loads(text)
-        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-            kept = _salvage(text)
-            problem = "is empty" if not text.strip() else "is not valid JSON"
-            if kept:
-                problem += f" (its {len(kept)} complete entries are kept)"
-            self._warn_once(tag, "token cache %s %s; the next write repairs it", self.path, problem)
-            return kept
-        if not isinstance(document, dict) or not isinstance(document.get("entries"), dict):
-            self._warn_once(
-                tag, "token cache %s has an unknown layout; the next write replaces it", self.path
-            )
-            return {}
-        if document.get("version") != FORMAT_VERSION:
-            self._warn_once(
-                tag,
-                "token cache %s has format version %s, this hoxton-auth reads %d; "
-                "the next write replaces it",
+            info = os.fstat(fd)
+            self._check_file(self.path, info)  # before reading: a FIFO or /dev/zero is never read
+            chunks, size = [], 0
+            while size <= MAX_FILE_BYTES and (chunk := os.read(fd, MAX_FILE_BYTES + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise self._refuse(self.path, f"it is larger than {MAX_FILE_BYTES} bytes")
+            decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
+            if decoded.refused is not None:
+                raise self._refuse(self.path, decoded.refused)
+            self._tighten(fd, info)  # only now: a file that is not ours is never chmod-ed
+        except OSError as exc:
+            if isinstance(exc, CacheUnavailableError):
+                raise
+            raise CacheUnavailableError(f"cannot read token cache {self.path}: {exc}") from exc
+        finally:
+            os.close(fd)
+        if decoded.damage is not None:
+            _warn_once(
+                ("damaged", str(self.path), info.st_ino, info.st_mtime_ns, info.st_size),
+                "token cache %s %s; the next write repairs it",
                 self.path,
-                # repr, clipped: a string, hashable for _warn_once, one line even for junk
-                repr(document.get("version"))[:40],
-                FORMAT_VERSION,
+                decoded.damage,
             )
-            return {}
-        entries: dict[str, Any] = document["entries"]
-        return entries
+        return decoded.document
 
-    def _check_permissions(self, fd: int) -> os.stat_result:
-        info = os.fstat(fd)
+    def _tighten(self, fd: int, info: os.stat_result) -> None:
         # Windows reports every file as 0o666 and has no fchmod: ACLs guard it there.
-        if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            # Tokens are credentials: another user who can read them is the user.
-            logger.warning(
-                "token cache %s was open to other users (mode %o); tightened to 0600",
-                self.path,
-                stat.S_IMODE(info.st_mode),
-            )
+        mode = stat.S_IMODE(info.st_mode)
+        if os.name != "posix" or not mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return
+        # Tokens are credentials: another user who can read them is the user.
+        try:
             os.fchmod(fd, 0o600)
-        return info
+        except OSError as exc:
+            _warn_once(
+                ("open", str(self.path), mode),
+                "token cache %s is open to other users (mode %o) and could not be tightened: %s",
+                self.path,
+                mode,
+                str(exc),
+            )
+            return
+        _warn_once(
+            ("tightened", str(self.path), info.st_ino, mode),
+            "token cache %s was open to other users (mode %o); tightened to 0600",
+            self.path,
+            mode,
+        )
 
     def _parse(self, key: str, raw: Any) -> CacheEntry | None:
         try:
@@ -205,46 +269,59 @@ class FileTokenCache(TokenCache):
             meta = {str(k): str(v) for k, v in raw["meta"].items()}
             return CacheEntry(Token.from_dict(raw.get("token")), meta)
         except TokenFormatError as exc:
-            self._warn_once(
-                None, "token cache %s: entry %s skipped: %s", self.path, key[:8], str(exc)
+            # Not dropped: it may be the entry of a newer hoxton-auth; it is kept on rewrite.
+            _warn_once(
+                ("skipped", str(self.path), key, str(exc)),
+                "token cache %s: entry %s skipped (kept in the file): %s",
+                self.path,
+                key[:8],
+                str(exc),
             )
             return None
 
-    # -- writing (under the lock) ------------------------------------------
+    # -- writing (under the lock) ------------------------------------------------
 
     def store(self, key: str, entry: CacheEntry) -> None:
-        """Save ``entry``; unreadable and long-dead entries are dropped.
+        """Save ``entry``; long-dead entries are dropped, unknown ones kept.
 
         Raises:
-            CacheUnavailableError: The file cannot be written.
+            CacheUnavailableError: The file cannot be written, or is refused.
         """
-        entries = self.entries()
-        entries[key] = entry
-        self._write(entries)
+        document = self._read_document()
+        old = document.setdefault("entries", {}).get(key)
+        unknown = (
+            {k: v for k, v in old.items() if k not in ("meta", "token")}
+            if isinstance(old, dict)
+            else {}
+        )
+        document["entries"][key] = {
+            **unknown,
+            "meta": dict(entry.meta),
+            "token": entry.token.to_dict(),
+        }
+        self._write(document)
 
     def delete(self, key: str) -> None:
         """Forget ``key``.
 
         Raises:
-            CacheUnavailableError: The file cannot be written.
+            CacheUnavailableError: The file cannot be written, or is refused.
         """
-        entries = self.entries()
-        if entries.pop(key, None) is not None:
-            self._write(entries)
+        document = self._read_document()
+        if document.get("entries", {}).pop(key, None) is not None:
+            self._write(document)
 
-    def _write(self, entries: Mapping[str, CacheEntry]) -> None:
+    def _write(self, document: dict[str, Any]) -> None:
         now = time.time()
-        document = {
-            "version": FORMAT_VERSION,
-            "entries": {
-                key: {"meta": dict(entry.meta), "token": entry.token.to_dict()}
-                for key, entry in entries.items()
-                if not _prunable(entry.token, now)
-            },
-        }
-        payload = json.dumps(document, indent=1, sort_keys=True).encode()
+        entries = {}
+        for key in sorted(document.get("entries", {})):
+            raw = document["entries"][key]
+            parsed = self._parse(key, raw)
+            if parsed is None or not _prunable(parsed.token, now):
+                entries[key] = raw
+        payload = encode(document, entries)
         try:
-            ensure_directory(self.path.parent)
+            self._ensure_directory()
             fd, temp_name = tempfile.mkstemp(
                 dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
             )
@@ -263,6 +340,11 @@ class FileTokenCache(TokenCache):
         self._sync_directory()
         self._remove_stale_temp_files(now)
 
+    def _ensure_directory(self) -> None:
+        """Create the cache's directory (0700) if it is missing."""
+        if not self.path.parent.is_dir():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
     def _sync_directory(self) -> None:
         # The rename is durable only once the directory is on disk (power loss).
         with contextlib.suppress(OSError):
@@ -278,22 +360,95 @@ class FileTokenCache(TokenCache):
                 if temp.stat().st_mtime < now - STALE_TEMP_AFTER:
                     temp.unlink()
 
-    # -- locking (the lock itself is in _file_lock.py) ---------------------
+    # -- locking -----------------------------------------------------------------
 
     def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[None]:
         """Hold ``<path>.lock`` (all entries share the one file, so one lock).
 
         Raises:
             CacheLockTimeoutError: Held by another process for ``timeout`` s.
-            CacheUnavailableError: The lock file cannot be created.
+            CacheUnavailableError: The lock file cannot be created, or is refused.
         """
-        return hold_lock(self.lock_path, timeout)
+        return self._hold_lock(timeout)
 
     def alock(self, key: str, timeout: float) -> contextlib.AbstractAsyncContextManager[None]:
         """``lock`` for asyncio: polls the lock without blocking the loop.
 
         Raises:
             CacheLockTimeoutError: Held by another process for ``timeout`` s.
-            CacheUnavailableError: The lock file cannot be created.
+            CacheUnavailableError: The lock file cannot be created, or is refused.
         """
-        return ahold_lock(self.lock_path, timeout)
+        return self._ahold_lock(timeout)
+
+    def _prepare_lock(self) -> None:
+        """Create the directory; refuse a lock path that is not a private file of ours."""
+        with self._translate_lock_errors(0):
+            self._ensure_directory()
+        self._check_directory()
+        for path in (self.path, self.lock_path):  # the cache too: no lock file beside /dev/null
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise CacheUnavailableError(f"cannot lock token cache {path}: {exc}") from exc
+            if stat.S_ISLNK(info.st_mode):
+                raise self._refuse(path, "it is a symbolic link")
+            self._check_file(path, info)
+
+    @contextlib.contextmanager
+    def _hold_lock(self, timeout: float) -> Iterator[None]:
+        import filelock
+
+        self._prepare_lock()
+        file_lock = filelock.FileLock(str(self.lock_path), timeout=timeout, **_lock_options())
+        with self._translate_lock_errors(timeout):
+            file_lock.acquire()
+        try:
+            yield
+        finally:
+            file_lock.release()
+
+    @contextlib.asynccontextmanager
+    async def _ahold_lock(self, timeout: float) -> AsyncIterator[None]:
+        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+
+        import filelock
+
+        await asyncio.to_thread(self._prepare_lock)
+        file_lock = filelock.AsyncFileLock(str(self.lock_path), timeout=timeout, **_lock_options())
+        with self._translate_lock_errors(timeout):
+            await file_lock.acquire()
+        try:
+            yield
+        finally:
+            await file_lock.release()
+
+    @contextlib.contextmanager
+    def _translate_lock_errors(self, timeout: float) -> Iterator[None]:
+        import filelock
+
+        try:
+            yield
+        except filelock.Timeout:
+            raise CacheLockTimeoutError(
+                f"token cache lock {self.lock_path} is held by another process and was not "
+                f"released within {timeout:g}s; the holder looks stuck (find it with "
+                f"`fuser {self.lock_path}`)"
+            ) from None
+        except OSError as exc:
+            if isinstance(exc, CacheUnavailableError):
+                raise
+            raise CacheUnavailableError(f"cannot lock token cache {self.lock_path}: {exc}") from exc
+
+
+def _lock_options() -> dict[str, Any]:
+    import filelock
+
+    options: dict[str, Any] = {"mode": 0o600}
+    parameters = inspect.signature(filelock.FileLock.__init__).parameters
+    if "poll_interval" in parameters:
+        options["poll_interval"] = LOCK_POLL_INTERVAL
+    if "preserve_lock_file" in parameters:
+        options["preserve_lock_file"] = True  # deleting a lock file races with its next user
+    return options

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from ._config import ClientConfig
 
@@ -168,7 +168,7 @@ class DeviceCode:
         return fields
 
 
-Grant = Union[ClientCredentials, Password, AuthorizationCode, RefreshToken, DeviceCode, MfaOtp]
+Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken | DeviceCode | MfaOtp
 
 
 def device_authorization_fields(config: ClientConfig) -> dict[str, str]:

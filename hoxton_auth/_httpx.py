@@ -1,30 +1,81 @@
 """The httpx adapter: ``sync_auth_flow`` and ``async_auth_flow``, mirrored.
 
 Also the transports that send our token requests with an httpx client of our
-own (honouring the environment's proxies and CA bundle). Only this module
-imports httpx.
+own, configured from the auth object's ``verify``/``cert``/``proxy``/
+``trust_env`` (the environment's proxies and CA bundle by default). Only this
+module imports httpx.
+
+Request bodies are not buffered (no ``requires_request_body``): a streamed
+upload stays streamed, and after a 401 the request is sent again only when
+its body can be: bytes, a seekable file (rewound to where it started), or a
+multipart form whose files httpx rewinds itself. A spent stream (a generator,
+an async iterator, a socket) is not resent; the 401 is returned, as the
+requests adapter does.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import ssl
 import time
-from collections.abc import AsyncGenerator, Generator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from ._config import ClientConfig, NetworkSettings, check_bearer_url
 from ._manager import TokenManager
 
 if TYPE_CHECKING:
     from ._messages import Reply, TokenRequest, TokenResponse
 
-__all__ = ["HttpxAuth", "asend_with_httpx", "send_with_httpx"]
+__all__ = [
+    "AsyncHttpxTransport",
+    "HttpxAuth",
+    "HttpxTransport",
+    "asend_with_httpx",
+    "send_with_httpx",
+]
+
+logger = logging.getLogger("hoxton_auth")
 
 BEARER = "Bearer "
+
+_DEFAULT_NETWORK = NetworkSettings()
 
 
 def _headers(content_type: str, request: TokenRequest) -> dict[str, str]:
     return {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
+
+
+def _ssl_context(network: NetworkSettings) -> ssl.SSLContext:
+    """The TLS settings as one ``SSLContext`` (httpx 0.28 deprecates path strings and ``cert=``)."""
+    if network.verify is True:
+        # httpx's own default: certifi, or SSL_CERT_FILE/SSL_CERT_DIR with trust_env.
+        context = httpx.create_ssl_context(trust_env=network.trust_env)
+    elif network.verify is False:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    elif os.path.isdir(network.verify):
+        context = ssl.create_default_context(capath=network.verify)
+    else:
+        context = ssl.create_default_context(cafile=network.verify)
+    if isinstance(network.cert, tuple):
+        context.load_cert_chain(network.cert[0], network.cert[1])
+    elif network.cert is not None:
+        context.load_cert_chain(network.cert)
+    return context
+
+
+def _client_options(network: NetworkSettings, timeout: float) -> dict[str, Any]:
+    options: dict[str, Any] = {"timeout": timeout, "trust_env": network.trust_env}
+    if network.proxy is not None:
+        options["proxy"] = network.proxy
+    if network.verify is not True or network.cert is not None:
+        options["verify"] = _ssl_context(network)
+    return options
 
 
 def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
@@ -54,15 +105,17 @@ def _forget_request(exc: Exception) -> None:
         exc._request = None  # the public setter accepts only a Request
 
 
-def send_with_httpx(request: TokenRequest) -> Reply:
+def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_NETWORK) -> Reply:
     """POST a token request with ``httpx.Client``; network failures are returned."""
     from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
     body, content_type = request.encode()
+    # Outside the try: an unreadable cert or CA file is the caller's mistake, not the network's.
+    options = _client_options(network, request.timeout)
     deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         with (
-            httpx.Client(timeout=request.timeout) as client,
+            httpx.Client(**options) as client,
             client.stream(
                 "POST", request.url, content=body, headers=_headers(content_type, request)
             ) as response,
@@ -74,20 +127,25 @@ def send_with_httpx(request: TokenRequest) -> Reply:
                     break
                 _check_deadline(response, deadline, request.timeout)
             return _token_response(response, content)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    # ssl.SSLError: with TLS 1.3 a server refuses a client certificate after the
+    # handshake, and httpcore's async backend lets that alert out unwrapped.
+    except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
         _forget_request(exc)
         return TransportFailure(exc, time.time())
 
 
-async def asend_with_httpx(request: TokenRequest) -> Reply:
+async def asend_with_httpx(
+    request: TokenRequest, network: NetworkSettings = _DEFAULT_NETWORK
+) -> Reply:
     """POST a token request with ``httpx.AsyncClient``; network failures are returned."""
     from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
     body, content_type = request.encode()
+    options = _client_options(network, request.timeout)  # outside the try: see send_with_httpx
     deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         async with (
-            httpx.AsyncClient(timeout=request.timeout) as client,
+            httpx.AsyncClient(**options) as client,
             client.stream(
                 "POST", request.url, content=body, headers=_headers(content_type, request)
             ) as response,
@@ -99,25 +157,103 @@ async def asend_with_httpx(request: TokenRequest) -> Reply:
                     break
                 _check_deadline(response, deadline, request.timeout)
             return _token_response(response, content)
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+    # ssl.SSLError: with TLS 1.3 a server refuses a client certificate after the
+    # handshake, and httpcore's async backend lets that alert out unwrapped.
+    except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
         _forget_request(exc)
         return TransportFailure(exc, time.time())
+
+
+class HttpxTransport:
+    """Sends one auth object's token requests with ``httpx.Client``, with its settings."""
+
+    __slots__ = ("network",)
+
+    def __init__(self, network: NetworkSettings) -> None:
+        self.network = network
+
+    def __call__(self, request: TokenRequest) -> Reply:
+        """POST ``request``; a network failure is returned, not raised."""
+        return send_with_httpx(request, self.network)
+
+
+class AsyncHttpxTransport:
+    """Sends one auth object's token requests with ``httpx.AsyncClient``, with its settings."""
+
+    __slots__ = ("network",)
+
+    def __init__(self, network: NetworkSettings) -> None:
+        self.network = network
+
+    async def __call__(self, request: TokenRequest) -> Reply:
+        """POST ``request``; a network failure is returned, not raised."""
+        return await asend_with_httpx(request, self.network)
+
+
+def _noop() -> None:
+    return None
+
+
+def _rewinder(request: httpx.Request) -> Callable[[], None] | None:
+    """How to make ``request``'s body sendable again, or None when it cannot be.
+
+    Decided before the first send: a file's starting position is only known then.
+    """
+    stream = request.stream
+    if isinstance(stream, httpx.ByteStream):
+        return _noop  # bytes (or no body): sent again as they are
+    fields = getattr(stream, "fields", None)  # httpx's MultipartStream
+    if isinstance(fields, list):
+        # httpx seeks every file field back to 0 before sending it.
+        files = [getattr(field, "file", None) for field in fields]
+        if all(f is None or isinstance(f, (str, bytes)) or _seekable(f) for f in files):
+            return _noop
+        return None
+    # content=<file>: httpx reads it in chunks (IteratorByteStream keeps it in
+    # ``_stream``, a private name: anything else means "cannot be resent").
+    source = getattr(stream, "_stream", None)
+    if source is not None and hasattr(source, "read") and _seekable(source):
+        start = source.tell()
+
+        def rewind() -> None:
+            source.seek(start)
+
+        return rewind
+    return None
+
+
+def _seekable(file: Any) -> bool:
+    try:
+        return bool(file.seekable()) and isinstance(file.tell(), int)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 class HttpxAuth(httpx.Auth):
     """The httpx side of ``HoxtonAuth``: one retry after a 401, sync and async."""
 
-    # The body is kept so that the request can be sent again after a 401.
-    requires_request_body = True
     _manager: TokenManager
+    _send_httpx: HttpxTransport
+    _asend_httpx: AsyncHttpxTransport
+    config: ClientConfig
+
+    def _check_url(self, request: httpx.Request) -> None:
+        if request.url.scheme != "https":
+            check_bearer_url(str(request.url), allow_insecure_http=self.config.allow_insecure_http)
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        """Set the header; after a 401, renew the token and resend once."""
-        request.read()
-        token = self._manager.get_token(send_with_httpx)
+        """Set the header; after a 401, renew the token and resend once.
+
+        Raises:
+            InsecureTransportError: The URL is ``http://`` on a host other
+                than loopback, and ``allow_insecure_http`` is off.
+        """
+        self._check_url(request)
+        token = self._manager.get_token(self._send_httpx)
         request.headers["Authorization"] = BEARER + token
+        rewind = _rewinder(request)
         response = yield request
         # Only a 401 to the token we sent: after a redirect to another origin
         # httpx drops the header, and that host's 401 says nothing about our token.
@@ -126,9 +262,14 @@ class HttpxAuth(httpx.Auth):
             and response.request.headers.get("Authorization") == BEARER + token
             and self._manager.renews_after_401(token)  # not after a 401 storm (issue 12)
         ):
+            if rewind is None:
+                logger.debug("401 not retried: the request body is a stream that cannot be resent")
+                return
+            response.read()  # release the connection before the retry
             self._manager.invalidate(token)
-            token = self._manager.get_token(send_with_httpx)
+            token = self._manager.get_token(self._send_httpx)
             request.headers["Authorization"] = BEARER + token
+            rewind()
             response = yield request
             if response.status_code == 401:
                 self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
@@ -136,19 +277,29 @@ class HttpxAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """``sync_auth_flow`` for ``httpx.AsyncClient``."""
-        await request.aread()
-        token = await self._manager.aget_token(asend_with_httpx)
+        """``sync_auth_flow`` for ``httpx.AsyncClient``.
+
+        Raises:
+            InsecureTransportError: As ``sync_auth_flow``.
+        """
+        self._check_url(request)
+        token = await self._manager.aget_token(self._asend_httpx)
         request.headers["Authorization"] = BEARER + token
+        rewind = _rewinder(request)
         response = yield request
         if (
             response.status_code == 401
             and response.request.headers.get("Authorization") == BEARER + token
             and self._manager.renews_after_401(token)
         ):
+            if rewind is None:
+                logger.debug("401 not retried: the request body is a stream that cannot be resent")
+                return
+            await response.aread()  # release the connection before the retry
             await self._manager.ainvalidate(token)
-            token = await self._manager.aget_token(asend_with_httpx)
+            token = await self._manager.aget_token(self._asend_httpx)
             request.headers["Authorization"] = BEARER + token
+            rewind()
             response = yield request
             if response.status_code == 401:
                 self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401

@@ -43,7 +43,7 @@ from ._flow import DeviceAuthorization, poll_device_code, request_device_code
 from ._grant_auths import AuthorizationCodeAuth
 from ._grants import DeviceCode, Grant
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
-from ._requests import send_with_requests
+from ._requests import RequestsTransport
 
 __all__ = [
     "LOGIN_PORTS",
@@ -419,7 +419,7 @@ def login(
         # A login starts a new session: it becomes this OS user's logged-in
         # session of (domain, client, audience), replacing the previous one
         # (perhaps another user's), whose refresh token is revoked (issue 10).
-        auth._manager.begin_session(send_with_requests, login=True)
+        auth._manager.begin_session(auth._send_requests, login=True)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
         raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
@@ -454,9 +454,11 @@ def _device_login(
     common: dict[str, Any],
 ) -> AuthorizationCodeAuth:
     started = time.time()
+    # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
+    send = RequestsTransport(config.network)
     authorization = drive(
         request_device_code(config, started, random.Random()),  # noqa: S311  jitter, not crypto
-        send_with_requests,
+        send,
     )
     out = sys.stderr
     complete = authorization.verification_uri_complete
@@ -479,9 +481,7 @@ def _device_login(
         deadline,
         authorization.interval,
     )
-    reply = _drive_polling(
-        poll_device_code(config, bounded), send_with_requests, sleep, bounded, out
-    )
+    reply = _drive_polling(poll_device_code(config, bounded), send, sleep, bounded, out)
     # The approved device code is spent: the session begins with the answer
     # that came back, replayed to begin_session (the same storing call as a
     # browser login's), which parses it and replaces the cached session.
@@ -489,7 +489,7 @@ def _device_login(
         authorization.device_code, client_id, client_secret, scope=scope, **common
     )
     try:
-        auth._manager.begin_session(_replay(config, reply), login=True)
+        auth._manager.begin_session(_replay(config, reply, send), login=True)
     except TokenRequestError as exc:
         raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
     logger.debug("logged in with a device code: client_id=%s", client_id)
@@ -499,14 +499,14 @@ def _device_login(
     return AuthorizationCodeAuth(client_id, client_secret, scope=scope, **session)
 
 
-def _replay(config: ClientConfig, reply: TokenResponse) -> SyncTransport:
+def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:
     sent = False
 
     def send(request: TokenRequest) -> Reply:
         nonlocal sent
         if request.url != config.token_url:
             # The revocation of the login this one replaces goes out for real.
-            return send_with_requests(request)
+            return real(request)
         # Only the one device code request of begin_session may get the answer.
         if sent:
             raise AssertionError("the device login's answer can be used once")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Generator, Mapping
-from typing import TypeVar, Union
+from typing import TypeVar
 from urllib.parse import urlencode
 
 __all__ = [
@@ -111,8 +111,8 @@ class Backoff:
     delay: float
 
 
-Action = Union[TokenRequest, Backoff]
-Reply = Union[TokenResponse, TransportFailure]
+Action = TokenRequest | Backoff
+Reply = TokenResponse | TransportFailure
 """What a transport returns for a ``TokenRequest``."""
 # A flow gets a Reply for a TokenRequest and the time (a float) for a Backoff.
-Flow = Generator[Action, Union[Reply, float], T]
+Flow = Generator[Action, Reply | float, T]

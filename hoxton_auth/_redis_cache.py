@@ -92,7 +92,7 @@ class RedisTokenCache(TokenCache):
             (a ``socket_timeout`` in the URL wins).
 
     Raises:
-        ImportError: redis-py is not installed (``pip install "hoxton-auth[redis]"``).
+        ImportError: redis-py is not installed (``pip install "redis>=4.5"``).
         ConfigError: A timeout is not positive.
     """
 
@@ -211,7 +211,7 @@ class RedisTokenCache(TokenCache):
             names = list(self.client.scan_iter(match=pattern, count=500))
             values = self.client.mget(names) if names else []
         found: dict[str, CacheEntry] = {}
-        for name, raw in zip(names, values):
+        for name, raw in zip(names, values, strict=False):
             key = (name.decode() if isinstance(name, bytes) else str(name))[len(head) :]
             entry = None if raw is None else self._parse(key, raw)
             if entry is not None:
@@ -227,7 +227,8 @@ class RedisTokenCache(TokenCache):
                 raise TokenFormatError(f"unknown format version {data.get('version')!r}")
             meta = {str(k): str(v) for k, v in data["meta"].items()}
             return CacheEntry(Token.from_dict(data.get("token")), meta)
-        except ValueError as exc:  # JSON, UTF-8 and TokenFormatError are all ValueErrors
+        # JSON, UTF-8 and TokenFormatError are ValueErrors; RecursionError: "[[[[..." too deep
+        except (ValueError, RecursionError) as exc:
             text = f"Redis token cache {self._where}: entry {key[:8]} skipped: {exc}"
             if text not in self._warned:
                 self._warned.add(text)

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 __all__ = ["INSTALL_HINT", "ClientArg", "import_redis", "make_client"]
 
-INSTALL_HINT = 'RedisTokenCache needs redis-py: pip install "hoxton-auth[redis]"'
+INSTALL_HINT = (
+    'RedisTokenCache needs redis-py: pip install "redis>=4.5" '
+    '(hoxton-auth is not on PyPI yet; in its checkout: pip install -e ".[redis]")'
+)
 
 ClientArg = Union[str, "redis.Redis"]
 

@@ -1,8 +1,9 @@
 """The requests adapter: an ``AuthBase`` that sets the header and retries one 401.
 
 Also the blocking transport that sends our token requests with a
-``requests.Session`` of our own (honouring the environment's proxies and CA
-bundle). Only this module imports requests.
+``requests.Session`` of our own, configured from the auth object's
+``verify``/``cert``/``proxy``/``trust_env`` (the environment's proxies and CA
+bundle by default). Only this module imports requests.
 """
 
 from __future__ import annotations
@@ -17,33 +18,49 @@ import urllib3.exceptions
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
+from ._config import ClientConfig, NetworkSettings, check_bearer_url
 from ._manager import TokenManager
 
 if TYPE_CHECKING:
     from ._messages import Reply, TokenRequest
 
-__all__ = ["RequestsAuth", "send_with_requests"]
+__all__ = ["RequestsAuth", "RequestsTransport", "send_with_requests"]
 
 logger = logging.getLogger("hoxton_auth")
 
 BEARER = "Bearer "
 
 
-def send_with_requests(request: TokenRequest) -> Reply:
-    """POST a token request; a network failure is returned, not raised."""
+_DEFAULT_NETWORK = NetworkSettings()
+
+
+def _session(network: NetworkSettings) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = network.trust_env
+    return session
+
+
+def send_with_requests(request: TokenRequest, network: NetworkSettings = _DEFAULT_NETWORK) -> Reply:
+    """POST a token request; a network failure is returned, not raised.
+
+    ``verify``, ``cert`` and ``proxies`` go on the request, not the session:
+    requests lets the environment's CA bundle override a session's ``verify``
+    (psf/requests#3829), but not a request's.
+    """
     # Here, not at the top: a process that finds its token in the cache never
     # creates the message dataclasses (each compiles its methods; issue 6).
     from ._messages import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
 
     body, content_type = request.encode()
     headers = {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
+    proxies = {"http": network.proxy, "https": network.proxy} if network.proxy else None
     # requests' timeout bounds each read, not the answer: a server dripping a
     # byte at a time would hold us (and the cache lock) for ever. One deadline
     # bounds the whole answer (issue 12).
     deadline = time.monotonic() + request.timeout
     try:
         with (
-            requests.Session() as session,
+            _session(network) as session,
             session.post(
                 request.url,
                 data=body,
@@ -51,6 +68,9 @@ def send_with_requests(request: TokenRequest) -> Reply:
                 timeout=request.timeout,
                 stream=True,
                 allow_redirects=False,
+                verify=network.verify,
+                cert=network.cert,
+                proxies=proxies,
             ) as response,
         ):
             content = b""
@@ -76,14 +96,37 @@ def send_with_requests(request: TokenRequest) -> Reply:
         return TransportFailure(exc, time.time())
 
 
+class RequestsTransport:
+    """Sends one auth object's token requests with requests, with its network settings."""
+
+    __slots__ = ("network",)
+
+    def __init__(self, network: NetworkSettings) -> None:
+        self.network = network
+
+    def __call__(self, request: TokenRequest) -> Reply:
+        """POST ``request``; a network failure is returned, not raised."""
+        return send_with_requests(request, self.network)
+
+
 class RequestsAuth(requests.auth.AuthBase):
     """The requests side of ``HoxtonAuth``."""
 
     _manager: TokenManager
+    _send_requests: RequestsTransport
+    config: ClientConfig
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        """Set ``Authorization: Bearer <token>``; arrange one retry after a 401."""
-        request.headers["Authorization"] = BEARER + self._manager.get_token(send_with_requests)
+        """Set ``Authorization: Bearer <token>``; arrange one retry after a 401.
+
+        Raises:
+            InsecureTransportError: The URL is ``http://`` on a host other
+                than loopback, and ``allow_insecure_http`` is off.
+        """
+        url = request.url or ""
+        if not url.startswith("https://"):  # the hot path: requests lower-cases the scheme
+            check_bearer_url(url, allow_insecure_http=self.config.allow_insecure_http)
+        request.headers["Authorization"] = BEARER + self._manager.get_token(self._send_requests)
         # Appended directly: register_hook's isinstance(hook, Callable) check
         # costs more than the rest of this method (issue 6), for a bound method.
         request.hooks["response"].append(self._retry_once_after_401)
@@ -121,7 +164,7 @@ class RequestsAuth(requests.auth.AuthBase):
         response.content  # noqa: B018  read it all so the connection can be reused
         response.close()
         self._manager.invalidate(header[len(BEARER) :])
-        token = self._manager.get_token(send_with_requests)
+        token = self._manager.get_token(self._send_requests)
         retry = sent.copy()
         if rewindable:
             rewind_body(retry)

@@ -13,26 +13,29 @@ import ast
 import asyncio
 import contextlib
 import dataclasses
+import io
 import json
 import re
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import requests
+import trustme
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 import hoxton_auth
-from hoxton_auth import HoxtonAuth, MemoryTokenCache, TokenRequestError
+from hoxton_auth import HoxtonAuth, InsecureTransportError, MemoryTokenCache, TokenRequestError
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
-Body = Union[bytes, Path, None]
+Body = bytes | Path | None
 
 
 @dataclasses.dataclass
@@ -52,6 +55,9 @@ class AdapterCases:
 
     #: Ways this library attaches an auth object (client-wide, per request...).
     modes: ClassVar[tuple[str, ...]] = ()
+    #: Whether the file body of ``send`` can be sent again after a 401 (an
+    #: async iterator cannot: it is spent once sent).
+    replays_file_body: ClassVar[bool] = True
 
     def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
         raise NotImplementedError
@@ -138,6 +144,11 @@ class AdapterCases:
         auth.get_token()
         server.revoke_access_tokens()
         result = self.send("PUT", server.api_url, auth, self.modes[0], path)
+        if not self.replays_file_body:
+            # Never resend a spent stream: it would go out empty, as if it were the body.
+            assert result.status == 401
+            assert server.api_requests == 1
+            return
         assert result.status == 200
         assert result.echo()["body"] == path.read_text()
         assert server.count() == 2
@@ -233,6 +244,86 @@ class AdapterCases:
         assert info.value.error == "access_denied"
         assert server.api_requests == 1  # the 401; no retry without a token
 
+    # -- no bearer token over cleartext (issue 14, item 2) ----------------------------------------
+
+    def test_http_url_on_a_non_loopback_host_is_refused_before_sending(
+        self, server: AuthServer, lan_server: HTTPServer
+    ) -> None:
+        # A real server on this machine's non-loopback address: reachable, but
+        # over the network, so the token must not go there in clear.
+        url = lan_server.url_for("/api")
+        assert urlsplit(url).scheme == "http"
+        auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+        for mode in self.modes:
+            with pytest.raises(InsecureTransportError, match="allow_insecure_http") as info:
+                self.send("GET", url, auth, mode)
+            assert "/api" not in str(info.value)  # scheme and host only
+        assert lan_server.log == []  # nothing was sent
+        assert server.count() == 0  # not even a token was fetched
+
+    def test_allow_insecure_http_sends_the_token(
+        self, server: AuthServer, lan_server: HTTPServer
+    ) -> None:
+        lan_server.expect_request("/api").respond_with_data("ok")
+        auth = HoxtonAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            domain=server.domain,
+            allow_insecure_http=True,
+        )
+        result = self.send("GET", lan_server.url_for("/api"), auth, self.modes[0])
+        assert result.status == 200
+        (request, _) = lan_server.log[-1]
+        assert request.headers["Authorization"] == f"Bearer {auth.get_token()}"
+
+    def test_unresolvable_http_host_is_refused_before_any_connection(
+        self, server: AuthServer
+    ) -> None:
+        # ".invalid" never resolves (RFC 6761): a connection attempt would
+        # raise the library's ConnectionError, not ours.
+        auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+        for url in ("http://api.invalid/v1", "HTTP://API.INVALID/v1", "http://192.0.2.1:8080/"):
+            with pytest.raises(InsecureTransportError):
+                self.send("POST", url, auth, self.modes[-1], b"payload")
+        assert server.count() == 0
+
+    def test_loopback_http_hosts_are_allowed(
+        self, server: AuthServer, httpserver: HTTPServer
+    ) -> None:
+        httpserver.expect_request("/api").respond_with_data("ok")
+        auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+        port = httpserver.port
+        for host in ("localhost", "127.0.0.1"):
+            assert self.send("GET", f"http://{host}:{port}/api", auth, self.modes[0]).status == 200
+
+    @pytest.mark.parametrize("target_host", ["127.0.0.1", "localhost"])
+    def test_redirect_from_https_to_http_carries_no_token(
+        self,
+        server: AuthServer,
+        auth: HoxtonAuth,
+        tls_httpserver: HTTPServer,
+        httpserver: HTTPServer,
+        target_host: str,
+    ) -> None:
+        # The API (TLS) redirects to plain http, on the same host name or
+        # another one: the token must not follow it into cleartext.
+        landing = f"http://{target_host}:{httpserver.port}/landing"
+        tls_httpserver.expect_request("/api").respond_with_data(
+            "", 302, headers={"Location": landing}
+        )
+        httpserver.expect_request("/landing").respond_with_data("landed")
+        start = tls_httpserver.url_for("/api")
+        assert start.startswith("https://127.0.0.1:")
+        for mode in self.modes:
+            result = self.send("GET", start, auth, mode)
+            assert result.status == 200, mode
+            assert result.redirects == 1, mode
+        (first, _) = tls_httpserver.log[0]
+        assert first.headers["Authorization"].startswith("Bearer ")  # it went over TLS
+        assert len(httpserver.log) == len(self.modes)
+        for request, _ in httpserver.log:
+            assert "Authorization" not in request.headers
+
     # -- what is not a 401 ---------------------------------------------------------------------
 
     @pytest.mark.parametrize("status", [200, 204, 400, 403, 404, 500, 503])
@@ -271,6 +362,60 @@ class AdapterCases:
 
 
 # -- requests ----------------------------------------------------------------------------------
+
+
+# -- servers off loopback and over TLS (issue 14) -----------------------------------------------
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's address on its default route, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1; UDP connect sends nothing
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address  # noqa: S104  a comparison
+
+
+@pytest.fixture
+def lan_server() -> Iterator[HTTPServer]:
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    server = HTTPServer(host=address, port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def test_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_httpserver(
+    test_ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[HTTPServer]:
+    """An HTTPS pytest-httpserver on 127.0.0.1 whose CA the test's clients trust."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    bundle = tmp_path / "test-ca.pem"
+    test_ca.cert_pem.write_to_path(str(bundle))
+    # The API calls of send() trust it the way users' code would: through the environment.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.clear()
+        server.stop()
 
 
 def _threads(count: int, call: Any) -> list[int]:
@@ -380,6 +525,7 @@ class TestHttpxClient(AdapterCases):
 
 class TestHttpxAsyncClient(AdapterCases):
     modes = ("AsyncClient(auth=)", "per-request auth=")
+    replays_file_body = False  # send() streams the file from an async generator
 
     def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
         async def main() -> Result:
@@ -452,3 +598,94 @@ def test_only_grants_write_a_grant_type() -> None:
         p.name for p in PACKAGE.glob("*.py") if re.search(r"""["']grant_type["']""", p.read_text())
     }
     assert writers == {"_grants.py"}
+
+
+# -- httpx streams uploads (issue 14, item 3) ---------------------------------------------------
+
+
+def test_httpx_auth_does_not_buffer_request_bodies() -> None:
+    assert HoxtonAuth.requires_request_body is False
+
+
+def test_httpx_generator_body_is_streamed_once_and_not_resent(
+    hoxton_auth_server: AuthServer,
+) -> None:
+    server = hoxton_auth_server
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    auth.get_token()
+    server.revoke_access_tokens()
+    pulled: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(3):
+            pulled.append(i)
+            yield b"chunk "
+
+    with httpx.Client(auth=auth, timeout=30) as client:
+        response = client.post(server.api_url, content=chunks())
+    assert response.status_code == 401  # handed back: a resend would be empty
+    assert pulled == [0, 1, 2]
+    assert server.api_requests == 1
+
+
+def test_httpx_multipart_file_upload_is_resent(
+    hoxton_auth_server: AuthServer, tmp_path: Path
+) -> None:
+    server = hoxton_auth_server
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    path = tmp_path / "report.csv"
+    path.write_bytes(b"a,b\n1,2\n")
+    auth.get_token()
+    server.revoke_access_tokens()
+    with path.open("rb") as file, httpx.Client(auth=auth, timeout=30) as client:
+        response = client.post(server.api_url, files={"report": file}, data={"k": "v"})
+    assert response.status_code == 200
+    assert "a,b\n1,2\n" in response.json()["body"]
+    assert server.api_requests == 2
+
+
+class _OneWayFile(io.RawIOBase):
+    """A readable file that cannot seek, like a pipe."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        size = min(len(buffer), len(self._data))
+        buffer[:size] = self._data[:size]
+        self._data = self._data[size:]
+        return size
+
+
+def test_httpx_multipart_with_an_unseekable_file_is_not_resent(
+    hoxton_auth_server: AuthServer,
+) -> None:
+    server = hoxton_auth_server
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    auth.get_token()
+    server.revoke_access_tokens()
+    with (
+        io.BufferedReader(_OneWayFile(b"streamed,data\n")) as pipe,
+        httpx.Client(auth=auth, timeout=30) as client,
+    ):
+        response = client.post(server.api_url, files={"report": ("r.csv", pipe)})
+    assert response.status_code == 401
+    assert server.api_requests == 1
+
+
+def test_httpx_async_bytes_body_is_resent(hoxton_auth_server: AuthServer) -> None:
+    server = hoxton_auth_server
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+
+    async def main() -> httpx.Response:
+        await auth.aget_token()
+        server.revoke_access_tokens()
+        async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+            return await client.post(server.api_url, content=b"again")
+
+    response = asyncio.run(main())
+    assert response.status_code == 200
+    assert response.json()["body"] == "again"

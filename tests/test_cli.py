@@ -364,7 +364,8 @@ def test_the_test_server_names_the_extra_it_needs() -> None:
     )
 
     assert result.returncode == 1
-    assert 'pip install "hoxton-auth[testing]"' in result.stderr
+    assert 'pip install "cryptography>=41"' in result.stderr
+    assert 'pip install -e ".[testing]"' in result.stderr
     assert "Traceback" not in result.stderr
 
 

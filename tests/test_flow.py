@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Mapping
-from typing import Any, Callable, Union
+from collections.abc import Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl
 
 import pytest
@@ -57,7 +57,7 @@ TOKEN_URL = "https://auth.example/oauth/token"
 BACKOFF_BASE = ClientConfig("cid").backoff_base
 BACKOFF_CAP = ClientConfig("cid").backoff_cap
 MintJwt = Callable[..., str]
-Reply = Union[TokenResponse, TransportFailure, float]
+Reply = TokenResponse | TransportFailure | float
 
 
 def config(**overrides: Any) -> ClientConfig:

@@ -303,7 +303,7 @@ def test_each_user_only_ever_gets_their_own_token_across_processes(
 
     results = run_workers(jobs)
 
-    for job, result in zip(jobs, results):
+    for job, result in zip(jobs, results, strict=True):
         assert result["subs"] == [expected_sub(grant, job["user"])] * 3
     assert server.reuse_detected == 0
     if grant == "authorization_code":
@@ -370,7 +370,7 @@ def test_every_code_is_exchanged_and_each_user_gets_their_own_sub(
     assert [sub_of(t) for t in tokens] == [user_sub(u) for u in users]
     assert len(set(tokens)) == 3
     # Renewals use the entry of the object's own user.
-    for auth, user in zip(auths, users):
+    for auth, user in zip(auths, users, strict=True):
         auth.invalidate()
         assert sub_of(auth.get_token()) == user_sub(user)
     assert server.count("authorization_code") == 3

@@ -27,7 +27,7 @@ import pytest
 import requests
 from fault_server import closed_port
 
-from hoxton_auth import HoxtonAuth, HoxtonAuthError, InvalidGrantError
+from hoxton_auth import HoxtonAuth, HoxtonAuthError, HoxtonAuthWarning, InvalidGrantError
 from hoxton_auth.testing import DEFAULT_USERNAME, AuthServer
 
 CLIENT_ID = "logging-client"
@@ -216,7 +216,10 @@ def test_full_flows_log_no_secret(
         garbage = tmp_path / "garbage" / "tokens.json"
         garbage.parent.mkdir()
         garbage.write_text('{"entries": {"x": ' + json.dumps(CLIENT_SECRET))
-        tokens.append(HoxtonAuth(CLIENT_ID, CLIENT_SECRET, cache=garbage, **common).get_token())
+        garbage.chmod(0o600)
+        with pytest.warns(HoxtonAuthWarning, match="not valid JSON") as warned:
+            tokens.append(HoxtonAuth(CLIENT_ID, CLIENT_SECRET, cache=garbage, **common).get_token())
+        messages.extend(str(w.message) for w in warned)  # scanned for secrets too
         damaged = tmp_path / "damaged" / "tokens.json"
         damaged.parent.mkdir()
         planted = "planted-token-" + secrets.token_hex(8)
@@ -226,7 +229,10 @@ def test_full_flows_log_no_secret(
             "token": {"access_token": planted + "\r\n", "expires_at": 9e9, "obtained_at": 0},
         }
         damaged.write_text(json.dumps({"version": 1, "entries": {"0" * 32: bad_entry}}))
-        tokens.append(HoxtonAuth(CLIENT_ID, CLIENT_SECRET, cache=damaged, **common).get_token())
+        damaged.chmod(0o600)
+        with pytest.warns(HoxtonAuthWarning, match="skipped") as warned:
+            tokens.append(HoxtonAuth(CLIENT_ID, CLIENT_SECRET, cache=damaged, **common).get_token())
+        messages.extend(str(w.message) for w in warned)
 
         found.add_requests(server.token_requests)
         found.add_requests(server.revoke_requests)

@@ -26,6 +26,7 @@ from hoxton_auth import (
     CacheEntry,
     FileTokenCache,
     HoxtonAuth,
+    HoxtonAuthWarning,
     MemoryTokenCache,
     Token,
     TokenCache,
@@ -302,7 +303,8 @@ def test_a_damaged_file_costs_one_token_request_and_is_repaired(
     isolated_cache.chmod(0o600)
     auth = machine_auth(server, isolated_cache)
 
-    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    with pytest.warns(HoxtonAuthWarning, match="not valid JSON"):
+        assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
 
     assert server.count() == 1
     assert len(warnings_log.records) == 1

@@ -29,6 +29,7 @@ PUBLIC = [
     "HoxtonAuth",
     "HoxtonAuthError",
     "HoxtonAuthWarning",
+    "InsecureTransportError",
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",

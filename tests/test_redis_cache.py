@@ -516,6 +516,30 @@ def test_entries_lists_this_prefix_only_and_skips_damaged_ones(
     raw.delete("other-" + prefix + "token:c")
 
 
+def test_a_deeply_nested_value_is_damage_a_miss_with_a_warning(
+    redis_url: str,
+    raw: redis.Redis,
+    prefix: str,
+    make_cache: Callable[..., RedisTokenCache],
+    auth_server: AuthServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Issue 11 item 8: json.loads raised RecursionError out of get_token().
+    first = _client_auth(auth_server, make_cache(redis_url))
+    first.get_token()
+    [name] = raw.keys(prefix + "token:*")
+    raw.set(name, b"[" * 100_000)
+    caplog.set_level(logging.WARNING, logger="hoxton_auth")
+
+    later = _client_auth(auth_server, make_cache(redis_url))
+    assert later.get_token()
+
+    assert auth_server.count() == 2  # a miss: the token was fetched again
+    assert any("skipped" in r.getMessage() for r in caplog.records)
+    key = (name.decode() if isinstance(name, bytes) else name)[len(prefix + "token:") :]
+    assert key in make_cache(redis_url).entries()  # and rewritten valid
+
+
 def test_no_secret_reaches_redis_or_the_log(
     redis_url: str,
     auth_server: AuthServer,
@@ -707,7 +731,11 @@ def test_without_redis_py_the_error_says_how_to_install_it() -> None:
     assert result.returncode == 0, result.stderr
     assert (
         result.stdout.splitlines()
-        == ['RedisTokenCache needs redis-py: pip install "hoxton-auth[redis]"'] * 2
+        == [
+            'RedisTokenCache needs redis-py: pip install "redis>=4.5" '
+            '(hoxton-auth is not on PyPI yet; in its checkout: pip install -e ".[redis]")'
+        ]
+        * 2
     )
 
 
@@ -715,7 +743,6 @@ def test_an_asyncio_client_is_refused() -> None:
     import redis.asyncio
 
     async def build_and_refuse() -> None:
-        # Built inside a running loop: on Python 3.9 the asyncio client needs one.
         client = redis.asyncio.Redis.from_url("redis://127.0.0.1:6379/0")
         with pytest.raises(ValueError, match=r"blocking client \(redis.Redis\)"):
             RedisTokenCache(client)  # type: ignore[arg-type]  # the mistake under test

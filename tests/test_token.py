@@ -6,7 +6,8 @@ Pure: every call passes ``now``; no clock, no network.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given

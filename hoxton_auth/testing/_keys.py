@@ -57,7 +57,8 @@ class SigningKey:
         except ImportError as exc:  # an optional dependency: say which extra brings it
             raise ImportError(
                 "the hoxton_auth.testing server signs its tokens with the cryptography "
-                'package, which is not installed: pip install "hoxton-auth[testing]"'
+                'package, which is not installed: pip install "cryptography>=41" '
+                '(hoxton-auth is not on PyPI yet; in its checkout: pip install -e ".[testing]")'
             ) from exc
 
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)

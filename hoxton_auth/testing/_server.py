@@ -17,6 +17,7 @@ from hoxton_auth.testing._controls import ServerControls
 from hoxton_auth.testing._state import AuthState
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Sequence
     from types import TracebackType
 
@@ -51,6 +52,9 @@ class AuthServer(ServerControls):
             reuse of an old one as theft (Auth0's refresh token rotation).
         clock_skew: Seconds added to the server's clock, for `iat`, `exp`,
             code expiry and the echo API's expiry check.
+        ssl_context: Serve HTTPS with this server-side context (its
+            certificate, and `verify_mode = CERT_REQUIRED` for mutual TLS);
+            `domain` is then `https://...`. None serves plain HTTP.
     """
 
     def __init__(
@@ -62,8 +66,10 @@ class AuthServer(ServerControls):
         token_delay: float = 0.0,
         rotate_refresh_tokens: bool = True,
         clock_skew: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._host = host
+        self._ssl_context = ssl_context
         self._port = port
         self._state = AuthState(
             token_lifetime=token_lifetime,
@@ -100,11 +106,19 @@ class AuthServer(ServerControls):
 
             key = signing_key()
             httpd = HTTPServer(self._host, self._port, self._state)
+            scheme = "http"
+            if self._ssl_context is not None:
+                # The handshake happens on the first read, in the connection's
+                # own thread: a client that fails it never stalls the accept loop.
+                httpd.socket = self._ssl_context.wrap_socket(
+                    httpd.socket, server_side=True, do_handshake_on_connect=False
+                )
+                scheme = "https"
             port = int(httpd.server_address[1])
             host = f"[{self._host}]" if ":" in self._host else self._host
             with self._state.lock:
                 self._state.key = key
-                self._state.issuer = f"http://{host}:{port}/"
+                self._state.issuer = f"{scheme}://{host}:{port}/"
             thread = threading.Thread(
                 target=httpd.serve_forever,
                 kwargs={"poll_interval": _POLL_INTERVAL},
@@ -142,7 +156,7 @@ class AuthServer(ServerControls):
 
     @property
     def domain(self) -> str:
-        """Base URL, e.g. `http://127.0.0.1:54321`; pass it as `domain=`.
+        """Base URL, e.g. `http://127.0.0.1:54321` (`https://` with `ssl_context`).
 
         Raises:
             RuntimeError: The server has not been started.

@@ -1,0 +1,129 @@
+"""The document format of the token cache file: its marker, its version, its salvage.
+
+No I/O: ``FileTokenCache`` (``_file_cache.py``) reads and writes the bytes.
+
+A file is ours when it starts with the marker (``{"format": FORMAT_MARKER,
+"version": 1, ..., "entries": {...}}``; the marker is written first, so a
+truncated file still says whose it is), or has the exact layout written by
+hoxton-auth 0.1 (``{"version": 1, "entries": {...}}``). ``version`` is a major
+version: additive changes keep it, and fields or entries this version does
+not understand are written back as they were. A newer major version is not
+ours to rewrite. A damaged file of ours is salvaged: its complete entries are
+kept, found in one pass whose cost is linear in the file size (issue 11).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+__all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "Decoded", "decode", "encode", "salvage"]
+
+FORMAT_MARKER = "hoxton-auth token cache"
+FORMAT_VERSION = 1
+# The start of one entry in a damaged file: a 32-hex-digit key, then an object.
+_ENTRY_START = re.compile(r'"([0-9a-f]{32})"\s*:\s*(?=\{)')
+# How a damaged file of ours begins: the marker, or 0.1's layout.
+_OURS = re.compile(
+    r'\s*\{\s*(?:"format"\s*:\s*"hoxton-auth token cache"'
+    r'|"entries"\s*:\s*\{|"version"\s*:\s*1\s*,\s*"entries"\s*:\s*\{)'
+)
+_FIRST_WINDOW = 256  # characters a salvage attempt decodes first; doubled while needed
+_MAX_ENTRY_CHARS = 256 * 1024  # far more than one entry (two JWTs and labels) needs
+_NOT_OURS = "it is not a hoxton-auth token cache"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoded:
+    """What a cache file holds.
+
+    Attributes:
+        document: ``{"entries": {key: raw entry}, ...}`` plus any unknown fields.
+        refused: Why the file is not ours to read or rewrite, or ``None``.
+        damage: What was wrong with a file of ours (the rest was salvaged), or ``None``.
+    """
+
+    document: dict[str, Any]
+    refused: str | None = None
+    damage: str | None = None
+
+
+def decode(text: str) -> Decoded:
+    """The document in ``text``: ours, ours but damaged, or refused."""
+    if not text.strip():
+        return Decoded({"entries": {}}, damage="is empty")
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
+        if not _OURS.match(text):
+            return Decoded({}, refused=_NOT_OURS)
+        kept, _ = salvage(text)
+        return Decoded(
+            {"entries": kept},
+            damage=f"is not valid JSON (its {len(kept)} complete entries are kept)",
+        )
+    legacy = (
+        isinstance(document, dict)
+        and set(document) == {"version", "entries"}
+        and document["version"] == 1
+    )
+    if not legacy and not (isinstance(document, dict) and document.get("format") == FORMAT_MARKER):
+        return Decoded({}, refused=_NOT_OURS)
+    version = document.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
+        return Decoded(
+            {},
+            refused=f"it has format version {repr(version)[:40]}, written by a newer "
+            f"hoxton-auth (this one writes version {FORMAT_VERSION}); upgrade hoxton-auth",
+        )
+    if not isinstance(document.get("entries"), dict):
+        return Decoded({**document, "entries": {}}, damage="has no entries object")
+    return Decoded(document)
+
+
+def encode(document: dict[str, Any], entries: dict[str, Any]) -> bytes:
+    """The file for ``entries``, keeping ``document``'s other fields as they were."""
+    rest = {k: v for k, v in document.items() if k not in ("format", "version", "entries")}
+    out = {"format": FORMAT_MARKER, "version": FORMAT_VERSION, **rest}
+    out["entries"] = {key: entries[key] for key in sorted(entries)}
+    return json.dumps(out, indent=1).encode()
+
+
+def salvage(text: str) -> tuple[dict[str, Any], int]:
+    """The complete entries of a damaged document, and the characters decoded.
+
+    Linear: each decode attempt is windowed, and the scan resumes where the
+    attempt stopped (an entry never starts inside another value), so crafted
+    damage cannot make the work quadratic (0.1: 0.9 MB cost 22 s).
+    """
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] = {}
+    work, position = 0, 0
+    while (match := _ENTRY_START.search(text, position)) is not None:
+        start, window = match.end(), _FIRST_WINDOW
+        while True:
+            piece = text[start : start + window]
+            work += len(piece)
+            try:
+                value, end = decoder.raw_decode(piece)
+            except RecursionError:  # nested too deep to be an entry: skip what was seen
+                position = start + len(piece)
+                break
+            except json.JSONDecodeError as exc:
+                # Failed at the end of the piece (or inside a string running past it):
+                # the text may go on, so look further; else resume a little before
+                # the failure (a cut entry may run into the next one).
+                # (16: a literal cut short, "nul" or "-Infinit", fails where it starts.)
+                at_end = exc.pos >= len(piece) - 16 or exc.msg.startswith("Unterminated string")
+                if at_end and len(piece) == window < _MAX_ENTRY_CHARS:
+                    window *= 2
+                    continue
+                position = max(match.end(), start + (len(piece) if at_end else exc.pos) - 64)
+                break
+            if isinstance(value, dict) and "token" in value:
+                found[match.group(1)] = value
+            position = start + end
+            break
+    return found, work
