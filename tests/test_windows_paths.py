@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from hoxton_auth import HoxtonAuth
+from hoxton_auth import HoxtonAuth, HoxtonAuthWarning
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="simulates Windows on POSIX")
@@ -62,7 +62,10 @@ def test_posix_tightens_the_same_file(
     cache = tmp_path / "tokens.json"
     _auth(hoxton_auth_server, cache).get_token()
     cache.chmod(0o666)
-    with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
+    with (
+        caplog.at_level(logging.WARNING, logger="hoxton_auth"),
+        pytest.warns(HoxtonAuthWarning, match="tightened to 0600"),
+    ):
         _auth(hoxton_auth_server, cache).get_token()
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
     assert any("tightened to 0600" in r.getMessage() for r in caplog.records)
