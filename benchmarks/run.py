@@ -29,6 +29,7 @@ from bench_cold import COLD_LIBRARIES, run_cold
 from bench_concurrency import Count, run_concurrency
 from bench_hotpath import HotPath, run_hot_path
 from bench_memory import DEAD_ENTRIES, CacheFile, cache_file_growth, memory_growth
+from bench_outage import run_outage
 from peers import BASELINE, HOXTON, PEERS, Endpoints
 
 HOT_PATH_LIMIT = 1.02
@@ -46,10 +47,17 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--processes", default="32,64", help="comma separated process counts (figure 2)"
     )
+    parser.add_argument(
+        "--outage-scale",
+        type=float,
+        default=10.0,
+        help="time compression of the outage row (issue 12; about 2.5 min at 10); 0 skips it",
+    )
     parser.add_argument("--quick", action="store_true", help="few rounds, small crowds")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.cold_rounds, args.processes = 50, 3, "4"
+        args.outage_scale = 0.0
     return args
 
 
@@ -226,6 +234,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows += _concurrency_rows(crowds)
     rows.append(_cold_row(cold.extra_ms, cold.median_ms))
     rows += _memory_rows(grown, files)
+    if args.outage_scale:
+        print("outage...", file=sys.stderr)
+        outage = run_outage(600.0, args.outage_scale)
+        rows.append(
+            [
+                "outage: API calls failed during a 5-min IdP outage starting as the renewal "
+                f"window opens, leeway=600 s (time / {args.outage_scale:g}, see bench_outage.py)",
+                f"{outage.failed} of {outage.calls}",
+                *["not measured" for _ in PEERS],
+                "0",
+                _verdict(outage.failed == 0),
+            ]
+        )
     _print_table(rows)
     print()
     print(f"- machine: {_machine()}; load average before / after: {load_before} / {_load()}")

@@ -21,6 +21,7 @@ from ._errors import (
     InvalidGrantError,
     LoginError,
     LoginRequiredError,
+    MfaRequiredError,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "LoginError",
     "LoginRequiredError",
     "MemoryTokenCache",
+    "MfaRequiredError",
     "PasswordAuth",
     "RedisTokenCache",
     "RefreshTokenAuth",

@@ -7,7 +7,7 @@ the cache entry's identity, and the public methods.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from ._cache_arg import DEFAULT, CacheArg, resolve_cache
@@ -65,6 +65,12 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         retry_deadline: Seconds for one token fetch, retries included.
         token_request_format: ``"form"`` (RFC 6749) or ``"json"`` bodies.
         max_attempts: Token-endpoint requests per fetch, at most.
+        organization: The Auth0 Organization the token is for (client credentials).
+        realm: With the password grant: Auth0's password-realm grant on this connection.
+        forwarded_for: With the password grant: the end user's IP, sent as
+            ``auth0-forwarded-for`` so brute-force protection counts the user.
+        otp: With the password grant: a callable returning the current one-time
+            code, used when Auth0 answers ``mfa_required``.
         verify: For token requests: True (the default CA bundle, or the
             environment's with ``trust_env``), a CA bundle path, or False.
         cert: Client certificate for mutual TLS with the token endpoint: a
@@ -110,12 +116,20 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         retry_deadline: float = 60.0,
         token_request_format: RequestFormat = "form",  # noqa: S107  a format name, not a secret
         max_attempts: int = 5,
+        organization: str | None = None,
+        realm: str | None = None,
+        forwarded_for: str | None = None,
+        otp: Callable[[], str] | None = None,
         verify: VerifyArg = True,
         cert: CertArg = None,
         proxy: str | None = None,
         trust_env: bool = True,
         allow_insecure_http: bool = False,
     ) -> None:
+        # issue 12: grant extras of the password grant only
+        self._realm, self._otp = realm, otp
+        if (realm is not None or otp is not None) and self.grant_kind != "password":
+            raise ConfigError("realm and otp belong to the password grant (username/password)")
         arguments = {
             "username": username,
             "password": password,
@@ -146,6 +160,8 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             retry_deadline=retry_deadline,
             max_attempts=max_attempts,
             token_request_format=token_request_format,
+            organization=organization,
+            forwarded_for=forwarded_for,
             network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
             allow_insecure_http=allow_insecure_http,
         )

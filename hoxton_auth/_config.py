@@ -217,6 +217,13 @@ class ClientConfig:
     # seconds. Tunable (e.g. tiny in tests); the deadline and max_attempts still bound it.
     backoff_base: float = 0.5
     backoff_cap: float = 10.0
+    # Auth0 parameters (issue 12). organization: the Auth0 Organization the
+    # token is for (sent with client credentials; part of the cache identity).
+    # forwarded_for: the end user's IP, sent as ``auth0-forwarded-for`` with
+    # password grants made by a server, so that brute-force protection counts
+    # the user's address, not the server's.
+    organization: str | None = None
+    forwarded_for: str | None = None
     # Issue 14: the user's TLS and proxy settings for token requests, and
     # whether API calls may send the bearer token over plain http://.
     network: NetworkSettings = NetworkSettings()
@@ -231,6 +238,10 @@ class ClientConfig:
             raise ConfigError("client_secret must be a non-empty string or None")
         if not isinstance(self.audience, str) or not self.audience:
             raise ConfigError("audience must be a non-empty string")
+        for name in ("organization", "forwarded_for"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{name} must be a non-empty string or None")
         object.__setattr__(self, "domain", _check_domain(self.domain))
         object.__setattr__(self, "scope", normalize_scope(self.scope))
         _check_positive("leeway", self.leeway)

@@ -5,13 +5,14 @@
     HoxtonAuthError
     ├── ConfigError(HoxtonAuthError, ValueError)
     ├── InsecureTransportError     a bearer token would go over cleartext
-    ├── TokenRequestError          .status_code .error .error_description
-    │   └── InvalidGrantError      error == "invalid_grant"
-    │       └── LoginRequiredError refresh token rejected, no grant can stand in
+    ├── TokenRequestError          .status_code .error .error_description .retry_after
+    │   ├── InvalidGrantError      error == "invalid_grant"
+    │   │   └── LoginRequiredError refresh token rejected, no grant can stand in
+    │   └── MfaRequiredError       .mfa_token (masked) .mfa_requirements
     ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
     ├── LoginError                 the browser or device login failed or was denied
     └── CacheError(HoxtonAuthError, OSError)
-    HoxtonAuthWarning(UserWarning)  degraded but working
+    HoxtonAuthWarning(UserWarning)  degraded but working (e.g. a token served during an outage)
 
 Messages carry the server's own words and never a secret: no request form,
 no token, no password ever reaches an exception.
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
+    "MfaRequiredError",
     "TokenEndpointUnreachableError",
     "TokenRequestError",
 ]
@@ -58,6 +60,8 @@ class TokenRequestError(HoxtonAuthError):
         error_description: The server's ``error_description``, or ``None``.
         url: The endpoint that was called (never carries a secret).
         attempts: How many requests were made before giving up.
+        retry_after: Seconds to wait before asking again (a 429's ``Retry-After``,
+            ``X-RateLimit-Reset`` or quota reset, or a shared cooldown), else ``None``.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class TokenRequestError(HoxtonAuthError):
         error_description: str | None = None,
         url: str = "",
         attempts: int = 1,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -76,6 +81,7 @@ class TokenRequestError(HoxtonAuthError):
         self.error_description = error_description
         self.url = url
         self.attempts = attempts
+        self.retry_after = retry_after
 
 
 class InvalidGrantError(TokenRequestError):
@@ -89,6 +95,46 @@ class LoginRequiredError(InvalidGrantError):
     """
 
 
+class MfaRequiredError(TokenRequestError):
+    """Auth0 wants a second factor (``mfa_required``) before it issues a token.
+
+    Complete it with the ``mfa-otp`` grant: pass ``otp=`` (a callable that
+    returns the current one-time code) to ``PasswordAuth``.
+
+    Attributes:
+        mfa_token: The token to send with the one-time code (masked in ``repr``/``str``).
+        mfa_requirements: The factors Auth0 accepts, as it sent them (e.g.
+            ``{"challenge": [{"type": "otp"}]}``), or ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        mfa_token: str | None = None,
+        mfa_requirements: object = None,
+        status_code: int = 0,
+        error: str | None = None,
+        error_description: str | None = None,
+        url: str = "",
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            error=error,
+            error_description=error_description,
+            url=url,
+            attempts=attempts,
+        )
+        self.mfa_token = mfa_token
+        self.mfa_requirements = mfa_requirements
+
+    def __repr__(self) -> str:
+        masked = "***" if self.mfa_token else None
+        return f"MfaRequiredError({self.args[0]!r}, mfa_token={masked!r})"
+
+
 class TokenEndpointUnreachableError(HoxtonAuthError):
     """The token endpoint could not be reached, even after retries.
 
@@ -99,10 +145,13 @@ class TokenEndpointUnreachableError(HoxtonAuthError):
         attempts: How many requests were made.
     """
 
-    def __init__(self, message: str, *, url: str, attempts: int) -> None:
+    def __init__(
+        self, message: str, *, url: str, attempts: int, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.url = url
         self.attempts = attempts
+        self.retry_after = retry_after
 
 
 class LoginError(HoxtonAuthError):
@@ -114,7 +163,8 @@ class CacheError(HoxtonAuthError, OSError):
 
 
 class HoxtonAuthWarning(UserWarning):
-    """Degraded but working: a refused or repaired cache, a memory fallback, a lockless fetch.
+    """Degraded but working: a refused or repaired cache, a memory fallback, a lockless fetch,
+    a still-valid token served while Auth0 is down.
 
     Emitted once per cause and path with ``warnings.warn``, so that a cron job
     whose logging is not configured still shows it; the same event is also a

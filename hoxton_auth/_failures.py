@@ -20,53 +20,145 @@ refresh token tried, the cached one first, was rejected. The entry then
 forgets its refresh token, so that later callers (and later cron runs) do not
 send a dead token again before they, too, are told to log in.
 
-Pure functions: no I/O, no clock (callers pass times).
+Riding out an outage (issue 12). A note is also a *cooldown*: it says
+until when nobody should ask again (``until``): a 429's wait (``Retry-After``,
+``X-RateLimit-Reset``, Auth0's quota reset), else a backoff that grows with
+each consecutive failed fetch (``COOLDOWN_STEPS``). Until then every thread,
+process and fleet host sharing the cache fails fast without a request
+(``during_cooldown``)... unless the cached access token has not expired yet:
+then it is served (stale-while-failing), renewal having merely started early
+(``leeway``). Only a token within ``STALE_MARGIN`` of its ``exp`` is too old
+to serve. Likewise a fetch that fails for a transient reason hands back the
+cached token when it is still good (``token_despite_failure``). Either way a
+``HoxtonAuthWarning`` and a log record say so, once per outage and process.
+
+A note dated in the future (another host's clock runs ahead) or claiming a
+cooldown longer than ``MAX_COOLDOWN`` is not trusted: it is treated as
+expired, so a skewed host cannot lock the fleet out.
+
+Pure functions: no I/O, no clock (callers pass times); the warning of a
+stale token served is the one side effect (``warn_stale_served``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from ._cache import CacheEntry
-from ._errors import LoginRequiredError, TokenEndpointUnreachableError, TokenRequestError
+from ._errors import (
+    HoxtonAuthWarning,
+    LoginRequiredError,
+    TokenEndpointUnreachableError,
+    TokenRequestError,
+)
 from ._token import Token
 
 __all__ = [
+    "BLOCKED_COOLDOWN",
+    "COOLDOWN_STEPS",
     "FAILURE_META",
+    "MAX_COOLDOWN",
+    "STALE_MARGIN",
+    "claim_renewal",
+    "during_cooldown",
     "entry_after_failure",
     "failure_note",
     "shared_failure",
+    "token_despite_failure",
+    "usable_until",
+    "warn_stale_served",
     "with_failure_note",
 ]
 
+logger = logging.getLogger("hoxton_auth")
+
 FAILURE_META = "last_failure"  # the meta field holding the note (JSON, no secret)
+# A token is served during an outage until this many seconds before its exp:
+# enough for the API call it is put on to arrive while it is still valid.
+STALE_MARGIN = 5.0
+# Cooldown after the n-th consecutive failed fetch without a server-given wait.
+COOLDOWN_STEPS = (5.0, 10.0, 20.0, 40.0, 60.0)
+# No note may stop the fleet asking for longer than this (a day: Auth0's
+# daily quota), nor be dated more than CLOCK_TOLERANCE in the future.
+MAX_COOLDOWN = 24 * 3600.0
+BLOCKED_COOLDOWN = 300.0  # Auth0's too_many_attempts: until someone unblocks the login
+CLOCK_TOLERANCE = 5.0
+_warned_outages: set[tuple[str, float]] = set()
 
 SharedError = TokenEndpointUnreachableError | TokenRequestError
 
 
-def failure_note(error: Exception, now: float) -> str | None:
+def _transient(error: Exception) -> bool:
+    """The endpoint is in trouble (network, 429, 5xx), not refusing this grant."""
+    if isinstance(error, TokenEndpointUnreachableError):
+        return True
+    return isinstance(error, TokenRequestError) and (
+        error.status_code == 429 or error.status_code >= 500
+    )
+
+
+def _read_note(meta: Mapping[str, str], now: float) -> dict[str, Any] | None:
+    """The note in ``meta`` if it can be trusted at ``now``, else ``None``."""
+    raw = meta.get(FAILURE_META)
+    if not raw:
+        return None
+    try:
+        note = json.loads(raw)
+        at = float(note["at"])
+        until = float(note.get("until", at))
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
+        return None
+    if not isinstance(note, dict) or not (math.isfinite(at) and math.isfinite(until)):
+        return None
+    if at > now + CLOCK_TOLERANCE or until - at > MAX_COOLDOWN:
+        return None  # another host's clock runs ahead, or the note is nonsense
+    return note
+
+
+def failure_note(
+    error: Exception, now: float, previous: Mapping[str, str] | None = None
+) -> str | None:
     """The note to store for ``error``, or ``None`` if it is not worth sharing.
 
-    The message is the error's own, which never holds a secret.
+    The message is the error's own, which never holds a secret. ``previous``
+    (the entry's meta) carries the outage on: when it began and how many
+    fetches failed in a row, which sets the cooldown.
     """
+    if not isinstance(error, (TokenEndpointUnreachableError, TokenRequestError)):
+        return None
+    if not _transient(error):
+        return None
+    before = _read_note(previous, now) if previous is not None else None
+    failures = 1
+    first_at = now
+    if before is not None:
+        with_count = before.get("failures")
+        failures = (with_count if isinstance(with_count, int) else 1) + 1
+        began = before.get("first_at")
+        first_at = float(began) if isinstance(began, (int, float)) else now
+    retry_after = getattr(error, "retry_after", None)
+    step = COOLDOWN_STEPS[min(failures, len(COOLDOWN_STEPS)) - 1]
+    wait = min(retry_after if retry_after is not None else step, MAX_COOLDOWN)
+    if isinstance(error, TokenRequestError) and error.error == "too_many_attempts":
+        wait = max(wait, BLOCKED_COOLDOWN)  # a blocked login stays blocked: don't keep asking
     if isinstance(error, TokenEndpointUnreachableError):
         note: dict[str, Any] = {"kind": "unreachable"}
-    elif isinstance(error, TokenRequestError) and (
-        error.status_code == 429 or error.status_code >= 500
-    ):
+    else:
         note = {
             "kind": "refused",
             "status_code": error.status_code,
             "error": error.error,
             "error_description": error.error_description,
+            "retry_after": error.retry_after,
         }
-    else:
-        return None
     note.update(at=now, message=str(error), url=error.url, attempts=error.attempts)
+    note.update(until=now + wait, first_at=first_at, failures=failures)
     return json.dumps(note, sort_keys=True)
 
 
@@ -77,7 +169,7 @@ def with_failure_note(
 
     With no ``entry`` (nothing cached yet), a new one with ``meta`` and no access token.
     """
-    note = failure_note(error, now)
+    note = failure_note(error, now, entry.meta if entry is not None else None)
     if note is None:
         return None
     if entry is None:  # nothing cached yet: an entry with no access token (is_fresh: no),
@@ -107,20 +199,105 @@ def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:
     ``None`` when there is no note, it is older than ``since``, or it cannot
     be read (a note is advice: a damaged one means "fetch yourself").
     """
-    raw = meta.get(FAILURE_META)
-    if not raw:
+    note = _read_note(meta, since + MAX_COOLDOWN)  # the clock check is during_cooldown's
+    if note is None or float(note["at"]) < since:
         return None
+    why = "this call waited for that fetch, made by another process or thread"
+    return _rebuild(note, why, None)
+
+
+def during_cooldown(entry: CacheEntry | None, now: float, since: float) -> Token | None:
+    """What a caller gets while a shared cooldown runs: ``None`` if none runs.
+
+    The cached token if it is still good to send (stale-while-failing: the
+    warning is issued), else the noted error, with ``retry_after``, raised
+    without asking the server. ``since``: when the caller started waiting
+    (a fetch that failed after it is the one it waited for, and says so).
+
+    Raises:
+        TokenRequestError: The cooldown of a 429 or 5xx, and no usable token.
+        TokenEndpointUnreachableError: The cooldown of a network failure, and no usable token.
+    """
+    if entry is None:
+        return None
+    note = _read_note(entry.meta, now)
+    if note is None or now >= float(note["until"] if "until" in note else note["at"]):
+        return None
+    if usable_until(entry.token) > now:
+        warn_stale_served(entry.token, note, now)
+        return entry.token
+    left = float(note["until"]) - now
+    why = f"not asking again for {left:.0f}s: a cooldown shared through the cache"
+    if float(note["at"]) >= since:
+        why = f"this call waited for that fetch, made by another process or thread; {why}"
+    failure = _rebuild(note, why, left)
+    if failure is None:
+        return None
+    raise failure
+
+
+def token_despite_failure(entry: CacheEntry | None, error: Exception, now: float) -> Token | None:
+    """The cached token to serve although renewing it failed with ``error``, if any.
+
+    Only for transient failures (network, 429, 5xx), and only while the
+    token is good to send: a refusal (``invalid_grant``...) is always raised.
+    """
+    if entry is None or not _transient(error) or usable_until(entry.token) <= now:
+        return None
+    note = _read_note(entry.meta, now) or {"first_at": now, "message": str(error)}
+    warn_stale_served(entry.token, note, now)
+    return entry.token
+
+
+def claim_renewal(entry: CacheEntry | None, now: float, budget: float) -> CacheEntry | None:
+    """``entry`` with its cooldown stretched over a renewal about to start, or ``None``.
+
+    Only during an outage (a note is there) and while the cached token is
+    still good to send: the others then keep using it for the ``budget`` of
+    this fetch (its deadline), instead of queueing on the cache lock behind it.
+    """
+    if entry is None or usable_until(entry.token) <= now:
+        return None
+    note = _read_note(entry.meta, now)
+    if note is None:
+        return None
+    note["until"] = max(float(note.get("until", now)), now + budget)
+    return CacheEntry(entry.token, {**entry.meta, FAILURE_META: json.dumps(note, sort_keys=True)})
+
+
+def usable_until(token: Token) -> float:
+    """Until when ``token`` may be served although it is due for renewal."""
+    return token.expires_at - STALE_MARGIN if token.access_token else -math.inf
+
+
+def warn_stale_served(token: Token, note: Mapping[str, Any], now: float) -> None:
+    """Say once per outage (and process) that a token is served while renewal fails."""
+    began = note.get("first_at", note.get("at", now))
+    key = (str(note.get("url", "")), float(began) if isinstance(began, (int, float)) else now)
+    text = (
+        "could not renew the access token (%s); using the cached one, valid for %.0fs "
+        "more, until the token endpoint is back"
+    )
+    args = (note.get("message", "token endpoint in trouble"), token.expires_at - now)
+    if key in _warned_outages:
+        logger.debug(text, *args)
+        return
+    _warned_outages.add(key)
+    logger.warning(text, *args)
+    warnings.warn(text % args, HoxtonAuthWarning, stacklevel=2)
+
+
+def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> SharedError | None:
     try:
-        note = json.loads(raw)
-        at, message = float(note["at"]), str(note["message"])
+        message = f"{note['message']} ({why})"
         url, attempts = str(note["url"]), int(note["attempts"])
-        if not math.isfinite(at) or at < since:
-            return None
-        message += " (this call waited for that fetch, made by another process or thread)"
         if note["kind"] == "unreachable":
-            return TokenEndpointUnreachableError(message, url=url, attempts=attempts)
+            return TokenEndpointUnreachableError(
+                message, url=url, attempts=attempts, retry_after=retry_after
+            )
         if note["kind"] == "refused":
             error, description = note.get("error"), note.get("error_description")
+            noted_wait = note.get("retry_after")
             return TokenRequestError(
                 message,
                 status_code=int(note["status_code"]),
@@ -128,6 +305,7 @@ def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:
                 error_description=description if isinstance(description, str) else None,
                 url=url,
                 attempts=attempts,
+                retry_after=retry_after if retry_after is not None else noted_wait,
             )
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None

@@ -33,16 +33,24 @@ import random
 from collections.abc import Sequence
 
 from ._config import ClientConfig
-from ._errors import InvalidGrantError, LoginError, LoginRequiredError, TokenRequestError
+from ._errors import (
+    InvalidGrantError,
+    LoginError,
+    LoginRequiredError,
+    MfaRequiredError,
+    TokenRequestError,
+)
 from ._grants import (
     AuthorizationCode,
     DeviceCode,
     Grant,
+    MfaOtp,
+    Password,
     RefreshToken,
     device_authorization_fields,
     revocation_fields,
 )
-from ._messages import Backoff, Flow, TokenRequest, TokenResponse
+from ._messages import Backoff, Flow, TokenRequest, TokenResponse, mask_secrets
 from ._responses import error_from_response, token_from_response
 from ._retry import post_with_retries
 from ._token import Token
@@ -103,6 +111,13 @@ def obtain_token(
     for position, grant in enumerate(plan, start=1):
         try:
             return (yield from request_token(config, grant, deadline, rng))
+        except MfaRequiredError as exc:
+            # Auth0 wants a second factor: answer with the mfa-otp grant when the
+            # caller gave us a way to get the code (issue 12), else raise.
+            if not (isinstance(grant, Password) and grant.otp is not None and exc.mfa_token):
+                raise
+            answer = MfaOtp(exc.mfa_token, grant.otp())
+            return (yield from request_token(config, answer, deadline, rng))
         except InvalidGrantError as exc:
             if position < len(plan):
                 logger.warning(
@@ -135,9 +150,11 @@ def request_token(
         TokenEndpointUnreachableError: The network failed after retries.
     """
     logger.debug("requesting a token: grant=%s url=%s", grant.grant_type, config.token_url)
-    form = grant.fields(config)
+    # Masked in repr from here on: error trackers record frame locals (issue 12).
+    form = mask_secrets(grant.fields(config))
     url = config.token_url
-    response, attempts = yield from post_with_retries(config, url, form, deadline, rng)
+    headers = grant.headers(config) if isinstance(grant, Password) else None
+    response, attempts = yield from post_with_retries(config, url, form, deadline, rng, headers)
     kept = grant.refresh_token if isinstance(grant, RefreshToken) else None
     token = token_from_response(response, url, form, attempts, kept)
     logger.debug(
@@ -158,7 +175,7 @@ def revoke_refresh_token(
         TokenRequestError: The server refused.
         TokenEndpointUnreachableError: The network failed after retries.
     """
-    form = revocation_fields(config, refresh_token)
+    form = mask_secrets(revocation_fields(config, refresh_token))
     deadline = now + config.retry_deadline
     yield from post_with_retries(config, config.revoke_url, form, deadline, rng)
     logger.debug("refresh token revoked at %s", config.revoke_url)

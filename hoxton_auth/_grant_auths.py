@@ -64,7 +64,11 @@ class PasswordAuth(HoxtonAuth):
             raise ConfigError("username is required with password")
         if password is None:
             raise ConfigError("password is required with username")
-        return Password(username, password)
+        if self._realm is not None and (not isinstance(self._realm, str) or not self._realm):
+            raise ConfigError("realm must be a non-empty string")
+        if self._otp is not None and not callable(self._otp):
+            raise ConfigError("otp must be a callable returning the one-time code")
+        return Password(username, password, self._realm, self._otp)
 
 
 class AuthorizationCodeAuth(HoxtonAuth):

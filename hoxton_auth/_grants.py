@@ -7,6 +7,7 @@ RFC 6749: client credentials travel in the body (``client_secret_post``).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import ClassVar
 
 from ._config import ClientConfig
@@ -16,6 +17,7 @@ __all__ = [
     "ClientCredentials",
     "DeviceCode",
     "Grant",
+    "MfaOtp",
     "Password",
     "RefreshToken",
     "device_authorization_fields",
@@ -43,26 +45,64 @@ class ClientCredentials:
         fields["audience"] = config.audience
         if config.scope:
             fields["scope"] = config.scope
+        if config.organization:
+            fields["organization"] = config.organization  # Auth0 Organizations (M2M)
         return fields
+
+
+PASSWORD_REALM = "http://auth0.com/oauth/grant-type/password-realm"  # noqa: S105  a grant name
+MFA_OTP = "http://auth0.com/oauth/grant-type/mfa-otp"
 
 
 @dataclasses.dataclass(frozen=True)
 class Password:
-    """Resource owner password credentials (RFC 6749 §4.3)."""
+    """Resource owner password credentials (RFC 6749 §4.3).
+
+    With ``realm``: Auth0's password-realm grant, for tenants without a
+    default directory (the realm names the connection). ``otp``: a callable
+    returning the current one-time code, to answer ``mfa_required``.
+    """
 
     grant_type: ClassVar[str] = "password"
     repeatable: ClassVar[bool] = True
 
     username: str
     password: str = dataclasses.field(repr=False)
+    realm: str | None = None
+    otp: Callable[[], str] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def fields(self, config: ClientConfig) -> dict[str, str]:
+        """Token-request fields for this grant."""
+        grant_type = PASSWORD_REALM if self.realm else self.grant_type
+        fields = {"grant_type": grant_type, **_client_fields(config)}
+        fields.update(username=self.username, password=self.password)
+        if self.realm:
+            fields["realm"] = self.realm
+        fields["audience"] = config.audience
+        if config.scope:
+            fields["scope"] = config.scope
+        return fields
+
+    def headers(self, config: ClientConfig) -> dict[str, str]:
+        """Extra request headers: Auth0's ``auth0-forwarded-for``, if configured."""
+        return {"auth0-forwarded-for": config.forwarded_for} if config.forwarded_for else {}
+
+
+@dataclasses.dataclass(frozen=True)
+class MfaOtp:
+    """Auth0's answer to ``mfa_required``: the ``mfa_token`` and a one-time code."""
+
+    grant_type: ClassVar[str] = MFA_OTP
+    repeatable: ClassVar[bool] = False
+    cache_identity: ClassVar[str] = "mfa"  # never planned: it follows a Password grant
+
+    mfa_token: str = dataclasses.field(repr=False)
+    otp: str = dataclasses.field(repr=False)
 
     def fields(self, config: ClientConfig) -> dict[str, str]:
         """Token-request fields for this grant."""
         fields = {"grant_type": self.grant_type, **_client_fields(config)}
-        fields.update(username=self.username, password=self.password)
-        fields["audience"] = config.audience
-        if config.scope:
-            fields["scope"] = config.scope
+        fields.update(mfa_token=self.mfa_token, otp=self.otp)
         return fields
 
 
@@ -128,7 +168,7 @@ class DeviceCode:
         return fields
 
 
-Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken | DeviceCode
+Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken | DeviceCode | MfaOtp
 
 
 def device_authorization_fields(config: ClientConfig) -> dict[str, str]:

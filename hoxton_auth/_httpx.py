@@ -45,8 +45,8 @@ BEARER = "Bearer "
 _DEFAULT_NETWORK = NetworkSettings()
 
 
-def _headers(content_type: str) -> dict[str, str]:
-    return {"Content-Type": content_type, "Accept": "application/json"}
+def _headers(content_type: str, request: TokenRequest) -> dict[str, str]:
+    return {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
 
 
 def _ssl_context(network: NetworkSettings) -> ssl.SSLContext:
@@ -91,6 +91,20 @@ def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
     )
 
 
+def _check_deadline(response: httpx.Response, deadline: float, timeout: float) -> None:
+    """httpx's read timeout bounds each read: a dripping answer must not outlast ``timeout``."""
+    if time.monotonic() > deadline:
+        raise httpx.ReadTimeout(
+            f"the token endpoint's answer took longer than {timeout:g}s", request=response.request
+        )
+
+
+def _forget_request(exc: Exception) -> None:
+    """The error keeps no request: its body holds secrets (issue 12)."""
+    if isinstance(exc, httpx.RequestError):
+        exc._request = None  # the public setter accepts only a Request
+
+
 def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_NETWORK) -> Reply:
     """POST a token request with ``httpx.Client``; network failures are returned."""
     from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
@@ -98,11 +112,12 @@ def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_N
     body, content_type = request.encode()
     # Outside the try: an unreadable cert or CA file is the caller's mistake, not the network's.
     options = _client_options(network, request.timeout)
+    deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         with (
             httpx.Client(**options) as client,
             client.stream(
-                "POST", request.url, content=body, headers=_headers(content_type)
+                "POST", request.url, content=body, headers=_headers(content_type, request)
             ) as response,
         ):
             content = b""
@@ -110,10 +125,12 @@ def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_N
                 content += chunk
                 if len(content) > MAX_RESPONSE_BYTES:
                     break
+                _check_deadline(response, deadline, request.timeout)
             return _token_response(response, content)
     # ssl.SSLError: with TLS 1.3 a server refuses a client certificate after the
     # handshake, and httpcore's async backend lets that alert out unwrapped.
     except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
+        _forget_request(exc)
         return TransportFailure(exc, time.time())
 
 
@@ -125,11 +142,12 @@ async def asend_with_httpx(
 
     body, content_type = request.encode()
     options = _client_options(network, request.timeout)  # outside the try: see send_with_httpx
+    deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         async with (
             httpx.AsyncClient(**options) as client,
             client.stream(
-                "POST", request.url, content=body, headers=_headers(content_type)
+                "POST", request.url, content=body, headers=_headers(content_type, request)
             ) as response,
         ):
             content = b""
@@ -137,10 +155,12 @@ async def asend_with_httpx(
                 content += chunk
                 if len(content) > MAX_RESPONSE_BYTES:
                     break
+                _check_deadline(response, deadline, request.timeout)
             return _token_response(response, content)
     # ssl.SSLError: with TLS 1.3 a server refuses a client certificate after the
     # handshake, and httpcore's async backend lets that alert out unwrapped.
     except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
+        _forget_request(exc)
         return TransportFailure(exc, time.time())
 
 
@@ -237,17 +257,22 @@ class HttpxAuth(httpx.Auth):
         response = yield request
         # Only a 401 to the token we sent: after a redirect to another origin
         # httpx drops the header, and that host's 401 says nothing about our token.
-        if response.status_code == 401 and response.request.headers.get("Authorization") == (
-            BEARER + token
+        if (
+            response.status_code == 401
+            and response.request.headers.get("Authorization") == BEARER + token
+            and self._manager.renews_after_401(token)  # not after a 401 storm (issue 12)
         ):
             if rewind is None:
                 logger.debug("401 not retried: the request body is a stream that cannot be resent")
                 return
             response.read()  # release the connection before the retry
             self._manager.invalidate(token)
-            request.headers["Authorization"] = BEARER + self._manager.get_token(self._send_httpx)
+            token = self._manager.get_token(self._send_httpx)
+            request.headers["Authorization"] = BEARER + token
             rewind()
-            yield request
+            response = yield request
+            if response.status_code == 401:
+                self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -262,16 +287,19 @@ class HttpxAuth(httpx.Auth):
         request.headers["Authorization"] = BEARER + token
         rewind = _rewinder(request)
         response = yield request
-        if response.status_code == 401 and response.request.headers.get("Authorization") == (
-            BEARER + token
+        if (
+            response.status_code == 401
+            and response.request.headers.get("Authorization") == BEARER + token
+            and self._manager.renews_after_401(token)
         ):
             if rewind is None:
                 logger.debug("401 not retried: the request body is a stream that cannot be resent")
                 return
             await response.aread()  # release the connection before the retry
             await self._manager.ainvalidate(token)
-            request.headers["Authorization"] = BEARER + await self._manager.aget_token(
-                self._asend_httpx
-            )
+            token = await self._manager.aget_token(self._asend_httpx)
+            request.headers["Authorization"] = BEARER + token
             rewind()
-            yield request
+            response = yield request
+            if response.status_code == 401:
+                self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401

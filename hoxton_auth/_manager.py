@@ -47,6 +47,9 @@ class TokenManager:
         self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token)
         # (access token, renew at): one tuple, swapped atomically between threads.
         self._current: tuple[str, float] | None = None
+        # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
+        self._obtained: tuple[str, float, bool] | None = None
+        self._stale: tuple[str, float] | None = None  # (token served stale, usable until): issue 12
         self._thread_lock = threading.Lock()
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
@@ -87,6 +90,9 @@ class TokenManager:
         if token is not None:
             return token
         since = time.time()  # a fetch that fails after this is the one we waited for
+        stale = self._stale_while_renewing(self._thread_lock.locked())  # issue 12
+        if stale is not None:
+            return stale
         with self._thread_lock:
             token = self.cached_access_token()
             if token is not None:
@@ -136,6 +142,9 @@ class TokenManager:
         if token is not None:
             return token
         since = time.time()  # a fetch that fails after this is the one we waited for
+        stale = self._stale_while_renewing(self._loop_lock().locked())  # issue 12
+        if stale is not None:
+            return stale
         async with self._loop_lock():
             token = self.cached_access_token()
             if token is not None:
@@ -160,6 +169,36 @@ class TokenManager:
 
     # -- shared helpers ---------------------------------------------------------------
 
+    def renews_after_401(self, access_token: str) -> bool:
+        """Whether the API's 401 to ``access_token`` calls for a new token (issue 12)."""
+        from ._retry import renew_after_401  # here: only a 401 loads the retry policy (issue 6)
+
+        known = self._obtained
+        if known is None or known[0] != access_token:
+            return renew_after_401(None, False, time.time())
+        return renew_after_401(known[1], known[2], time.time())
+
+    def refused_when_new(self, access_token: str) -> None:
+        """The API refused ``access_token`` on the resend right after it was fetched."""
+        known = self._obtained
+        if known is not None and known[0] == access_token:
+            self._obtained = (known[0], known[1], True)
+
+    def _stale_while_renewing(self, renewing: bool) -> str | None:
+        """During an outage, the valid token served stale, while another caller renews."""
+        stale = self._stale
+        if renewing and stale is not None and time.time() < stale[1]:
+            return stale[0]
+        return None
+
     def _remember(self, token: Token) -> str:
+        from ._failures import usable_until  # here: _shared_entry has loaded it already
+
+        now = time.time()
+        served_stale = not token.is_fresh(now, self.config.leeway)  # issue 12: an outage
+        self._stale = (token.access_token, usable_until(token)) if served_stale else None
+        known = self._obtained
+        if known is None or known[0] != token.access_token:
+            self._obtained = (token.access_token, token.obtained_at, False)
         self._current = (token.access_token, token.renew_at(self.config.leeway))
         return token.access_token

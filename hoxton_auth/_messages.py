@@ -16,18 +16,55 @@ from urllib.parse import urlencode
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
+    "SECRET_FIELDS",
     "Action",
     "Backoff",
     "Flow",
     "Reply",
+    "Secret",
     "TokenRequest",
     "TokenResponse",
     "TransportFailure",
+    "mask_secrets",
 ]
 
 T = TypeVar("T")
 
 MAX_RESPONSE_BYTES = 1024 * 1024  # a token answer is a few KiB; more is not a token
+# Form fields whose values are secrets (issue 12, item 8).
+SECRET_FIELDS = (
+    "client_secret",
+    "password",
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "otp",
+    "mfa_token",
+    "token",  # /oauth/revoke's refresh token
+    "device_code",
+)
+
+
+class Secret(str):
+    """A secret form value: a ``str`` whose ``repr`` is masked.
+
+    Error trackers such as Sentry record the ``repr`` of every frame's locals
+    when an exception passes through; a form dict of these shows ``'***'``.
+    The value itself is used only where the body is encoded.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def mask_secrets(form: Mapping[str, str]) -> dict[str, str]:
+    """``form`` with every secret value wrapped in ``Secret``."""
+    return {
+        name: Secret(value) if name in SECRET_FIELDS and isinstance(value, str) else value
+        for name, value in form.items()
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +75,14 @@ class TokenRequest:
     form: Mapping[str, str] = dataclasses.field(repr=False)
     as_json: bool = False
     timeout: float = 30.0
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)  # e.g. auth0-forwarded-for
 
     def encode(self) -> tuple[bytes, str]:
         """The body and its ``Content-Type``."""
+        plain = {name: str.__str__(value) for name, value in self.form.items()}
         if self.as_json:
-            return json.dumps(dict(self.form)).encode(), "application/json"
-        return urlencode(self.form).encode(), "application/x-www-form-urlencoded"
+            return json.dumps(plain).encode(), "application/json"
+        return urlencode(plain).encode(), "application/x-www-form-urlencoded"
 
 
 @dataclasses.dataclass(frozen=True)

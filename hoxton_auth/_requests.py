@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import requests.auth
+import urllib3.exceptions
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
@@ -51,8 +52,12 @@ def send_with_requests(request: TokenRequest, network: NetworkSettings = _DEFAUL
     from ._messages import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
 
     body, content_type = request.encode()
-    headers = {"Content-Type": content_type, "Accept": "application/json"}
+    headers = {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
     proxies = {"http": network.proxy, "https": network.proxy} if network.proxy else None
+    # requests' timeout bounds each read, not the answer: a server dripping a
+    # byte at a time would hold us (and the cache lock) for ever. One deadline
+    # bounds the whole answer (issue 12).
+    deadline = time.monotonic() + request.timeout
     try:
         with (
             _session(network) as session,
@@ -69,17 +74,25 @@ def send_with_requests(request: TokenRequest, network: NetworkSettings = _DEFAUL
             ) as response,
         ):
             content = b""
-            for chunk in response.iter_content(64 * 1024):
-                content += chunk
-                if len(content) > MAX_RESPONSE_BYTES:
+            while len(content) <= MAX_RESPONSE_BYTES:
+                # read1: whatever has arrived (iter_content would wait for a full chunk).
+                chunk = response.raw.read1(64 * 1024, decode_content=True)
+                if not chunk:
                     break
+                content += chunk
+                if time.monotonic() > deadline:
+                    raise requests.Timeout(
+                        f"the token endpoint's answer took longer than {request.timeout:g}s"
+                    )
             return TokenResponse(
                 status=response.status_code,
                 body=content,
                 headers={name.lower(): value for name, value in response.headers.items()},
                 received_at=time.time(),
             )
-    except requests.RequestException as exc:
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        if isinstance(exc, requests.RequestException):
+            exc.request = None  # a PreparedRequest holds the body, secrets and all (issue 12)
         return TransportFailure(exc, time.time())
 
 
@@ -143,6 +156,9 @@ class RequestsAuth(requests.auth.AuthBase):
             # Not a request we authenticated: requests drops the header when a
             # redirect leaves the API's origin, and that host must never get our token.
             return response
+        if not self._manager.renews_after_401(header[len(BEARER) :]):
+            logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
+            return response
         # Read and release the 401 first: if no new token can be had, the error
         # propagates and nobody else would return this connection to the pool.
         response.content  # noqa: B018  read it all so the connection can be reused
@@ -158,6 +174,8 @@ class RequestsAuth(requests.auth.AuthBase):
         retry.headers["Authorization"] = BEARER + token
         logger.debug("API answered 401; retrying once with a new token")
         second = response.connection.send(retry, **kwargs)
+        if second.status_code == 401:
+            self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
         second.history.append(response)
         second.request = retry
         return second

@@ -5,23 +5,149 @@ or the first ``SNIPPET_CHARS`` characters of a body that is not JSON), with
 any secret of the request that the server echoed back masked, and never the
 request form itself.
 
+A 429 says when to come back in one of several headers (``wait_seconds``):
+``Retry-After`` (seconds or an HTTP date, RFC 9110 §10.2.3),
+``X-RateLimit-Reset`` (Auth0's rate limits: the epoch second the limit
+resets), or the ``t=`` of the bucket that ran out in Auth0's token quota
+headers ``Auth0-Client-Quota-Limit`` / ``Auth0-Organization-Quota-Limit``
+(``b=per_hour;q=100;r=0;t=3540,b=per_day;q=1000;r=400;t=80000``: bucket,
+quota, remaining, seconds to reset). The error carries the longest of them
+as ``retry_after``, and the quota headers in words.
+
 Pure functions: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import email.utils
 import json
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from ._errors import InvalidGrantError, TokenEndpointUnreachableError, TokenRequestError
-from ._messages import MAX_RESPONSE_BYTES, Reply, TokenResponse
+from ._errors import (
+    InvalidGrantError,
+    MfaRequiredError,
+    TokenEndpointUnreachableError,
+    TokenRequestError,
+)
+from ._messages import MAX_RESPONSE_BYTES, SECRET_FIELDS, Reply, TokenResponse
 from ._token import Token, TokenFormatError
 
-__all__ = ["SNIPPET_CHARS", "error_from_response", "final_error", "token_from_response"]
+__all__ = [
+    "SNIPPET_CHARS",
+    "error_code",
+    "error_from_response",
+    "final_error",
+    "quota_words",
+    "retry_after_header",
+    "token_from_response",
+    "wait_seconds",
+]
 
 SNIPPET_CHARS = 200
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+QUOTA_HEADERS = {
+    "auth0-client-quota-limit": "the client's token quota",
+    "auth0-organization-quota-limit": "the organization's token quota",
+}
+BLOCKED = (
+    "Auth0's brute-force protection blocked this login after too many failed "
+    "attempts; it stays blocked until the user follows the unblock link Auth0 "
+    "sent them or changes their password, or an administrator removes the block "
+    "(Management API: user-blocks); retrying cannot help"
+)
+
+
+def retry_after_header(response: TokenResponse) -> float | None:
+    """Seconds from ``Retry-After`` (delta-seconds or HTTP-date, RFC 9110 §10.2.3)."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    # Not str.isdigit(): it is true for "²" and other non-ASCII digits that
+    # float() rejects, and header values are whatever the server sent.
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)  # a huge number becomes inf: past any deadline
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - response.received_at, 0.0)
+
+
+def _quota_buckets(value: str) -> list[dict[str, str]]:
+    buckets = []
+    for part in value.split(","):
+        fields = dict(item.strip().split("=", 1) for item in part.split(";") if "=" in item)
+        if fields:
+            buckets.append(fields)
+    return buckets
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+def wait_seconds(response: TokenResponse) -> float | None:
+    """How long a 429 (or 503) asks us to wait, from any header that says so.
+
+    The longest wait wins: asking again sooner than any limit allows is refused.
+    """
+    waits: list[float] = []
+    retry_after = retry_after_header(response)
+    if retry_after is not None:
+        waits.append(retry_after)
+    reset = _number(response.headers.get("x-ratelimit-reset"))
+    if reset is not None and response.status == 429:
+        # Auth0 sends the epoch second the limit resets.
+        waits.append(max(reset - response.received_at, 0.0))
+    if response.status == 429:
+        for header in QUOTA_HEADERS:
+            for bucket in _quota_buckets(response.headers.get(header, "")):
+                reset_in = _number(bucket.get("t"))
+                if reset_in is not None and _number(bucket.get("r")) in (None, 0.0):
+                    waits.append(reset_in)
+    return max(waits) if waits else None
+
+
+def quota_words(response: TokenResponse) -> str:
+    """Auth0's quota headers in words ("" when there are none)."""
+    said = []
+    for header, owner in QUOTA_HEADERS.items():
+        for bucket in _quota_buckets(response.headers.get(header, "")):
+            period = bucket.get("b", "?").replace("per_", "per ")
+            quota, left, reset = (_number(bucket.get(k)) for k in ("q", "r", "t"))
+            words = (
+                f"{owner} {period}: {left:.0f} of {quota:.0f} tokens left"
+                if (quota is not None and left is not None)
+                else f"{owner} {period}"
+            )
+            if reset is not None:
+                words += f", resets in {reset:.0f}s"
+            said.append(words)
+    return "; ".join(said)
+
+
+def error_code(response: TokenResponse) -> str | None:
+    """The OAuth ``error`` of a JSON body, or ``None``."""
+    body = _error_body(response)
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) else None
+
+
+def _error_body(response: TokenResponse) -> Any:
+    try:
+        return json.loads(response.body) if len(response.body) <= MAX_RESPONSE_BYTES else None
+    except (ValueError, RecursionError):
+        return None
 
 
 def token_from_response(
@@ -54,34 +180,62 @@ def token_from_response(
 def error_from_response(
     response: TokenResponse, url: str, form: Mapping[str, str], attempts: int
 ) -> TokenRequestError:
-    """Turn a refusal into our error, in the server's own words (RFC 6749 §5.2)."""
-    try:
-        body = json.loads(response.body) if len(response.body) <= MAX_RESPONSE_BYTES else None
-    except (ValueError, RecursionError):
-        body = None
+    """Turn a refusal into our error, in the server's own words (RFC 6749 §5.2).
+
+    A 429 says how long to wait (``retry_after``) and what ran out; Auth0's
+    ``too_many_attempts`` says plainly that the account is blocked; and
+    ``mfa_required`` is a ``MfaRequiredError`` carrying the ``mfa_token``.
+    """
+    body = _error_body(response)
     error = body.get("error") if isinstance(body, dict) else None
+    retry_after = wait_seconds(response) if response.status in (429, 503) else None
+    extra = _extra_words(response, retry_after)
     if not isinstance(error, str):
         return TokenRequestError(
             f"token endpoint {url} answered HTTP {response.status} "
             f"({_content_type(response)}) after {_attempts(attempts)}: "
-            f"{_snippet(response.body, form)}",
+            f"{_snippet(response.body, form)}{extra}",
             status_code=response.status,
             url=url,
             attempts=attempts,
+            retry_after=retry_after,
         )
     description = body.get("error_description") if isinstance(body, dict) else None
     description = _redact(description, form) if isinstance(description, str) else None
     error = _redact(error, form)
     words = _clip(error, 100) + (f": {_clip(description, 500)}" if description else "")
+    if error == "too_many_attempts":
+        words += f" ({BLOCKED})"
+    message = f"{words} (HTTP {response.status}) at {url} after {_attempts(attempts)}{extra}"
+    if error == "mfa_required" and isinstance(body, dict):
+        mfa_token = body.get("mfa_token")
+        return MfaRequiredError(
+            message + "; pass otp= (a callable returning the one-time code) to complete it",
+            mfa_token=mfa_token if isinstance(mfa_token, str) else None,
+            mfa_requirements=body.get("mfa_requirements"),
+            status_code=response.status,
+            error=error,
+            error_description=description,
+            url=url,
+            attempts=attempts,
+        )
     kind = InvalidGrantError if error == "invalid_grant" else TokenRequestError
     return kind(
-        f"{words} (HTTP {response.status}) at {url} after {_attempts(attempts)}",
+        message,
         status_code=response.status,
         error=error,
         error_description=description,
         url=url,
         attempts=attempts,
+        retry_after=retry_after,
     )
+
+
+def _extra_words(response: TokenResponse, retry_after: float | None) -> str:
+    said = quota_words(response) if response.status == 429 else ""
+    if retry_after is not None:
+        said = f"retry after {retry_after:.0f}s" + (f"; {said}" if said else "")
+    return f" ({said})" if said else ""
 
 
 def final_error(
@@ -103,8 +257,24 @@ def final_error(
         url=url,
         attempts=attempts,
     )
-    unreachable.__cause__ = reply.error
+    unreachable.__cause__ = _without_frames(reply.error)
     return unreachable
+
+
+def _without_frames(error: BaseException) -> BaseException:
+    """``error`` and its chain with their tracebacks dropped (issue 12).
+
+    The frames of the transport and of the HTTP library below it hold the
+    encoded request body in their locals, which error trackers record. The
+    cause's type and message are what tell the story.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = error
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return error
 
 
 def _attempts(count: int) -> str:
@@ -129,8 +299,9 @@ def _json_body(response: TokenResponse, url: str, form: Mapping[str, str], attem
         # it would put part of a fresh access or refresh token in the message.
         shown = f"invalid or truncated JSON ({len(response.body)} bytes, not shown)"
     else:
-        # An HTML page from a proxy, say; or a wrong URL that echoes the request.
-        shown = _snippet(response.body, form)
+        # Never quoted either (issue 12): a 2xx that is not JSON may be a
+        # form-encoded token response (access_token=...&refresh_token=...).
+        shown = f"{len(response.body)} bytes, not shown"
     raise TokenRequestError(
         f"token response from {url} is not JSON (HTTP {response.status}, "
         f"{_content_type(response)}, {_attempts(attempts)}): {shown}",
@@ -162,8 +333,7 @@ def _clip(text: str, limit: int) -> str:
 
 def _redact(text: str, form: Mapping[str, str]) -> str:
     """Mask any secret of the request that a server echoed back."""
-    secrets = ("client_secret", "password", "code", "code_verifier", "refresh_token", "token")
-    for name in (*secrets, "device_code"):
+    for name in SECRET_FIELDS:
         secret = form.get(name)
         if secret and len(secret) >= 4:
             # A server echoes what it received: raw, form-encoded or JSON-escaped.

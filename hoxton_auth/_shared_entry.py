@@ -43,7 +43,14 @@ from ._degraded import (
 )
 from ._drive import AsyncTransport, SyncTransport, adrive, drive
 from ._errors import CacheError, HoxtonAuthError
-from ._failures import entry_after_failure, failure_note, shared_failure
+from ._failures import (
+    claim_renewal,
+    during_cooldown,
+    entry_after_failure,
+    failure_note,
+    shared_failure,
+    token_despite_failure,
+)
 from ._grants import AuthorizationCode, Grant
 from ._identity import Identity, login_identity, session_identity
 from ._token import Token
@@ -112,7 +119,8 @@ class SharedEntry:
         """
         if not self.exchanged:
             return self._exchange_code(send)
-        token = self._fresh(self._owned(self._peek()))
+        entry = self._owned(self._peek())
+        token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
@@ -131,12 +139,16 @@ class SharedEntry:
     def _renew_locked(self, send: SyncTransport, since: float) -> Token:
         stored = self.cache.load(self.key)
         entry = self._owned(stored)
-        fresh = self._fresh(entry)
+        fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
             return fresh
         self._raise_shared_failure(entry, since)
         logger.debug("cache miss: %s", self._describe())
+        claimed = claim_renewal(entry, time.time(), self.lock_timeout)  # issue 12
+        if claimed is not None:  # an outage: the others keep the valid token meanwhile
+            with contextlib.suppress(CacheError):
+                self._store(claimed)
         try:
             token = drive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
@@ -144,6 +156,9 @@ class SharedEntry:
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     self._store(noted)
+            stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
+            if stale is not None:
+                return stale
             raise
         self._store(self._entry_for(token, stored))
         return token
@@ -255,7 +270,8 @@ class SharedEntry:
         """``renew`` for asyncio: no wait blocks the event loop."""
         if not self.exchanged:
             return await self._aexchange_code(send)
-        token = self._fresh(await self._aowned(await self._apeek()))
+        entry = await self._aowned(await self._apeek())
+        token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
@@ -274,12 +290,16 @@ class SharedEntry:
     async def _arenew_locked(self, send: AsyncTransport, since: float) -> Token:
         stored = await self.cache.aload(self.key)
         entry = await self._aowned(stored)
-        fresh = self._fresh(entry)
+        fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
             return fresh
         self._raise_shared_failure(entry, since)
         logger.debug("cache miss: %s", self._describe())
+        claimed = claim_renewal(entry, time.time(), self.lock_timeout)  # issue 12
+        if claimed is not None:  # an outage: the others keep the valid token meanwhile
+            with contextlib.suppress(CacheError):
+                await self._astore(claimed)
         try:
             token = await adrive(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
@@ -287,6 +307,9 @@ class SharedEntry:
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     await self._astore(noted)
+            stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
+            if stale is not None:
+                return stale
             raise
         await self._astore(await self._off_loop(self._entry_for, token, stored))
         return token

@@ -13,6 +13,7 @@ from hoxton_auth._errors import (
     InvalidGrantError,
     LoginError,
     LoginRequiredError,
+    MfaRequiredError,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
@@ -22,6 +23,7 @@ TREE = [
     (TokenRequestError, (HoxtonAuthError,)),
     (InvalidGrantError, (TokenRequestError,)),
     (LoginRequiredError, (InvalidGrantError, TokenRequestError, HoxtonAuthError)),
+    (MfaRequiredError, (TokenRequestError, HoxtonAuthError)),
     (TokenEndpointUnreachableError, (HoxtonAuthError,)),
     (LoginError, (HoxtonAuthError,)),
     (CacheError, (HoxtonAuthError, OSError)),
@@ -99,3 +101,30 @@ def test_config_error_is_caught_as_value_error() -> None:
 def test_cache_error_is_caught_as_os_error() -> None:
     with pytest.raises(OSError, match="lock"):
         raise CacheError("lock stuck")
+
+
+def test_mfa_required_error_masks_its_token() -> None:
+    error = MfaRequiredError(
+        "mfa_required: Multifactor authentication required (HTTP 403)",
+        mfa_token="mfa-secret-token-0042",
+        mfa_requirements={"challenge": [{"type": "otp"}]},
+        status_code=403,
+        error="mfa_required",
+    )
+    assert error.mfa_token == "mfa-secret-token-0042"
+    assert "mfa-secret-token-0042" not in repr(error)
+    assert "mfa-secret-token-0042" not in str(error)
+    assert "***" in repr(error)
+    assert error.retry_after is None
+    assert not isinstance(error, InvalidGrantError)
+
+
+def test_retry_after_is_carried() -> None:
+    assert TokenRequestError("x", status_code=429, retry_after=12.5).retry_after == 12.5
+    unreachable = TokenEndpointUnreachableError("x", url="u", attempts=1, retry_after=3.0)
+    assert unreachable.retry_after == 3.0
+
+
+def test_hoxton_auth_warning_is_a_user_warning() -> None:
+    assert issubclass(hoxton_auth.HoxtonAuthWarning, UserWarning)
+    assert "HoxtonAuthWarning" in (_errors.__doc__ or "")

@@ -20,6 +20,7 @@ from hoxton_auth import (
     InvalidGrantError,
     LoginError,
     LoginRequiredError,
+    MfaRequiredError,
     Token,
     TokenEndpointUnreachableError,
     TokenRequestError,
@@ -44,7 +45,7 @@ from hoxton_auth._messages import (
     TransportFailure,
 )
 from hoxton_auth._responses import SNIPPET_CHARS
-from hoxton_auth._retry import MIN_RETRY_TIMEOUT
+from hoxton_auth._retry import MIN_AGE_TO_RENEW_AFTER_401, MIN_RETRY_TIMEOUT, renew_after_401
 
 NOW = 1_700_000_000.0
 SECRET = "flow-client-secret-1a2b"
@@ -628,9 +629,10 @@ def test_short_values_are_not_masked() -> None:
 @pytest.mark.parametrize(
     ("body", "content_type", "words"),
     [
-        (b"<!DOCTYPE html><title>Sign in</title>", "text/html", "<!DOCTYPE html><title>Sign in"),
-        (b"OK", "text/plain", "not JSON (HTTP 200, text/plain, 1 attempt): OK"),
-        (b"", None, "not JSON (HTTP 200, no content type, 1 attempt): empty body"),
+        # Never quoted (issue 12): a non-JSON 2xx may be a form-encoded token.
+        (b"<!DOCTYPE html><title>Sign in</title>", "text/html", "37 bytes, not shown"),
+        (b"OK", "text/plain", "not JSON (HTTP 200, text/plain, 1 attempt): 2 bytes, not shown"),
+        (b"", None, "not JSON (HTTP 200, no content type, 1 attempt): 0 bytes, not shown"),
         (b"\xff\xfe\xfd", "application/json", "not JSON"),
     ],
 )
@@ -954,3 +956,108 @@ def test_poll_other_refusals_are_token_request_errors() -> None:
 def test_poll_a_malformed_token_fails() -> None:
     _, error = fail(poll_device_code(config(), authorization()), [NOW + 5, reply({"nope": 1})])
     assert isinstance(error, TokenRequestError)
+
+
+# -- issue 12: Auth0's bad days, in the core ------------------------------------------------
+
+
+def test_too_many_attempts_is_never_retried() -> None:
+    blocked = auth0_error("too_many_attempts", "User is blocked", 429)
+    actions, error = fail(obtain([Password("ann", PASSWORD)]), [blocked])
+    assert len(actions) == 1
+    assert isinstance(error, TokenRequestError)
+    assert "brute-force protection blocked this login" in str(error)
+    assert PASSWORD not in str(error)
+
+
+@pytest.mark.parametrize(
+    "error", ["invalid_client", "unauthorized_client", "access_denied", "mfa_required"]
+)
+def test_refusals_are_never_retried(error: str) -> None:
+    actions, raised = fail(obtain([ClientCredentials()]), [auth0_error(error, "no", 403)])
+    assert len(actions) == 1
+    assert isinstance(raised, TokenRequestError)
+    assert raised.error == error
+
+
+def test_mfa_required_without_otp_raises_with_the_mfa_token() -> None:
+    challenge = reply(
+        {
+            "error": "mfa_required",
+            "error_description": "Multifactor authentication required",
+            "mfa_token": "mfa-token-secret-1234",
+            "mfa_requirements": {"challenge": [{"type": "otp"}]},
+        },
+        403,
+    )
+    _, error = fail(obtain([Password("ann", PASSWORD)]), [challenge])
+    assert isinstance(error, MfaRequiredError)
+    assert error.mfa_token == "mfa-token-secret-1234"
+    assert error.mfa_requirements == {"challenge": [{"type": "otp"}]}
+    assert "mfa-token-secret-1234" not in repr(error) + str(error)
+
+
+def test_mfa_required_with_otp_sends_the_mfa_otp_grant() -> None:
+    challenge = reply({"error": "mfa_required", "mfa_token": "mfa-tok-5678"}, 403)
+    codes = iter(["112233"])
+    grant = Password("ann", PASSWORD, otp=lambda: next(codes))
+    actions, token = run(obtain([grant]), [challenge, reply()])
+    assert token.access_token == "at-1"
+    assert sent(actions[1]) == {
+        "grant_type": "http://auth0.com/oauth/grant-type/mfa-otp",
+        "client_id": "cid",
+        "client_secret": SECRET,
+        "mfa_token": "mfa-tok-5678",
+        "otp": "112233",
+    }
+    assert "112233" not in repr(actions[1].form)
+    assert "mfa-tok-5678" not in repr(actions[1].form)
+
+
+def test_password_realm_and_forwarded_for() -> None:
+    grant = Password("ann", PASSWORD, realm="corp-ldap")
+    actions, _ = run(obtain([grant], forwarded_for="203.0.113.9"), [reply()])
+    form = sent(actions[0])
+    assert form["grant_type"] == "http://auth0.com/oauth/grant-type/password-realm"
+    assert form["realm"] == "corp-ldap"
+    assert actions[0].headers == {"auth0-forwarded-for": "203.0.113.9"}
+    actions, _ = run(obtain([ClientCredentials()], organization="org_1"), [reply()])
+    assert sent(actions[0])["organization"] == "org_1"
+    assert actions[0].headers == {}
+
+
+def test_secrets_in_the_form_are_masked_in_repr() -> None:
+    actions, _ = run(obtain([Password("ann", PASSWORD)]), [reply()])
+    form = actions[0].form
+    assert PASSWORD not in repr(form)
+    assert SECRET not in repr(form)
+    assert "ann" in repr(form)
+    assert sent(actions[0])["password"] == PASSWORD  # the bytes on the wire are the real ones
+
+
+def test_quota_429_past_the_deadline_gives_up_at_once_with_retry_after() -> None:
+    quota = reply(
+        {"error": "too_many_requests", "error_description": "Quota exceeded"},
+        429,
+        {"Retry-After": "3540", "Auth0-Client-Quota-Limit": "b=per_hour;q=10;r=0;t=3540"},
+    )
+    actions, error = fail(obtain([ClientCredentials()]), [quota])
+    assert len(actions) == 1
+    assert isinstance(error, TokenRequestError)
+    assert error.retry_after == 3540
+    assert "0 of 10 tokens left" in str(error)
+
+
+@pytest.mark.parametrize(
+    ("obtained_at", "refused_when_new", "now", "renew"),
+    [
+        (None, True, NOW, True),  # unknown age: renew
+        (NOW - 5, False, NOW, True),  # a revoked token is replaced, however young
+        (NOW - 5, True, NOW, False),  # the API refused it when new: a storm
+        (NOW - MIN_AGE_TO_RENEW_AFTER_401, True, NOW, True),  # a minute later, once more
+    ],
+)
+def test_renew_after_401(
+    obtained_at: float | None, refused_when_new: bool, now: float, renew: bool
+) -> None:
+    assert renew_after_401(obtained_at, refused_when_new, now) is renew

@@ -34,6 +34,7 @@ PUBLIC = [
     "LoginError",
     "LoginRequiredError",
     "MemoryTokenCache",
+    "MfaRequiredError",
     "PasswordAuth",
     "RedisTokenCache",
     "RefreshTokenAuth",

@@ -10,6 +10,7 @@ arrive (a lower bound, which a slow machine cannot break).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import hashlib
 import json
@@ -18,6 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -30,21 +33,33 @@ from fault_server import SIGNING_KEY, FaultServer, Reply, closed_port, error_rep
 from hoxton_auth import (
     HoxtonAuth,
     HoxtonAuthError,
+    HoxtonAuthWarning,
     InvalidGrantError,
     LoginRequiredError,
+    MfaRequiredError,
+    PasswordAuth,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
-from hoxton_auth._cache import MemoryTokenCache, cache_key
+from hoxton_auth._cache import CacheEntry, MemoryTokenCache, cache_key
 from hoxton_auth._config import ClientConfig
-from hoxton_auth._failures import FAILURE_META, failure_note, shared_failure
+from hoxton_auth._failures import FAILURE_META, during_cooldown, failure_note, shared_failure
 from hoxton_auth._flow import request_token
-from hoxton_auth._grants import ClientCredentials, Grant
+from hoxton_auth._grants import ClientCredentials, Grant, Password
 from hoxton_auth._httpx import asend_with_httpx, send_with_httpx
 from hoxton_auth._identity import Identity
 from hoxton_auth._manager import TokenManager
 from hoxton_auth._messages import Backoff, TokenRequest, TokenResponse, TransportFailure
 from hoxton_auth._requests import send_with_requests
+from hoxton_auth._responses import error_from_response
+from hoxton_auth._token import Token
+from hoxton_auth.testing import AuthServer
+from hoxton_auth.testing._constants import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    DEFAULT_PASSWORD,
+    DEFAULT_USERNAME,
+)
 
 CLIENT_ID = "reliability-client"
 SECRET = "reliability-client-secret-7f3a9c"
@@ -591,9 +606,12 @@ def test_processes_waiting_on_a_failing_fetch_share_its_error(server: FaultServe
     assert lines == ["503 temporarily_unavailable own"] + ["503 temporarily_unavailable waited"] * 7
     assert server.count == 2
 
-    # A call that starts after the failure tries again: the endpoint may be back.
+    # Once the shared cooldown (Retry-After: 1, issue 12) has passed, a call tries
+    # again: the endpoint may be back. (Calls within a cooldown make no request:
+    # test_quota_cooldown_is_shared_by_8_processes, where it lasts an hour.)
     server.default = Reply()
     auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, max_attempts=2)
+    time.sleep(1.0)  # not a timing assertion: the cooldown must pass
     assert claims(auth.get_token())["sub"] == "fault-client@clients"
     assert server.count == 3
 
@@ -693,3 +711,396 @@ def test_tasks_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -
     assert server.count == 2
     assert all(isinstance(r, TokenEndpointUnreachableError) for r in results)
     assert sum("waited for that fetch" in str(r) for r in results) == 3
+
+
+# -- issue 12: Auth0's bad days, against hoxton_auth.testing's server ------------------------
+
+FAST: dict[str, Any] = {"max_attempts": 2, "retry_deadline": 3.0, "timeout": 2.0}
+
+
+@pytest.fixture
+def idp() -> Iterator[AuthServer]:
+    with AuthServer() as server:
+        yield server
+
+
+def _age_cached_token(auth: HoxtonAuth, expires_in: float) -> None:
+    """Move the cached token into its renewal window: ``expires_in`` seconds left."""
+    entry = auth.cache.load(auth._manager.key)
+    assert entry is not None
+    now = time.time()
+    old = dataclasses.replace(entry.token, obtained_at=now - 86400, expires_at=now + expires_in)
+    auth.cache.store(auth._manager.key, CacheEntry(old, entry.meta))
+
+
+def _client(idp: AuthServer, **extra: Any) -> HoxtonAuth:
+    return HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=idp.domain, **FAST, **extra)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda auth: auth.get_token(),
+        lambda auth: asyncio.run(auth.aget_token()),
+    ],
+    ids=["sync", "async"],
+)
+def test_outage_serves_a_token_that_has_not_expired(
+    idp: AuthServer, call: Callable[[HoxtonAuth], str]
+) -> None:
+    token = _client(idp).get_token()
+    auth = _client(idp)  # a new object: nothing in memory, the cache's token is due
+    _age_cached_token(auth, expires_in=30)
+    idp.outage = True
+    with pytest.warns(HoxtonAuthWarning, match="using the cached one"):
+        assert call(auth) == token
+    requests_made = idp.count()
+    # Once per outage, and the next renewal waits for the shared cooldown: no request.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert call(_client(idp)) == token
+    assert idp.count() == requests_made
+
+
+def test_outage_with_an_expired_token_raises(idp: AuthServer) -> None:
+    _client(idp).get_token()
+    auth = _client(idp)
+    _age_cached_token(auth, expires_in=2)  # within STALE_MARGIN: too old to send
+    idp.outage = True
+    with pytest.raises(TokenRequestError) as caught:
+        auth.get_token()
+    assert caught.value.status_code == 503
+    assert caught.value.error == "temporarily_unavailable"
+
+
+def test_stale_token_is_served_for_every_grant(idp: AuthServer) -> None:
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        scope="openid offline_access",
+        domain=idp.domain,
+        **FAST,
+    )
+    token = auth.get_token()
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        scope="openid offline_access",
+        domain=idp.domain,
+        **FAST,
+    )
+    _age_cached_token(auth, expires_in=30)
+    idp.outage = True
+    with pytest.warns(HoxtonAuthWarning):
+        assert auth.get_token() == token  # the refresh grant failed: the token is served
+
+
+QUOTA_CHILD = """
+import sys
+from hoxton_auth import HoxtonAuth, TokenRequestError
+
+auth = HoxtonAuth("test-client", sys.argv[2], domain=sys.argv[1], retry_deadline=30)
+print("ready", flush=True)
+sys.stdin.readline()
+try:
+    auth.get_token()
+except TokenRequestError as exc:
+    words = "quota" if "client's token quota per hour: 0 of 100" in str(exc) else "no words"
+    print(exc.status_code, round(exc.retry_after / 100), words)
+"""
+
+
+@pytest.mark.slow
+def test_quota_cooldown_is_shared_by_8_processes(idp: AuthServer) -> None:
+    """A spent M2M quota costs one token request, whatever the number of processes."""
+    idp.exhaust_quota(reset_in=3540)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", QUOTA_CHILD, idp.domain, DEFAULT_CLIENT_SECRET],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready"
+        results = [child.communicate("go\n", timeout=60) for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.communicate()
+    assert [child.returncode for child in children] == [0] * 8, [err for _, err in results]
+    assert sorted(out.strip() for out, _ in results) == ["429 35 quota"] * 8
+    assert idp.count() == 1
+    # And later calls in this process too: no request until the quota resets.
+    with pytest.raises(TokenRequestError) as caught:
+        _client(idp).get_token()
+    assert caught.value.retry_after is not None
+    assert 3400 < caught.value.retry_after <= 3540
+    assert idp.count() == 1
+
+
+def test_attack_protection_is_never_retried_and_says_the_account_is_blocked(
+    idp: AuthServer,
+) -> None:
+    idp.block_after_failed_logins = 2
+
+    def login(password: str) -> HoxtonAuth:
+        return HoxtonAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            username=DEFAULT_USERNAME,
+            password=password,
+            domain=idp.domain,
+            cache=None,
+            **FAST,
+        )
+
+    for _ in range(2):
+        with pytest.raises(InvalidGrantError):
+            login("wrong-password").get_token()
+    before = idp.count()
+    with pytest.raises(TokenRequestError) as caught:
+        login(DEFAULT_PASSWORD).get_token()
+    assert idp.count() == before + 1  # the password went once, not max_attempts times
+    assert caught.value.status_code == 429
+    assert caught.value.error == "too_many_attempts"
+    assert "brute-force protection blocked this login" in str(caught.value)
+    # The same login from a shared cache is not tried again for a while: no request.
+    shared = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        domain=idp.domain,
+        **FAST,
+    )
+    with pytest.raises(TokenRequestError):
+        shared.get_token()
+    requests_after = idp.count()
+    with pytest.raises(TokenRequestError) as again:
+        shared.get_token()
+    assert idp.count() == requests_after
+    assert again.value.error == "too_many_attempts"
+    assert again.value.retry_after is not None
+    assert again.value.retry_after > 250
+
+
+def test_mfa_required_and_the_otp_exchange(idp: AuthServer) -> None:
+    idp.require_mfa(DEFAULT_USERNAME, otp="246810")
+    common: dict[str, Any] = {"domain": idp.domain, "cache": None, **FAST}
+    plain = PasswordAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        **common,
+    )
+    with pytest.raises(MfaRequiredError) as caught:
+        plain.get_token()
+    error = caught.value
+    assert error.mfa_token is not None
+    assert error.mfa_token.startswith("mfa.")
+    assert error.mfa_requirements == {"challenge": [{"type": "otp"}]}
+    assert error.mfa_token not in repr(error)
+    assert error.mfa_token not in str(error)
+    assert isinstance(error, TokenRequestError)
+
+    with_otp = PasswordAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        otp=lambda: "246810",
+        **common,
+    )
+    assert claims(with_otp.get_token())["sub"]
+    sent = idp.token_requests[-1]
+    assert sent["grant_type"] == "http://auth0.com/oauth/grant-type/mfa-otp"
+    assert sent["otp"] == "246810"
+    assert sent["client_secret"] == DEFAULT_CLIENT_SECRET
+
+
+def test_realm_forwarded_for_and_organization_are_sent(idp: AuthServer) -> None:
+    auth = PasswordAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        realm="Username-Password-Authentication",
+        forwarded_for="203.0.113.7",
+        domain=idp.domain,
+        cache=None,
+    )
+    auth.get_token()
+    sent = idp.token_requests[-1]
+    assert sent["grant_type"] == "http://auth0.com/oauth/grant-type/password-realm"
+    assert sent["realm"] == "Username-Password-Authentication"
+    assert idp.forwarded_for[-1] == "203.0.113.7"
+
+    org = _client(idp, organization="org_abc123", cache=None)
+    org.get_token()
+    assert idp.token_requests[-1]["organization"] == "org_abc123"
+    assert idp.forwarded_for[-1] is None
+    # Another organization, another cache entry.
+    assert (
+        _client(idp, organization="org_other")._manager.key
+        != _client(idp, organization="org_abc123")._manager.key
+    )
+
+
+@TRANSPORTS
+def test_a_dripping_endpoint_is_cut_off_at_the_timeout(idp: AuthServer, fetch: Fetch) -> None:
+    idp.drip = 0.05  # a ~900-byte token answer would take ~45 s
+    config = ClientConfig(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        domain=idp.domain,
+        timeout=1.0,
+        retry_deadline=2.0,
+        max_attempts=2,
+        backoff_base=0.01,
+    )
+    meta = {"grant": "client_credentials"}
+    manager = TokenManager(config, ClientCredentials(), MemoryTokenCache(), Identity("k", meta))
+    started = time.monotonic()
+    with pytest.raises(TokenEndpointUnreachableError):
+        fetch(manager)
+    # Two attempts of at most ~1 s each (plus one read's 1 s of silence at worst);
+    # generous for a loaded machine, far below the 45 s the drip would take.
+    assert time.monotonic() - started < 15
+
+
+def _locals_in(error: BaseException) -> str:
+    """The repr of every local of every frame an error tracker would record."""
+    seen: list[str] = []
+    link: BaseException | None = error
+    while link is not None:
+        for frame, _ in traceback.walk_tb(link.__traceback__):
+            if frame.f_code.co_filename != __file__:  # this test's own frames hold the secret
+                seen.extend(repr(value) for value in frame.f_locals.values())
+        seen.append(repr(link))
+        seen.append(str(link))
+        link = link.__cause__ or link.__context__
+    return "\n".join(seen)
+
+
+@TRANSPORTS
+def test_no_secret_in_traceback_locals(idp: AuthServer, fetch: Fetch) -> None:
+    password = "tb-locals-password-5d1c"
+    idp.add_user("tb@example.com", password + "-not")
+    config = ClientConfig(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=idp.domain)
+    grant = Password("tb@example.com", password)
+    manager = TokenManager(config, grant, MemoryTokenCache(), Identity("k", {"grant": "password"}))
+    with pytest.raises(InvalidGrantError) as refused:
+        fetch(manager)
+    seen = _locals_in(refused.value)
+    assert password not in seen
+    assert DEFAULT_CLIENT_SECRET not in seen
+
+    down = ClientConfig(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        domain=f"http://127.0.0.1:{closed_port()}",
+        max_attempts=1,
+    )
+    manager = TokenManager(down, grant, MemoryTokenCache(), Identity("k", {"grant": "password"}))
+    with pytest.raises(TokenEndpointUnreachableError) as unreachable:
+        fetch(manager)
+    seen = _locals_in(unreachable.value)
+    assert password not in seen
+    assert DEFAULT_CLIENT_SECRET not in seen
+    cause = unreachable.value.__cause__
+    assert cause is not None
+    # requests keeps .request, httpx ._request: the PreparedRequest/Request holds the body.
+    assert vars(cause).get("request") is None
+    assert vars(cause).get("_request") is None
+
+
+def _quota_response(**headers: str) -> TokenResponse:
+    body = json.dumps({"error": "too_many_requests", "error_description": "Quota exceeded"})
+    return TokenResponse(429, body.encode(), headers, 1000.0)
+
+
+def test_429_waits_from_every_header_auth0_sends() -> None:
+    url = "https://auth.example/oauth/token"
+    quota = "b=per_hour;q=100;r=0;t=3540,b=per_day;q=1000;r=400;t=80000"
+    error = error_from_response(_quota_response(**{"auth0-client-quota-limit": quota}), url, {}, 1)
+    assert error.retry_after == 3540
+    assert "the client's token quota per hour: 0 of 100 tokens left, resets in 3540s" in str(error)
+    assert "per day: 400 of 1000 tokens left" in str(error)
+    org = "b=per_day;q=10;r=0;t=600"
+    error = error_from_response(
+        _quota_response(**{"auth0-organization-quota-limit": org}), url, {}, 1
+    )
+    assert error.retry_after == 600
+    assert "organization's token quota" in str(error)
+    error = error_from_response(_quota_response(**{"x-ratelimit-reset": "1042"}), url, {}, 1)
+    assert error.retry_after == 42
+    date = email.utils.formatdate(1090.0, usegmt=True)
+    error = error_from_response(_quota_response(**{"retry-after": date}), url, {}, 1)
+    assert error.retry_after == 90
+    assert error_from_response(_quota_response(), url, {}, 1).retry_after is None
+
+
+def test_cooldown_notes_from_a_clock_ahead_are_ignored() -> None:
+    url = "https://auth.example/oauth/token"
+    limited = TokenRequestError("slow down", status_code=429, url=url, retry_after=600)
+    expired = Token("", 0.0, 0.0)
+    note = failure_note(limited, 10_000.0)
+    assert note is not None
+    entry = CacheEntry(expired, {FAILURE_META: note})
+    with pytest.raises(TokenRequestError) as caught:
+        during_cooldown(entry, 10_100.0, since=10_050.0)
+    assert caught.value.retry_after == 500
+    assert during_cooldown(entry, 10_700.0, since=0.0) is None  # the cooldown passed
+    assert during_cooldown(entry, 9_000.0, since=0.0) is None  # dated in our future
+    # A note claiming a cooldown longer than a day is nonsense (or hostile): ignored.
+    absurd = json.loads(note)
+    absurd["until"] = absurd["at"] + 10**9
+    entry = CacheEntry(expired, {FAILURE_META: json.dumps(absurd)})
+    assert during_cooldown(entry, 10_001.0, since=0.0) is None
+
+
+def _end_cooldown(auth: HoxtonAuth) -> None:
+    """Date the cache's failure note back so that its cooldown has passed."""
+    entry = auth.cache.load(auth._manager.key)
+    assert entry is not None
+    note = json.loads(entry.meta[FAILURE_META])
+    note["at"] = note["until"] = time.time() - 1
+    auth.cache.store(
+        auth._manager.key, CacheEntry(entry.token, {**entry.meta, FAILURE_META: json.dumps(note)})
+    )
+
+
+def test_during_an_outage_nobody_queues_behind_a_renewal(idp: AuthServer) -> None:
+    token = _client(idp).get_token()
+    auth = _client(idp)
+    _age_cached_token(auth, expires_in=60)
+    idp.outage = True
+    with pytest.warns(HoxtonAuthWarning):
+        assert auth.get_token() == token
+    _end_cooldown(auth)
+    idp.token_delay = 1.0  # the next renewal attempt is slow and fails
+    before = idp.count()
+    renewing = threading.Thread(target=auth.get_token)
+    renewing.start()
+    try:
+        while idp.count() == before:  # the renewal has reached the server
+            time.sleep(0.01)
+        # Another thread and another process (a new object on the same cache)
+        # get the valid token at once instead of waiting for that renewal.
+        assert auth.get_token() == token
+        assert _client(idp).get_token() == token
+        assert renewing.is_alive()  # ordering, not timing: the renewal is still running
+    finally:
+        renewing.join()

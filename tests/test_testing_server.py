@@ -1188,3 +1188,91 @@ def test_activate_page_escapes_what_it_echoes(server: AuthServer) -> None:
         server.domain + "/activate", params={"user_code": '"><script>x</script>'}, timeout=10
     )
     assert "<script>x" not in page.text
+
+
+# -- Auth0's bad days (issue 12) ------------------------------------------------------
+
+
+def test_rotation_overlap_period_allows_the_previous_refresh_token(server: AuthServer) -> None:
+    server.rotation_overlap = 60
+    original = post_token(server, PASSWORD).json()["refresh_token"]
+    first = refresh(server, original)
+    assert first.status_code == 200
+    # The answer was lost in transit: the same token again, within the overlap.
+    again = refresh(server, original)
+    assert again.status_code == 200
+    assert server.reuse_detected == 0
+    server.rotation_overlap = 0
+    newest = again.json()["refresh_token"]
+    assert refresh(server, first.json()["refresh_token"]).status_code == 403  # two behind
+    assert server.reuse_detected == 1
+    assert refresh(server, newest).status_code == 403  # the family is revoked
+
+
+def test_outage_switch(server: AuthServer) -> None:
+    server.outage = True
+    assert error_of(post_token(server, CC))[:2] == (503, "temporarily_unavailable")
+    server.outage = False
+    assert post_token(server, CC).status_code == 200
+
+
+def test_exhausted_quota_answers_with_auth0s_headers(server: AuthServer) -> None:
+    server.exhaust_quota(reset_in=1800)
+    response = post_token(server, CC)
+    assert error_of(response)[:2] == (429, "too_many_requests")
+    assert response.headers["Retry-After"] == "1800"
+    assert response.headers["Auth0-Client-Quota-Limit"].startswith("b=per_hour;q=100;r=0;t=1800")
+    assert int(response.headers["X-RateLimit-Reset"]) >= int(time.time()) + 1790
+    assert post_token(server, PASSWORD).status_code == 200  # users' grants are not M2M quota
+    server.restore_quota()
+    assert post_token(server, CC).status_code == 200
+
+
+def test_attack_protection_blocks_after_n_wrong_passwords(server: AuthServer) -> None:
+    server.block_after_failed_logins = 3
+    wrong = {**PASSWORD, "password": "nope"}
+    for _ in range(3):
+        assert error_of(post_token(server, wrong))[:2] == (403, "invalid_grant")
+    status, error, description = error_of(post_token(server, PASSWORD))
+    assert (status, error) == (429, "too_many_attempts")
+    assert "blocked" in description
+
+
+def test_mfa_required_and_otp_grant(server: AuthServer) -> None:
+    server.require_mfa(DEFAULT_USERNAME, otp="135790")
+    challenge = post_token(server, PASSWORD)
+    assert challenge.status_code == 403
+    body = challenge.json()
+    assert body["error"] == "mfa_required"
+    assert body["mfa_requirements"] == {"challenge": [{"type": "otp"}]}
+    otp = {
+        "grant_type": "http://auth0.com/oauth/grant-type/mfa-otp",
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "mfa_token": body["mfa_token"],
+    }
+    assert error_of(post_token(server, {**otp, "otp": "000000"}))[:2] == (403, "invalid_grant")
+    answer = post_token(server, {**otp, "otp": "135790"})
+    assert answer.status_code == 200
+    assert decode(server, answer.json()["access_token"])["sub"]
+    assert "refresh_token" in answer.json()  # offline_access of the first request
+
+
+def test_password_realm_and_forwarded_for(server: AuthServer) -> None:
+    realm = {**PASSWORD, "grant_type": "http://auth0.com/oauth/grant-type/password-realm"}
+    assert post_token(server, realm).status_code == 400  # no realm
+    realm["realm"] = "Username-Password-Authentication"
+    response = requests.post(
+        server.token_url, data=realm, headers={"auth0-forwarded-for": "198.51.100.4"}, timeout=10
+    )
+    assert response.status_code == 200
+    assert server.forwarded_for[-1] == "198.51.100.4"
+    assert server.token_requests[-1]["realm"] == "Username-Password-Authentication"
+
+
+def test_dripping_endpoint_trickles_the_answer(server: AuthServer) -> None:
+    server.drip = 0.001
+    with requests.post(server.token_url, data=CC, timeout=10, stream=True) as response:
+        pieces = list(iter(lambda: response.raw.read1(65536), b""))  # as they arrive
+    assert len(pieces) > 10  # byte by byte, not one write
+    assert b"".join(pieces).startswith(b"{")

@@ -64,7 +64,7 @@ def test_posix_tightens_the_same_file(
     cache.chmod(0o666)
     with (
         caplog.at_level(logging.WARNING, logger="hoxton_auth"),
-        pytest.warns(HoxtonAuthWarning, match="tightened to 0600"),  # issue 11 item 11
+        pytest.warns(HoxtonAuthWarning, match="tightened to 0600"),
     ):
         _auth(hoxton_auth_server, cache).get_token()
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600

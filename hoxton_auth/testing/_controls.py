@@ -87,6 +87,77 @@ class ServerControls:
         with self._state.lock:
             self._state.deny_authorization = value
 
+    # -- Auth0's bad days (issue 12) ------------------------------------------
+
+    @property
+    def outage(self) -> bool:
+        """While True, every token request gets 503 `temporarily_unavailable`; settable."""
+        return self._state.outage
+
+    @outage.setter
+    def outage(self, value: bool) -> None:
+        with self._state.lock:
+            self._state.outage = value
+
+    def exhaust_quota(self, reset_in: float = 3540.0) -> None:
+        """Answer client credentials with Auth0's 429 for a spent M2M token quota.
+
+        With `Retry-After`, `X-RateLimit-Reset` and `Auth0-Client-Quota-Limit`
+        headers saying the hourly quota resets in `reset_in` seconds, until
+        `restore_quota()`.
+        """
+        with self._state.lock:
+            self._state.quota_exhausted = reset_in
+
+    def restore_quota(self) -> None:
+        """End `exhaust_quota`."""
+        with self._state.lock:
+            self._state.quota_exhausted = None
+
+    @property
+    def block_after_failed_logins(self) -> int | None:
+        """Attack protection: after this many wrong passwords for a user, every
+        password grant for them gets 429 `too_many_attempts`; settable (None: off)."""
+        return self._state.block_after_failed_logins
+
+    @block_after_failed_logins.setter
+    def block_after_failed_logins(self, value: int | None) -> None:
+        with self._state.lock:
+            self._state.block_after_failed_logins = value
+
+    def require_mfa(self, username: str, otp: str = "123456") -> None:
+        """The password grant of `username` answers `mfa_required`; `otp` completes it
+        through the `http://auth0.com/oauth/grant-type/mfa-otp` grant."""
+        with self._state.lock:
+            self._state.mfa_users.add(username)
+            self._state.mfa_otp = otp
+
+    @property
+    def drip(self) -> float:
+        """Seconds between the bytes of each token answer (a dripping endpoint); settable."""
+        return self._state.drip
+
+    @drip.setter
+    def drip(self, value: float) -> None:
+        with self._state.lock:
+            self._state.drip = value
+
+    @property
+    def rotation_overlap(self) -> float:
+        """Auth0's Rotation Overlap Period: seconds during which the refresh token
+        just rotated away may still be used (not reuse-detected); settable."""
+        return self._state.rotation_overlap
+
+    @rotation_overlap.setter
+    def rotation_overlap(self, value: float) -> None:
+        with self._state.lock:
+            self._state.rotation_overlap = value
+
+    @property
+    def forwarded_for(self) -> list[str | None]:
+        """The `auth0-forwarded-for` header of every token request (None: absent)."""
+        return self._state.forwarded_for
+
     # -- what happened -------------------------------------------------------
 
     @property

@@ -9,6 +9,7 @@ then the grant itself under the state lock.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -151,22 +152,77 @@ def _client_credentials(state: AuthState, fields: dict[str, str]) -> Reply:
     return json_reply(200, payload)
 
 
+def _blocked() -> Rejected:
+    # Auth0's brute-force protection: the account stays blocked until unblocked.
+    return Rejected(
+        oauth_error(429, "too_many_attempts", "User is blocked: too many failed login attempts")
+    )
+
+
+def _check_password(state: AuthState, username: str, password: str) -> User:
+    limit = state.block_after_failed_logins
+    if limit is not None and state.failed_logins.get(username, 0) >= limit:
+        raise _blocked()
+    user = state.users.get(username)
+    if user is None or not hmac.compare_digest(password.encode(), user.password.encode()):
+        state.failed_logins[username] = state.failed_logins.get(username, 0) + 1
+        raise _invalid_grant("Wrong email or password.")
+    state.failed_logins.pop(username, None)
+    return user
+
+
+def _mfa_challenge(state: AuthState, user: User, fields: dict[str, str]) -> Rejected:
+    mfa_token = "mfa." + secrets.token_urlsafe(24)
+    # The OTP exchange carries no audience or scope: the first request's apply.
+    kept: dict[str, str] = {n: fields[n] for n in ("audience", "scope") if n in fields}
+    state.mfa_tokens[mfa_token] = {"username": user.username, **kept}
+    return Rejected(
+        json_reply(
+            403,
+            {
+                "error": "mfa_required",
+                "error_description": "Multifactor authentication required",
+                "mfa_token": mfa_token,
+                "mfa_requirements": {"challenge": [{"type": "otp"}]},
+            },
+        )
+    )
+
+
 def _password(state: AuthState, fields: dict[str, str]) -> Reply:
     client = client_for(state, fields)
     username = require(fields, "username")
     password = require(fields, "password")
-    user = state.users.get(username)
-    if user is None or not hmac.compare_digest(password.encode(), user.password.encode()):
-        raise _invalid_grant("Wrong email or password.")
+    if fields.get("grant_type") == _PASSWORD_REALM:
+        require(fields, "realm")  # any connection name: the test server has one directory
+    user = _check_password(state, username, password)
+    if user.username in state.mfa_users:
+        raise _mfa_challenge(state, user, fields)
+    return _user_tokens(state, client, user, fields, gty="password")
+
+
+def _mfa_otp(state: AuthState, fields: dict[str, str]) -> Reply:
+    client = client_for(state, fields)
+    first = state.mfa_tokens.get(require(fields, "mfa_token"))
+    if first is None:
+        raise _invalid_grant("Malformed mfa_token")
+    if not hmac.compare_digest(require(fields, "otp").encode(), state.mfa_otp.encode()):
+        raise _invalid_grant("Invalid otp_code.")
+    del state.mfa_tokens[fields["mfa_token"]]
+    user = state.users[first["username"]]
+    return _user_tokens(state, client, user, {**fields, **first}, gty="mfa")
+
+
+def _user_tokens(
+    state: AuthState, client: Client, user: User, fields: dict[str, str], gty: str
+) -> Reply:
     audience = fields.get("audience") or None
     check_audience(audience)
     scope = fields.get("scope", "")
     family_id = _offline_family(state, client, user, scope, audience)
     return json_reply(
         200,
-        _issue(
-            state, client, user, scope=scope, audience=audience, gty="password", family_id=family_id
-        ),
+        _issue(state, client, user, scope=scope, audience=audience, gty=gty, family_id=family_id),
     )
 
 
@@ -231,7 +287,10 @@ def _refresh_token(state: AuthState, fields: dict[str, str]) -> Reply:
     family = state.families[family_id]
     if family.client_id != client.client_id or family.revoked:
         raise _invalid_grant(_INVALID_REFRESH)
-    if family.current != token:
+    in_overlap = (
+        token == family.previous and state.now() - family.rotated_at <= state.rotation_overlap
+    )
+    if family.current != token and not in_overlap:
         # Reuse of a rotated token: someone else holds its successor, so
         # Auth0 revokes the whole family (refresh token rotation docs).
         state.revoke_family(family_id)
@@ -284,7 +343,10 @@ _GRANTS: dict[str, Callable[[AuthState, dict[str, str]], Reply]] = {
     "client_credentials": _client_credentials,
     "password": _password,
     "refresh_token": _refresh_token,
+    "http://auth0.com/oauth/grant-type/password-realm": _password,
+    "http://auth0.com/oauth/grant-type/mfa-otp": _mfa_otp,
 }
+_PASSWORD_REALM = "http://auth0.com/oauth/grant-type/password-realm"  # noqa: S105  a grant name
 
 
 def _grant(state: AuthState, fields: dict[str, str]) -> Reply:
@@ -295,8 +357,33 @@ def _grant(state: AuthState, fields: dict[str, str]) -> Reply:
     return handler(state, fields)
 
 
+def _bad_day(state: AuthState, fields: dict[str, str]) -> Reply | None:
+    """An outage or a spent quota (issue 12), else ``None``; hold ``state.lock``."""
+    if state.outage:
+        return oauth_error(503, "temporarily_unavailable", "The service is unavailable (outage)")
+    reset = state.quota_exhausted
+    if reset is not None and fields.get("grant_type") == "client_credentials":
+        reply = oauth_error(429, "too_many_requests", "Quota exceeded for client credentials")
+        headers = (
+            ("Retry-After", str(round(reset))),
+            ("X-RateLimit-Limit", "100"),
+            ("X-RateLimit-Remaining", "0"),
+            ("X-RateLimit-Reset", str(round(state.now() + reset))),
+            (
+                "Auth0-Client-Quota-Limit",
+                f"b=per_hour;q=100;r=0;t={round(reset)},b=per_day;q=1000;r=400;t=80000",
+            ),
+        )
+        return Reply(reply.status, reply.body, (*reply.headers, *headers))
+    return None
+
+
 def token_endpoint(
-    state: AuthState, content_type: str | None, body: bytes, authorization: str | None = None
+    state: AuthState,
+    content_type: str | None,
+    body: bytes,
+    authorization: str | None = None,
+    forwarded_for: str | None = None,
 ) -> Reply:
     """Answer one token request; blocks for `token_delay` (outside the lock)."""
     try:
@@ -306,6 +393,7 @@ def token_endpoint(
         fields, parse_error = {}, exc.reply
     with state.lock:
         state.token_requests.append(fields)
+        state.forwarded_for.append(forwarded_for)
         fault = state.faults.popleft() if state.faults else None
         delay = state.token_delay + (fault.delay if fault is not None else 0.0)
     if delay > 0:
@@ -315,7 +403,9 @@ def token_endpoint(
     if parse_error is not None:
         return parse_error
     with state.lock:
+        drip = state.drip
         try:
-            return _grant(state, fields)
+            reply = _bad_day(state, fields) or _grant(state, fields)
         except Rejected as exc:
-            return exc.reply
+            reply = exc.reply
+    return dataclasses.replace(reply, drip=drip) if drip else reply

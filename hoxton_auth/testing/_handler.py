@@ -14,6 +14,7 @@ import logging
 import socket
 import socketserver
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -112,7 +113,13 @@ class _Handler(BaseHTTPRequestHandler):
             reply = json_reply(405, {"error": "method_not_allowed", "error_description": method})
             return Reply(reply.status, reply.body, (*reply.headers, ("Allow", routes[path])))
         if path == "/oauth/token":
-            return token_endpoint(state, content_type, body, self.headers.get("Authorization"))
+            return token_endpoint(
+                state,
+                content_type,
+                body,
+                self.headers.get("Authorization"),
+                self.headers.get("auth0-forwarded-for"),
+            )
         if path == "/oauth/revoke":
             return _endpoints.revoke(state, content_type, body, self.headers.get("Authorization"))
         if path == "/oauth/device/code":
@@ -161,6 +168,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+        if reply.drip:
+            # A dripping endpoint (issue 12): each byte sent on its own, slowly.
+            for index in range(len(reply.body)):
+                self.wfile.write(reply.body[index : index + 1])
+                self.wfile.flush()
+                time.sleep(reply.drip)
+            return
         self.wfile.write(reply.body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:

@@ -28,6 +28,7 @@ class Reply:
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = ()
     disconnect: bool = False
+    drip: float = 0.0  # seconds between bytes of the body: a dripping endpoint
 
 
 class Rejected(Exception):

@@ -102,6 +102,9 @@ class Family:
     audience: str | None
     revoked: bool = False
     current: str | None = dataclasses.field(default=None, repr=False)
+    # The token `current` replaced, and when (the rotation overlap period).
+    previous: str | None = dataclasses.field(default=None, repr=False)
+    rotated_at: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +159,17 @@ class AuthState:
         self.revoke_requests: list[dict[str, str]] = []
         self.api_requests = 0
         self.reuse_detected = 0
+        # Auth0's bad days (issue 12); see ServerControls.
+        self.outage = False
+        self.quota_exhausted: float | None = None  # seconds to the quota's reset
+        self.block_after_failed_logins: int | None = None
+        self.failed_logins: dict[str, int] = {}
+        self.mfa_users: set[str] = set()
+        self.mfa_otp = "123456"
+        self.mfa_tokens: dict[str, dict[str, str]] = {}  # mfa_token -> username, audience...
+        self.drip = 0.0
+        self.rotation_overlap = 0.0
+        self.forwarded_for: list[str | None] = []
 
     def now(self) -> float:
         """The server's clock: wall time plus `clock_skew`."""
@@ -245,7 +259,9 @@ class AuthState:
         token = "v1." + secrets.token_urlsafe(36)
         with self.lock:
             self.refresh_tokens[token] = family_id
-            self.families[family_id].current = token
+            family = self.families[family_id]
+            family.previous, family.rotated_at = family.current, self.now()
+            family.current = token
         return token
 
     def revoke_family(self, family_id: str) -> None:
