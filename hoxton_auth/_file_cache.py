@@ -333,7 +333,7 @@ class FileTokenCache(TokenCache):
         previous = self._pending.get(key)
         self._pending[key] = entry
         try:
-            self._write_pending(document)
+            self._write_pending(document, storing=key)
         except CacheUnavailableError:
             # Outside the lock nothing was reserved: the caller hears of it.
             if previous is None:
@@ -353,8 +353,12 @@ class FileTokenCache(TokenCache):
         if document.get("entries", {}).pop(key, None) is not None or dropped or self._pending:
             self._write_pending(document)
 
-    def _write_pending(self, document: dict[str, Any]) -> None:
+    def _write_pending(self, document: dict[str, Any], storing: str | None = None) -> None:
         """Write ``document`` with the pending entries; keep them if that fails under the lock.
+
+        ``storing``: the key ``store()`` is saving now; its entry is written
+        whatever the file holds. An entry left pending by an earlier failed
+        write yields to a newer one another process stored since.
 
         Raises:
             CacheUnavailableError: The write failed outside ``lock()``.
@@ -362,8 +366,8 @@ class FileTokenCache(TokenCache):
         entries = document.setdefault("entries", {})
         for key, entry in self._pending.items():
             old = entries.get(key)
-            if _newer(self._parse(key, old) if old is not None else None, entry):
-                continue  # another process stored a newer token since: it wins
+            if key != storing and _newer(self._parse(key, old) if old else None, entry):
+                continue  # another process stored a newer token since the failed write
             unknown = (
                 {k: v for k, v in old.items() if k not in ("meta", "token")}
                 if isinstance(old, dict)

@@ -18,8 +18,9 @@ Commands:
     rounds Build an auth object (any grant, file or Redis cache), wait for the
            release, then get a token and invalidate it, ``rounds`` times;
            reports each token's ``sub`` (not a secret).
-    token  Build an auth object (file or Redis cache), wait for the release,
-           get one token; reports its full SHA-256 (to compare with the parent's).
+    token  Build an auth object (file or Redis cache, else the default one),
+           wait for the release, get one token; reports its full SHA-256 (to
+           compare with the parent's), or with ``catch`` the error it got.
 """
 
 from __future__ import annotations
@@ -210,15 +211,22 @@ def rounds(args: dict[str, Any]) -> None:
 
 
 def token(args: dict[str, Any]) -> None:
-    """Wait for the release, get one token; report its SHA-256."""
-    from hoxton_auth import HoxtonAuth
+    """Wait for the release, get one token; report its SHA-256 (or, with
+    ``catch``, the ``TokenRequestError`` it failed with)."""
+    from hoxton_auth import HoxtonAuth, TokenRequestError
 
-    cache = make_cache(args)
-    auth = HoxtonAuth(**args["auth"], cache=cache)
+    cache = make_cache(args) if "redis" in args or "cache" in args else None
+    auth = HoxtonAuth(**args["auth"], **({} if cache is None else {"cache": cache}))
     say("ready")
     sys.stdin.readline()
-    say({"token": hashlib.sha256(auth.get_token().encode()).hexdigest()})
-    if hasattr(cache, "close"):
+    try:
+        say({"token": hashlib.sha256(auth.get_token().encode()).hexdigest()})
+    except TokenRequestError as exc:
+        if not args.get("catch"):
+            raise
+        waited = "waited for that fetch" in str(exc)
+        say({"error": f"{exc.status_code} {exc.error} {'waited' if waited else 'own'}"})
+    if cache is not None and hasattr(cache, "close"):
         cache.close()
 
 

@@ -1,7 +1,8 @@
 """Issue 5: the token endpoint fails, answers garbage or rate-limits: ride it out or fail clearly.
 
-Every test runs against a real local server (``fault_server.FaultServer``)
-that misbehaves on cue, through the real transports (requests, httpx, httpx
+Every test runs against a real local server (``hoxton_auth.testing.AuthServer``
+with its fault injection: ``fail_next``, ``fail_always``) that misbehaves on
+cue, through the real transports (requests, httpx, httpx
 async). Backoff is made tiny through ``ClientConfig`` so retries are fast;
 ``Retry-After`` waits are real and checked by when the server saw requests
 arrive (a lower bound, which a slow machine cannot break).
@@ -28,7 +29,8 @@ import httpx
 import jwt
 import pytest
 import requests
-from fault_server import SIGNING_KEY, FaultServer, Reply, closed_port, error_reply, token_body
+from _worker import Worker
+from conftest import TEST_JWT_KEY, free_port
 
 from hoxton_auth import (
     HoxtonAuth,
@@ -97,11 +99,33 @@ REFUSED_ERRORS: dict[Fetch, tuple[type[BaseException], ...]] = {
 }
 
 
+JSON = {"Content-Type": "application/json"}
+Spawn = Callable[[str, "dict[str, Any]"], Worker]
+
+
 @pytest.fixture
-def server() -> Iterator[FaultServer]:
-    """A started scripted token endpoint."""
-    with FaultServer() as running:
+def server() -> Iterator[AuthServer]:
+    """The test server, knowing this module's client; faults are queued per test."""
+    with AuthServer() as running:
+        running.add_client(CLIENT_ID, SECRET)
         yield running
+
+
+def error_body(error: str, description: str) -> dict[str, str]:
+    """An Auth0-shaped JSON error."""
+    return {"error": error, "error_description": description}
+
+
+def token_body(server: AuthServer) -> dict[str, Any]:
+    """A token answer with a fresh access token of this module's client."""
+    access_token = server.mint_access_token(subject=f"{CLIENT_ID}@clients")
+    return {"access_token": access_token, "token_type": "Bearer", "expires_in": 3600}
+
+
+def wall_times(server: AuthServer) -> list[float]:
+    """``time.time()`` of each token request's arrival (from its monotonic time)."""
+    offset = time.time() - time.monotonic()
+    return [arrived + offset for arrived in server.token_request_times]
 
 
 def make_manager(
@@ -145,83 +169,91 @@ def claims(token: str) -> dict[str, Any]:
 
 
 @TRANSPORTS
-def test_503s_then_success_gives_the_token(server: FaultServer, fetch: Fetch) -> None:
-    server.queue(*[error_reply(503, "temporarily_unavailable", "Try later")] * 3)
+def test_503s_then_success_gives_the_token(server: AuthServer, fetch: Fetch) -> None:
+    server.fail_next(3, status=503, body=error_body("temporarily_unavailable", "Try later"))
 
     token = fetch(make_manager(server.domain))
 
-    assert claims(token)["sub"] == "fault-client@clients"
-    assert server.count == 4
-    assert all(a.form["grant_type"] == "client_credentials" for a in server.arrivals)
+    assert claims(token)["sub"] == f"{CLIENT_ID}@clients"
+    assert server.count() == 4
+    assert all(r["grant_type"] == "client_credentials" for r in server.token_requests)
 
 
 @TRANSPORTS
-def test_5xx_of_every_shape_then_success(server: FaultServer, fetch: Fetch) -> None:
+def test_5xx_of_every_shape_then_success(server: AuthServer, fetch: Fetch) -> None:
     html = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-    server.queue(
-        Reply(502, html, {"Content-Type": "text/html"}),
-        Reply(500, b"Internal Server Error", {"Content-Type": "text/plain"}),
-        Reply(504, b""),
-        Reply(520, b"origin error"),
-        Reply(408, b""),
+    server.fail_next(status=502, body=html, headers={"Content-Type": "text/html"})
+    server.fail_next(
+        status=500, body=b"Internal Server Error", headers={"Content-Type": "text/plain"}
     )
+    server.fail_next(status=504, body=b"", headers=JSON)
+    server.fail_next(status=520, body=b"origin error", headers=JSON)
+    server.fail_next(status=408, body=b"", headers=JSON)
 
     fetch(make_manager(server.domain, max_attempts=6))
 
-    assert server.count == 6
+    assert server.count() == 6
 
 
 @TRANSPORTS
 def test_truncated_body_is_a_network_failure_and_is_retried(
-    server: FaultServer, fetch: Fetch
+    server: AuthServer, fetch: Fetch
 ) -> None:
-    server.queue(Reply(mode="truncate"), Reply(mode="truncate"))
+    server.fail_next(2, status=200, body=token_body(server), truncate=True)
 
     token = fetch(make_manager(server.domain))
 
     assert claims(token)["exp"] > time.time()
-    assert server.count == 3
+    assert server.count() == 3
 
 
 @TRANSPORTS
-def test_hang_up_without_an_answer_is_retried(server: FaultServer, fetch: Fetch) -> None:
-    server.queue(Reply(mode="disconnect"), Reply(mode="disconnect"))
+def test_hang_up_without_an_answer_is_retried(server: AuthServer, fetch: Fetch) -> None:
+    server.fail_next(2, disconnect=True)
 
     fetch(make_manager(server.domain))
 
-    assert server.count == 3
+    assert server.count() == 3
 
 
 @TRANSPORTS
-def test_429_retry_after_seconds_is_honoured(server: FaultServer, fetch: Fetch) -> None:
-    server.queue(error_reply(429, "too_many_requests", "Slow down", **{"Retry-After": "1"}))
+def test_429_retry_after_seconds_is_honoured(server: AuthServer, fetch: Fetch) -> None:
+    server.fail_next(
+        status=429,
+        body=error_body("too_many_requests", "Slow down"),
+        headers={"Retry-After": "1"},
+    )
 
     fetch(make_manager(server.domain))
 
-    first, second = server.arrivals
+    first, second = server.token_request_times
     # The client waited at least Retry-After after the 429 arrived, so the
     # retry reached the server at least 1 s after the first request did.
-    assert second.monotonic - first.monotonic >= 1.0
+    assert second - first >= 1.0
 
 
-def test_429_retry_after_http_date_is_honoured(server: FaultServer) -> None:
+def test_429_retry_after_http_date_is_honoured(server: AuthServer) -> None:
     not_before = float(int(time.time()) + 2)  # an HTTP-date has whole seconds
     date = email.utils.formatdate(not_before, usegmt=True)
-    server.queue(Reply(429, b"{}", {"Retry-After": date}))
+    server.fail_next(status=429, body=b"{}", headers={**JSON, "Retry-After": date})
 
     _fetch_requests(make_manager(server.domain))
 
-    _, second = server.arrivals
-    assert second.wall >= not_before
+    _, second = wall_times(server)
+    assert second >= not_before
 
 
-def test_retry_after_beyond_the_deadline_fails_at_once(server: FaultServer) -> None:
-    server.queue(error_reply(429, "too_many_requests", "Quota used up", **{"Retry-After": "3600"}))
+def test_retry_after_beyond_the_deadline_fails_at_once(server: AuthServer) -> None:
+    server.fail_next(
+        status=429,
+        body=error_body("too_many_requests", "Quota used up"),
+        headers={"Retry-After": "3600"},
+    )
 
     with pytest.raises(TokenRequestError) as caught:
         _fetch_requests(make_manager(server.domain, retry_deadline=30.0))
 
-    assert server.count == 1
+    assert server.count() == 1
     assert caught.value.status_code == 429
     assert caught.value.error == "too_many_requests"
     assert_clear(
@@ -234,28 +266,30 @@ def test_retry_after_beyond_the_deadline_fails_at_once(server: FaultServer) -> N
     )
 
 
-def test_hoxton_auth_retries_with_its_default_backoff(server: FaultServer) -> None:
-    server.queue(error_reply(503, "temporarily_unavailable", "Try later"))
+def test_hoxton_auth_retries_with_its_default_backoff(server: AuthServer) -> None:
+    server.fail_next(status=503, body=error_body("temporarily_unavailable", "Try later"))
     auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, cache=None)
 
     token = auth.get_token()
 
-    assert claims(token)["sub"] == "fault-client@clients"
-    assert server.count == 2
+    assert claims(token)["sub"] == f"{CLIENT_ID}@clients"
+    assert server.count() == 2
 
 
 # -- failing clearly --------------------------------------------------------------
 
 
 @TRANSPORTS
-def test_503_until_max_attempts_says_everything(server: FaultServer, fetch: Fetch) -> None:
-    server.default = error_reply(503, "temporarily_unavailable", "The tenant is being upgraded")
+def test_503_until_max_attempts_says_everything(server: AuthServer, fetch: Fetch) -> None:
+    server.fail_always(
+        status=503, body=error_body("temporarily_unavailable", "The tenant is being upgraded")
+    )
 
     with pytest.raises(TokenRequestError) as caught:
         fetch(make_manager(server.domain, max_attempts=4))
 
     error = caught.value
-    assert server.count == 4
+    assert server.count() == 4
     assert (error.status_code, error.error, error.attempts) == (503, "temporarily_unavailable", 4)
     assert error.error_description == "The tenant is being upgraded"
     assert error.url == server.token_url
@@ -269,8 +303,8 @@ def test_503_until_max_attempts_says_everything(server: FaultServer, fetch: Fetc
     )
 
 
-def test_the_deadline_stops_retries(server: FaultServer) -> None:
-    server.default = error_reply(503, "temporarily_unavailable", "Down")
+def test_the_deadline_stops_retries(server: AuthServer) -> None:
+    server.fail_always(status=503, body=error_body("temporarily_unavailable", "Down"))
     manager = make_manager(
         server.domain, retry_deadline=0.5, max_attempts=1000, backoff_base=0.1, backoff_cap=0.2
     )
@@ -279,13 +313,13 @@ def test_the_deadline_stops_retries(server: FaultServer) -> None:
         _fetch_requests(manager)
 
     assert 1 <= caught.value.attempts < 1000
-    assert caught.value.attempts == server.count
+    assert caught.value.attempts == server.count()
     assert_clear(str(caught.value), "would pass the 0.5s retry_deadline", "HTTP 503")
 
 
 @TRANSPORTS
-def test_slow_endpoint_beyond_timeout(server: FaultServer, fetch: Fetch) -> None:
-    server.default = Reply(delay=30.0)  # woken when the server stops
+def test_slow_endpoint_beyond_timeout(server: AuthServer, fetch: Fetch) -> None:
+    server.token_delay = 30.0  # ended when the server stops
 
     with pytest.raises(TokenEndpointUnreachableError) as caught:
         fetch(make_manager(server.domain, timeout=0.3, max_attempts=2))
@@ -294,13 +328,13 @@ def test_slow_endpoint_beyond_timeout(server: FaultServer, fetch: Fetch) -> None
     assert error.attempts == 2
     assert isinstance(error.__cause__, TIMEOUT_ERRORS[fetch])
     assert isinstance(error, HoxtonAuthError)
-    assert server.wait_for(2)
+    assert server.wait_for_token_requests(2)
     assert_clear(str(error), server.token_url, "after 2 attempts", "max_attempts=2")
 
 
 @TRANSPORTS
 def test_connection_refused(fetch: Fetch) -> None:
-    domain = f"http://127.0.0.1:{closed_port()}"
+    domain = f"http://127.0.0.1:{free_port()}"
 
     with pytest.raises(TokenEndpointUnreachableError) as caught:
         fetch(make_manager(domain, max_attempts=3))
@@ -323,16 +357,18 @@ CLIENT_ERRORS = [
 @TRANSPORTS
 @pytest.mark.parametrize(("status", "code", "description"), CLIENT_ERRORS)
 def test_client_errors_are_never_retried(
-    server: FaultServer, fetch: Fetch, status: int, code: str, description: str
+    server: AuthServer, fetch: Fetch, status: int, code: str, description: str
 ) -> None:
     # The server echoes the secret back: the message must mask it.
-    server.default = error_reply(status, code, f"{description} (client_secret={SECRET})")
+    server.fail_always(
+        status=status, body=error_body(code, f"{description} (client_secret={SECRET})")
+    )
 
     with pytest.raises(TokenRequestError) as caught:
         fetch(make_manager(server.domain))
 
     error = caught.value
-    assert server.count == 1
+    assert server.count() == 1
     assert (error.status_code, error.error, error.attempts) == (status, code, 1)
     assert error.error_description == f"{description} (client_secret=***)"
     assert_clear(
@@ -341,46 +377,48 @@ def test_client_errors_are_never_retried(
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 405, 501, 505])
-def test_other_final_statuses_are_not_retried(server: FaultServer, status: int) -> None:
-    server.default = Reply(
-        status, b"<html><title>Nope</title></html>", {"Content-Type": "text/html"}
+def test_other_final_statuses_are_not_retried(server: AuthServer, status: int) -> None:
+    server.fail_always(
+        status=status,
+        body=b"<html><title>Nope</title></html>",
+        headers={"Content-Type": "text/html"},
     )
 
     with pytest.raises(TokenRequestError) as caught:
         _fetch_requests(make_manager(server.domain))
 
-    assert server.count == 1
+    assert server.count() == 1
     assert caught.value.status_code == status
     assert caught.value.error is None
     assert_clear(str(caught.value), f"HTTP {status}", "text/html", "Nope", server.token_url)
 
 
-def test_invalid_grant_is_final_and_says_so(server: FaultServer) -> None:
-    server.default = error_reply(403, "invalid_grant", "Wrong email or password.")
+def test_invalid_grant_is_final_and_says_so(server: AuthServer) -> None:
+    server.fail_always(status=403, body=error_body("invalid_grant", "Wrong email or password."))
 
     with pytest.raises(InvalidGrantError) as caught:
         _fetch_requests(make_manager(server.domain))
 
-    assert server.count == 1
+    assert server.count() == 1
     assert str(caught.value).startswith("invalid_grant: Wrong email or password. (HTTP 403)")
 
 
-def test_rejected_refresh_token_means_log_in_again(server: FaultServer) -> None:
-    server.default = error_reply(
-        403, "invalid_grant", f"Unknown or invalid refresh token {REFRESH}"
+def test_rejected_refresh_token_means_log_in_again(server: AuthServer) -> None:
+    server.fail_always(
+        status=403, body=error_body("invalid_grant", f"Unknown or invalid refresh token {REFRESH}")
     )
 
     with pytest.raises(LoginRequiredError) as caught:
         _fetch_requests(make_manager(server.domain, seed=REFRESH))
 
-    assert server.count == 1
-    assert server.arrivals[0].form["refresh_token"] == REFRESH
+    assert server.count() == 1
+    assert server.token_requests[0]["refresh_token"] == REFRESH
     assert_clear(str(caught.value), "invalid_grant", "HTTP 403", "log in again")
 
 
-def test_html_error_page_after_retries(server: FaultServer) -> None:
+def test_html_error_page_after_retries(server: AuthServer) -> None:
     page = b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title></head></html>"
-    server.default = Reply(503, page, {"Content-Type": "text/html; charset=utf-8"})
+    server.fail_always(status=503, body=page, headers={"Content-Type": "text/html; charset=utf-8"})
 
     with pytest.raises(TokenRequestError) as caught:
         _fetch_requests(make_manager(server.domain, max_attempts=2))
@@ -418,13 +456,13 @@ GARBAGE_200 = {
 
 @TRANSPORTS
 @pytest.mark.parametrize("body", GARBAGE_200.values(), ids=GARBAGE_200.keys())
-def test_garbage_200_is_a_clear_error(server: FaultServer, fetch: Fetch, body: bytes) -> None:
-    server.default = Reply(200, body)
+def test_garbage_200_is_a_clear_error(server: AuthServer, fetch: Fetch, body: bytes) -> None:
+    server.fail_always(status=200, body=body, headers=JSON)
 
     with pytest.raises(TokenRequestError) as caught:
         fetch(make_manager(server.domain))
 
-    assert server.count == 1
+    assert server.count() == 1
     assert caught.value.status_code == 200
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__ or caught.value.__context__ is None
@@ -439,10 +477,10 @@ USABLE_200 = {
     "expires-in-huge-int": {"expires_in": 10**400},
     "expires-in-null": {"expires_in": None},
     "lower-case-bearer": {"token_type": "bearer"},
-    "jwt-without-exp": {"access_token": jwt.encode({"sub": "x"}, SIGNING_KEY, algorithm="HS256")},
+    "jwt-without-exp": {"access_token": jwt.encode({"sub": "x"}, TEST_JWT_KEY, algorithm="HS256")},
     "jwt-broken-payload": {"access_token": "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln"},
     "jwt-exp-a-string": {
-        "access_token": jwt.encode({"exp": "tomorrow"}, SIGNING_KEY, algorithm="HS256")
+        "access_token": jwt.encode({"exp": "tomorrow"}, TEST_JWT_KEY, algorithm="HS256")
     },
     "opaque-token": {"access_token": "opaque-0123456789abcdef"},
     "unknown-fields": {"x-extra": [1, {"a": None}]},
@@ -450,10 +488,10 @@ USABLE_200 = {
 
 
 @pytest.mark.parametrize("extra", USABLE_200.values(), ids=USABLE_200.keys())
-def test_odd_but_usable_answers_give_a_token(server: FaultServer, extra: dict[str, Any]) -> None:
-    data = json.loads(token_body())
+def test_odd_but_usable_answers_give_a_token(server: AuthServer, extra: dict[str, Any]) -> None:
+    data = token_body(server)
     data.update(extra)
-    server.default = Reply(200, json.dumps(data).encode())
+    server.fail_always(status=200, body=json.dumps(data).encode(), headers=JSON)
 
     token = _fetch_requests(make_manager(server.domain))
 
@@ -508,112 +546,90 @@ def test_huge_retry_after_gives_up_without_overflow() -> None:
 
 # -- many processes, one backing-off fetch ------------------------------------------
 
-CHILD = """
-import hashlib, sys
-from hoxton_auth import HoxtonAuth
-
-auth = HoxtonAuth(
-    "reliability-client", sys.argv[2], domain=sys.argv[1], timeout=5, retry_deadline=20
-)
-print("ready", flush=True)
-token = auth.get_token()
-print(hashlib.sha256(token.encode()).hexdigest(), flush=True)
-"""
+CHILD: dict[str, Any] = {"client_id": CLIENT_ID, "client_secret": SECRET, "timeout": 5}
+CHILD.update(retry_deadline=20)
 
 
-def run_held_children(code: str, domain: str, release: threading.Event) -> list[str]:
-    """Run 8 processes of ``code``; set ``release`` once each has printed "ready".
+def run_held_children(
+    spawn: Spawn, args: dict[str, Any], release: threading.Event
+) -> list[dict[str, Any]]:
+    """Run 8 ``_worker.py token`` processes; set ``release`` once each is about to ask.
 
-    Returns:
-        The rest of each process's stdout. An exit status other than 0 fails
-        the test, showing the processes' stderr.
+    They share the default file cache (``$HOXTON_AUTH_CACHE``, set per test).
+    An exit status other than 0 fails the test, showing the process's stderr.
     """
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, domain, SECRET],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-        release.set()
-        results = [child.communicate(timeout=60) for child in children]
-    finally:
-        release.set()
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    errors = [err for _, err in results if err.strip()]
-    assert [child.returncode for child in children] == [0] * 8, errors
-    return [out for out, _ in results]
+    children = [spawn("token", args) for _ in range(8)]
+    for child in children:
+        child.expect("ready")
+    released_at = repr(time.time())
+    for child in children:
+        child.send(released_at)
+    release.set()
+    results = [child.read() for child in children]
+    for child in children:
+        assert child.finish() == 0, child.stderr()
+    return results
 
 
 @pytest.mark.slow
-def test_processes_waiting_on_a_backing_off_fetch_do_not_hammer(server: FaultServer) -> None:
+def test_processes_waiting_on_a_backing_off_fetch_do_not_hammer(
+    server: AuthServer, spawn: Spawn
+) -> None:
     """8 processes, one shared file cache: the server sees one request per attempt."""
     release = threading.Event()
-    busy = error_reply(503, "temporarily_unavailable", "Busy", **{"Retry-After": "1"})
+    busy: dict[str, Any] = {"status": 503, "headers": {"Retry-After": "1"}}
+    busy["body"] = error_body("temporarily_unavailable", "Busy")
     # The first request is held until every process is about to ask for a
     # token, so all of them are queued on the cache lock while the one that
     # got there first backs off (twice, at least 1 s each), then succeeds.
-    body = token_body()
-    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release), busy, Reply(200, body))
-    results = run_held_children(CHILD, server.domain, release)
+    body = token_body(server)
+    server.fail_next(**busy, hold=release)
+    server.fail_next(**busy)
+    server.fail_next(status=200, body=body, headers=JSON)
+    try:
+        results = run_held_children(spawn, {"auth": {**CHILD, "domain": server.domain}}, release)
+    finally:
+        release.set()
 
-    issued = hashlib.sha256(json.loads(body)["access_token"].encode()).hexdigest()
+    issued = hashlib.sha256(body["access_token"].encode()).hexdigest()
     # Every process got the one token that was fetched...
-    assert [out.strip() for out in results] == [issued] * 8
+    assert [result["token"] for result in results] == [issued] * 8
     # ...with one request per attempt (503, 503, 200), not one per process.
-    assert server.count == 3
-    first, second, third = server.arrivals
-    assert second.monotonic - first.monotonic >= 1.0
-    assert third.monotonic - second.monotonic >= 1.0
-
-
-FAILING_CHILD = """
-import sys
-from hoxton_auth import HoxtonAuth, TokenRequestError
-
-auth = HoxtonAuth(
-    "reliability-client", sys.argv[2], domain=sys.argv[1], timeout=5, retry_deadline=20,
-    max_attempts=2,
-)
-print("ready", flush=True)
-try:
-    auth.get_token()
-except TokenRequestError as exc:
-    print(exc.status_code, exc.error, "waited" if "waited for that fetch" in str(exc) else "own")
-"""
+    assert server.count() == 3
+    first, second, third = server.token_request_times
+    assert second - first >= 1.0
+    assert third - second >= 1.0
 
 
 @pytest.mark.slow
-def test_processes_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -> None:
+def test_processes_waiting_on_a_failing_fetch_share_its_error(
+    server: AuthServer, spawn: Spawn
+) -> None:
     """The endpoint stays down: waiters get the holder's error, not a round of retries each."""
     release = threading.Event()
-    busy = error_reply(503, "temporarily_unavailable", "Down", **{"Retry-After": "1"})
-    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release))
-    server.default = busy
-    results = run_held_children(FAILING_CHILD, server.domain, release)
+    busy: dict[str, Any] = {"status": 503, "headers": {"Retry-After": "1"}}
+    busy["body"] = error_body("temporarily_unavailable", "Down")
+    server.fail_next(**busy, hold=release)
+    server.fail_always(**busy)
+    failing = {"auth": {**CHILD, "domain": server.domain, "max_attempts": 2}, "catch": True}
+    try:
+        results = run_held_children(spawn, failing, release)
+    finally:
+        release.set()
 
-    lines = sorted(out.strip() for out in results)
+    lines = sorted(result["error"] for result in results)
     # One process made the fetch (2 attempts); the 7 that waited got its error.
     assert lines == ["503 temporarily_unavailable own"] + ["503 temporarily_unavailable waited"] * 7
-    assert server.count == 2
+    assert server.count() == 2
 
     # Once the shared cooldown (Retry-After: 1, issue 12) has passed, a call tries
     # again: the endpoint may be back. (Calls within a cooldown make no request:
     # test_quota_cooldown_is_shared_by_8_processes, where it lasts an hour.)
-    server.default = Reply()
+    server.clear_faults()
     auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, max_attempts=2)
     time.sleep(1.0)  # not a timing assertion: the cooldown must pass
-    assert claims(auth.get_token())["sub"] == "fault-client@clients"
-    assert server.count == 3
+    assert claims(auth.get_token())["sub"] == f"{CLIENT_ID}@clients"
+    assert server.count() == 3
 
 
 def test_failure_notes_are_only_for_trouble_and_only_for_waiters() -> None:
@@ -659,11 +675,12 @@ def test_damaged_failure_notes_are_ignored(note: str) -> None:
     assert shared_failure({FAILURE_META: note}, since=100.0) is None
 
 
-def test_threads_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -> None:
+def test_threads_waiting_on_a_failing_fetch_share_its_error(server: AuthServer) -> None:
     release = threading.Event()
-    busy = error_reply(503, "temporarily_unavailable", "Down", **{"Retry-After": "1"})
-    server.queue(Reply(busy.status, busy.body, busy.headers, hold=release))
-    server.default = busy
+    busy: dict[str, Any] = {"status": 503, "headers": {"Retry-After": "1"}}
+    busy["body"] = error_body("temporarily_unavailable", "Down")
+    server.fail_next(**busy, hold=release)
+    server.fail_always(**busy)
     auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, cache=None, max_attempts=2)
     errors: list[BaseException] = []
     started = [threading.Event() for _ in range(4)]
@@ -680,26 +697,30 @@ def test_threads_waiting_on_a_failing_fetch_share_its_error(server: FaultServer)
         thread.start()
     for ready in started:
         ready.wait()
-    assert server.wait_for(1)  # the fetch is under way; the others wait (1 s backoff to come)
+    assert server.wait_for_token_requests(
+        1
+    )  # the fetch is under way; the others wait (1 s backoff to come)
     release.set()
     for thread in threads:
         thread.join()
 
-    assert server.count == 2  # one fetch, two attempts
+    assert server.count() == 2  # one fetch, two attempts
     assert len(errors) == 4
     assert all(isinstance(e, TokenRequestError) and e.status_code == 503 for e in errors)
     assert sum("waited for that fetch" in str(e) for e in errors) == 3
 
 
-def test_tasks_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -> None:
+def test_tasks_waiting_on_a_failing_fetch_share_its_error(server: AuthServer) -> None:
     release = threading.Event()
-    server.queue(Reply(mode="disconnect", hold=release))
-    server.default = Reply(mode="disconnect")
+    server.fail_next(disconnect=True, hold=release)
+    server.fail_always(disconnect=True)
     auth = HoxtonAuth(CLIENT_ID, SECRET, domain=server.domain, cache=None, max_attempts=2)
 
     async def main() -> list[BaseException | str]:
         tasks = [asyncio.create_task(auth.aget_token()) for _ in range(4)]
-        assert await asyncio.to_thread(server.wait_for, 1)  # every task has started by now
+        assert await asyncio.to_thread(
+            server.wait_for_token_requests, 1
+        )  # every task has started by now
         release.set()
         return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -708,7 +729,7 @@ def test_tasks_waiting_on_a_failing_fetch_share_its_error(server: FaultServer) -
     finally:
         release.set()
 
-    assert server.count == 2
+    assert server.count() == 2
     assert all(isinstance(r, TokenEndpointUnreachableError) for r in results)
     assert sum("waited for that fetch" in str(r) for r in results) == 3
 
@@ -1010,7 +1031,7 @@ def test_no_secret_in_traceback_locals(idp: AuthServer, fetch: Fetch) -> None:
     down = ClientConfig(
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
-        domain=f"http://127.0.0.1:{closed_port()}",
+        domain=f"http://127.0.0.1:{free_port()}",
         max_attempts=1,
     )
     manager = TokenManager(down, grant, MemoryTokenCache(), Identity("k", {"grant": "password"}))

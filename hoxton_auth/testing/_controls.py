@@ -7,6 +7,7 @@ lock, so tests can change them while requests are in flight.
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from hoxton_auth.testing._constants import DEFAULT_USERNAME
@@ -211,13 +212,16 @@ class ServerControls:
         headers: Mapping[str, str] | None = None,
         delay: float = 0.0,
         disconnect: bool = False,
+        truncate: bool = False,
+        hold: threading.Event | None = None,
     ) -> None:
         """Answer the next `count` token requests with a canned reply.
 
-        The requests are still logged and counted.
+        The requests are still logged and counted. A canned reply may be a
+        success too (`status=200` with any body), e.g. a garbage 200.
 
         Args:
-            count: How many requests to fail.
+            count: How many requests to answer so.
             status: HTTP status to send.
             body: A dict is sent as JSON, str as text, bytes as they are;
                 None sends an Auth0-style JSON error
@@ -225,16 +229,72 @@ class ServerControls:
             headers: Extra headers, e.g. `{"Retry-After": "1"}`; a
                 `Content-Type` here replaces the default one.
             delay: Extra seconds to wait before answering (on top of
-                `token_delay`), e.g. to trip a client timeout.
+                `token_delay`), e.g. to trip a client timeout; `stop()` ends
+                the wait (the connection is then dropped).
             disconnect: Close the connection without any answer instead.
+            truncate: Announce the whole body's length, send half of it and
+                hang up (a connection cut mid-answer).
+            hold: Answer only once this event is set (the test decides when).
         """
+        fault = self._fault(status, body, headers, delay, disconnect, truncate, hold)
+        with self._state.lock:
+            self._state.faults.extend([fault] * count)
+
+    def fail_always(
+        self,
+        *,
+        status: int = 503,
+        body: bytes | str | Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        delay: float = 0.0,
+        disconnect: bool = False,
+        truncate: bool = False,
+    ) -> None:
+        """Answer every token request so (after any `fail_next` ones), until `clear_faults`.
+
+        The arguments are those of `fail_next`.
+        """
+        fault = self._fault(status, body, headers, delay, disconnect, truncate, None)
+        with self._state.lock:
+            self._state.standing_fault = fault
+
+    def clear_faults(self) -> None:
+        """Forget every queued and standing fault: token requests are answered normally."""
+        with self._state.lock:
+            self._state.faults.clear()
+            self._state.standing_fault = None
+
+    @staticmethod
+    def _fault(
+        status: int,
+        body: bytes | str | Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        delay: float,
+        disconnect: bool,
+        truncate: bool,
+        hold: threading.Event | None,
+    ) -> Fault:
         raw, content_type = _fault_body(status, body)
         extra = dict(headers or {})
         if not any(name.lower() == "content-type" for name in extra):
             extra["Content-Type"] = content_type
-        fault = Fault(status, raw, tuple(extra.items()), delay, disconnect)
+        return Fault(status, raw, tuple(extra.items()), delay, disconnect, truncate, hold)
+
+    @property
+    def token_request_times(self) -> list[float]:
+        """`time.monotonic()` when each `/oauth/token` request arrived, in order.
+
+        For checking waits such as `Retry-After` as lower bounds.
+        """
         with self._state.lock:
-            self._state.faults.extend([fault] * count)
+            return list(self._state.token_request_times)
+
+    def wait_for_token_requests(self, count: int, timeout: float = 30.0) -> bool:
+        """Block until `count` token requests have arrived; False after `timeout` s."""
+        with self._state.token_request_arrived:
+            return self._state.token_request_arrived.wait_for(
+                lambda: len(self._state.token_request_times) >= count, timeout
+            )
 
     def revoke_access_tokens(self) -> None:
         """Make the echo API reject (401) every access token issued so far."""

@@ -394,12 +394,22 @@ def token_endpoint(
     with state.lock:
         state.token_requests.append(fields)
         state.forwarded_for.append(forwarded_for)
-        fault = state.faults.popleft() if state.faults else None
+        state.token_request_times.append(time.monotonic())
+        state.token_request_arrived.notify_all()
+        fault = state.faults.popleft() if state.faults else state.standing_fault
         delay = state.token_delay + (fault.delay if fault is not None else 0.0)
-    if delay > 0:
-        time.sleep(delay)
+    if fault is not None and fault.hold is not None:
+        fault.hold.wait()
+    if delay > 0 and state.stopping.wait(delay):
+        return Reply(503, disconnect=True)  # the server is stopping: no answer
     if fault is not None:
-        return Reply(fault.status, fault.body, fault.headers, disconnect=fault.disconnect)
+        return Reply(
+            fault.status,
+            fault.body,
+            fault.headers,
+            disconnect=fault.disconnect,
+            truncate=fault.truncate,
+        )
     if parse_error is not None:
         return parse_error
     with state.lock:

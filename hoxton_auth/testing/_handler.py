@@ -155,6 +155,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Fault injection: drop the connection without an answer.
             self.close_connection = True
             return
+        if reply.truncate:
+            self.close_connection = True  # the rest of the body never comes
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
@@ -168,6 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
+        if reply.truncate:
+            self.wfile.write(reply.body[: len(reply.body) // 2])
+            return
         if reply.drip:
             # A dripping endpoint (issue 12): each byte sent on its own, slowly.
             for index in range(len(reply.body)):

@@ -29,6 +29,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     disconnect: bool = False
     drip: float = 0.0  # seconds between bytes of the body: a dripping endpoint
+    truncate: bool = False  # send half the announced body, then hang up
 
 
 class Rejected(Exception):

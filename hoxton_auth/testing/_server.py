@@ -120,6 +120,7 @@ class AuthServer(ServerControls):
             from hoxton_auth.testing._keys import signing_key
 
             key = signing_key()
+            self._state.stopping.clear()
             httpd = HTTPServer(self._host, self._port, self._state)
             scheme = "http"
             if self._ssl_context is not None:
@@ -152,6 +153,7 @@ class AuthServer(ServerControls):
             self._httpd = self._thread = self._wake = None
         if httpd is None or thread is None or wake is None:
             return
+        self._state.stopping.set()  # delayed answers end now, not after their delay
         wake[1].send(b"\0")
         thread.join()
         for end in wake:

@@ -116,6 +116,8 @@ class Fault:
     headers: tuple[tuple[str, str], ...]
     delay: float
     disconnect: bool
+    truncate: bool = False  # announce the whole body, send half of it, hang up
+    hold: threading.Event | None = None  # answer only once this is set
 
 
 class AuthState:
@@ -154,6 +156,10 @@ class AuthState:
         self.revoked_jtis: set[str] = set()
         self.expired_jtis: set[str] = set()
         self.faults: collections.deque[Fault] = collections.deque()
+        self.standing_fault: Fault | None = None  # every request, once `faults` is empty
+        self.token_request_times: list[float] = []  # time.monotonic() of each arrival
+        self.token_request_arrived = threading.Condition(self.lock)
+        self.stopping = threading.Event()  # set by stop(): delays end at once
         self.token_requests: list[dict[str, str]] = []
         self.authorize_requests: list[dict[str, str]] = []
         self.revoke_requests: list[dict[str, str]] = []
