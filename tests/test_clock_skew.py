@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +18,7 @@ import httpx
 import jwt
 import pytest
 import requests
-from fault_server import SIGNING_KEY, FaultServer, Reply
+from conftest import TEST_JWT_KEY
 
 from hoxton_auth import FileTokenCache, HoxtonAuth, Token
 from hoxton_auth._token import UNKNOWN_LIFETIME
@@ -33,7 +32,7 @@ SKEWS = pytest.mark.parametrize(
 
 
 def mint(**claims: Any) -> str:
-    return jwt.encode(claims, SIGNING_KEY, algorithm="HS256")
+    return jwt.encode(claims, TEST_JWT_KEY, algorithm="HS256")
 
 
 def fingerprint(token: str) -> str:
@@ -142,15 +141,13 @@ def test_skewed_server_token_is_used_for_its_real_life(
 def test_no_iat_no_expires_in_server_far_behind(isolated_cache: Path) -> None:
     """exp is already past by our clock: use a short default, not "expired forever"."""
     expired = mint(exp=int(time.time()) - 600)  # a server clock 10+ minutes behind ours
-    with FaultServer() as server:
-        server.default = Reply(
-            200,
-            json.dumps({"access_token": expired, "token_type": "Bearer"}).encode(),
-        )
-        auth = HoxtonAuth("skew-client", "skew-secret", domain=server.domain)
+    with AuthServer() as server:
+        # A canned answer: the test server itself always sends expires_in.
+        server.fail_always(status=200, body={"access_token": expired, "token_type": "Bearer"})
+        auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
 
         assert auth.get_token() == auth.get_token()
-        assert server.count == 1
+        assert server.count() == 1
         assert lifetime(cached_token(isolated_cache)) == UNKNOWN_LIFETIME
 
 

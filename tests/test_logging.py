@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import requests
-from fault_server import closed_port
+from conftest import free_port
 
 from hoxton_auth import HoxtonAuth, HoxtonAuthError, HoxtonAuthWarning, InvalidGrantError
 from hoxton_auth.testing import DEFAULT_USERNAME, AuthServer
@@ -242,7 +242,7 @@ def test_full_flows_log_no_secret(
         HoxtonAuth(
             CLIENT_ID,
             CLIENT_SECRET,
-            domain=f"http://127.0.0.1:{closed_port()}",
+            domain=f"http://127.0.0.1:{free_port()}",
             max_attempts=2,
             cache=None,
         )
