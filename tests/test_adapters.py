@@ -3,8 +3,10 @@
 ``AdapterCases`` holds the cases; each subclass only says how to send a
 request with its library (and each way of attaching the auth object that
 library offers). Tokens come from ``hoxton_auth.testing.AuthServer``, whose
-echo API rejects revoked tokens with 401; an API that always answers 401 runs
-on pytest-httpserver so its hits can be counted.
+echo API rejects revoked tokens with 401. The other servers here are APIs,
+not identity providers, and run on pytest-httpserver: one that always
+answers 401 (its hits counted), foreign hosts, TLS endpoints and redirects,
+each needing replies and request logs the test server's echo API does not give.
 """
 
 from __future__ import annotations

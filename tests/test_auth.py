@@ -1,8 +1,9 @@
 """``HoxtonAuth``: construction, tokens, caches, renewal, fallbacks, single flight, secrets.
 
 End to end against real local servers: ``hoxton_auth.testing.AuthServer``
-(an Auth0-like provider with refresh token rotation and reuse detection) and
-pytest-httpserver where a test needs to script the token endpoint's answers.
+(an Auth0-like provider with refresh token rotation and reuse detection, and
+canned answers through its fault injection); pytest-httpserver only for the
+held endpoint of the event-loop tests (see ``HeldTokenEndpoint``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +21,7 @@ import httpx
 import pytest
 import requests
 import requests.auth
-from conftest import OFFLINE, REDIRECT_URI, authorization_code
+from conftest import OFFLINE, REDIRECT_URI, authorization_code, free_port
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
@@ -337,12 +337,12 @@ def test_default_file_cache_shared_by_two_auth_objects(server: AuthServer) -> No
 
 
 @pytest.fixture
-def token_endpoint(httpserver: HTTPServer) -> Callable[[dict[str, Any]], str]:
-    """Serve the given token response; return the domain to use."""
+def token_endpoint(server: AuthServer) -> Callable[[dict[str, Any]], str]:
+    """Serve the given token response (a canned answer); return the domain to use."""
 
     def serve(body: dict[str, Any]) -> str:
-        httpserver.expect_request("/oauth/token", method="POST").respond_with_json(body)
-        return httpserver.url_for("/").rstrip("/")
+        server.fail_always(status=200, body=body)
+        return server.domain
 
     return serve
 
@@ -696,6 +696,10 @@ def test_100_tasks_on_one_async_client_make_one_token_request(
 class HeldTokenEndpoint:
     """A token endpoint on ``httpserver`` that answers only once ``ticked`` is set.
 
+    pytest-httpserver, not AuthServer: the handler gives up after 10 s and
+    records whether the event came in time (AuthServer's ``hold`` waits for
+    good, which would hang the test instead of failing it).
+
     ``loop_ran`` records, per request, whether ``ticked`` came within 10 s:
     the test sets it from the event loop, so ``[True]`` proves the loop ran
     while the fetch was waiting for its answer.
@@ -859,14 +863,10 @@ MALFORMED: dict[str, tuple[int, bytes, str, str]] = {
 
 @pytest.mark.parametrize("fetch", list(FETCHERS))
 @pytest.mark.parametrize("case", list(MALFORMED))
-def test_malformed_token_responses(httpserver: HTTPServer, case: str, fetch: str) -> None:
+def test_malformed_token_responses(server: AuthServer, case: str, fetch: str) -> None:
     status, body, content_type, words = MALFORMED[case]
-    httpserver.expect_request("/oauth/token").respond_with_data(
-        body, status, content_type=content_type
-    )
-    httpserver.expect_request("/api").respond_with_data("ok")
-    domain = httpserver.url_for("/").rstrip("/")
-    auth = HoxtonAuth("cid", "cs-4d4d4d", domain=domain, cache=None, max_attempts=1)
+    server.fail_always(status=status, body=body, headers={"Content-Type": content_type})
+    auth = HoxtonAuth("cid", "cs-4d4d4d", domain=server.domain, cache=None, max_attempts=1)
     with pytest.raises(TokenRequestError) as info:
         FETCHERS[fetch](auth)
     error = info.value
@@ -874,27 +874,23 @@ def test_malformed_token_responses(httpserver: HTTPServer, case: str, fetch: str
     assert error.status_code == status
     assert error.error is None
     assert words in str(error)
-    assert httpserver.url_for("/oauth/token") in str(error)
+    assert server.token_url in str(error)
     assert "cs-4d4d4d" not in str(error)
 
 
 @pytest.mark.parametrize("fetch", list(FETCHERS))
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_token_endpoint_redirects_are_not_followed(
-    httpserver: HTTPServer, httpserver_ipv4: HTTPServer, fetch: str, status: int
+    server: AuthServer, fetch: str, status: int
 ) -> None:
     # Following would POST the client secret (or password) to wherever it points.
-    elsewhere = httpserver_ipv4.url_for("/collect")
-    httpserver.expect_request("/oauth/token").respond_with_data(
-        "", status, headers={"Location": elsewhere}
-    )
-    httpserver_ipv4.expect_request("/collect").respond_with_json({"access_token": "x"})
-    domain = httpserver.url_for("/").rstrip("/")
-    auth = HoxtonAuth("cid", "cs-redirect-1b1b", domain=domain, cache=None)
-    with pytest.raises(TokenRequestError) as info:
-        FETCHERS[fetch](auth)
-    assert info.value.status_code == status
-    assert httpserver_ipv4.log == []
+    with AuthServer() as elsewhere:
+        server.fail_always(status=status, body=b"", headers={"Location": elsewhere.token_url})
+        auth = HoxtonAuth("cid", "cs-redirect-1b1b", domain=server.domain, cache=None)
+        with pytest.raises(TokenRequestError) as info:
+            FETCHERS[fetch](auth)
+        assert info.value.status_code == status
+        assert elsewhere.token_requests == []
 
 
 @pytest.mark.parametrize("fetch", list(FETCHERS))
@@ -915,10 +911,7 @@ def test_auth0_refusal_carries_the_servers_words(server: AuthServer, fetch: str)
 @pytest.fixture
 def closed_port() -> int:
     """A loopback port nobody listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
+    return free_port()
 
 
 @pytest.mark.parametrize("fetch", list(FETCHERS))

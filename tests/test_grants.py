@@ -3,6 +3,10 @@
 The first half checks ``fields()`` directly. The second half sends each grant
 through a real local server (pytest-httpserver) in both body formats and with
 every transport, and parses what arrived: form or JSON, field by field.
+
+pytest-httpserver, not ``AuthServer``, because these tests need the raw
+request (body bytes, Content-Type, headers) as it came over the wire; the
+test server parses form and JSON bodies into the same fields on purpose.
 """
 
 from __future__ import annotations

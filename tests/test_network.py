@@ -215,6 +215,8 @@ def _fetch(transport: str, auth: HoxtonAuth) -> str:
 
 @contextlib.contextmanager
 def _echo_server() -> Iterator[str]:
+    # An API, not an identity provider: pytest-httpserver echoes the header
+    # back as is (AuthServer's echo API checks the token instead).
     with HTTPServer() as server:
         server.expect_request("/x").respond_with_handler(
             lambda request: Response(request.headers.get("Authorization", ""))

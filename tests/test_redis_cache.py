@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import os
 import socket
@@ -33,8 +32,6 @@ import redis
 import requests
 from _worker import Worker
 from conftest import RedisServer, free_port, release_together
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
 
 from hoxton_auth import (
     CacheEntry,
@@ -171,26 +168,19 @@ def test_eight_processes_share_one_refresh_of_a_rotated_token(
 def test_a_killed_lock_holder_blocks_others_only_until_the_lock_timeout(
     redis_url: str,
     prefix: str,
-    httpserver: HTTPServer,
     raw: redis.Redis,
     make_cache: Callable[..., RedisTokenCache],
     caplog: pytest.LogCaptureFixture,
     spawn: Spawn,
+    auth_server: AuthServer,
 ) -> None:
-    holder_inside = threading.Event()
     holder_dead = threading.Event()
-    calls: list[int] = []
-
-    def token_endpoint(request: Request) -> Response:
-        calls.append(1)
-        if len(calls) == 1:  # the holder: keep it inside the lock until it is killed
-            holder_inside.set()
-            holder_dead.wait(timeout=60)
-        body = {"access_token": f"token-{len(calls)}", "token_type": "Bearer", "expires_in": 3600}
-        return Response(json.dumps(body), content_type="application/json")
-
-    httpserver.expect_request("/oauth/token", method="POST").respond_with_handler(token_endpoint)
-    domain = httpserver.url_for("/").rstrip("/")
+    answer: dict[str, Any] = {"status": 200, "headers": {"Content-Type": "application/json"}}
+    # The holder's request is kept unanswered (inside the lock) until it is killed.
+    body = {"access_token": "token-1", "token_type": "Bearer", "expires_in": 3600}
+    auth_server.fail_next(**answer, body=body, hold=holder_dead)
+    auth_server.fail_next(**answer, body={**body, "access_token": "token-2"})
+    domain = auth_server.domain
     options: dict[str, Any] = {
         "client_id": DEFAULT_CLIENT_ID,
         "client_secret": DEFAULT_CLIENT_SECRET,
@@ -203,7 +193,7 @@ def test_a_killed_lock_holder_blocks_others_only_until_the_lock_timeout(
     try:
         holder.expect("ready")
         holder.send("go")
-        assert holder_inside.wait(timeout=60)
+        assert auth_server.wait_for_token_requests(1, timeout=60)
         [lock_key] = raw.keys(prefix + "lock:*")
         assert 0 < raw.pttl(lock_key) <= 1000  # a TTL: a dead holder cannot block forever
         holder.kill()  # SIGKILL
@@ -213,7 +203,7 @@ def test_a_killed_lock_holder_blocks_others_only_until_the_lock_timeout(
     caplog.set_level(logging.WARNING, logger="hoxton_auth")
     auth = HoxtonAuth(cache=make_cache(redis_url, lock_timeout=1.0), **options)
     assert auth.get_token() == "token-2"
-    assert len(calls) == 2
+    assert auth_server.count() == 2
     assert not caplog.records  # it went through the lock, not around it
     assert raw.keys(prefix + "lock:*") == []
 
