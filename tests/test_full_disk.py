@@ -27,7 +27,6 @@ from hoxton_auth import (
     RefreshTokenAuth,
     Token,
 )
-from hoxton_auth._file_cache import RESERVE_MARGIN
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
 
@@ -197,10 +196,11 @@ def test_an_entry_that_still_cannot_be_written_is_kept_served_and_retried(
     small = CacheEntry(Token("at-1", expires_at=now + 3600, obtained_at=now), {"label": "x"})
     with cache.lock("k", timeout=5):
         cache.store("k", small)
-    # Larger than the file plus the reserved margin: the reserved space is not enough.
+    # Larger than the file plus the reserved margin (64 KiB), so the reservation is not
+    # enough; small enough that the file and its next reservation fit in 256 KiB.
     large = CacheEntry(
         Token("at-2", expires_at=now + 3600, obtained_at=now + 1, refresh_token="rt-2"),
-        {"label": "x" * (RESERVE_MARGIN + 4096)},
+        {"label": "x" * (70 * 1024)},
     )
 
     with cache.lock("k", timeout=5):

@@ -33,17 +33,20 @@ from _worker import Worker
 from conftest import TEST_JWT_KEY, free_port
 
 from hoxton_auth import (
+    CacheEntry,
     HoxtonAuth,
     HoxtonAuthError,
     HoxtonAuthWarning,
     InvalidGrantError,
     LoginRequiredError,
+    MemoryTokenCache,
     MfaRequiredError,
     PasswordAuth,
+    Token,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
-from hoxton_auth._cache import CacheEntry, MemoryTokenCache, cache_key
+from hoxton_auth._cache import cache_key
 from hoxton_auth._config import ClientConfig
 from hoxton_auth._failures import FAILURE_META, during_cooldown, failure_note, shared_failure
 from hoxton_auth._flow import request_token
@@ -54,13 +57,12 @@ from hoxton_auth._manager import TokenManager
 from hoxton_auth._messages import Backoff, TokenRequest, TokenResponse, TransportFailure
 from hoxton_auth._requests import send_with_requests
 from hoxton_auth._responses import error_from_response
-from hoxton_auth._token import Token
-from hoxton_auth.testing import AuthServer
-from hoxton_auth.testing._constants import (
+from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
+    AuthServer,
 )
 
 CLIENT_ID = "reliability-client"
