@@ -211,8 +211,12 @@ def rounds(args: dict[str, Any]) -> None:
 
 
 def token(args: dict[str, Any]) -> None:
-    """Wait for the release, get one token; report its SHA-256 (or, with
-    ``catch``, the ``TokenRequestError`` it failed with)."""
+    """Wait for the release, get one token; report its SHA-256.
+
+    With ``catch``, a ``TokenRequestError`` is reported instead of raised: its
+    status, error, ``retry_after``, whether it waited for another's fetch, and
+    which of the ``look_for`` phrases its message holds.
+    """
     from hoxton_auth import HoxtonAuth, TokenRequestError
 
     cache = make_cache(args) if "redis" in args or "cache" in args else None
@@ -224,8 +228,16 @@ def token(args: dict[str, Any]) -> None:
     except TokenRequestError as exc:
         if not args.get("catch"):
             raise
-        waited = "waited for that fetch" in str(exc)
-        say({"error": f"{exc.status_code} {exc.error} {'waited' if waited else 'own'}"})
+        message = str(exc)  # our errors mask secrets; only chosen phrases are reported
+        waited = "waited for that fetch" in message
+        say(
+            {
+                "error": f"{exc.status_code} {exc.error} {'waited' if waited else 'own'}",
+                "status": exc.status_code,
+                "retry_after": exc.retry_after,
+                "found": [phrase for phrase in args.get("look_for", []) if phrase in message],
+            }
+        )
     if cache is not None and hasattr(cache, "close"):
         cache.close()
 

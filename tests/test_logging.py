@@ -12,8 +12,6 @@ got back) is then looked for in that output and in the errors' messages.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import json
 import logging
 import secrets
@@ -25,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import requests
-from conftest import free_port
+from conftest import free_port, pkce_challenge
 
 from hoxton_auth import HoxtonAuth, HoxtonAuthError, HoxtonAuthWarning, InvalidGrantError
 from hoxton_auth.testing import DEFAULT_USERNAME, AuthServer
@@ -88,8 +86,7 @@ def is_ours(record: logging.LogRecord) -> bool:
 def pkce_code(server: AuthServer, client_id: str) -> tuple[str, str]:
     """An authorization code from ``/authorize`` (auto-approved) and its PKCE verifier."""
     verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode()).digest()
-    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    challenge = pkce_challenge(verifier)
     response = requests.get(
         server.domain + "/authorize",
         params={

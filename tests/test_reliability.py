@@ -16,8 +16,6 @@ import email.utils
 import hashlib
 import json
 import random
-import subprocess
-import sys
 import threading
 import time
 import traceback
@@ -30,7 +28,7 @@ import jwt
 import pytest
 import requests
 from _worker import Worker
-from conftest import TEST_JWT_KEY, free_port
+from conftest import TEST_JWT_KEY, free_port, release_together
 
 from hoxton_auth import (
     CacheEntry,
@@ -822,47 +820,24 @@ def test_stale_token_is_served_for_every_grant(idp: AuthServer) -> None:
         assert auth.get_token() == token  # the refresh grant failed: the token is served
 
 
-QUOTA_CHILD = """
-import sys
-from hoxton_auth import HoxtonAuth, TokenRequestError
-
-auth = HoxtonAuth("test-client", sys.argv[2], domain=sys.argv[1], retry_deadline=30)
-print("ready", flush=True)
-sys.stdin.readline()
-try:
-    auth.get_token()
-except TokenRequestError as exc:
-    words = "quota" if "client's token quota per hour: 0 of 100" in str(exc) else "no words"
-    print(exc.status_code, round(exc.retry_after / 100), words)
-"""
+QUOTA_PHRASE = "client's token quota per hour: 0 of 100"
 
 
 @pytest.mark.slow
-def test_quota_cooldown_is_shared_by_8_processes(idp: AuthServer) -> None:
+def test_quota_cooldown_is_shared_by_8_processes(idp: AuthServer, spawn: Spawn) -> None:
     """A spent M2M quota costs one token request, whatever the number of processes."""
     idp.exhaust_quota(reset_in=3540)
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", QUOTA_CHILD, idp.domain, DEFAULT_CLIENT_SECRET],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
+    auth: dict[str, Any] = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+    auth.update(domain=idp.domain, retry_deadline=30)
+    child = {"auth": auth, "catch": True, "look_for": [QUOTA_PHRASE]}
+
+    results = release_together([spawn("token", child) for _ in range(8)])
+
+    seen = [
+        f"{r['status']} {round(r['retry_after'] / 100)} {'quota' if r['found'] else 'no words'}"
+        for r in results
     ]
-    try:
-        for child in children:
-            assert child.stdout is not None
-            assert child.stdout.readline().strip() == "ready"
-        results = [child.communicate("go\n", timeout=60) for child in children]
-    finally:
-        for child in children:
-            if child.poll() is None:
-                child.kill()
-                child.communicate()
-    assert [child.returncode for child in children] == [0] * 8, [err for _, err in results]
-    assert sorted(out.strip() for out, _ in results) == ["429 35 quota"] * 8
+    assert sorted(seen) == ["429 35 quota"] * 8
     assert idp.count() == 1
     # And later calls in this process too: no request until the quota resets.
     with pytest.raises(TokenRequestError) as caught:

@@ -6,8 +6,6 @@ hoxton_auth, so the server can be trusted as a fixture for the library.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import logging
 import os
@@ -27,6 +25,7 @@ import httpx
 import jwt
 import pytest
 import requests
+from conftest import pkce_challenge
 
 from hoxton_auth.testing import (
     AUDIENCE,
@@ -98,8 +97,7 @@ def decode(server: AuthServer, token: str, *, audience: str = AUDIENCE) -> dict[
 
 def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return verifier, pkce_challenge(verifier)
 
 
 def authorize(server: AuthServer, **params: str) -> requests.Response:
