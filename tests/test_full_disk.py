@@ -8,6 +8,7 @@ The answer of a refresh must be storable before the refresh is asked for:
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -222,3 +223,21 @@ def test_an_entry_that_still_cannot_be_written_is_kept_served_and_retried(
     with cache.lock("k", timeout=5):  # written at the next lock
         pass
     assert FileTokenCache(path).load("k") == large
+
+
+def test_without_posix_fallocate_zeros_reserve_the_space(
+    small_filesystem: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows and macOS have no os.posix_fallocate: the reservation writes zeros,
+    # which take real blocks just the same.
+    monkeypatch.delattr(os, "posix_fallocate", raising=False)
+    cache = FileTokenCache(small_filesystem / "tokens.json")
+    now = time.time()
+    entry = CacheEntry(Token("at-1", expires_at=now + 3600, obtained_at=now), {"label": "x"})
+    with cache.lock("k", timeout=5):
+        fill_filesystem(small_filesystem)  # after the reservation: the write still fits
+        cache.store("k", entry)
+    assert FileTokenCache(cache.path).load("k") == entry
+    with pytest.raises(CacheError, match="no room to store a renewed token"):  # noqa: SIM117
+        with cache.lock("k", timeout=5):
+            pytest.fail("the lock was handed out with no room for the answer")
