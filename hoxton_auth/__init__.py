@@ -14,6 +14,8 @@ from ._cache import CacheEntry, MemoryTokenCache, TokenCache
 from ._cache_arg import DEFAULT
 from ._errors import (
     CacheError,
+    CacheLockTimeoutError,
+    CacheUnavailableError,
     ConfigError,
     HoxtonAuthError,
     HoxtonAuthWarning,
@@ -44,6 +46,8 @@ __all__ = [
     "AuthorizationCodeAuth",
     "CacheEntry",
     "CacheError",
+    "CacheLockTimeoutError",
+    "CacheUnavailableError",
     "ClientCredentialsAuth",
     "ConfigError",
     "FileTokenCache",

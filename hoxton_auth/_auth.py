@@ -23,7 +23,7 @@ from ._config import (
 )
 from ._errors import ConfigError
 from ._grants import Grant
-from ._httpx import AsyncHttpxTransport, HttpxAuth, HttpxTransport
+from ._httpx import HttpxAuth, HttpxTransport
 from ._identity import identity_for
 from ._manager import TokenManager
 from ._requests import RequestsAuth, RequestsTransport
@@ -169,7 +169,6 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         # one transport per HTTP library, holding this object's verify/cert/proxy.
         self._send_requests = RequestsTransport(self.config.network)
         self._send_httpx = HttpxTransport(self.config.network)
-        self._asend_httpx = AsyncHttpxTransport(self.config.network)
         grant = self._grant(**arguments)
         self.cache = resolve_cache(cache)
         # Whose entry this is (issue 10): see _identity.py.
@@ -301,7 +300,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         return self._manager.get_token(self._send_requests)
 
     async def aget_token(self) -> str:
-        """``get_token`` for asyncio; never blocks the event loop.
+        """``get_token`` for asyncio and trio; never blocks the event loop.
 
         Raises:
             TokenRequestError: The token endpoint refused.
@@ -309,7 +308,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
             CacheError: The cache lock is stuck and the grant is not safe to repeat.
         """
-        return await self._manager.aget_token(self._asend_httpx)
+        return await self._manager.aget_token(self._send_httpx)
 
     def invalidate(self) -> None:
         """Forget the current access token, here and in the shared cache."""

@@ -24,11 +24,10 @@ import time
 
 from ._cache import (
     CacheEntry,
-    CacheLockTimeoutError,
-    CacheUnavailableError,
     MemoryTokenCache,
     TokenCache,
 )
+from ._errors import CacheLockTimeoutError, CacheUnavailableError
 from ._grants import Grant
 
 __all__ = [

@@ -2,25 +2,24 @@
 
 A ``TokenRequest`` goes to the transport (one of the adapters' ``send``
 functions), whose ``Reply`` is sent back; a ``Backoff`` is slept, and the
-time is sent back. ``drive`` blocks; ``adrive`` awaits and never blocks the
-event loop. This is the only place where a flow meets the network and the clock.
+time is sent back. Event loops run it in a worker thread. This is the only
+place where a flow meets the network and the clock.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from ._messages import Flow, Reply, TokenRequest
 
-__all__ = ["AsyncTransport", "SyncTransport", "adrive", "drive"]
+__all__ = ["SyncTransport", "drive"]
 
 T = TypeVar("T")
 # Quoted: the message types are imported only when a flow runs (see drive).
 SyncTransport = Callable[["TokenRequest"], "Reply"]
-AsyncTransport = Callable[["TokenRequest"], Awaitable["Reply"]]
 
 
 def drive(flow: Flow[T], send: SyncTransport) -> T:
@@ -37,23 +36,5 @@ def drive(flow: Flow[T], send: SyncTransport) -> T:
                 action = flow.send(time.time())
             else:
                 action = flow.send(send(action))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]  # the flow's return value
-
-
-async def adrive(flow: Flow[T], send: AsyncTransport) -> T:
-    """Run a flow to its end with an asyncio transport."""
-    import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-    from ._messages import Backoff  # here, not at the top: see drive
-
-    try:
-        action = next(flow)
-        while True:
-            if isinstance(action, Backoff):
-                await asyncio.sleep(action.delay)
-                action = flow.send(time.time())
-            else:
-                action = flow.send(await send(action))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]  # the flow's return value

@@ -34,24 +34,22 @@ import stat
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ._cache import (
+    LOCK_POLL_INTERVAL,
     PRUNE_EXPIRED_AFTER,
     PRUNE_REFRESHABLE_AFTER,
     CacheEntry,
-    CacheLockTimeoutError,
-    CacheUnavailableError,
     TokenCache,
 )
 from ._cache_format import decode, encode
-from ._errors import ConfigError, HoxtonAuthWarning
+from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, HoxtonAuthWarning
 from ._token import Token, TokenFormatError
 
 __all__ = [
-    "LOCK_POLL_INTERVAL",
     "MAX_FILE_BYTES",
     "FileTokenCache",
     "default_cache_path",
@@ -65,7 +63,6 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is 
 STALE_TEMP_AFTER = 600.0
 # Seconds between two tries of a lock another process holds (32 waiters polling
 # every 10 ms burn a third of a 2-core machine; 50 ms costs a quarter of that).
-LOCK_POLL_INTERVAL = 0.05
 _O_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _O_OPEN |= getattr(os, "O_CLOEXEC", 0)
 _warned: set[tuple[object, ...]] = set()  # (cause, path, ...): one warning each per process
@@ -371,15 +368,6 @@ class FileTokenCache(TokenCache):
         """
         return self._hold_lock(timeout)
 
-    def alock(self, key: str, timeout: float) -> contextlib.AbstractAsyncContextManager[None]:
-        """``lock`` for asyncio: polls the lock without blocking the loop.
-
-        Raises:
-            CacheLockTimeoutError: Held by another process for ``timeout`` s.
-            CacheUnavailableError: The lock file cannot be created, or is refused.
-        """
-        return self._ahold_lock(timeout)
-
     def _prepare_lock(self) -> None:
         """Create the directory; refuse a lock path that is not a private file of ours."""
         with self._translate_lock_errors(0):
@@ -408,21 +396,6 @@ class FileTokenCache(TokenCache):
             yield
         finally:
             file_lock.release()
-
-    @contextlib.asynccontextmanager
-    async def _ahold_lock(self, timeout: float) -> AsyncIterator[None]:
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        import filelock
-
-        await asyncio.to_thread(self._prepare_lock)
-        file_lock = filelock.AsyncFileLock(str(self.lock_path), timeout=timeout, **_lock_options())
-        with self._translate_lock_errors(timeout):
-            await file_lock.acquire()
-        try:
-            yield
-        finally:
-            await file_lock.release()
 
     @contextlib.contextmanager
     def _translate_lock_errors(self, timeout: float) -> Iterator[None]:

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 
 from ._cache import TokenCache
 from ._config import ClientConfig
-from ._drive import AsyncTransport, SyncTransport
+from ._drive import SyncTransport
 from ._grants import Grant
 from ._identity import Identity
 from ._shared_entry import SharedEntry
 from ._token import Token
 
 if TYPE_CHECKING:
-    import asyncio
+    import anyio
 
 __all__ = ["TokenManager"]
 
@@ -51,7 +51,7 @@ class TokenManager:
         self._obtained: tuple[str, float, bool] | None = None
         self._stale: tuple[str, float] | None = None  # (token served stale, usable until): issue 12
         self._thread_lock = threading.Lock()
-        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock]
+        self._loop_locks: weakref.WeakKeyDictionary[object, anyio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
 
     @property
@@ -93,6 +93,10 @@ class TokenManager:
         stale = self._stale_while_renewing(self._thread_lock.locked())  # issue 12
         if stale is not None:
             return stale
+        return self._renew(send, since)
+
+    def _renew(self, send: SyncTransport, since: float) -> str:
+        """The slow path: one caller per process renews, the others wait and reuse."""
         with self._thread_lock:
             token = self.cached_access_token()
             if token is not None:
@@ -134,37 +138,50 @@ class TokenManager:
         with self._thread_lock:
             return self._remember(self.entry.begin_session(send, login=login))
 
-    # -- asyncio ------------------------------------------------------------------
+    # -- event loops (asyncio, trio): the same slow path, in a worker thread ------
 
-    async def aget_token(self, send: AsyncTransport) -> str:
-        """``get_token`` for asyncio: no wait blocks the event loop."""
+    async def aget_token(self, send: SyncTransport) -> str:
+        """``get_token`` for asyncio and trio: the event loop never blocks.
+
+        The tasks of one loop queue on that loop's lock; the one holding it runs
+        the sync slow path in a worker thread (``anyio.to_thread``), so there is
+        one renewal path for threads and every kind of event loop.
+        """
         token = self.cached_access_token()
         if token is not None:
             return token
+        # Here, not at the top: anyio costs ~28 ms of import (python -X importtime),
+        # which sync-only processes (the CLI, cron jobs with requests) never pay.
+        import anyio.to_thread
+
         since = time.time()  # a fetch that fails after this is the one we waited for
-        stale = self._stale_while_renewing(self._loop_lock().locked())  # issue 12
+        lock = self._loop_lock()
+        stale = self._stale_while_renewing(lock.locked() or self._thread_lock.locked())
         if stale is not None:
             return stale
-        async with self._loop_lock():
+        async with lock:
             token = self.cached_access_token()
             if token is not None:
                 return token
-            return self._remember(await self.entry.arenew(send, since))
+            # Not abandoned on cancellation: the thread finishes its fetch (and stores
+            # it) before the task ends, so the lock is never left held by a ghost.
+            return await anyio.to_thread.run_sync(self._renew, send, since)
 
     async def ainvalidate(self, access_token: str | None = None) -> None:
-        """``invalidate`` for asyncio."""
+        """``invalidate`` for asyncio and trio: the cache is touched in a worker thread."""
+        import anyio.to_thread  # here, not at the top: see aget_token
+
         async with self._loop_lock():
-            if access_token is None or (self._current and self._current[0] == access_token):
-                self._current = None
-            await self.entry.adrop_access_token(access_token)
+            await anyio.to_thread.run_sync(self.invalidate, access_token)
 
-    def _loop_lock(self) -> asyncio.Lock:
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+    def _loop_lock(self) -> anyio.Lock:
+        """This event loop's lock (asyncio's loop or trio's token as the key)."""
+        import anyio.lowlevel  # here, not at the top: see aget_token
 
-        loop = asyncio.get_running_loop()
+        loop = anyio.lowlevel.current_token().native_token
         lock = self._loop_locks.get(loop)
         if lock is None:
-            lock = self._loop_locks[loop] = asyncio.Lock()
+            lock = self._loop_locks[loop] = anyio.Lock()
         return lock
 
     # -- shared helpers ---------------------------------------------------------------

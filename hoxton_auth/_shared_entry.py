@@ -21,7 +21,7 @@ this object. A success replaces it (a changed password). An authorization
 code is always exchanged, outside the cache; the user's entry is known only
 from its token.
 
-The methods for threads and for asyncio mirror each other line for line.
+Event loops run these same methods in a worker thread (``TokenManager.aget_token``).
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ._cache import CacheEntry, CacheLockTimeoutError, CacheUnavailableError, TokenCache
+from ._cache import CacheEntry, TokenCache
 from ._config import ClientConfig
 from ._degraded import (
     check_fetch_without_cache,
@@ -41,8 +41,8 @@ from ._degraded import (
     grant_without_lock,
     warn_not_stored,
 )
-from ._drive import AsyncTransport, SyncTransport, adrive, drive
-from ._errors import CacheError, HoxtonAuthError
+from ._drive import SyncTransport, drive
+from ._errors import CacheError, CacheLockTimeoutError, CacheUnavailableError, HoxtonAuthError
 from ._failures import (
     claim_renewal,
     during_cooldown,
@@ -61,8 +61,6 @@ if TYPE_CHECKING:
 __all__ = ["LOCK_MARGIN", "SharedEntry"]
 
 logger = logging.getLogger("hoxton_auth")
-
-_T = TypeVar("_T")
 
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
 
@@ -104,10 +102,6 @@ class SharedEntry:
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """The cache's lock on this entry."""
         return self.cache.lock(self.key, self.lock_timeout)
-
-    def alock(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """``lock`` for asyncio."""
-        return self.cache.alock(self.key, self.lock_timeout)
 
     # -- threads ------------------------------------------------------------------
 
@@ -264,91 +258,6 @@ class SharedEntry:
         self._grant = None  # an authorization code is single-use: never send it again
         return plan
 
-    # -- asyncio ------------------------------------------------------------------
-
-    async def arenew(self, send: AsyncTransport, since: float) -> Token:
-        """``renew`` for asyncio: no wait blocks the event loop."""
-        if not self.exchanged:
-            return await self._aexchange_code(send)
-        entry = await self._aowned(await self._apeek())
-        token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
-        if token is not None:
-            logger.debug("cache hit without locking: %s", self._describe())
-            return token
-        try:
-            async with self.alock():
-                return await self._arenew_locked(send, since)
-        except CacheUnavailableError as exc:
-            if self.cache.transient:
-                check_fetch_without_cache(self.cache, self._grant, self._seed_refresh_token, exc)
-                return await adrive(self._obtain_flow(None), send)
-            self.cache = fall_back_to_memory(exc)  # a memory cache is always available
-            return await self.arenew(send, since)
-        except CacheLockTimeoutError as exc:
-            return await self._arenew_without_lock(send, exc)
-
-    async def _arenew_locked(self, send: AsyncTransport, since: float) -> Token:
-        stored = await self.cache.aload(self.key)
-        entry = await self._aowned(stored)
-        fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
-        if fresh is not None:
-            logger.debug("cache hit: %s", self._describe())
-            return fresh
-        self._raise_shared_failure(entry, since)
-        logger.debug("cache miss: %s", self._describe())
-        claimed = claim_renewal(entry, time.time(), self.lock_timeout)  # issue 12
-        if claimed is not None:  # an outage: the others keep the valid token meanwhile
-            with contextlib.suppress(CacheError):
-                await self._astore(claimed)
-        try:
-            token = await adrive(self._obtain_flow(entry), send)
-        except HoxtonAuthError as exc:
-            noted = await self._off_loop(self._after_failure, stored, entry, exc)
-            if noted is not None:
-                with contextlib.suppress(CacheError):  # the fetch's error matters more
-                    await self._astore(noted)
-            stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
-            if stale is not None:
-                return stale
-            raise
-        await self._astore(await self._off_loop(self._entry_for, token, stored))
-        return token
-
-    async def _arenew_without_lock(self, send: AsyncTransport, exc: CacheLockTimeoutError) -> Token:
-        # The holder may have finished just now.
-        token = self._fresh(await self._aowned(await self._apeek()))
-        return token if token is not None else await adrive(self._lockless_flow(exc), send)
-
-    async def adrop_access_token(self, access_token: str | None) -> None:
-        """``drop_access_token`` for asyncio."""
-        peeked = await self._aowned(await self._apeek()) if self.exchanged else None
-        if not self._matches(peeked, access_token):
-            return  # gone already, someone else's, or a newer token: keep that
-        try:
-            async with self.alock():
-                entry = await self._aowned(await self.cache.aload(self.key))
-                if entry is not None and self._matches(entry, access_token):
-                    token = entry.token.without_access_token()
-                    await self._astore(CacheEntry(token, entry.meta))
-                    logger.debug("access token dropped from the cache: %s", self._describe())
-        except (CacheLockTimeoutError, CacheUnavailableError) as exc:
-            logger.warning("could not drop the token from the cache: %s", exc)
-
-    async def _aexchange_code(self, send: AsyncTransport) -> Token:
-        """``_exchange_code`` for asyncio."""
-        token = await adrive(self._flow_for(self._take_code()), send)
-        self.identity = session_identity(self.config, token)
-        try:
-            async with self.alock():
-                await self._astore(self._entry_for(token, None))
-        except CacheUnavailableError as exc:
-            self.cache = fall_back_to_memory(exc)  # a memory cache is always available
-            await self._astore(self._entry_for(token, None))
-        except CacheLockTimeoutError as exc:
-            logger.warning("the new session was not stored in the cache: %s", exc)
-        logger.debug("code exchanged: %s", self._describe())
-        return token
-
     # -- shared helpers ---------------------------------------------------------------
 
     def _owned(self, entry: CacheEntry | None) -> CacheEntry | None:
@@ -357,17 +266,6 @@ class SharedEntry:
             return entry
         logger.debug("cached entry belongs to another credential: %s", self._describe())
         return None
-
-    async def _aowned(self, entry: CacheEntry | None) -> CacheEntry | None:
-        return await self._off_loop(self._owned, entry)
-
-    async def _off_loop(self, function: Callable[..., _T], *args: Any) -> _T:
-        """``function(*args)``, in a worker thread if it may run scrypt (never on the loop)."""
-        if not self.identity.slow:
-            return function(*args)
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        return await asyncio.to_thread(function, *args)
 
     def _entry_for(self, token: Token, stored: CacheEntry | None) -> CacheEntry:
         """The entry to store for ``token``, reusing ``stored``'s verifier if it is ours."""
@@ -419,12 +317,6 @@ class SharedEntry:
         except CacheUnavailableError:
             return None  # taking the lock reports it and decides what to do
 
-    async def _apeek(self) -> CacheEntry | None:
-        try:
-            return await self.cache.aload(self.key)
-        except CacheUnavailableError:
-            return None  # taking the lock reports it and decides what to do
-
     def _fresh(self, entry: CacheEntry | None) -> Token | None:
         if entry is not None and entry.token.is_fresh(time.time(), self.config.leeway):
             return entry.token
@@ -439,16 +331,6 @@ class SharedEntry:
                 return
             self.cache = fall_back_to_memory(exc)
             self.cache.store(self.key, entry)
-
-    async def _astore(self, entry: CacheEntry) -> None:
-        try:
-            await self.cache.astore(self.key, entry)
-        except CacheUnavailableError as exc:
-            if self.cache.transient:
-                warn_not_stored(self.cache, entry, exc)
-                return
-            self.cache = fall_back_to_memory(exc)
-            await self.cache.astore(self.key, entry)
 
     @staticmethod
     def _matches(entry: CacheEntry | None, access_token: str | None) -> bool:

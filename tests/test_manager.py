@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -65,12 +65,6 @@ class CountingCache(FileTokenCache):
     def lock(self, key: str, timeout: float) -> Iterator[None]:
         self.calls["lock"] += 1
         with super().lock(key, timeout):
-            yield
-
-    @contextlib.asynccontextmanager
-    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
-        self.calls["alock"] += 1
-        async with super().alock(key, timeout):
             yield
 
 
@@ -447,18 +441,10 @@ def test_logout_without_a_refresh_token_only_removes_the_entry(
 # -- asyncio ---------------------------------------------------------------------------------
 
 
-class AsyncCountingCache(CountingCache):
-    """Counts the async calls too (they run the sync ones in threads)."""
-
-    async def aload(self, key: str) -> CacheEntry | None:
-        self.calls["aload"] += 1
-        return await super().aload(key)
-
-
 def test_async_path_reads_locks_and_stores_like_the_sync_one(
     server: AuthServer, isolated_cache: Path
 ) -> None:
-    cache = AsyncCountingCache(isolated_cache)
+    cache = CountingCache(isolated_cache)
     auth = machine_auth(server, cache)
 
     async def scenario() -> tuple[str, str]:
@@ -471,8 +457,7 @@ def test_async_path_reads_locks_and_stores_like_the_sync_one(
     first, second = asyncio.run(scenario())
 
     assert first == second
-    assert cache.calls["alock"] == 1
-    assert cache.calls["lock"] == 0  # the async lock, never the blocking one
+    assert cache.calls["lock"] == 1  # the one slow path, run in a worker thread
     assert cached_token(cache, auth).access_token == first
     assert server.count() == 1
 

@@ -23,6 +23,8 @@ PUBLIC = [
     "AuthorizationCodeAuth",
     "CacheEntry",
     "CacheError",
+    "CacheLockTimeoutError",
+    "CacheUnavailableError",
     "ClientCredentialsAuth",
     "ConfigError",
     "FileTokenCache",
