@@ -25,8 +25,8 @@ from ._errors import ConfigError
 from ._grants import Grant
 from ._httpx import HttpxAuth, HttpxTransport
 from ._identity import identity_for
-from ._manager import TokenManager
 from ._requests import RequestsAuth, RequestsTransport
+from ._session import TokenManager
 
 if TYPE_CHECKING:
     from ._grant_auths import AuthorizationCodeAuth

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._manager import TokenManager
+from ._session import TokenManager
 
 if TYPE_CHECKING:
     from ._messages import Reply, TokenRequest, TokenResponse

@@ -2,7 +2,7 @@
 
 Cross-process behaviour (herds, SIGKILL, stuck holders) is in
 ``test_cross_process.py``; how the token manager uses a cache is in
-``test_manager.py``.
+``test_session.py``.
 """
 
 from __future__ import annotations

@@ -1,27 +1,32 @@
-"""One identity's entry in the shared cache, renewed by one caller at a time.
+"""The session: one auth object's token, renewed once for threads and event loops.
 
-The slow path of ``TokenManager`` is double-checked single flight (issue 3):
-read the cache without its lock, which is enough when another process has
-already cached a fresh token; only on a miss or near expiry take the cache's
-lock (shared with other processes), read the cache again (someone may just
-have filled it), and only then run a flow; its token is stored before the
-lock is released. Refreshing always uses the cache's refresh token, the
-newest, never one remembered in memory: a rotated refresh token used twice
-makes Auth0 revoke the whole family.
+``TokenManager`` is the auth object's session. Its hot path, a fresh token in
+memory, reads one attribute and the clock: no file, no lock, no network. Its
+slow path takes an in-process lock, so that one caller per process renews
+while the others wait; event loops (asyncio, trio) queue on a per-loop
+``anyio.Lock`` and run that same sync slow path in a worker thread.
 
-A fetch that fails after its retries leaves a note in the entry's meta, and
-callers that were waiting for it raise its error instead of retrying in turn
-(``_failures.py``, issue 5). When the cache itself fails (a stuck lock, an
-unusable file, Redis down), ``_degraded.py`` decides what happens.
+``SharedEntry`` makes the renewal single flight across processes, through the
+cache: double-checked (issue 3), it reads the cache without its lock, which
+is enough when another process has already cached a fresh token; only on a
+miss or near expiry does it take the cache's lock, read the cache again, and
+run a flow, whose token is stored before the lock is released. Refreshing
+always uses the cache's refresh token, the newest, never one remembered in
+memory: a rotated refresh token used twice makes Auth0 revoke the whole
+family. Failure notes, cooldowns, stale-while-failing and what happens when
+the cache itself fails are decided in ``_failures.py``.
 
-Whose entry it is (issue 10, ``_identity.py``): an entry is read only if
-its subject and verifier are this object's; anyone else's entry is a miss
-whose tokens are never sent, never renewed and never noted or dropped by
-this object. A success replaces it (a changed password). An authorization
-code is always exchanged, outside the cache; the user's entry is known only
-from its token.
+Whose entry it is (issue 10, ``_identity.py``): an entry is read only if its
+subject and verifier are this object's; anyone else's entry is a miss whose
+tokens are never sent, never renewed and never noted or dropped by this
+object. A success replaces it (a changed password). An authorization code is
+always exchanged, outside the cache; the user's entry is known only from its
+token.
 
-Event loops run these same methods in a worker thread (``TokenManager.aget_token``).
+``drive`` runs a flow to its end: a ``TokenRequest`` goes to the transport
+(one of the adapters' ``send`` functions), whose ``Reply`` is sent back; a
+``Backoff`` is slept, and the time is sent back. This is the only place where
+a flow meets the network and the clock.
 """
 
 from __future__ import annotations
@@ -29,40 +34,64 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from ._cache import CacheEntry, TokenCache
 from ._config import ClientConfig
-from ._degraded import (
-    check_fetch_without_cache,
-    fall_back_to_memory,
-    grant_without_lock,
-    warn_not_stored,
-)
-from ._drive import SyncTransport, drive
 from ._errors import CacheError, CacheLockTimeoutError, CacheUnavailableError, HoxtonAuthError
 from ._failures import (
+    check_fetch_without_cache,
     claim_renewal,
     during_cooldown,
     entry_after_failure,
     failure_note,
+    fall_back_to_memory,
+    grant_without_lock,
     shared_failure,
     token_despite_failure,
+    usable_until,
+    warn_not_stored,
 )
 from ._grants import AuthorizationCode, Grant
 from ._identity import Identity, login_identity, session_identity
 from ._token import Token
 
 if TYPE_CHECKING:
-    from ._messages import Flow
+    import anyio
 
-__all__ = ["LOCK_MARGIN", "SharedEntry"]
+    from ._messages import Flow, Reply, TokenRequest
+
+__all__ = ["LOCK_MARGIN", "SharedEntry", "SyncTransport", "TokenManager", "drive"]
 
 logger = logging.getLogger("hoxton_auth")
 
+T = TypeVar("T")
+# Quoted: the message types are imported only when a flow runs (see drive).
+SyncTransport = Callable[["TokenRequest"], "Reply"]
+
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
+
+
+def drive(flow: Flow[T], send: SyncTransport) -> T:
+    """Run a flow to its end with a blocking transport."""
+    # Here, not at the top: a process that finds its token in the cache never
+    # creates the message dataclasses (each compiles its methods; issue 6).
+    from ._messages import Backoff
+
+    try:
+        action = next(flow)
+        while True:
+            if isinstance(action, Backoff):
+                time.sleep(action.delay)
+                action = flow.send(time.time())
+            else:
+                action = flow.send(send(action))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # the flow's return value
 
 
 class SharedEntry:
@@ -345,3 +374,190 @@ class SharedEntry:
             f"client_id={self.config.client_id} grant={meta.get('grant', '?')} "
             f"subject={meta.get('subject', '?')}"
         )
+
+
+class TokenManager:
+    """Gets, caches, shares and renews the tokens of one auth object."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        grant: Grant | None,
+        cache: TokenCache,
+        identity: Identity,
+        seed_refresh_token: str | None = None,
+    ) -> None:
+        self.config = config
+        self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token)
+        # (access token, renew at): one tuple, swapped atomically between threads.
+        self._current: tuple[str, float] | None = None
+        # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
+        self._obtained: tuple[str, float, bool] | None = None
+        self._stale: tuple[str, float] | None = None  # (token served stale, usable until): issue 12
+        self._thread_lock = threading.Lock()
+        self._loop_locks: weakref.WeakKeyDictionary[object, anyio.Lock]
+        self._loop_locks = weakref.WeakKeyDictionary()
+
+    @property
+    def cache(self) -> TokenCache:
+        """The cache in use: the one given, or memory once that one proved unusable."""
+        return self.entry.cache
+
+    @property
+    def key(self) -> str:
+        """The cache key of this identity (a hash, no secret in it).
+
+        Raises:
+            LookupError: An authorization code not exchanged yet has no entry.
+        """
+        return self.entry.key
+
+    @property
+    def identity(self) -> Identity:
+        """Whose entry this object uses (set once a code is exchanged)."""
+        return self.entry.identity
+
+    # -- the hot path ---------------------------------------------------------
+
+    def cached_access_token(self) -> str | None:
+        """The in-memory access token if it is fresh, else ``None``."""
+        current = self._current
+        if current is not None and time.time() < current[1]:
+            return current[0]
+        return None
+
+    # -- threads ------------------------------------------------------------------
+
+    def get_token(self, send: SyncTransport) -> str:
+        """A fresh access token, fetched with ``send`` if needed."""
+        token = self.cached_access_token()
+        if token is not None:
+            return token
+        since = time.time()  # a fetch that fails after this is the one we waited for
+        stale = self._stale_while_renewing(self._thread_lock.locked())  # issue 12
+        if stale is not None:
+            return stale
+        return self._renew(send, since)
+
+    def _renew(self, send: SyncTransport, since: float) -> str:
+        """The slow path: one caller per process renews, the others wait and reuse."""
+        with self._thread_lock:
+            token = self.cached_access_token()
+            if token is not None:
+                return token
+            return self._remember(self.entry.renew(send, since))
+
+    def invalidate(self, access_token: str | None = None) -> None:
+        """Forget ``access_token`` (default: any) in memory and in the cache."""
+        with self._thread_lock:
+            if access_token is None or (self._current and self._current[0] == access_token):
+                self._current = None
+            self.entry.drop_access_token(access_token)
+
+    def logout(self, send: SyncTransport) -> None:
+        """Revoke the refresh token, if any, and remove the cache entry.
+
+        The entry is removed even when the revocation fails (the error is
+        raised afterwards): the user asked for this machine to forget the login.
+        """
+        with self._thread_lock:
+            self._current = None
+            if not self.entry.exchanged:
+                return  # a code never exchanged: no session to end
+            with self.entry.lock():
+                self.entry.revoke_and_delete(send)
+
+    def begin_session(self, send: SyncTransport, *, login: bool = False) -> str:
+        """Exchange the code now and store its token, replacing the cached one.
+
+        ``login=True`` (for ``login()``): the session becomes this OS user's
+        logged-in session of (domain, client, audience), and the refresh token
+        of the session it replaces is revoked. Otherwise it is filed under the
+        user's ``sub``.
+
+        Raises:
+            LoginRequiredError: There is no grant to exchange (it was used).
+            CacheError: The cache lock is stuck (a code is never sent twice).
+        """
+        with self._thread_lock:
+            return self._remember(self.entry.begin_session(send, login=login))
+
+    # -- event loops (asyncio, trio): the same slow path, in a worker thread ------
+
+    async def aget_token(self, send: SyncTransport) -> str:
+        """``get_token`` for asyncio and trio: the event loop never blocks.
+
+        The tasks of one loop queue on that loop's lock; the one holding it runs
+        the sync slow path in a worker thread (``anyio.to_thread``), so there is
+        one renewal path for threads and every kind of event loop.
+        """
+        token = self.cached_access_token()
+        if token is not None:
+            return token
+        # Here, not at the top: anyio costs ~28 ms of import (python -X importtime),
+        # which sync-only processes (the CLI, cron jobs with requests) never pay.
+        import anyio.to_thread
+
+        since = time.time()  # a fetch that fails after this is the one we waited for
+        lock = self._loop_lock()
+        stale = self._stale_while_renewing(lock.locked() or self._thread_lock.locked())
+        if stale is not None:
+            return stale
+        async with lock:
+            token = self.cached_access_token()
+            if token is not None:
+                return token
+            # Not abandoned on cancellation: the thread finishes its fetch (and stores
+            # it) before the task ends, so the lock is never left held by a ghost.
+            return await anyio.to_thread.run_sync(self._renew, send, since)
+
+    async def ainvalidate(self, access_token: str | None = None) -> None:
+        """``invalidate`` for asyncio and trio: the cache is touched in a worker thread."""
+        import anyio.to_thread  # here, not at the top: see aget_token
+
+        async with self._loop_lock():
+            await anyio.to_thread.run_sync(self.invalidate, access_token)
+
+    def _loop_lock(self) -> anyio.Lock:
+        """This event loop's lock (asyncio's loop or trio's token as the key)."""
+        import anyio.lowlevel  # here, not at the top: see aget_token
+
+        loop = anyio.lowlevel.current_token().native_token
+        lock = self._loop_locks.get(loop)
+        if lock is None:
+            lock = self._loop_locks[loop] = anyio.Lock()
+        return lock
+
+    # -- shared helpers ---------------------------------------------------------------
+
+    def renews_after_401(self, access_token: str) -> bool:
+        """Whether the API's 401 to ``access_token`` calls for a new token (issue 12)."""
+        from ._retry import renew_after_401  # here: only a 401 loads the retry policy (issue 6)
+
+        known = self._obtained
+        if known is None or known[0] != access_token:
+            return renew_after_401(None, False, time.time())
+        return renew_after_401(known[1], known[2], time.time())
+
+    def refused_when_new(self, access_token: str) -> None:
+        """The API refused ``access_token`` on the resend right after it was fetched."""
+        known = self._obtained
+        if known is not None and known[0] == access_token:
+            self._obtained = (known[0], known[1], True)
+
+    def _stale_while_renewing(self, renewing: bool) -> str | None:
+        """During an outage, the valid token served stale, while another caller renews."""
+        stale = self._stale
+        if renewing and stale is not None and time.time() < stale[1]:
+            return stale[0]
+        return None
+
+    def _remember(self, token: Token) -> str:
+        now = time.time()
+        served_stale = not token.is_fresh(now, self.config.leeway)  # issue 12: an outage
+        self._stale = (token.access_token, usable_until(token)) if served_stale else None
+        known = self._obtained
+        if known is None or known[0] != token.access_token:
+            self._obtained = (token.access_token, token.obtained_at, False)
+        self._current = (token.access_token, token.renew_at(self.config.leeway))
+        return token.access_token

@@ -32,7 +32,7 @@ from hoxton_auth import (
     TokenCache,
     TokenEndpointUnreachableError,
 )
-from hoxton_auth._shared_entry import LOCK_MARGIN
+from hoxton_auth._session import LOCK_MARGIN
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
