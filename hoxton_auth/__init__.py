@@ -34,6 +34,7 @@ from ._grant_auths import (
     PasswordAuth,
     RefreshTokenAuth,
 )
+from ._session import TokenInfo
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ __all__ = [
     "Token",
     "TokenCache",
     "TokenEndpointUnreachableError",
+    "TokenInfo",
     "TokenRequestError",
     "__version__",
 ]

@@ -32,6 +32,7 @@ a flow meets the network and the clock.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import threading
@@ -65,7 +66,7 @@ if TYPE_CHECKING:
 
     from ._messages import Flow, Reply, TokenRequest
 
-__all__ = ["LOCK_MARGIN", "SharedEntry", "SyncTransport", "TokenManager", "drive"]
+__all__ = ["LOCK_MARGIN", "SharedEntry", "SyncTransport", "TokenInfo", "TokenManager", "drive"]
 
 logger = logging.getLogger("hoxton_auth")
 
@@ -74,6 +75,41 @@ T = TypeVar("T")
 SyncTransport = Callable[["TokenRequest"], "Reply"]
 
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenInfo:
+    """What is known about a token, without any of its secrets.
+
+    Attributes:
+        expires_at: When the access token expires (seconds since the epoch).
+        obtained_at: When it arrived (seconds since the epoch, this machine's clock).
+        scope: The scope the server granted, if it said.
+        subject: The token's ``sub`` claim (the user, or ``<client>@clients``), if any.
+        has_refresh_token: Whether a refresh token came with it (not the token itself).
+    """
+
+    expires_at: float
+    obtained_at: float
+    scope: str | None
+    subject: str | None
+    has_refresh_token: bool
+
+    @classmethod
+    def of(cls, token: Token) -> TokenInfo:
+        """The facts of ``token``; its access, refresh and ID tokens stay out."""
+        from ._token import subject_of
+
+        return cls(
+            expires_at=token.expires_at,
+            obtained_at=token.obtained_at,
+            scope=token.scope,
+            subject=subject_of(token),
+            has_refresh_token=bool(token.refresh_token),
+        )
+
+
+OnToken = Callable[[TokenInfo], None]
 
 
 def drive(flow: Flow[T], send: SyncTransport) -> T:
@@ -104,9 +140,11 @@ class SharedEntry:
         cache: TokenCache,
         identity: Identity,
         seed_refresh_token: str | None = None,
+        on_token: OnToken | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
+        self.on_token = on_token
         self.identity = identity
         self._grant = grant
         self._seed_refresh_token = seed_refresh_token
@@ -153,7 +191,7 @@ class SharedEntry:
         except CacheUnavailableError as exc:
             if self.cache.transient:
                 check_fetch_without_cache(self.cache, self._grant, self._seed_refresh_token, exc)
-                return drive(self._obtain_flow(None), send)
+                return self._fetch(self._obtain_flow(None), send)
             self.cache = fall_back_to_memory(exc)  # a memory cache is always available
             return self.renew(send, since)
         except CacheLockTimeoutError as exc:
@@ -173,7 +211,7 @@ class SharedEntry:
             with contextlib.suppress(CacheError):
                 self._store(claimed)
         try:
-            token = drive(self._obtain_flow(entry), send)
+            token = self._fetch(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
             noted = self._after_failure(stored, entry, exc)
             if noted is not None:
@@ -189,7 +227,7 @@ class SharedEntry:
     def _renew_without_lock(self, send: SyncTransport, exc: CacheLockTimeoutError) -> Token:
         # The holder may have finished at the last moment.
         token = self._fresh(self._owned(self._peek()))
-        return token if token is not None else drive(self._lockless_flow(exc), send)
+        return token if token is not None else self._fetch(self._lockless_flow(exc), send)
 
     def drop_access_token(self, access_token: str | None) -> None:
         """Drop ``access_token`` (``None``: any) from the cache, keeping the refresh token."""
@@ -254,7 +292,7 @@ class SharedEntry:
 
     def _begin_login_locked(self, send: SyncTransport) -> tuple[Token, str | None]:
         previous = self._owned(self.cache.load(self.key))
-        token = drive(self._flow_for(self._take_code()), send)
+        token = self._fetch(self._flow_for(self._take_code()), send)
         self._store(self._entry_for(token, None))
         return token, previous.token.refresh_token if previous is not None else None
 
@@ -269,7 +307,7 @@ class SharedEntry:
 
     def _exchange_code(self, send: SyncTransport) -> Token:
         """Exchange the code (never from the cache), then store under the user's entry."""
-        token = drive(self._flow_for(self._take_code()), send)
+        token = self._fetch(self._flow_for(self._take_code()), send)
         self.identity = session_identity(self.config, token)
         try:
             with self.lock():
@@ -288,6 +326,16 @@ class SharedEntry:
         return plan
 
     # -- shared helpers ---------------------------------------------------------------
+
+    def _fetch(self, flow: Flow[Token], send: SyncTransport) -> Token:
+        """Run a flow that asks the token endpoint, then tell the ``on_token`` hook."""
+        token = drive(flow, send)
+        if self.on_token is not None:
+            try:
+                self.on_token(TokenInfo.of(token))
+            except Exception:  # a metrics hook must never break the call it reports on
+                logger.exception("the on_token hook raised; the token is used anyway")
+        return token
 
     def _owned(self, entry: CacheEntry | None) -> CacheEntry | None:
         """``entry`` if it is this identity's, else ``None`` (a miss, issue 10)."""
@@ -339,6 +387,10 @@ class SharedEntry:
             logger.debug("the fetch this call waited for failed: %s", self._describe())
             raise failure
 
+    def peek_owned(self) -> CacheEntry | None:
+        """This identity's cache entry, read without the lock, or ``None``."""
+        return self._owned(self._peek())
+
     def _peek(self) -> CacheEntry | None:
         """The cache's entry, read without its lock (the lock is for misses only)."""
         try:
@@ -386,9 +438,11 @@ class TokenManager:
         cache: TokenCache,
         identity: Identity,
         seed_refresh_token: str | None = None,
+        on_token: OnToken | None = None,
     ) -> None:
         self.config = config
-        self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token)
+        self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token, on_token)
+        self._token: Token | None = None  # the last token served, for token_info()
         # (access token, renew at): one tuple, swapped atomically between threads.
         self._current: tuple[str, float] | None = None
         # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
@@ -451,7 +505,7 @@ class TokenManager:
         """Forget ``access_token`` (default: any) in memory and in the cache."""
         with self._thread_lock:
             if access_token is None or (self._current and self._current[0] == access_token):
-                self._current = None
+                self._current = self._token = None
             self.entry.drop_access_token(access_token)
 
     def logout(self, send: SyncTransport) -> None:
@@ -461,7 +515,7 @@ class TokenManager:
         raised afterwards): the user asked for this machine to forget the login.
         """
         with self._thread_lock:
-            self._current = None
+            self._current = self._token = None
             if not self.entry.exchanged:
                 return  # a code never exchanged: no session to end
             with self.entry.lock():
@@ -552,7 +606,17 @@ class TokenManager:
             return stale[0]
         return None
 
+    def token_info(self) -> TokenInfo | None:
+        """The facts of the token this object uses: the one it last served, else the
+        cache's (read without its lock); ``None`` while there is none. Never sends."""
+        token = self._token
+        if token is None and self.entry.exchanged:
+            entry = self.entry.peek_owned()
+            token = entry.token if entry is not None and entry.token.access_token else None
+        return TokenInfo.of(token) if token is not None else None
+
     def _remember(self, token: Token) -> str:
+        self._token = token
         now = time.time()
         served_stale = not token.is_fresh(now, self.config.leeway)  # issue 12: an outage
         self._stale = (token.access_token, usable_until(token)) if served_stale else None

@@ -43,6 +43,7 @@ PUBLIC = [
     "Token",
     "TokenCache",
     "TokenEndpointUnreachableError",
+    "TokenInfo",
     "TokenRequestError",
     "__version__",
 ]

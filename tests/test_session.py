@@ -31,6 +31,7 @@ from hoxton_auth import (
     Token,
     TokenCache,
     TokenEndpointUnreachableError,
+    TokenInfo,
 )
 from hoxton_auth._session import LOCK_MARGIN
 from hoxton_auth.testing import (
@@ -322,6 +323,9 @@ def test_a_read_only_location_falls_back_to_memory_with_one_warning(
     assert str(read_only_dir) in warnings_log.records[0].getMessage()
     assert "memory" in warnings_log.records[0].getMessage()
     assert list(read_only_dir.iterdir()) == []
+    # The cache attribute says where the tokens really are (what `login` reports).
+    assert isinstance(auth.cache, MemoryTokenCache)
+    assert isinstance(other.cache, MemoryTokenCache)
 
 
 # -- invalidate and logout ----------------------------------------------------------------
@@ -542,3 +546,77 @@ def test_a_rejected_refresh_token_is_forgotten(
     with pytest.raises(LoginRequiredError, match="log in again"):
         get()
     assert server.count() == 1  # the dead token was not sent again
+
+
+# -- token_info and on_token -----------------------------------------------------------------
+
+
+def test_token_info_says_what_the_token_is_without_a_secret(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = user_auth(server, isolated_cache)
+    assert auth.token_info() is None  # nothing fetched, nothing cached: no request either
+    assert server.count() == 0
+
+    token = auth.get_token()
+    info = auth.token_info()
+
+    assert isinstance(info, TokenInfo)
+    assert info.has_refresh_token
+    assert info.subject
+    assert info.scope is None or "offline_access" in info.scope
+    assert info.obtained_at <= time.time() < info.expires_at
+    entry = cached_token(FileTokenCache(isolated_cache), auth)
+    for secret in (token, entry.refresh_token, DEFAULT_PASSWORD, DEFAULT_CLIENT_SECRET):
+        assert secret
+        assert secret not in repr(info)
+        assert secret not in repr(dataclasses.astuple(info))
+    # A new object finds the cache's token without a request.
+    later = user_auth(server, isolated_cache)
+    assert later.token_info() == info
+    assert server.count() == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.scope = "admin"  # type: ignore[misc]  # frozen: the test proves it
+
+
+def test_on_token_is_called_after_every_fetch_and_refresh(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    seen: list[TokenInfo] = []
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        scope="openid offline_access",
+        domain=server.domain,
+        cache=isolated_cache,
+        on_token=seen.append,
+    )
+    auth.get_token()
+    auth.get_token()  # from memory: no hook
+    auth.invalidate()
+    asyncio.run(auth.aget_token())  # a refresh, from the worker thread
+
+    assert len(seen) == 2
+    assert all(isinstance(info, TokenInfo) and info.has_refresh_token for info in seen)
+    assert server.count() == 2
+
+
+def test_a_failing_on_token_hook_is_logged_and_never_breaks_the_call(
+    server: AuthServer, isolated_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def hook(info: TokenInfo) -> None:
+        raise RuntimeError("metrics backend down")
+
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        domain=server.domain,
+        cache=isolated_cache,
+        on_token=hook,
+    )
+    with caplog.at_level(logging.ERROR, logger="hoxton_auth"):
+        assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    assert any("on_token" in r.getMessage() for r in caplog.records)
+    assert DEFAULT_CLIENT_SECRET not in caplog.text
