@@ -98,9 +98,11 @@ __all__ = [
     "failure_note",
     "fall_back_to_memory",
     "grant_without_lock",
+    "refuse_refresh_without_cache",
     "shared_failure",
     "token_despite_failure",
     "usable_until",
+    "warn_degraded",
     "warn_not_stored",
     "warn_stale_served",
     "with_failure_note",
@@ -350,7 +352,23 @@ def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> Sh
 # built from HOXTON_AUTH_CACHE=redis://... has a cache object of its own.
 UNAVAILABLE_WARNING_INTERVAL = 60.0
 _last_unavailable_warning: dict[str, float] = {}
-_memory_fallback_warned: set[str] = set()
+_warned_degraded: set[tuple[str, str]] = set()
+
+
+def warn_degraded(cause: str, where: str, message: str, *args: object) -> None:
+    """A degraded but working state: a ``HoxtonAuthWarning`` and a WARNING record.
+
+    Once per cause and location (path, Redis URL, tenant) per process: the
+    calls still succeed, so repeating it on every renewal says nothing new
+    (later occurrences are DEBUG records). The package logger has only a
+    ``NullHandler``; the warning reaches users who configured no logging (issue 11).
+    """
+    if (cause, where) in _warned_degraded:
+        logger.debug(message, *args)
+        return
+    _warned_degraded.add((cause, where))
+    logger.warning(message, *args)
+    warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
 
 
 def grant_without_lock(grant: Grant | None, exc: CacheLockTimeoutError) -> Grant:
@@ -367,7 +385,7 @@ def grant_without_lock(grant: Grant | None, exc: CacheLockTimeoutError) -> Grant
             f"{exc}; not refreshing without it, because a refresh token used twice "
             "makes Auth0 revoke the whole login"
         ) from exc
-    logger.warning("%s; fetching a token without the cache", exc)
+    warn_degraded("lockless fetch", str(exc), "%s; fetching a token without the cache", exc)
     return grant
 
 
@@ -387,43 +405,66 @@ def check_fetch_without_cache(
     Raises:
         CacheUnavailableError: The fetch would need a refresh token.
     """
+    refuse_refresh_without_cache(grant, seed_refresh_token, exc)
+    _warn_unavailable(
+        cache, "fetch without cache", "%s; fetching tokens directly until it is back", exc
+    )
+
+
+def refuse_refresh_without_cache(
+    grant: Grant | None, seed_refresh_token: str | None, exc: CacheUnavailableError
+) -> None:
+    """Go on without the shared cache only with a grant that is safe to repeat (issue 11).
+
+    A refresh token in the cache, or the constructor's seed, may be held by
+    other processes too: sent without the shared lock, it may be sent twice,
+    and Auth0's reuse detection then revokes the whole login.
+
+    Raises:
+        CacheUnavailableError: Renewing would send such a refresh token.
+    """
     if seed_refresh_token is not None or grant is None or not grant.repeatable:
         raise CacheUnavailableError(
-            f"{exc}; not refreshing without the shared cache, because a refresh "
-            "token used twice makes Auth0 revoke the whole login"
+            f"{exc}; not refreshing without the shared cache and its lock, because a "
+            "refresh token used twice makes Auth0 revoke the whole login (make the "
+            "cache usable, or set HOXTON_AUTH_CACHE to a file this user owns)"
         ) from exc
-    _warn_unavailable(cache, "%s; fetching tokens directly until it is back", exc)
 
 
 def warn_not_stored(cache: TokenCache, entry: CacheEntry, exc: CacheUnavailableError) -> None:
     """The token is in hand (the call succeeds) but the transient cache missed it."""
-    if entry.token.refresh_token:
-        # Not rate-limited: if the server rotated the refresh token, the
-        # cache still holds the old one, and the next refresh may end the login.
-        logger.warning("%s; a new refresh token could not be saved", exc)
+    if not entry.token.refresh_token:
+        _warn_unavailable(cache, "token not stored", "%s; the new token was not shared", exc)
+        return
+    # A WARNING record every time: if the server rotated the refresh token, the
+    # cache still holds the old one, and the next refresh may end the login.
+    message = "%s; a new refresh token could not be saved"
+    if ("refresh token not stored", repr(cache)) in _warned_degraded:
+        logger.warning(message, exc)
     else:
-        _warn_unavailable(cache, "%s; the new token was not shared", exc)
+        warn_degraded("refresh token not stored", repr(cache), message, exc)
 
 
 def fall_back_to_memory(exc: Exception) -> MemoryTokenCache:
     """The memory cache that replaces a local cache which cannot be used."""
     # One warning per unusable location per process, however many auth
     # objects (or renewals) run into it: the calls themselves still succeed.
-    message = str(exc)
-    if message in _memory_fallback_warned:
-        logger.debug("%s; keeping tokens in memory for this process", message)
-    else:
-        _memory_fallback_warned.add(message)
-        logger.warning("%s; keeping tokens in memory for this process", message)
+    warn_degraded("memory fallback", str(exc), "%s; keeping tokens in memory for this process", exc)
     return MemoryTokenCache()
 
 
-def _warn_unavailable(cache: TokenCache, message: str, *args: object) -> None:
-    """WARNING at most once per interval per cache location, DEBUG in between."""
+def _warn_unavailable(cache: TokenCache, cause: str, message: str, *args: object) -> None:
+    """A ``HoxtonAuthWarning`` once per cause and location; a WARNING record at most
+    once per interval per location, DEBUG in between."""
+    where = repr(cache)
+    if (cause, where) not in _warned_degraded:
+        _last_unavailable_warning[where] = time.monotonic()
+        warn_degraded(cause, where, message, *args)
+        return
     now = time.monotonic()
-    last = _last_unavailable_warning.get(repr(cache))
+    last = _last_unavailable_warning.get(where)
     if last is not None and now - last < UNAVAILABLE_WARNING_INTERVAL:
         logger.debug(message, *args)
         return
-    _last_unavailable_warning[repr(cache)] = now
+    _last_unavailable_warning[where] = now
     logger.warning(message, *args)

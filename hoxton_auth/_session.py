@@ -52,9 +52,11 @@ from ._failures import (
     failure_note,
     fall_back_to_memory,
     grant_without_lock,
+    refuse_refresh_without_cache,
     shared_failure,
     token_despite_failure,
     usable_until,
+    warn_degraded,
     warn_not_stored,
 )
 from ._grants import AuthorizationCode, Grant
@@ -192,6 +194,7 @@ class SharedEntry:
             if self.cache.transient:
                 check_fetch_without_cache(self.cache, self._grant, self._seed_refresh_token, exc)
                 return self._fetch(self._obtain_flow(None), send)
+            refuse_refresh_without_cache(self._grant, self._seed_refresh_token, exc)
             self.cache = fall_back_to_memory(exc)  # a memory cache is always available
             return self.renew(send, since)
         except CacheLockTimeoutError as exc:
@@ -303,7 +306,12 @@ class SharedEntry:
         try:
             drive(revoke_refresh_token(self.config, refresh_token, time.time(), self._rng), send)
         except HoxtonAuthError as exc:
-            logger.warning("the replaced login's refresh token was not revoked: %s", exc)
+            warn_degraded(
+                "replaced login not revoked",
+                self.config.domain,
+                "the replaced login's refresh token was not revoked: %s",
+                exc,
+            )
 
     def _exchange_code(self, send: SyncTransport) -> Token:
         """Exchange the code (never from the cache), then store under the user's entry."""

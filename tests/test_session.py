@@ -12,11 +12,16 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import json
 import logging
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -265,7 +270,8 @@ def test_a_stuck_lock_makes_a_password_grant_skip_the_cached_refresh_token(
     with holder.lock(key, timeout=1):
         holder.store(key, CacheEntry(expired, {}))
 
-        token = auth.get_token()
+        with pytest.warns(HoxtonAuthWarning, match="without the cache"):
+            token = auth.get_token()
 
     assert token
     assert [r["grant_type"] for r in server.token_requests] == ["password", "password"]
@@ -313,7 +319,9 @@ def test_a_read_only_location_falls_back_to_memory_with_one_warning(
     path = read_only_dir / "tokens.json"
     auth = machine_auth(server, path)
 
-    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    with pytest.warns(HoxtonAuthWarning, match=str(read_only_dir)):
+        assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    # Once per cause and path (filterwarnings=error fails a second), however many objects.
     auth.invalidate()
     assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
     other = machine_auth(server, path)
@@ -620,3 +628,93 @@ def test_a_failing_on_token_hook_is_logged_and_never_breaks_the_call(
         assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
     assert any("on_token" in r.getMessage() for r in caplog.records)
     assert DEFAULT_CLIENT_SECRET not in caplog.text
+
+
+# -- never a refresh without the shared lock (issue 11) -----------------------------------------
+
+_VICTIM = """
+import json, sys, warnings
+from hoxton_auth import CacheError, HoxtonAuth, HoxtonAuthWarning
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    try:
+        HoxtonAuth(**json.loads(sys.argv[1])).get_token()
+        result = {"token": True}
+    except CacheError as exc:
+        result = {"error": type(exc).__name__, "message": str(exc)}
+result["warnings"] = [str(w.message) for w in caught if w.category is HoxtonAuthWarning]
+print(json.dumps(result))
+"""
+
+
+def _four_victims(arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """Four fresh processes, each building an auth object and asking for a token."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _VICTIM, json.dumps(arguments)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        results.append(json.loads(out))
+    return results
+
+
+@pytest.fixture(params=["foreign lock file", "read-only directory"])
+def unusable_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A cache path whose lock cannot be taken: another uid's lock file, or no writes."""
+    if request.param == "read-only directory":
+        directory: Path = request.getfixturevalue("read_only_dir")
+        return directory / "tokens.json"
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the lock file is chown-ed to a second uid (65534)")
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    lock = directory / "tokens.json.lock"
+    lock.touch(mode=0o600)
+    os.chown(lock, 65534, 65534)
+    return directory / "tokens.json"
+
+
+def test_a_shared_refresh_token_is_never_sent_without_the_lock(
+    server: AuthServer, unusable_cache: Path
+) -> None:
+    seed = "shared-seed-refresh-token-4c1e"
+    results = _four_victims(
+        {
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+            "refresh_token": seed,
+            "domain": server.domain,
+            "cache": str(unusable_cache),
+        }
+    )
+    assert server.count("refresh_token") == 0
+    assert server.count() == 0
+    for result in results:
+        assert result["error"] == "CacheUnavailableError"
+        assert str(unusable_cache.parent) in result["message"]
+        assert "HOXTON_AUTH_CACHE" in result["message"]
+        assert seed not in result["message"]
+
+
+def test_a_repeatable_grant_goes_on_in_memory_with_a_warning(
+    server: AuthServer, unusable_cache: Path
+) -> None:
+    results = _four_victims(
+        {
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+            "domain": server.domain,
+            "cache": str(unusable_cache),
+        }
+    )
+    assert server.count() == 4  # no cache to share: one token per process
+    for result in results:
+        assert result["token"] is True
+        assert any("memory" in warning for warning in result["warnings"]), result
