@@ -19,7 +19,9 @@ import abc
 import contextlib
 import dataclasses
 import hashlib
+import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
@@ -98,6 +100,19 @@ class TokenCache(abc.ABC):
         """
 
 
+# Issue 11: fresh locks in a forked child (os.fork, multiprocessing's "fork").
+_memory_caches: weakref.WeakSet[MemoryTokenCache] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for cache in list(_memory_caches):
+        cache._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class MemoryTokenCache(TokenCache):
     """Tokens in this process's memory; share one instance between auth objects."""
 
@@ -105,6 +120,12 @@ class MemoryTokenCache(TokenCache):
         self._entries: dict[str, CacheEntry] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        _memory_caches.add(self)
+
+    def _after_fork(self) -> None:
+        # A lock held by another thread at fork would never open in the child.
+        self._guard = threading.Lock()
+        self._locks = {}
 
     def __repr__(self) -> str:
         return f"MemoryTokenCache(entries={len(self._entries)})"

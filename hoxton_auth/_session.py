@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import random
 import threading
 import time
@@ -436,6 +437,18 @@ class SharedEntry:
         )
 
 
+_managers: weakref.WeakSet[TokenManager] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for manager in list(_managers):
+        manager._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class TokenManager:
     """Gets, caches, shares and renews the tokens of one auth object."""
 
@@ -458,6 +471,13 @@ class TokenManager:
         self._stale: tuple[str, float] | None = None  # (token served stale, usable until): issue 12
         self._thread_lock = threading.Lock()
         self._loop_locks: weakref.WeakKeyDictionary[object, anyio.Lock]
+        self._loop_locks = weakref.WeakKeyDictionary()
+        _managers.add(self)
+
+    def _after_fork(self) -> None:
+        # Issue 11: a child forked while another thread renewed would wait
+        # forever on the inherited lock; the child starts with fresh ones.
+        self._thread_lock = threading.Lock()
         self._loop_locks = weakref.WeakKeyDictionary()
 
     @property

@@ -14,10 +14,13 @@ import contextlib
 import dataclasses
 import json
 import logging
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -718,3 +721,66 @@ def test_a_repeatable_grant_goes_on_in_memory_with_a_warning(
     for result in results:
         assert result["token"] is True
         assert any("memory" in warning for warning in result["warnings"]), result
+
+
+# -- fork (issue 11) ---------------------------------------------------------------------------
+
+
+def _child_gets_a_token(auth: HoxtonAuth) -> None:
+    """multiprocessing's target in the forked child: exit 0 with a token."""
+    sys.exit(0 if auth.get_token() else 1)
+
+
+def _wait_for_child(pid: int, timeout: float) -> int | None:
+    """The child's exit code, or ``None`` (killed) if it did not finish in ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        threading.Event().wait(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+# Python 3.12+ warns that forking a threaded process may deadlock: that is the case tested.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("start", ["os.fork", "multiprocessing fork"])
+@pytest.mark.parametrize("cache_kind", ["file", "memory"])
+def test_a_child_forked_while_a_thread_renews_gets_a_token(
+    server: AuthServer, isolated_cache: Path, start: str, cache_kind: str
+) -> None:
+    server.token_delay = 1.0  # the thread holds the slow path while the process forks
+    cache: TokenCache | Path = isolated_cache if cache_kind == "file" else MemoryTokenCache()
+    auth = machine_auth(server, cache)
+    renewing = threading.Thread(target=auth.get_token)
+    renewing.start()
+    deadline = time.monotonic() + 30
+    while server.count() == 0 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)  # until the thread's token request has arrived
+    assert server.count() == 1
+
+    if start == "os.fork":
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover  the child (coverage does not follow it)
+            code = 1
+            try:
+                code = 0 if auth.get_token() else 1
+            finally:
+                os._exit(code)
+        exit_code = _wait_for_child(pid, 60)
+    else:
+        child = multiprocessing.get_context("fork").Process(
+            target=_child_gets_a_token, args=(auth,)
+        )
+        child.start()
+        child.join(60)
+        if child.is_alive():  # pragma: no cover  the bug: killed, reported below
+            child.kill()
+            child.join()
+        exit_code = None if child.exitcode == -signal.SIGKILL else child.exitcode
+    renewing.join()
+
+    assert exit_code == 0  # not None: the child did not hang on an inherited lock
