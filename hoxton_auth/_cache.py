@@ -8,9 +8,9 @@ it is). The shared on-disk cache, ``FileTokenCache``, and its lock are in
 ``RedisTokenCache`` keeps tokens in Redis (``_redis_cache.py``, its lock
 ``_redis_lock.py``).
 
-Contract used by the token manager: ``load`` may be called at any time (it
-never sees a half-written entry); ``store`` and ``delete`` only while holding
-``lock``.
+The protocol is sync only: the session calls it from threads, and event
+loops (asyncio, trio) run the same calls in a worker thread, so a custom
+cache implements five plain methods and nothing async.
 """
 
 from __future__ import annotations
@@ -59,6 +59,13 @@ class CacheEntry:
 
 class TokenCache(abc.ABC):
     """Where tokens are kept. Subclass it to store them elsewhere.
+
+    Implement ``load``, ``store``, ``delete``, ``entries`` and ``lock``; all are
+    sync (event loops call them from a worker thread). ``load`` may be called
+    at any time and must never return a half-written entry; ``store`` and
+    ``delete`` are called only while holding ``lock(key)``. Raise
+    ``CacheUnavailableError`` when the cache cannot be used at all, and
+    ``CacheLockTimeoutError`` from ``lock`` after its timeout.
 
     Attributes:
         lock_wait_timeout: Seconds an auth object waits for ``lock`` before
