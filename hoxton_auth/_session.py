@@ -325,7 +325,9 @@ class SharedEntry:
             self.cache = fall_back_to_memory(exc)  # a memory cache is always available
             self._store(self._entry_for(token, None))
         except CacheLockTimeoutError as exc:
-            logger.warning("the new session was not stored in the cache: %s", exc)
+            warn_degraded(
+                "token not stored", str(exc), "the new session was not stored in the cache: %s", exc
+            )
         logger.debug("code exchanged: %s", self._describe())
         return token
 
