@@ -14,6 +14,8 @@ from ._cache import CacheEntry, MemoryTokenCache, TokenCache
 from ._cache_arg import DEFAULT
 from ._errors import (
     CacheError,
+    CacheLockTimeoutError,
+    CacheUnavailableError,
     ConfigError,
     HoxtonAuthError,
     HoxtonAuthWarning,
@@ -32,6 +34,7 @@ from ._grant_auths import (
     PasswordAuth,
     RefreshTokenAuth,
 )
+from ._session import TokenInfo
 from ._token import Token
 
 if TYPE_CHECKING:
@@ -44,6 +47,8 @@ __all__ = [
     "AuthorizationCodeAuth",
     "CacheEntry",
     "CacheError",
+    "CacheLockTimeoutError",
+    "CacheUnavailableError",
     "ClientCredentialsAuth",
     "ConfigError",
     "FileTokenCache",
@@ -62,6 +67,7 @@ __all__ = [
     "Token",
     "TokenCache",
     "TokenEndpointUnreachableError",
+    "TokenInfo",
     "TokenRequestError",
     "__version__",
 ]

@@ -23,12 +23,13 @@ from ._config import (
 )
 from ._errors import ConfigError
 from ._grants import Grant
-from ._httpx import AsyncHttpxTransport, HttpxAuth, HttpxTransport
+from ._httpx import HttpxAuth, HttpxTransport
 from ._identity import identity_for
-from ._manager import TokenManager
 from ._requests import RequestsAuth, RequestsTransport
+from ._session import OnToken, TokenInfo, TokenManager
 
 if TYPE_CHECKING:
+    from ._cache import TokenCache
     from ._grant_auths import AuthorizationCodeAuth
 
 __all__ = ["LOGIN_SCOPE", "HoxtonAuth"]
@@ -80,6 +81,10 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             ``REQUESTS_CA_BUNDLE`` and the like from the environment.
         allow_insecure_http: Send the bearer token to ``http://`` API URLs
             on hosts other than loopback (refused by default).
+        on_token: Called with a ``TokenInfo`` (no secret in it) after every
+            fetch or refresh this object makes, for metrics and logs; its
+            exceptions are logged, never raised. It runs in the fetching
+            thread while the cache lock is held: keep it quick.
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).
@@ -125,6 +130,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         proxy: str | None = None,
         trust_env: bool = True,
         allow_insecure_http: bool = False,
+        on_token: OnToken | None = None,
     ) -> None:
         # issue 12: grant extras of the password grant only
         self._realm, self._otp = realm, otp
@@ -169,12 +175,17 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         # one transport per HTTP library, holding this object's verify/cert/proxy.
         self._send_requests = RequestsTransport(self.config.network)
         self._send_httpx = HttpxTransport(self.config.network)
-        self._asend_httpx = AsyncHttpxTransport(self.config.network)
         grant = self._grant(**arguments)
-        self.cache = resolve_cache(cache)
         # Whose entry this is (issue 10): see _identity.py.
         identity = identity_for(self.config, grant, refresh_token)
-        self._manager = TokenManager(self.config, grant, self.cache, identity, refresh_token)
+        self._manager = TokenManager(
+            self.config, grant, resolve_cache(cache), identity, refresh_token, on_token
+        )
+
+    @property
+    def cache(self) -> TokenCache:
+        """The cache this object really uses: the one given, or memory after a fallback."""
+        return self._manager.cache
 
     def _grant(self, **arguments: str | None) -> Grant | None:
         raise NotImplementedError  # pragma: no cover  every subclass says which grant
@@ -301,7 +312,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         return self._manager.get_token(self._send_requests)
 
     async def aget_token(self) -> str:
-        """``get_token`` for asyncio; never blocks the event loop.
+        """``get_token`` for asyncio and trio; never blocks the event loop.
 
         Raises:
             TokenRequestError: The token endpoint refused.
@@ -309,7 +320,16 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
             CacheError: The cache lock is stuck and the grant is not safe to repeat.
         """
-        return await self._manager.aget_token(self._asend_httpx)
+        return await self._manager.aget_token(self._send_httpx)
+
+    def token_info(self) -> TokenInfo | None:
+        """Expiry, scope, subject and whether a refresh token is held; never a secret.
+
+        Reports the token this object last used, else the one in the cache
+        for its identity; ``None`` when there is none yet (call ``get_token()``
+        first). Never sends a request.
+        """
+        return self._manager.token_info()
 
     def invalidate(self) -> None:
         """Forget the current access token, here and in the shared cache."""

@@ -8,9 +8,9 @@ it is). The shared on-disk cache, ``FileTokenCache``, and its lock are in
 ``RedisTokenCache`` keeps tokens in Redis (``_redis_cache.py``, its lock
 ``_redis_lock.py``).
 
-Contract used by the token manager: ``load`` may be called at any time (it
-never sees a half-written entry); ``store`` and ``delete`` only while holding
-``lock``.
+The protocol is sync only: the session calls it from threads, and event
+loops (asyncio, trio) run the same calls in a worker thread, so a custom
+cache implements five plain methods and nothing async.
 """
 
 from __future__ import annotations
@@ -19,37 +19,29 @@ import abc
 import contextlib
 import dataclasses
 import hashlib
+import os
 import threading
-import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+import weakref
+from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
-from ._errors import CacheError
+from ._errors import CacheLockTimeoutError
 from ._token import Token
 
 __all__ = [
+    "LOCK_POLL_INTERVAL",
     "CacheEntry",
-    "CacheLockTimeoutError",
-    "CacheUnavailableError",
     "MemoryTokenCache",
     "TokenCache",
     "cache_key",
 ]
 
-LOCK_POLL_INTERVAL = 0.01  # seconds between two tries of a busy lock
+LOCK_POLL_INTERVAL = 0.05  # seconds between two tries of a busy file or Redis lock
 # Entries nobody can use any more are dropped, so a cache stays small: an
 # access token expired this long ago with no refresh token, or a refresh token
 # last renewed this long ago (longer than any lifetime Auth0 lets a tenant set).
 PRUNE_EXPIRED_AFTER = 24 * 3600.0
 PRUNE_REFRESHABLE_AFTER = 400 * 24 * 3600.0
-
-
-class CacheLockTimeoutError(CacheError):
-    """Another holder kept the cache lock for longer than the timeout."""
-
-
-class CacheUnavailableError(CacheError):
-    """The cache location cannot be used (read-only, not a directory...)."""
 
 
 def cache_key(*parts: str) -> str:
@@ -67,6 +59,13 @@ class CacheEntry:
 
 class TokenCache(abc.ABC):
     """Where tokens are kept. Subclass it to store them elsewhere.
+
+    Implement ``load``, ``store``, ``delete``, ``entries`` and ``lock``; all are
+    sync (event loops call them from a worker thread). ``load`` may be called
+    at any time and must never return a half-written entry; ``store`` and
+    ``delete`` are called only while holding ``lock(key)``. Raise
+    ``CacheUnavailableError`` when the cache cannot be used at all, and
+    ``CacheLockTimeoutError`` from ``lock`` after its timeout.
 
     Attributes:
         lock_wait_timeout: Seconds an auth object waits for ``lock`` before
@@ -107,40 +106,18 @@ class TokenCache(abc.ABC):
             CacheUnavailableError: The lock cannot be taken at all.
         """
 
-    def alock(self, key: str, timeout: float) -> contextlib.AbstractAsyncContextManager[None]:
-        """``lock`` for asyncio; waits without blocking the event loop."""
-        return _thread_lock_in_async(self.lock(key, timeout))
 
-    async def aload(self, key: str) -> CacheEntry | None:
-        """``load`` off the event loop."""
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        return await asyncio.to_thread(self.load, key)
-
-    async def astore(self, key: str, entry: CacheEntry) -> None:
-        """``store`` off the event loop."""
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        await asyncio.to_thread(self.store, key, entry)
-
-    async def adelete(self, key: str) -> None:
-        """``delete`` off the event loop."""
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        await asyncio.to_thread(self.delete, key)
+# Issue 11: fresh locks in a forked child (os.fork, multiprocessing's "fork").
+_memory_caches: weakref.WeakSet[MemoryTokenCache] = weakref.WeakSet()
 
 
-@contextlib.asynccontextmanager
-async def _thread_lock_in_async(
-    lock: contextlib.AbstractContextManager[None],
-) -> AsyncIterator[None]:
-    import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
+def _reset_after_fork() -> None:
+    for cache in list(_memory_caches):
+        cache._after_fork()
 
-    await asyncio.to_thread(lock.__enter__)
-    try:
-        yield
-    finally:
-        await asyncio.to_thread(lock.__exit__, None, None, None)
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class MemoryTokenCache(TokenCache):
@@ -150,6 +127,12 @@ class MemoryTokenCache(TokenCache):
         self._entries: dict[str, CacheEntry] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
+        _memory_caches.add(self)
+
+    def _after_fork(self) -> None:
+        # A lock held by another thread at fork would never open in the child.
+        self._guard = threading.Lock()
+        self._locks = {}
 
     def __repr__(self) -> str:
         return f"MemoryTokenCache(entries={len(self._entries)})"
@@ -188,39 +171,3 @@ class MemoryTokenCache(TokenCache):
             yield
         finally:
             key_lock.release()
-
-    @contextlib.asynccontextmanager
-    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
-        """``lock`` for asyncio.
-
-        Raises:
-            CacheLockTimeoutError: Not acquired within ``timeout`` seconds.
-        """
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        key_lock = self._key_lock(key)
-        deadline = time.monotonic() + timeout
-        # Polling, not a thread blocked in acquire(): a cancelled task must not
-        # leave a thread behind that takes the lock later and never frees it.
-        while not key_lock.acquire(blocking=False):
-            if time.monotonic() > deadline:
-                raise CacheLockTimeoutError(
-                    f"in-memory token cache lock not acquired in {timeout}s"
-                )
-            await asyncio.sleep(LOCK_POLL_INTERVAL)
-        try:
-            yield
-        finally:
-            key_lock.release()
-
-    async def aload(self, key: str) -> CacheEntry | None:
-        """``load``; memory needs no thread."""
-        return self.load(key)
-
-    async def astore(self, key: str, entry: CacheEntry) -> None:
-        """``store``; memory needs no thread."""
-        self.store(key, entry)
-
-    async def adelete(self, key: str) -> None:
-        """``delete``; memory needs no thread."""
-        self.delete(key)

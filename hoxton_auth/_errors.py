@@ -12,6 +12,8 @@
     ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
     ├── LoginError                 the browser or device login failed or was denied
     └── CacheError(HoxtonAuthError, OSError)
+        ├── CacheLockTimeoutError  the lock was held past its timeout
+        └── CacheUnavailableError  the cache cannot be used (path refused, Redis down)
     HoxtonAuthWarning(UserWarning)  degraded but working (e.g. a token served during an outage)
 
 Messages carry the server's own words and never a secret: no request form,
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 __all__ = [
     "CacheError",
+    "CacheLockTimeoutError",
+    "CacheUnavailableError",
     "ConfigError",
     "HoxtonAuthError",
     "HoxtonAuthWarning",
@@ -160,6 +164,14 @@ class LoginError(HoxtonAuthError):
 
 class CacheError(HoxtonAuthError, OSError):
     """The token cache could not be used safely (for example a stuck lock)."""
+
+
+class CacheLockTimeoutError(CacheError):
+    """Another holder kept the cache lock for longer than the timeout."""
+
+
+class CacheUnavailableError(CacheError):
+    """The cache location cannot be used (read-only, refused, not a directory, Redis down)."""
 
 
 class HoxtonAuthWarning(UserWarning):

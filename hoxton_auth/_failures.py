@@ -1,4 +1,6 @@
-"""Sharing a failed fetch with the callers that waited for it (issue 5).
+"""Failures: of a token fetch (notes, cooldowns, stale-while-failing) and of the cache.
+
+Sharing a failed fetch with the callers that waited for it (issue 5).
 
 While one process (or thread) fetches a token, the others wanting the same
 cache entry wait on the cache lock. If the fetch succeeds they find its
@@ -36,8 +38,27 @@ A note dated in the future (another host's clock runs ahead) or claiming a
 cooldown longer than ``MAX_COOLDOWN`` is not trusted: it is treated as
 expired, so a skewed host cannot lock the fleet out.
 
-Pure functions: no I/O, no clock (callers pass times); the warning of a
-stale token served is the one side effect (``warn_stale_served``).
+When the cache itself fails (the degraded paths):
+
+* A lock not released in time (a stuck holder, STYLE section 5) never hangs
+  us: a grant that is safe to repeat fetches without the cache, with a
+  warning; anything that would refresh raises ``CacheLockTimeoutError`` (a
+  ``CacheError``), whose message names the lock.
+* A local cache that cannot be used (a read-only file, a path that is not a
+  directory...) is replaced by memory for the rest of the process.
+* A transient cache that is down (Redis: ``TokenCache.transient``) is not
+  replaced: a grant that is safe to repeat fetches directly until it is back,
+  a refresh never runs without it, and a token it failed to store is used anyway.
+
+No refresh ever runs without the shared cache and its lock: a rotated refresh
+token used twice makes Auth0 revoke the whole login. Calls that take a
+degraded path still succeed, so its warnings are not repeated on every call:
+once per location per process for the switch to memory, at most once a
+minute per location for a cache that is down.
+
+No I/O; callers pass the time of day (only the rate limit of the "cache is
+down" warning reads the monotonic clock); warnings and log records are the
+only side effects.
 """
 
 from __future__ import annotations
@@ -46,17 +67,21 @@ import dataclasses
 import json
 import logging
 import math
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ._cache import CacheEntry
+from ._cache import CacheEntry, MemoryTokenCache, TokenCache
 from ._errors import (
+    CacheLockTimeoutError,
+    CacheUnavailableError,
     HoxtonAuthWarning,
     LoginRequiredError,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
+from ._grants import Grant
 from ._token import Token
 
 __all__ = [
@@ -65,13 +90,20 @@ __all__ = [
     "FAILURE_META",
     "MAX_COOLDOWN",
     "STALE_MARGIN",
+    "UNAVAILABLE_WARNING_INTERVAL",
+    "check_fetch_without_cache",
     "claim_renewal",
     "during_cooldown",
     "entry_after_failure",
     "failure_note",
+    "fall_back_to_memory",
+    "grant_without_lock",
+    "refuse_refresh_without_cache",
     "shared_failure",
     "token_despite_failure",
     "usable_until",
+    "warn_degraded",
+    "warn_not_stored",
     "warn_stale_served",
     "with_failure_note",
 ]
@@ -310,3 +342,129 @@ def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> Sh
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
     return None
+
+
+# -- the cache itself fails -------------------------------------------------------------
+
+# A fleet whose Redis is down would otherwise log the same warning on every
+# renewal of every auth object: once per cache location per this many seconds
+# is enough. Keyed by repr (URL and prefix, no password): every auth object
+# built from HOXTON_AUTH_CACHE=redis://... has a cache object of its own.
+UNAVAILABLE_WARNING_INTERVAL = 60.0
+_last_unavailable_warning: dict[str, float] = {}
+_warned_degraded: set[tuple[str, str]] = set()
+
+
+def warn_degraded(cause: str, where: str, message: str, *args: object) -> None:
+    """A degraded but working state: a ``HoxtonAuthWarning`` and a WARNING record.
+
+    Once per cause and location (path, Redis URL, tenant) per process: the
+    calls still succeed, so repeating it on every renewal says nothing new
+    (later occurrences are DEBUG records). The package logger has only a
+    ``NullHandler``; the warning reaches users who configured no logging (issue 11).
+    """
+    if (cause, where) in _warned_degraded:
+        logger.debug(message, *args)
+        return
+    _warned_degraded.add((cause, where))
+    logger.warning(message, *args)
+    warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
+
+
+def grant_without_lock(grant: Grant | None, exc: CacheLockTimeoutError) -> Grant:
+    """The cache lock is stuck: the grant to fetch without it, if it is safe to repeat.
+
+    Never a refresh, not even for a password grant with a cached refresh
+    token: that refresh token may be the one the stuck holder is using.
+
+    Raises:
+        CacheLockTimeoutError: The grant is not safe to repeat.
+    """
+    if grant is None or not grant.repeatable:
+        raise CacheLockTimeoutError(
+            f"{exc}; not refreshing without it, because a refresh token used twice "
+            "makes Auth0 revoke the whole login"
+        ) from exc
+    warn_degraded("lockless fetch", str(exc), "%s; fetching a token without the cache", exc)
+    return grant
+
+
+def check_fetch_without_cache(
+    cache: TokenCache,
+    grant: Grant | None,
+    seed_refresh_token: str | None,
+    exc: CacheUnavailableError,
+) -> None:
+    """A transient cache is down: allow a direct fetch only for a repeatable grant.
+
+    Not a switch to memory for good, as for a broken file cache: Redis comes
+    back, and the next renewal should share tokens through it again. No
+    refresh: the newest refresh token is in the unreachable cache, and an
+    older one, used again, makes Auth0 revoke the whole login.
+
+    Raises:
+        CacheUnavailableError: The fetch would need a refresh token.
+    """
+    refuse_refresh_without_cache(grant, seed_refresh_token, exc)
+    _warn_unavailable(
+        cache, "fetch without cache", "%s; fetching tokens directly until it is back", exc
+    )
+
+
+def refuse_refresh_without_cache(
+    grant: Grant | None, seed_refresh_token: str | None, exc: CacheUnavailableError
+) -> None:
+    """Go on without the shared cache only with a grant that is safe to repeat (issue 11).
+
+    A refresh token in the cache, or the constructor's seed, may be held by
+    other processes too: sent without the shared lock, it may be sent twice,
+    and Auth0's reuse detection then revokes the whole login.
+
+    Raises:
+        CacheUnavailableError: Renewing would send such a refresh token.
+    """
+    if seed_refresh_token is not None or grant is None or not grant.repeatable:
+        raise CacheUnavailableError(
+            f"{exc}; not refreshing without the shared cache and its lock, because a "
+            "refresh token used twice makes Auth0 revoke the whole login (make the "
+            "cache usable, or set HOXTON_AUTH_CACHE to a file this user owns)"
+        ) from exc
+
+
+def warn_not_stored(cache: TokenCache, entry: CacheEntry, exc: CacheUnavailableError) -> None:
+    """The token is in hand (the call succeeds) but the transient cache missed it."""
+    if not entry.token.refresh_token:
+        _warn_unavailable(cache, "token not stored", "%s; the new token was not shared", exc)
+        return
+    # A WARNING record every time: if the server rotated the refresh token, the
+    # cache still holds the old one, and the next refresh may end the login.
+    message = "%s; a new refresh token could not be saved"
+    if ("refresh token not stored", repr(cache)) in _warned_degraded:
+        logger.warning(message, exc)
+    else:
+        warn_degraded("refresh token not stored", repr(cache), message, exc)
+
+
+def fall_back_to_memory(exc: Exception) -> MemoryTokenCache:
+    """The memory cache that replaces a local cache which cannot be used."""
+    # One warning per unusable location per process, however many auth
+    # objects (or renewals) run into it: the calls themselves still succeed.
+    warn_degraded("memory fallback", str(exc), "%s; keeping tokens in memory for this process", exc)
+    return MemoryTokenCache()
+
+
+def _warn_unavailable(cache: TokenCache, cause: str, message: str, *args: object) -> None:
+    """A ``HoxtonAuthWarning`` once per cause and location; a WARNING record at most
+    once per interval per location, DEBUG in between."""
+    where = repr(cache)
+    if (cause, where) not in _warned_degraded:
+        _last_unavailable_warning[where] = time.monotonic()
+        warn_degraded(cause, where, message, *args)
+        return
+    now = time.monotonic()
+    last = _last_unavailable_warning.get(where)
+    if last is not None and now - last < UNAVAILABLE_WARNING_INTERVAL:
+        logger.debug(message, *args)
+        return
+    _last_unavailable_warning[where] = now
+    logger.warning(message, *args)

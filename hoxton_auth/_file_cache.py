@@ -47,24 +47,22 @@ import stat
 import tempfile
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ._cache import (
+    LOCK_POLL_INTERVAL,
     PRUNE_EXPIRED_AFTER,
     PRUNE_REFRESHABLE_AFTER,
     CacheEntry,
-    CacheLockTimeoutError,
-    CacheUnavailableError,
     TokenCache,
 )
 from ._cache_format import decode, encode
-from ._errors import ConfigError, HoxtonAuthWarning
+from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, HoxtonAuthWarning
 from ._token import Token, TokenFormatError
 
 __all__ = [
-    "LOCK_POLL_INTERVAL",
     "MAX_FILE_BYTES",
     "RESERVE_MARGIN",
     "FileTokenCache",
@@ -77,9 +75,6 @@ MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is 
 # Temporary files are only written under the lock, so one older than this
 # belongs to a writer that died mid-write.
 STALE_TEMP_AFTER = 600.0
-# Seconds between two tries of a lock another process holds (32 waiters polling
-# every 10 ms burn a third of a 2-core machine; 50 ms costs a quarter of that).
-LOCK_POLL_INTERVAL = 0.05
 # Room reserved beyond the current file for the answer of a refresh: a rotated
 # refresh token and an access token are a few KiB, a JWT with large custom
 # claims rarely tens of KiB.
@@ -520,15 +515,6 @@ class FileTokenCache(TokenCache):
         """
         return self._hold_lock(timeout)
 
-    def alock(self, key: str, timeout: float) -> contextlib.AbstractAsyncContextManager[None]:
-        """``lock`` for asyncio: polls the lock without blocking the loop.
-
-        Raises:
-            CacheLockTimeoutError: Held by another process for ``timeout`` s.
-            CacheUnavailableError: The lock file cannot be created, or is refused.
-        """
-        return self._ahold_lock(timeout)
-
     def _prepare_lock(self) -> None:
         """Create the directory; refuse a lock path that is not a private file of ours."""
         with self._translate_lock_errors(0):
@@ -559,23 +545,6 @@ class FileTokenCache(TokenCache):
         finally:
             self._locked_end()
             file_lock.release()
-
-    @contextlib.asynccontextmanager
-    async def _ahold_lock(self, timeout: float) -> AsyncIterator[None]:
-        import asyncio  # here, not at the top: sync-only processes never load asyncio (issue 6)
-
-        import filelock
-
-        await asyncio.to_thread(self._prepare_lock)
-        file_lock = filelock.AsyncFileLock(str(self.lock_path), timeout=timeout, **_lock_options())
-        with self._translate_lock_errors(timeout):
-            await file_lock.acquire()
-        try:
-            await asyncio.to_thread(self._locked_begin)
-            yield
-        finally:
-            await asyncio.to_thread(self._locked_end)
-            await file_lock.release()
 
     @contextlib.contextmanager
     def _translate_lock_errors(self, timeout: float) -> Iterator[None]:

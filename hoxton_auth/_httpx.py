@@ -1,8 +1,9 @@
 """The httpx adapter: ``sync_auth_flow`` and ``async_auth_flow``, mirrored.
 
-Also the transports that send our token requests with an httpx client of our
-own, configured from the auth object's ``verify``/``cert``/``proxy``/
-``trust_env`` (the environment's proxies and CA bundle by default). Only this
+Also the transport that sends our token requests with an ``httpx.Client`` of
+our own, configured from the auth object's ``verify``/``cert``/``proxy``/
+``trust_env`` (the environment's proxies and CA bundle by default); for
+``async_auth_flow`` too, from the worker thread that runs the slow path. Only this
 module imports httpx.
 
 Request bodies are not buffered (no ``requires_request_body``): a streamed
@@ -25,16 +26,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._manager import TokenManager
+from ._session import TokenManager
 
 if TYPE_CHECKING:
     from ._messages import Reply, TokenRequest, TokenResponse
 
 __all__ = [
-    "AsyncHttpxTransport",
     "HttpxAuth",
     "HttpxTransport",
-    "asend_with_httpx",
     "send_with_httpx",
 ]
 
@@ -134,36 +133,6 @@ def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_N
         return TransportFailure(exc, time.time())
 
 
-async def asend_with_httpx(
-    request: TokenRequest, network: NetworkSettings = _DEFAULT_NETWORK
-) -> Reply:
-    """POST a token request with ``httpx.AsyncClient``; network failures are returned."""
-    from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
-
-    body, content_type = request.encode()
-    options = _client_options(network, request.timeout)  # outside the try: see send_with_httpx
-    deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
-    try:
-        async with (
-            httpx.AsyncClient(**options) as client,
-            client.stream(
-                "POST", request.url, content=body, headers=_headers(content_type, request)
-            ) as response,
-        ):
-            content = b""
-            async for chunk in response.aiter_bytes():
-                content += chunk
-                if len(content) > MAX_RESPONSE_BYTES:
-                    break
-                _check_deadline(response, deadline, request.timeout)
-            return _token_response(response, content)
-    # ssl.SSLError: with TLS 1.3 a server refuses a client certificate after the
-    # handshake, and httpcore's async backend lets that alert out unwrapped.
-    except (httpx.HTTPError, httpx.InvalidURL, ssl.SSLError) as exc:
-        _forget_request(exc)
-        return TransportFailure(exc, time.time())
-
-
 class HttpxTransport:
     """Sends one auth object's token requests with ``httpx.Client``, with its settings."""
 
@@ -175,19 +144,6 @@ class HttpxTransport:
     def __call__(self, request: TokenRequest) -> Reply:
         """POST ``request``; a network failure is returned, not raised."""
         return send_with_httpx(request, self.network)
-
-
-class AsyncHttpxTransport:
-    """Sends one auth object's token requests with ``httpx.AsyncClient``, with its settings."""
-
-    __slots__ = ("network",)
-
-    def __init__(self, network: NetworkSettings) -> None:
-        self.network = network
-
-    async def __call__(self, request: TokenRequest) -> Reply:
-        """POST ``request``; a network failure is returned, not raised."""
-        return await asend_with_httpx(request, self.network)
 
 
 def _noop() -> None:
@@ -234,7 +190,6 @@ class HttpxAuth(httpx.Auth):
 
     _manager: TokenManager
     _send_httpx: HttpxTransport
-    _asend_httpx: AsyncHttpxTransport
     config: ClientConfig
 
     def _check_url(self, request: httpx.Request) -> None:
@@ -283,7 +238,7 @@ class HttpxAuth(httpx.Auth):
             InsecureTransportError: As ``sync_auth_flow``.
         """
         self._check_url(request)
-        token = await self._manager.aget_token(self._asend_httpx)
+        token = await self._manager.aget_token(self._send_httpx)
         request.headers["Authorization"] = BEARER + token
         rewind = _rewinder(request)
         response = yield request
@@ -297,7 +252,7 @@ class HttpxAuth(httpx.Auth):
                 return
             await response.aread()  # release the connection before the retry
             await self._manager.ainvalidate(token)
-            token = await self._manager.aget_token(self._asend_httpx)
+            token = await self._manager.aget_token(self._send_httpx)
             request.headers["Authorization"] = BEARER + token
             rewind()
             response = yield request

@@ -32,6 +32,7 @@ import hmac
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -81,6 +82,20 @@ class Verifier(Protocol):
         """The verifier to store: ``stored`` itself if it is ours, else a new one."""
 
 
+# Issue 11: a child forked while another thread held a guard would wait on it
+# forever; each child gets fresh locks, as filelock does.
+_verifiers: weakref.WeakSet[_SaltedVerifier] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for verifier in list(_verifiers):
+        verifier._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 class _SaltedVerifier:
     """A verifier ``scheme$salt$digest``; digests remembered per salt."""
 
@@ -90,6 +105,10 @@ class _SaltedVerifier:
     def __init__(self) -> None:
         self._digests: dict[str, str] = {}
         self._guard = threading.Lock()
+        _verifiers.add(self)
+
+    def _after_fork(self) -> None:
+        self._guard = threading.Lock()  # a lock held by another thread at fork never opens
 
     def _digest(self, salt: bytes) -> bytes:
         raise NotImplementedError  # pragma: no cover

@@ -38,13 +38,13 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ._config import ClientConfig
-from ._drive import SyncTransport, drive
 from ._errors import ConfigError, LoginError, TokenRequestError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
 from ._grant_auths import AuthorizationCodeAuth
 from ._grants import DeviceCode, Grant
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
 from ._requests import RequestsTransport
+from ._session import SyncTransport, drive
 
 __all__ = [
     "LOGIN_PORTS",

@@ -9,11 +9,11 @@ makes one token request, and one refresh request, per expiry for the fleet.
 The lock is a lease (``_redis_lock.py``): its key expires ``lock_timeout``
 seconds after a holder dies, and a live holder keeps renewing it.
 
-Why asyncio goes through threads (``asyncio.to_thread``) and not
-``redis.asyncio``: an asyncio Redis client is bound to the event loop that
-opened its connections, while one cache object serves threads and any number of
-loops; the slow path runs about once per token life, so a thread hop costs
-nothing that matters, and the hot path never reaches the cache at all.
+Why a sync client serves event loops too, and not ``redis.asyncio``: an
+asyncio Redis client is bound to the event loop that opened its connections,
+while one cache object serves threads and any number of loops (asyncio or
+trio); the slow path runs in a worker thread about once per token life, and
+the hot path never reaches the cache at all.
 
 redis-py is imported only when a ``RedisTokenCache`` is created, so
 ``import hoxton_auth`` works without it; the client is made, and named
@@ -28,16 +28,14 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
 from ._cache import (
     CacheEntry,
-    CacheLockTimeoutError,
-    CacheUnavailableError,
     TokenCache,
 )
-from ._errors import ConfigError
+from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError
 from ._redis_client import ClientArg, import_redis, make_client
 from ._redis_lock import RedisLease
 from ._token import Token, TokenFormatError
@@ -266,19 +264,3 @@ class RedisTokenCache(TokenCache):
             yield
         finally:
             lease.release()
-
-    @contextlib.asynccontextmanager
-    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
-        """``lock`` for asyncio: polls from worker threads, never blocking the loop.
-
-        Raises:
-            CacheLockTimeoutError: Another process held it for ``timeout`` s.
-            CacheUnavailableError: Redis cannot be reached.
-        """
-        lease = self._lease(key)
-        if not await lease.aacquire(timeout):
-            raise self._lock_timeout_error(key, timeout)
-        try:
-            yield
-        finally:
-            await lease.arelease()

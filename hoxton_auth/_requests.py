@@ -19,7 +19,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._manager import TokenManager
+from ._session import TokenManager
 
 if TYPE_CHECKING:
     from ._messages import Reply, TokenRequest

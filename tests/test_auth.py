@@ -1069,3 +1069,96 @@ def test_no_secret_in_repr_logs_or_messages(
     for where, text in texts.items():
         for secret in set(secrets):
             assert secret not in text, f"a secret leaked into the {where}"
+
+
+# -- event loops: asyncio and trio run the one slow path in a worker thread ----------------
+
+
+def test_httpx_async_client_works_under_trio(server: AuthServer) -> None:
+    trio = pytest.importorskip("trio")
+    server.token_delay = PROVIDER_DELAY
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    statuses: list[int] = []
+    ticks = 0
+
+    async def ticker(done: Any) -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await trio.sleep(0.001)
+
+    async def call(client: httpx.AsyncClient) -> None:
+        statuses.append((await client.get(server.api_url)).status_code)
+
+    async def main() -> str:
+        done = trio.Event()
+        async with trio.open_nursery() as outer:
+            outer.start_soon(ticker, done)
+            async with (
+                httpx.AsyncClient(auth=auth, timeout=30) as client,
+                trio.open_nursery() as calls,
+            ):
+                for _ in range(20):
+                    calls.start_soon(call, client)
+            token = await auth.aget_token()
+            done.set()
+        return str(token)
+
+    token = trio.run(main)
+    assert statuses == [200] * 20
+    assert token
+    assert server.count() == 1
+    assert ticks > 0  # the loop ran while the token was fetched (no timing asserted)
+
+
+def test_100_asyncio_tasks_make_one_request_while_the_loop_keeps_ticking(
+    server: AuthServer,
+) -> None:
+    server.token_delay = PROVIDER_DELAY
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+
+    async def main() -> tuple[set[str], int]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticking = asyncio.ensure_future(ticker())
+        tokens = await asyncio.gather(*(auth.aget_token() for _ in range(100)))
+        done.set()
+        await ticking
+        return set(tokens), ticks
+
+    tokens, ticks = asyncio.run(main())
+    assert len(tokens) == 1
+    assert server.count() == 1
+    assert ticks > 1  # the loop ran other tasks while the token was fetched
+
+
+def test_a_cancelled_waiter_does_not_leave_the_loop_lock_held(server: AuthServer) -> None:
+    server.token_delay = PROVIDER_DELAY
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=MemoryTokenCache()
+    )
+
+    async def main() -> str:
+        holder = asyncio.ensure_future(auth.aget_token())
+        waiters = [asyncio.ensure_future(auth.aget_token()) for _ in range(5)]
+        await asyncio.sleep(0)  # every task is queued on the loop's lock now
+        for waiter in waiters:
+            waiter.cancel()
+        holder.cancel()  # the holder's thread finishes its fetch first
+        for task in (*waiters, holder):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        await asyncio.wait_for(auth._manager.ainvalidate(), 30)  # takes the loop's lock
+        return await asyncio.wait_for(auth.aget_token(), 30)
+
+    assert asyncio.run(main())
+    # The holder's fetch may or may not have started before its cancellation;
+    # either way no task hung on a lock left held.
+    assert server.count() in (1, 2)

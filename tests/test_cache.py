@@ -2,12 +2,11 @@
 
 Cross-process behaviour (herds, SIGKILL, stuck holders) is in
 ``test_cross_process.py``; how the token manager uses a cache is in
-``test_manager.py``.
+``test_session.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import stat
@@ -22,6 +21,8 @@ import pytest
 from hoxton_auth import (
     CacheEntry,
     CacheError,
+    CacheLockTimeoutError,
+    CacheUnavailableError,
     ConfigError,
     FileTokenCache,
     HoxtonAuth,
@@ -29,7 +30,7 @@ from hoxton_auth import (
     MemoryTokenCache,
     Token,
 )
-from hoxton_auth._cache import CacheLockTimeoutError, CacheUnavailableError, cache_key
+from hoxton_auth._cache import cache_key
 from hoxton_auth._cache_format import FORMAT_MARKER, FORMAT_VERSION
 from hoxton_auth._file_cache import STALE_TEMP_AFTER
 from hoxton_auth.testing import (
@@ -138,27 +139,6 @@ def test_memory_cache_lock_times_out_while_another_thread_holds_it() -> None:
         thread.join()
     with cache.lock(KEY, timeout=0.01):
         pass
-
-
-def test_memory_cache_async_lock_times_out_and_works_again() -> None:
-    cache = MemoryTokenCache()
-
-    async def scenario() -> CacheEntry | None:
-        async with cache.alock(KEY, timeout=1):
-            with pytest.raises(CacheLockTimeoutError):
-                async with cache.alock(KEY, timeout=0.02):
-                    pass  # pragma: no cover  never entered
-            await cache.astore(KEY, make_entry())
-        async with cache.alock(KEY, timeout=0.02):
-            loaded = await cache.aload(KEY)
-            await cache.adelete(KEY)
-        return loaded
-
-    assert asyncio.run(scenario()) is not None
-    assert cache.load(KEY) is None
-
-
-# -- FileTokenCache: location ------------------------------------------------------
 
 
 def test_location_is_the_argument_then_the_environment_then_the_user_cache_dir(
@@ -340,26 +320,6 @@ def test_deleting_from_an_absent_file_creates_nothing(isolated_cache: Path) -> N
     assert not isolated_cache.exists()
 
 
-def test_async_methods_use_the_same_file(isolated_cache: Path) -> None:
-    cache = FileTokenCache(isolated_cache)
-
-    async def scenario() -> CacheEntry | None:
-        async with cache.alock(KEY, timeout=1):
-            await cache.astore(KEY, make_entry("async"))
-        loaded = await cache.aload(KEY)
-        async with cache.alock(KEY, timeout=1):
-            await cache.adelete(KEY)
-        return loaded
-
-    loaded = asyncio.run(scenario())
-    assert loaded is not None
-    assert loaded.token.access_token == "async"
-    assert cache.entries() == {}
-
-
-# -- FileTokenCache: damaged files ------------------------------------------------------
-
-
 def valid_document_text(entries: dict[str, CacheEntry]) -> str:
     """The exact text FileTokenCache writes for ``entries``."""
     document = {
@@ -485,20 +445,6 @@ def test_the_lock_times_out_with_an_error_naming_the_lock_file(isolated_cache: P
         assert str(waiter.lock_path) in str(raised.value)
     with waiter.lock(KEY, timeout=0.05):
         pass
-
-
-def test_the_async_lock_times_out_with_an_error_naming_the_lock_file(
-    isolated_cache: Path,
-) -> None:
-    holder, waiter = FileTokenCache(isolated_cache), FileTokenCache(isolated_cache)
-
-    async def scenario() -> None:
-        with pytest.raises(CacheLockTimeoutError, match=str(waiter.lock_path)):
-            async with waiter.alock(KEY, timeout=0.05):
-                pass  # pragma: no cover  never entered
-
-    with holder.lock(KEY, timeout=1):
-        asyncio.run(scenario())
 
 
 def test_a_location_under_a_file_is_unavailable(tmp_path: Path) -> None:
@@ -637,25 +583,6 @@ def test_a_symlinked_lock_file_is_refused_and_its_target_untouched(
     ):
         pass  # pragma: no cover  never entered
     assert victim.read_bytes() == b"x" * 14_000
-
-
-def test_the_async_lock_refuses_a_symlinked_lock_file_too(
-    isolated_cache: Path, tmp_path: Path
-) -> None:
-    victim = tmp_path / "victim"
-    victim.write_bytes(b"keep me")
-    cache = FileTokenCache(isolated_cache)
-    isolated_cache.parent.mkdir(parents=True)
-    cache.lock_path.symlink_to(victim)
-
-    async def scenario() -> None:
-        with pytest.raises(CacheUnavailableError, match="symbolic link"):
-            async with cache.alock(KEY, timeout=1):
-                pass  # pragma: no cover  never entered
-
-    with pytest.warns(HoxtonAuthWarning, match="symbolic link"):
-        asyncio.run(scenario())
-    assert victim.read_bytes() == b"keep me"
 
 
 def test_a_fifo_is_refused_at_once_instead_of_hanging(isolated_cache: Path) -> None:

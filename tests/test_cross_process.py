@@ -23,7 +23,7 @@ import pytest
 from _worker import SILENCE_LIMIT, Worker, digest
 from conftest import release_together
 
-from hoxton_auth import CacheEntry, CacheError, FileTokenCache, HoxtonAuth
+from hoxton_auth import CacheEntry, CacheError, FileTokenCache, HoxtonAuth, HoxtonAuthWarning
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
 # A real identity provider answers in about this long (DESIGN.md): shorter
@@ -171,7 +171,10 @@ def test_a_stuck_lock_holder_gives_repeatable_grants_a_token_without_the_cache(
     cache = FileTokenCache(isolated_cache, lock_wait_timeout=0.2)
     auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=cache)
 
-    with caplog.at_level(logging.WARNING, logger="hoxton_auth"):
+    with (
+        caplog.at_level(logging.WARNING, logger="hoxton_auth"),
+        pytest.warns(HoxtonAuthWarning, match="without the cache"),
+    ):
         token = auth.get_token()
 
     assert token

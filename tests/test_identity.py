@@ -28,6 +28,7 @@ from hoxton_auth import (
     ClientCredentialsAuth,
     FileTokenCache,
     HoxtonAuth,
+    HoxtonAuthWarning,
     MemoryTokenCache,
     PasswordAuth,
     RefreshTokenAuth,
@@ -613,7 +614,8 @@ def test_a_failed_revocation_of_the_replaced_login_is_only_a_warning(
         return send_with_requests(request)
 
     login_as("alice@example.com", send_with_requests)
-    bobs = login_as("bob@example.com", revocation_fails)
+    with pytest.warns(HoxtonAuthWarning, match="was not revoked"):
+        bobs = login_as("bob@example.com", revocation_fails)
 
     assert sub_of(bobs) == user_sub("bob@example.com")
     assert "was not revoked" in warnings_log.text
@@ -639,3 +641,25 @@ def test_an_unknown_login_hint_is_an_error_redirect(server: AuthServer) -> None:
     assert query["error"] == "access_denied"
     assert "mallory@example.com" in query["error_description"]
     assert query["state"] == "s1"
+
+
+def test_a_code_exchanged_under_a_stuck_lock_is_used_with_a_warning(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    holder = FileTokenCache(isolated_cache)  # as another process holding the lock
+    auth = AuthorizationCodeAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        code=get_code(server, "alice@example.com"),
+        redirect_uri=REDIRECT_URI,
+        domain=server.domain,
+        cache=FileTokenCache(isolated_cache, lock_wait_timeout=0.05),
+    )
+    with (
+        holder.lock("any", timeout=1),
+        pytest.warns(HoxtonAuthWarning, match="was not stored in the cache"),
+    ):
+        token = auth.get_token()
+    assert sub_of(token) == user_sub("alice@example.com")
+    assert holder.entries() == {}  # nothing written without the lock
+    assert server.count() == 1

@@ -23,6 +23,8 @@ PUBLIC = [
     "AuthorizationCodeAuth",
     "CacheEntry",
     "CacheError",
+    "CacheLockTimeoutError",
+    "CacheUnavailableError",
     "ClientCredentialsAuth",
     "ConfigError",
     "FileTokenCache",
@@ -41,6 +43,7 @@ PUBLIC = [
     "Token",
     "TokenCache",
     "TokenEndpointUnreachableError",
+    "TokenInfo",
     "TokenRequestError",
     "__version__",
 ]

@@ -49,12 +49,12 @@ from hoxton_auth._config import ClientConfig
 from hoxton_auth._failures import FAILURE_META, during_cooldown, failure_note, shared_failure
 from hoxton_auth._flow import request_token
 from hoxton_auth._grants import ClientCredentials, Grant, Password
-from hoxton_auth._httpx import asend_with_httpx, send_with_httpx
+from hoxton_auth._httpx import send_with_httpx
 from hoxton_auth._identity import Identity
-from hoxton_auth._manager import TokenManager
 from hoxton_auth._messages import Backoff, TokenRequest, TokenResponse, TransportFailure
 from hoxton_auth._requests import send_with_requests
 from hoxton_auth._responses import error_from_response
+from hoxton_auth._session import TokenManager
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -79,7 +79,7 @@ def _fetch_httpx(manager: TokenManager) -> str:
 
 
 def _fetch_httpx_async(manager: TokenManager) -> str:
-    return asyncio.run(manager.aget_token(asend_with_httpx))
+    return asyncio.run(manager.aget_token(send_with_httpx))
 
 
 TRANSPORTS = pytest.mark.parametrize(

@@ -12,11 +12,19 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import json
 import logging
+import multiprocessing
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,8 +39,9 @@ from hoxton_auth import (
     Token,
     TokenCache,
     TokenEndpointUnreachableError,
+    TokenInfo,
 )
-from hoxton_auth._shared_entry import LOCK_MARGIN
+from hoxton_auth._session import LOCK_MARGIN
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -65,12 +74,6 @@ class CountingCache(FileTokenCache):
     def lock(self, key: str, timeout: float) -> Iterator[None]:
         self.calls["lock"] += 1
         with super().lock(key, timeout):
-            yield
-
-    @contextlib.asynccontextmanager
-    async def alock(self, key: str, timeout: float) -> AsyncIterator[None]:
-        self.calls["alock"] += 1
-        async with super().alock(key, timeout):
             yield
 
 
@@ -270,7 +273,8 @@ def test_a_stuck_lock_makes_a_password_grant_skip_the_cached_refresh_token(
     with holder.lock(key, timeout=1):
         holder.store(key, CacheEntry(expired, {}))
 
-        token = auth.get_token()
+        with pytest.warns(HoxtonAuthWarning, match="without the cache"):
+            token = auth.get_token()
 
     assert token
     assert [r["grant_type"] for r in server.token_requests] == ["password", "password"]
@@ -318,7 +322,9 @@ def test_a_read_only_location_falls_back_to_memory_with_one_warning(
     path = read_only_dir / "tokens.json"
     auth = machine_auth(server, path)
 
-    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    with pytest.warns(HoxtonAuthWarning, match=str(read_only_dir)):
+        assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    # Once per cause and path (filterwarnings=error fails a second), however many objects.
     auth.invalidate()
     assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
     other = machine_auth(server, path)
@@ -328,6 +334,9 @@ def test_a_read_only_location_falls_back_to_memory_with_one_warning(
     assert str(read_only_dir) in warnings_log.records[0].getMessage()
     assert "memory" in warnings_log.records[0].getMessage()
     assert list(read_only_dir.iterdir()) == []
+    # The cache attribute says where the tokens really are (what `login` reports).
+    assert isinstance(auth.cache, MemoryTokenCache)
+    assert isinstance(other.cache, MemoryTokenCache)
 
 
 # -- invalidate and logout ----------------------------------------------------------------
@@ -447,18 +456,10 @@ def test_logout_without_a_refresh_token_only_removes_the_entry(
 # -- asyncio ---------------------------------------------------------------------------------
 
 
-class AsyncCountingCache(CountingCache):
-    """Counts the async calls too (they run the sync ones in threads)."""
-
-    async def aload(self, key: str) -> CacheEntry | None:
-        self.calls["aload"] += 1
-        return await super().aload(key)
-
-
 def test_async_path_reads_locks_and_stores_like_the_sync_one(
     server: AuthServer, isolated_cache: Path
 ) -> None:
-    cache = AsyncCountingCache(isolated_cache)
+    cache = CountingCache(isolated_cache)
     auth = machine_auth(server, cache)
 
     async def scenario() -> tuple[str, str]:
@@ -471,8 +472,7 @@ def test_async_path_reads_locks_and_stores_like_the_sync_one(
     first, second = asyncio.run(scenario())
 
     assert first == second
-    assert cache.calls["alock"] == 1
-    assert cache.calls["lock"] == 0  # the async lock, never the blocking one
+    assert cache.calls["lock"] == 1  # the one slow path, run in a worker thread
     assert cached_token(cache, auth).access_token == first
     assert server.count() == 1
 
@@ -557,3 +557,230 @@ def test_a_rejected_refresh_token_is_forgotten(
     with pytest.raises(LoginRequiredError, match="log in again"):
         get()
     assert server.count() == 1  # the dead token was not sent again
+
+
+# -- token_info and on_token -----------------------------------------------------------------
+
+
+def test_token_info_says_what_the_token_is_without_a_secret(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    auth = user_auth(server, isolated_cache)
+    assert auth.token_info() is None  # nothing fetched, nothing cached: no request either
+    assert server.count() == 0
+
+    token = auth.get_token()
+    info = auth.token_info()
+
+    assert isinstance(info, TokenInfo)
+    assert info.has_refresh_token
+    assert info.subject
+    assert info.scope is None or "offline_access" in info.scope
+    assert info.obtained_at <= time.time() < info.expires_at
+    entry = cached_token(FileTokenCache(isolated_cache), auth)
+    for secret in (token, entry.refresh_token, DEFAULT_PASSWORD, DEFAULT_CLIENT_SECRET):
+        assert secret
+        assert secret not in repr(info)
+        assert secret not in repr(dataclasses.astuple(info))
+    # A new object finds the cache's token without a request.
+    later = user_auth(server, isolated_cache)
+    assert later.token_info() == info
+    assert server.count() == 1
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.scope = "admin"  # type: ignore[misc]  # frozen: the test proves it
+
+
+def test_on_token_is_called_after_every_fetch_and_refresh(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    seen: list[TokenInfo] = []
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        username=DEFAULT_USERNAME,
+        password=DEFAULT_PASSWORD,
+        scope="openid offline_access",
+        domain=server.domain,
+        cache=isolated_cache,
+        on_token=seen.append,
+    )
+    auth.get_token()
+    auth.get_token()  # from memory: no hook
+    auth.invalidate()
+    asyncio.run(auth.aget_token())  # a refresh, from the worker thread
+
+    assert len(seen) == 2
+    assert all(isinstance(info, TokenInfo) and info.has_refresh_token for info in seen)
+    assert server.count() == 2
+
+
+def test_a_failing_on_token_hook_is_logged_and_never_breaks_the_call(
+    server: AuthServer, isolated_cache: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def hook(info: TokenInfo) -> None:
+        raise RuntimeError("metrics backend down")
+
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        domain=server.domain,
+        cache=isolated_cache,
+        on_token=hook,
+    )
+    with caplog.at_level(logging.ERROR, logger="hoxton_auth"):
+        assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
+    assert any("on_token" in r.getMessage() for r in caplog.records)
+    assert DEFAULT_CLIENT_SECRET not in caplog.text
+
+
+# -- never a refresh without the shared lock (issue 11) -----------------------------------------
+
+_VICTIM = """
+import json, sys, warnings
+from hoxton_auth import CacheError, HoxtonAuth, HoxtonAuthWarning
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    try:
+        HoxtonAuth(**json.loads(sys.argv[1])).get_token()
+        result = {"token": True}
+    except CacheError as exc:
+        result = {"error": type(exc).__name__, "message": str(exc)}
+result["warnings"] = [str(w.message) for w in caught if w.category is HoxtonAuthWarning]
+print(json.dumps(result))
+"""
+
+
+def _four_victims(arguments: dict[str, Any]) -> list[dict[str, Any]]:
+    """Four fresh processes, each building an auth object and asking for a token."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _VICTIM, json.dumps(arguments)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        results.append(json.loads(out))
+    return results
+
+
+@pytest.fixture(params=["foreign lock file", "read-only directory"])
+def unusable_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A cache path whose lock cannot be taken: another uid's lock file, or no writes."""
+    if request.param == "read-only directory":
+        directory: Path = request.getfixturevalue("read_only_dir")
+        return directory / "tokens.json"
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the lock file is chown-ed to a second uid (65534)")
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    lock = directory / "tokens.json.lock"
+    lock.touch(mode=0o600)
+    os.chown(lock, 65534, 65534)
+    return directory / "tokens.json"
+
+
+def test_a_shared_refresh_token_is_never_sent_without_the_lock(
+    server: AuthServer, unusable_cache: Path
+) -> None:
+    seed = "shared-seed-refresh-token-4c1e"
+    results = _four_victims(
+        {
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+            "refresh_token": seed,
+            "domain": server.domain,
+            "cache": str(unusable_cache),
+        }
+    )
+    assert server.count("refresh_token") == 0
+    assert server.count() == 0
+    for result in results:
+        assert result["error"] == "CacheUnavailableError"
+        assert str(unusable_cache.parent) in result["message"]
+        assert "HOXTON_AUTH_CACHE" in result["message"]
+        assert seed not in result["message"]
+
+
+def test_a_repeatable_grant_goes_on_in_memory_with_a_warning(
+    server: AuthServer, unusable_cache: Path
+) -> None:
+    results = _four_victims(
+        {
+            "client_id": DEFAULT_CLIENT_ID,
+            "client_secret": DEFAULT_CLIENT_SECRET,
+            "domain": server.domain,
+            "cache": str(unusable_cache),
+        }
+    )
+    assert server.count() == 4  # no cache to share: one token per process
+    for result in results:
+        assert result["token"] is True
+        assert any("memory" in warning for warning in result["warnings"]), result
+
+
+# -- fork (issue 11) ---------------------------------------------------------------------------
+
+
+def _child_gets_a_token(auth: HoxtonAuth) -> None:
+    """multiprocessing's target in the forked child: exit 0 with a token."""
+    sys.exit(0 if auth.get_token() else 1)
+
+
+def _wait_for_child(pid: int, timeout: float) -> int | None:
+    """The child's exit code, or ``None`` (killed) if it did not finish in ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        threading.Event().wait(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+# Python 3.12+ warns that forking a threaded process may deadlock: that is the case tested.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+@pytest.mark.parametrize("start", ["os.fork", "multiprocessing fork"])
+@pytest.mark.parametrize("cache_kind", ["file", "memory"])
+def test_a_child_forked_while_a_thread_renews_gets_a_token(
+    server: AuthServer, isolated_cache: Path, start: str, cache_kind: str
+) -> None:
+    server.token_delay = 1.0  # the thread holds the slow path while the process forks
+    cache: TokenCache | Path = isolated_cache if cache_kind == "file" else MemoryTokenCache()
+    auth = machine_auth(server, cache)
+    renewing = threading.Thread(target=auth.get_token)
+    renewing.start()
+    deadline = time.monotonic() + 30
+    while server.count() == 0 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)  # until the thread's token request has arrived
+    assert server.count() == 1
+
+    if start == "os.fork":
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover  the child (coverage does not follow it)
+            code = 1
+            try:
+                code = 0 if auth.get_token() else 1
+            finally:
+                os._exit(code)
+        exit_code = _wait_for_child(pid, 60)
+    else:
+        child = multiprocessing.get_context("fork").Process(
+            target=_child_gets_a_token, args=(auth,)
+        )
+        child.start()
+        child.join(60)
+        if child.is_alive():  # pragma: no cover  the bug: killed, reported below
+            child.kill()
+            child.join()
+        exit_code = None if child.exitcode == -signal.SIGKILL else child.exitcode
+    renewing.join()
+
+    assert exit_code == 0  # not None: the child did not hang on an inherited lock
