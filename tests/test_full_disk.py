@@ -22,7 +22,6 @@ from hoxton_auth import (
     CacheError,
     FileTokenCache,
     HoxtonAuth,
-    HoxtonAuthError,
     HoxtonAuthWarning,
     MemoryTokenCache,
     RefreshTokenAuth,
@@ -51,6 +50,12 @@ def refresh_requests(server: AuthServer) -> list[str]:
     return [r["refresh_token"] for r in server.token_requests if r["grant_type"] == "refresh_token"]
 
 
+def auth_cache_path(auth: HoxtonAuth) -> Path:
+    cache = auth.cache
+    assert isinstance(cache, FileTokenCache)
+    return cache.path
+
+
 def assert_no_refresh_without_room(
     server: AuthServer, small_filesystem: Path, auth: HoxtonAuth
 ) -> None:
@@ -58,11 +63,12 @@ def assert_no_refresh_without_room(
     sent = refresh_requests(server)
     fill_filesystem(small_filesystem)
 
-    # Today the session layer answers LoginRequiredError (it falls back to an
-    # empty memory cache); the session rework makes it a CacheError naming the
-    # path (issue 11 item 1). Either way: no request went out.
-    with pytest.raises(HoxtonAuthError):
+    # A refresh is never sent without the shared cache (issue 11 item 1): a
+    # CacheError naming the path and the fix, and no request went out.
+    with pytest.raises(CacheError) as refused:
         auth.get_token()
+    assert str(auth_cache_path(auth)) in str(refused.value)
+    assert "HOXTON_AUTH_CACHE" in str(refused.value)
 
     assert refresh_requests(server) == sent  # nothing sent with the refresh token
     assert server.reuse_detected == 0
@@ -112,12 +118,6 @@ def test_no_refresh_of_a_login_is_sent_when_its_answer_has_no_room(
     assert_no_refresh_without_room(server, small_filesystem, auth)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # a refresh with the superseded seed goes out
-    reason="the session layer still falls back to memory and refreshes with the seed; "
-    "refusing a refresh grant without the cache is the session rework's (issue 11 item 1)",
-)
 def test_no_refresh_of_a_seed_is_sent_when_its_answer_has_no_room(
     server: AuthServer, small_filesystem: Path
 ) -> None:
