@@ -9,9 +9,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._auth import HoxtonAuth
+from ._arguments import DEFAULT
+from ._auth import (
+    AuthorizationCodeAuth,
+    ClientCredentialsAuth,
+    HoxtonAuth,
+    PasswordAuth,
+    RefreshTokenAuth,
+)
 from ._cache import CacheEntry, MemoryTokenCache, TokenCache
-from ._cache_arg import DEFAULT
 from ._errors import (
     CacheError,
     ConfigError,
@@ -26,12 +32,6 @@ from ._errors import (
     TokenRequestError,
 )
 from ._file_cache import FileTokenCache
-from ._grant_auths import (
-    AuthorizationCodeAuth,
-    ClientCredentialsAuth,
-    PasswordAuth,
-    RefreshTokenAuth,
-)
 from ._token import Token
 
 if TYPE_CHECKING:

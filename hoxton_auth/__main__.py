@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import __version__
-from ._auth import LOGIN_SCOPE
+from ._arguments import LOGIN_SCOPE
 from ._cli import PROG, cmd_login, cmd_logout, cmd_status, cmd_token
 from ._config import DEFAULT_AUDIENCE, DEFAULT_DOMAIN
 from ._errors import ConfigError, HoxtonAuthError

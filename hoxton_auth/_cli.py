@@ -17,12 +17,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ._auth import LOGIN_SCOPE, HoxtonAuth
+from ._arguments import (
+    DEFAULT,
+    GRANT_ARGUMENTS,
+    LOGIN_SCOPE,
+    gather,
+    read_environment,
+    resolve_cache,
+)
+from ._auth import AuthorizationCodeAuth, HoxtonAuth
 from ._cache import CacheEntry, TokenCache
-from ._cache_arg import DEFAULT, resolve_cache
-from ._env import gather, read_environment
 from ._errors import ConfigError, LoginRequiredError
-from ._grant_auths import GRANT_ARGUMENTS, AuthorizationCodeAuth
 
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]
 
@@ -49,9 +54,9 @@ def _auth(args: argparse.Namespace, *, must_exist: bool = True) -> HoxtonAuth | 
     overrides = _overrides(args, _CLIENT_OPTIONS + _GRANT_OPTIONS)
     username = overrides.get("username")
     # Never block a script on a prompt nobody sees: only a terminal is asked.
-    if username and not gather(HoxtonAuth, overrides).get("password") and sys.stdin.isatty():
+    if username and not gather(None, overrides).get("password") and sys.stdin.isatty():
         overrides["password"] = getpass.getpass(f"Password for {username}: ")
-    merged = gather(HoxtonAuth, overrides)
+    merged = gather(None, overrides)
     no_grant = not any(merged.get(name) for name in GRANT_ARGUMENTS)
     if not (args.login_session or (no_grant and not merged.get("client_secret"))):
         return HoxtonAuth.from_env(**overrides)

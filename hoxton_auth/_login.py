@@ -36,12 +36,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+from ._auth import AuthorizationCodeAuth, begin_device_login, begin_login
 from ._config import ClientConfig
 from ._drive import SyncTransport, drive
 from ._errors import ConfigError, LoginError, TokenRequestError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
-from ._grant_auths import AuthorizationCodeAuth
-from ._grants import DeviceCode, Grant
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
 from ._requests import RequestsTransport
 
@@ -419,7 +418,7 @@ def login(
         # A login starts a new session: it becomes this OS user's logged-in
         # session of (domain, client, audience), replacing the previous one
         # (perhaps another user's), whose refresh token is revoked (issue 10).
-        auth._manager.begin_session(auth._send_requests, login=True)
+        begin_login(auth)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
         raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
@@ -431,17 +430,6 @@ def login(
 
 # Without a terminal, a progress line at most this often (seconds).
 _PLAIN_PROGRESS_EVERY = 60.0
-
-
-class _DeviceLoginAuth(AuthorizationCodeAuth):
-    """The session a device login begins: its one grant is the approved device code."""
-
-    def __init__(self, device_code: str, *args: Any, **kwargs: Any) -> None:
-        self._device_code = device_code
-        super().__init__(*args, **kwargs)
-
-    def _grant(self, **arguments: str | None) -> Grant | None:
-        return DeviceCode(self._device_code)
 
 
 def _device_login(
@@ -485,18 +473,16 @@ def _device_login(
     # The approved device code is spent: the session begins with the answer
     # that came back, replayed to begin_session (the same storing call as a
     # browser login's), which parses it and replaces the cached session.
-    auth = _DeviceLoginAuth(
-        authorization.device_code, client_id, client_secret, scope=scope, **common
-    )
+    # The object handed back is the logged-in session; it reads the tokens
+    # from the cache they were stored in (the same cache object, so a memory
+    # cache is shared too).
+    auth = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
     try:
-        auth._manager.begin_session(_replay(config, reply, send), login=True)
+        begin_device_login(auth, authorization.device_code, _replay(config, reply, send))
     except TokenRequestError as exc:
         raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
     logger.debug("logged in with a device code: client_id=%s", client_id)
-    # The object handed back reads the session from the cache it was stored
-    # in (the same cache object, so a memory cache is shared too).
-    session = {**common, "cache": auth._manager.cache}
-    return AuthorizationCodeAuth(client_id, client_secret, scope=scope, **session)
+    return auth
 
 
 def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:

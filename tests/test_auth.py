@@ -79,7 +79,8 @@ def password_auth(server: AuthServer, **overrides: Any) -> HoxtonAuth:
         "cache": None,
     }
     arguments.update(overrides)
-    return HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, **arguments)
+    made: HoxtonAuth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, **arguments)
+    return made
 
 
 def authorization_code(
@@ -329,13 +330,14 @@ def test_cache_entry_is_per_identity_not_per_spelling(server: AuthServer) -> Non
     shared = MemoryTokenCache()
 
     def auth(**arguments: Any) -> HoxtonAuth:
-        return HoxtonAuth(
+        made: HoxtonAuth = HoxtonAuth(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
             domain=server.domain,
             cache=shared,
             **arguments,
         )
+        return made
 
     assert auth(scope="read write").get_token() == auth(scope=["write", "read"]).get_token()
     assert server.count() == 1
