@@ -28,6 +28,7 @@ from ._errors import (
     LoginError,
     LoginRequiredError,
     MfaRequiredError,
+    NotLoggedInError,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "LoginRequiredError",
     "MemoryTokenCache",
     "MfaRequiredError",
+    "NotLoggedInError",
     "PasswordAuth",
     "RedisTokenCache",
     "RefreshTokenAuth",

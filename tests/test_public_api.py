@@ -35,6 +35,7 @@ PUBLIC = [
     "LoginRequiredError",
     "MemoryTokenCache",
     "MfaRequiredError",
+    "NotLoggedInError",
     "PasswordAuth",
     "RedisTokenCache",
     "RefreshTokenAuth",
