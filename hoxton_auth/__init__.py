@@ -10,13 +10,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ._arguments import DEFAULT
-from ._auth import (
-    AuthorizationCodeAuth,
-    ClientCredentialsAuth,
-    HoxtonAuth,
-    PasswordAuth,
-    RefreshTokenAuth,
-)
 from ._cache import CacheEntry, MemoryTokenCache, TokenCache
 from ._errors import (
     CacheError,
@@ -36,6 +29,13 @@ from ._file_cache import FileTokenCache
 from ._token import Token
 
 if TYPE_CHECKING:
+    from ._auth import (
+        AuthorizationCodeAuth,
+        ClientCredentialsAuth,
+        HoxtonAuth,
+        PasswordAuth,
+        RefreshTokenAuth,
+    )
     from ._redis_cache import RedisTokenCache
 
 __version__ = "0.1.0"
@@ -71,7 +71,28 @@ __all__ = [
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
+_AUTH_CLASSES = frozenset(
+    {
+        "AuthorizationCodeAuth",
+        "ClientCredentialsAuth",
+        "HoxtonAuth",
+        "PasswordAuth",
+        "RefreshTokenAuth",
+    }
+)
+
+
 def __getattr__(name: str) -> Any:
+    # The auth classes are imported on first use: they subclass requests' and
+    # httpx's base classes, whose import costs ~110 ms of CPU (python -X
+    # importtime, CPython 3.11, 4x the interpreter's start-up), and the CLI
+    # answering from the cache (`hoxton-auth token`) needs neither (issue 15).
+    if name in _AUTH_CLASSES:
+        from . import _auth
+
+        value: Any = getattr(_auth, name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     # RedisTokenCache is imported on first use, so that `import hoxton_auth`
     # never imports redis-py (an optional extra: `hoxton-auth[redis]`).
     if name == "RedisTokenCache":

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT",
     "ENVIRONMENT",
     "GRANT_ARGUMENTS",
+    "GRANT_CLASS_NAMES",
     "GRANT_KINDS",
     "LOGIN_SCOPE",
     "CacheArg",
@@ -39,6 +40,7 @@ __all__ = [
     "grant_kind_of",
     "read_environment",
     "resolve_cache",
+    "session_from_env",
 ]
 
 LOGIN_SCOPE = "openid profile offline_access"
@@ -51,6 +53,14 @@ GRANT_KINDS: Mapping[str, tuple[str, ...]] = {
     "password": ("username", "password"),
     "authorization_code": ("code", "redirect_uri", "code_verifier"),
     "refresh_token": ("refresh_token",),
+}
+
+#: Grant kind -> the auth class of that grant (in ``_auth.py``), for messages.
+GRANT_CLASS_NAMES: Mapping[str, str] = {
+    "client_credentials": "ClientCredentialsAuth",
+    "password": "PasswordAuth",
+    "authorization_code": "AuthorizationCodeAuth",
+    "refresh_token": "RefreshTokenAuth",
 }
 
 #: The constructor arguments that choose and carry a grant.
@@ -340,3 +350,33 @@ def build_session(
     # Whose entry this is (issue 10): see _identity.py.
     identity = identity_for(config, grant, refresh_token)
     return TokenManager(config, grant, token_cache, identity, refresh_token)
+
+
+def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenManager:
+    """The session ``from_env(**overrides)`` would hold, without an auth object.
+
+    For the CLI: the auth classes subclass requests' and httpx's base
+    classes, and a token answered from the cache needs neither library.
+
+    Args:
+        kind: The grant kind to use, or ``None`` to infer it from the arguments.
+        overrides: Constructor arguments; they win over the environment.
+
+    Raises:
+        ConfigError: A variable is missing (named), or they clash.
+    """
+    kwargs = gather(kind, overrides)
+    check_environment(kind, kwargs)
+    chosen = grant_kind_of(kwargs) if kind is None else kind
+    grant_arguments = {name: kwargs.pop(name, None) for name in GRANT_ARGUMENTS}
+    return build_session(
+        chosen,
+        GRANT_CLASS_NAMES[chosen],
+        kwargs.pop("client_id"),
+        kwargs.pop("client_secret", None),
+        grant_arguments=grant_arguments,
+        scope=kwargs.pop("scope", None),
+        cache=kwargs.pop("cache", DEFAULT),
+        network=NetworkSettings.from_args(True, None, None, True),
+        **kwargs,
+    )

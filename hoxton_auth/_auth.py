@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar, overload
 
 from ._arguments import (
     DEFAULT,
-    GRANT_KINDS,
+    GRANT_CLASS_NAMES,
     LOGIN_SCOPE,
     CacheArg,
     build_session,
@@ -478,7 +478,7 @@ _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
     cls.grant_kind: cls
     for cls in (ClientCredentialsAuth, PasswordAuth, AuthorizationCodeAuth, RefreshTokenAuth)
 }
-assert set(_GRANT_CLASSES) == set(GRANT_KINDS)  # noqa: S101  one class per grant kind
+assert {k: c.__name__ for k, c in _GRANT_CLASSES.items()} == GRANT_CLASS_NAMES  # noqa: S101  one class per grant kind
 
 
 # -- what a login does with an auth object ----------------------------------------------
