@@ -100,7 +100,11 @@ class _Constructed(RequestsAuth, HttpxAuth):
 
     grant_kind: ClassVar[str] = ""
     config: ClientConfig
-    cache: TokenCache
+
+    @property
+    def cache(self) -> TokenCache:
+        """The cache in use: the one given, or memory once that one proved unusable (live)."""
+        return self._manager.cache
 
     def __init__(
         self,
@@ -163,7 +167,6 @@ class _Constructed(RequestsAuth, HttpxAuth):
             allow_insecure_http=allow_insecure_http,
         )
         self.config = self._manager.config
-        self.cache = self._manager.cache
         # The auth object owns its token-request clients' settings (issue 14):
         # one transport per HTTP library, holding this object's verify/cert/proxy.
         self._send_requests = RequestsTransport(self.config.network)
