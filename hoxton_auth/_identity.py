@@ -241,7 +241,10 @@ def identity_for(
         return Identity(key, meta, SecretVerifier(secret, key))
     if isinstance(grant, Password):
         label = f"password:{grant.username}"
-        key, meta = _identity(base, "password", "password", grant.username, label)
+        # A realm names the user directory (Auth0 connection): alice of one
+        # directory is not alice of another.
+        user = f"{grant.realm}/{grant.username}" if grant.realm else grant.username
+        key, meta = _identity(base, "password", "password", user, label)
         return Identity(key, meta, PasswordVerifier(grant.password, config.client_secret, key))
     if seed_refresh_token is not None:
         # A refresh token is a long random string: its unsalted hash reveals nothing.

@@ -681,15 +681,17 @@ def test_authentication_errors_exit_1(
         "token", env={**m2m, "HOXTON_CLIENT_SECRET": "not-the-secret"}
     )  # TokenRequestError
     no_login = run("token", env=public)  # LoginRequiredError
+    # Bound but not listening: connections are refused, and no other
+    # process can take the port while the commands run.
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{closed.getsockname()[1]}"
-    unreachable = run(  # TokenEndpointUnreachableError
-        "token", env={**m2m, "HOXTON_AUTH_DOMAIN": dead}
-    )
+        port = closed.getsockname()[1]
+        dead = f"http://127.0.0.1:{port}"
+        unreachable = run(  # TokenEndpointUnreachableError
+            "token", env={**m2m, "HOXTON_AUTH_DOMAIN": dead}
+        )
+        cache_failed = run("status", "--cache", f"redis://127.0.0.1:{port}/0")  # CacheError
     login_failed = run("login", "--no-browser", "--timeout", "0.1", env=public)  # LoginError
-    port = dead.rsplit(":", 1)[1]
-    cache_failed = run("status", "--cache", f"redis://127.0.0.1:{port}/0")  # CacheError
 
     for result in (refused, no_login, unreachable, login_failed, cache_failed):
         assert_clean_failure(result, status=1)

@@ -484,6 +484,21 @@ def test_a_changed_password_replaces_the_entry(server: AuthServer) -> None:
     assert server.count("password") == 3
 
 
+def test_a_user_of_another_realm_is_another_identity(server: AuthServer) -> None:
+    # Auth0's password-realm grant: a realm names a user directory, and
+    # alice of one directory is not alice of another.
+    cache = MemoryTokenCache()
+    args = arguments(server, "password", "alice@example.com")
+    first = HoxtonAuth(**args, realm="employees", cache=cache).get_token()
+    second = HoxtonAuth(**args, realm="contractors", cache=cache).get_token()
+
+    assert second != first
+    assert server.count("http://auth0.com/oauth/grant-type/password-realm") == 2
+    assert len(cache.entries()) == 2
+    assert HoxtonAuth(**args, realm="employees", cache=cache).get_token() == first
+    assert server.count("http://auth0.com/oauth/grant-type/password-realm") == 2
+
+
 def test_the_verifier_is_computed_once_and_reused(server: AuthServer) -> None:
     cache = MemoryTokenCache()
     args = arguments(server, "password", "alice@example.com")
