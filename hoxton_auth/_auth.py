@@ -9,6 +9,8 @@ adapters (``_requests.py``, ``_httpx.py``) it inherits from.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar, overload
 
@@ -33,6 +35,7 @@ from ._config import (
     VerifyArg,
 )
 from ._drive import SyncTransport
+from ._errors import LoginError, TokenRequestError
 from ._grants import DeviceCode
 from ._httpx import AsyncHttpxTransport, HttpxAuth, HttpxTransport
 from ._identity import identity_for
@@ -51,9 +54,12 @@ __all__ = [
     "RefreshTokenAuth",
     "begin_device_login",
     "begin_login",
+    "run_login",
 ]
 
 _AuthT = TypeVar("_AuthT", bound="HoxtonAuth")
+
+logger = logging.getLogger("hoxton_auth")
 
 
 class _Settings(TypedDict, total=False):
@@ -332,12 +338,7 @@ class HoxtonAuth(_Constructed):
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
-        # Here, not at the top: http.server and webbrowser cost ~5% of this
-        # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
-        # 2.3 s cumulative on a loaded machine), and no token needs them.
-        from ._login import login
-
-        return login(
+        return run_login(
             client_id,
             client_secret,
             scope=scope,
@@ -522,3 +523,71 @@ def begin_device_login(auth: AuthorizationCodeAuth, device_code: str, send: Sync
     config, grant = auth.config, DeviceCode(device_code)
     device = TokenManager(config, grant, auth.cache, identity_for(config, grant, None), None)
     return device.begin_session(send, login=True)
+
+
+def run_login(
+    client_id: str,
+    client_secret: str | None = None,
+    *,
+    scope: str | Sequence[str] | None,
+    port: int | None = None,
+    redirect_host: str = "127.0.0.1",
+    open_browser: bool = True,
+    timeout: float = 300.0,
+    device: bool | None = None,
+    prompt: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    **common: Any,
+) -> AuthorizationCodeAuth:
+    """``HoxtonAuth.login``; ``sleep`` waits between device polls (tests pass their own).
+
+    Raises:
+        ConfigError: Bad arguments.
+        LoginError: Timeout, refusal, state mismatch, or a refused code or device answer.
+    """
+    # Here, not at the top: http.server and webbrowser cost ~5% of this
+    # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
+    # 2.3 s cumulative on a loaded machine), and no token needs them.
+    from ._login import ApprovedDevice, check_login_arguments, obtain_login
+
+    ports = check_login_arguments(port, redirect_host, timeout, device, prompt, common)
+    # Every argument is checked (by building the session object, without a
+    # code) before a port is opened or a browser started. A device login hands
+    # this very object back: it reads the new session from its cache.
+    session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
+    got = obtain_login(
+        session.config,
+        ports,
+        redirect_host=redirect_host,
+        open_browser=open_browser,
+        timeout=timeout,
+        device=device,
+        prompt=prompt,
+        sleep=sleep,
+    )
+    if isinstance(got, ApprovedDevice):
+        try:
+            begin_device_login(session, got.device_code, got.send)
+        except TokenRequestError as exc:
+            raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
+        logger.debug("logged in with a device code: client_id=%s", client_id)
+        return session
+    auth = AuthorizationCodeAuth(
+        client_id,
+        client_secret,
+        code=got.code,
+        redirect_uri=got.redirect_uri,
+        code_verifier=got.code_verifier,
+        scope=scope,
+        **common,
+    )
+    try:
+        # A login starts a new session: it becomes this OS user's logged-in
+        # session of (domain, client, audience), replacing the previous one
+        # (perhaps another user's), whose refresh token is revoked (issue 10).
+        begin_login(auth)
+    except TokenRequestError as exc:
+        # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
+        raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
+    logger.debug("logged in: client_id=%s", client_id)
+    return auth

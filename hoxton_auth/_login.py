@@ -1,24 +1,26 @@
-"""``HoxtonAuth.login``: the browser login (authorization code + PKCE) and the device login.
+"""The interactive logins, up to a grant in hand: browser (authorization code + PKCE) and device.
 
 Browser: the browser step happens outside Python; everything else is ours: a
 one-shot HTTP server on the loopback interface receives the redirect, checks
-``state`` and hands the code to the ordinary core (``AuthorizationCode``
-grant + token manager), so the tokens land in the shared cache under the
-user-session identity like any other.
+``state`` and returns the code (``BrowserCode``); ``_auth.run_login`` hands
+it to the ordinary core (``AuthorizationCode`` grant + session), so the
+tokens land in the shared cache under the user-session identity like any other.
 
 Device (RFC 8628), for machines where no browser can be opened (SSH, a
 container, a remote notebook): the user opens a URL on any other device and
 types a code, while the core's ``poll_device_code`` flow polls the token
-endpoint. Its tokens are stored by the same ``begin_session`` call as a
-browser login's.
+endpoint (``ApprovedDevice``). Its tokens are stored by the same
+``begin_session`` call as a browser login's.
 
-Imported lazily by ``HoxtonAuth.login``: ``import hoxton_auth`` must not pay
+This module knows no auth class (so no import cycle). Imported lazily by
+``_auth.run_login``: ``import hoxton_auth`` must not pay
 for ``http.server`` and ``webbrowser``.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import errno
 import hashlib
 import html
@@ -36,10 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from ._auth import AuthorizationCodeAuth, begin_device_login, begin_login
 from ._config import ClientConfig
 from ._drive import SyncTransport, drive
-from ._errors import ConfigError, LoginError, TokenRequestError
+from ._errors import ConfigError, LoginError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
 from ._requests import RequestsTransport
@@ -47,10 +48,13 @@ from ._requests import RequestsTransport
 __all__ = [
     "LOGIN_PORTS",
     "PROMPTS",
+    "ApprovedDevice",
+    "BrowserCode",
     "authorize_url",
     "browser_available",
     "callback_urls",
-    "login",
+    "check_login_arguments",
+    "obtain_login",
     "pkce_pair",
 ]
 
@@ -325,27 +329,35 @@ def browser_available(
     return True
 
 
-def login(
-    client_id: str,
-    client_secret: str | None = None,
-    *,
-    scope: str | Sequence[str] | None,
-    port: int | None = None,
-    redirect_host: str = "127.0.0.1",
-    open_browser: bool = True,
-    timeout: float = 300.0,
-    device: bool | None = None,
-    prompt: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    **common: Any,
-) -> AuthorizationCodeAuth:
-    """Run the browser or the device login; see ``HoxtonAuth.login`` for the arguments.
+@dataclasses.dataclass(frozen=True)
+class BrowserCode:
+    """What the browser login brings back: the code and what goes with it."""
 
-    ``sleep`` waits between device polls (tests pass one that does not sleep).
+    code: str = dataclasses.field(repr=False)
+    redirect_uri: str
+    code_verifier: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApprovedDevice:
+    """An approved device code, and a transport that replays the token answer it got."""
+
+    device_code: str = dataclasses.field(repr=False)
+    send: SyncTransport = dataclasses.field(repr=False)
+
+
+def check_login_arguments(
+    port: int | None,
+    redirect_host: str,
+    timeout: float,
+    device: bool | None,
+    prompt: str | None,
+    common: Mapping[str, Any],
+) -> tuple[int, ...]:
+    """Check ``login()``'s own arguments; return the callback ports to try.
 
     Raises:
-        ConfigError: Bad arguments.
-        LoginError: Timeout, refusal, state mismatch, or a refused code.
+        ConfigError: A bad argument (named).
     """
     if redirect_host not in REDIRECT_HOSTS:
         raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
@@ -358,10 +370,27 @@ def login(
     for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
         if name in common:
             raise ConfigError(f"login() does not take {name}: it obtains the code itself")
-    ports = _ports(port, os.environ)
-    # Every argument is checked (by building the auth object without a code)
-    # before a port is opened or a browser started.
-    config = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common).config
+    return _ports(port, os.environ)
+
+
+def obtain_login(
+    config: ClientConfig,
+    ports: Sequence[int],
+    *,
+    redirect_host: str = "127.0.0.1",
+    open_browser: bool = True,
+    timeout: float = 300.0,
+    device: bool | None = None,
+    prompt: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BrowserCode | ApprovedDevice:
+    """Run the browser or the device login up to the point where a grant is in hand.
+
+    ``sleep`` waits between device polls (tests pass one that does not sleep).
+
+    Raises:
+        LoginError: Timeout, refusal, state mismatch, or every port busy.
+    """
     if device is None:
         # --no-browser keeps the browser flow: the user opens the URL (perhaps
         # through an SSH tunnel to the callback port).
@@ -369,7 +398,7 @@ def login(
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:
-        return _device_login(config, client_id, client_secret, scope, timeout, sleep, common)
+        return _device_login(config, timeout, sleep)
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
     callback = _Callback(state)
@@ -405,25 +434,7 @@ def login(
         )
     if callback.code is None:
         raise LoginError(callback.error or "the login did not return a code")
-    auth = AuthorizationCodeAuth(
-        client_id,
-        client_secret,
-        code=callback.code,
-        redirect_uri=redirect_uri,
-        code_verifier=verifier,
-        scope=scope,
-        **common,
-    )
-    try:
-        # A login starts a new session: it becomes this OS user's logged-in
-        # session of (domain, client, audience), replacing the previous one
-        # (perhaps another user's), whose refresh token is revoked (issue 10).
-        begin_login(auth)
-    except TokenRequestError as exc:
-        # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
-        raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
-    logger.debug("logged in: client_id=%s", client_id)
-    return auth
+    return BrowserCode(callback.code, redirect_uri, verifier)
 
 
 # -- the device login (RFC 8628) ---------------------------------------------------------
@@ -433,14 +444,8 @@ _PLAIN_PROGRESS_EVERY = 60.0
 
 
 def _device_login(
-    config: ClientConfig,
-    client_id: str,
-    client_secret: str | None,
-    scope: str | Sequence[str] | None,
-    timeout: float,
-    sleep: Callable[[float], None],
-    common: dict[str, Any],
-) -> AuthorizationCodeAuth:
+    config: ClientConfig, timeout: float, sleep: Callable[[float], None]
+) -> ApprovedDevice:
     started = time.time()
     # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
     send = RequestsTransport(config.network)
@@ -473,16 +478,7 @@ def _device_login(
     # The approved device code is spent: the session begins with the answer
     # that came back, replayed to begin_session (the same storing call as a
     # browser login's), which parses it and replaces the cached session.
-    # The object handed back is the logged-in session; it reads the tokens
-    # from the cache they were stored in (the same cache object, so a memory
-    # cache is shared too).
-    auth = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
-    try:
-        begin_device_login(auth, authorization.device_code, _replay(config, reply, send))
-    except TokenRequestError as exc:
-        raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
-    logger.debug("logged in with a device code: client_id=%s", client_id)
-    return auth
+    return ApprovedDevice(authorization.device_code, _replay(config, reply, send))
 
 
 def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:
