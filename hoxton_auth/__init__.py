@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ._auth import HoxtonAuth
+from ._arguments import DEFAULT
 from ._cache import CacheEntry, MemoryTokenCache, TokenCache
-from ._cache_arg import DEFAULT
 from ._errors import (
     CacheError,
     CacheLockTimeoutError,
@@ -24,20 +23,22 @@ from ._errors import (
     LoginError,
     LoginRequiredError,
     MfaRequiredError,
+    NotLoggedInError,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
 from ._file_cache import FileTokenCache
-from ._grant_auths import (
-    AuthorizationCodeAuth,
-    ClientCredentialsAuth,
-    PasswordAuth,
-    RefreshTokenAuth,
-)
 from ._session import TokenInfo
 from ._token import Token
 
 if TYPE_CHECKING:
+    from ._auth import (
+        AuthorizationCodeAuth,
+        ClientCredentialsAuth,
+        HoxtonAuth,
+        PasswordAuth,
+        RefreshTokenAuth,
+    )
     from ._redis_cache import RedisTokenCache
 
 __version__ = "0.1.0"
@@ -61,6 +62,7 @@ __all__ = [
     "LoginRequiredError",
     "MemoryTokenCache",
     "MfaRequiredError",
+    "NotLoggedInError",
     "PasswordAuth",
     "RedisTokenCache",
     "RefreshTokenAuth",
@@ -75,7 +77,29 @@ __all__ = [
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
+_AUTH_CLASSES = frozenset(
+    {
+        "AuthorizationCodeAuth",
+        "ClientCredentialsAuth",
+        "HoxtonAuth",
+        "PasswordAuth",
+        "RefreshTokenAuth",
+    }
+)
+
+
 def __getattr__(name: str) -> Any:
+    # The auth classes are imported on first use: they subclass requests' and
+    # httpx's base classes, and `import requests, httpx` costs +228 ms of CPU
+    # over `python -c pass` (48 ms) here (getrusage of 20 runs, CPython 3.11,
+    # shared 2-core machine; ~117 ms idle, README figure 3), while the CLI
+    # answering from the cache (`hoxton-auth token`) needs neither (issue 15).
+    if name in _AUTH_CLASSES:
+        from . import _auth
+
+        value: Any = getattr(_auth, name)
+        globals()[name] = value  # later lookups skip this function
+        return value
     # RedisTokenCache is imported on first use, so that `import hoxton_auth`
     # never imports redis-py (an optional extra: `hoxton-auth[redis]`).
     if name == "RedisTokenCache":

@@ -1,16 +1,30 @@
-"""``HoxtonAuth``: configuration, grant, cache and both adapters put together.
+"""The auth classes: ``HoxtonAuth``, its four grant classes, and ``from_env``.
 
-``HoxtonAuth(...)`` returns one of the four grant classes of
-``_grant_auths.py``; everything they share is here: checking the arguments,
-the cache entry's identity, and the public methods.
+``HoxtonAuth(...)`` returns the grant class its arguments choose
+(``ClientCredentialsAuth``, ``PasswordAuth``, ``AuthorizationCodeAuth`` or
+``RefreshTokenAuth``); what the arguments mean is in ``_arguments.py``, which
+the CLI shares. An auth object is one session (``_session.py``) plus the two
+adapters (``_requests.py``, ``_httpx.py``) it inherits from.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar, overload
 
-from ._cache_arg import DEFAULT, CacheArg, resolve_cache
+from ._arguments import (
+    DEFAULT,
+    GRANT_CLASS_NAMES,
+    LOGIN_SCOPE,
+    CacheArg,
+    build_session,
+    check_environment,
+    gather,
+    grant_kind_of,
+)
+from ._cache import TokenCache
 from ._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
@@ -19,28 +33,155 @@ from ._config import (
     NetworkSettings,
     RequestFormat,
     VerifyArg,
-    normalize_scope,
 )
-from ._errors import ConfigError
-from ._grants import Grant
+from ._errors import LoginError, TokenRequestError
+from ._grants import DeviceCode
 from ._httpx import HttpxAuth, HttpxTransport
 from ._identity import identity_for
 from ._requests import RequestsAuth, RequestsTransport
-from ._session import OnToken, TokenInfo, TokenManager
+from ._session import OnToken, SyncTransport, TokenInfo, TokenManager
 
 if TYPE_CHECKING:
-    from ._cache import TokenCache
-    from ._grant_auths import AuthorizationCodeAuth
+    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
 
-__all__ = ["LOGIN_SCOPE", "HoxtonAuth"]
-
-LOGIN_SCOPE = "openid profile offline_access"
-"""What ``login()`` asks for by default: an ID token and a refresh token."""
+__all__ = [
+    "LOGIN_SCOPE",
+    "AuthorizationCodeAuth",
+    "ClientCredentialsAuth",
+    "HoxtonAuth",
+    "PasswordAuth",
+    "RefreshTokenAuth",
+    "begin_device_login",
+    "begin_login",
+    "run_login",
+]
 
 _AuthT = TypeVar("_AuthT", bound="HoxtonAuth")
 
+logger = logging.getLogger("hoxton_auth")
 
-class HoxtonAuth(RequestsAuth, HttpxAuth):
+
+class _Settings(TypedDict, total=False):
+    """The constructor's keyword arguments that are not grant arguments (for the overloads)."""
+
+    scope: str | Sequence[str] | None
+    audience: str
+    domain: str
+    cache: CacheArg
+    leeway: float
+    timeout: float
+    retry_deadline: float
+    token_request_format: RequestFormat
+    max_attempts: int
+    organization: str | None
+    forwarded_for: str | None
+    verify: VerifyArg
+    cert: CertArg
+    proxy: str | None
+    trust_env: bool
+    allow_insecure_http: bool
+    on_token: OnToken | None
+
+
+class _Arguments(_Settings, total=False):
+    """Every keyword argument of the constructor (for the grant classes' signatures)."""
+
+    username: str | None
+    password: str | None
+    code: str | None
+    redirect_uri: str | None
+    code_verifier: str | None
+    refresh_token: str | None
+    realm: str | None
+    otp: Callable[[], str] | None
+
+
+class _Constructed(RequestsAuth, HttpxAuth):
+    """The constructor of ``HoxtonAuth`` (documented there).
+
+    A class of its own so that type checkers read the return type of
+    ``HoxtonAuth(...)`` from the overloads of ``HoxtonAuth.__new__`` (mypy
+    prefers ``__init__`` when both are defined in one class).
+    """
+
+    grant_kind: ClassVar[str] = ""
+    config: ClientConfig
+
+    @property
+    def cache(self) -> TokenCache:
+        """The cache in use: the one given, or memory once that one proved unusable (live)."""
+        return self._manager.cache
+
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        code: str | None = None,
+        redirect_uri: str | None = None,
+        code_verifier: str | None = None,
+        refresh_token: str | None = None,
+        scope: str | Sequence[str] | None = None,
+        audience: str = DEFAULT_AUDIENCE,
+        domain: str = DEFAULT_DOMAIN,
+        cache: CacheArg = DEFAULT,
+        leeway: float = 60.0,
+        timeout: float = 30.0,
+        retry_deadline: float = 60.0,
+        token_request_format: RequestFormat = "form",  # noqa: S107  a format name, not a secret
+        max_attempts: int = 5,
+        organization: str | None = None,
+        realm: str | None = None,
+        forwarded_for: str | None = None,
+        otp: Callable[[], str] | None = None,
+        verify: VerifyArg = True,
+        cert: CertArg = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+        allow_insecure_http: bool = False,
+        on_token: OnToken | None = None,
+    ) -> None:
+        grant_arguments = {
+            "username": username,
+            "password": password,
+            "code": code,
+            "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier,
+            "refresh_token": refresh_token,
+        }
+        self._manager: TokenManager = build_session(
+            self.grant_kind,
+            type(self).__name__,
+            client_id,
+            client_secret,
+            grant_arguments=grant_arguments,
+            scope=scope,
+            cache=cache,
+            network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
+            realm=realm,
+            otp=otp,
+            domain=domain,
+            audience=audience,
+            leeway=leeway,
+            timeout=timeout,
+            retry_deadline=retry_deadline,
+            max_attempts=max_attempts,
+            token_request_format=token_request_format,
+            organization=organization,
+            forwarded_for=forwarded_for,
+            allow_insecure_http=allow_insecure_http,
+            on_token=on_token,
+        )
+        self.config = self._manager.config
+        # The auth object owns its token-request clients' settings (issue 14):
+        # one transport per HTTP library, holding this object's verify/cert/proxy.
+        self._send_requests = RequestsTransport(self.config.network)
+        self._send_httpx = HttpxTransport(self.config.network)
+
+
+class HoxtonAuth(_Constructed):
     """Authenticate ``requests`` and ``httpx`` calls to the HoxtonAI API.
 
     ``HoxtonAuth(...)`` picks the grant from its arguments and returns a
@@ -90,105 +231,50 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
         ConfigError: Arguments missing or contradictory (a ``ValueError``).
     """
 
-    grant_kind: ClassVar[str] = ""
-    _allowed: ClassVar[frozenset[str]] = frozenset()
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> HoxtonAuth:
-        if cls is HoxtonAuth:
-            # Here, not at the top: the grant classes are subclasses of this one.
-            from ._grant_auths import infer_class
-
-            cls = infer_class(kwargs)
-        return super().__new__(cls)
-
-    def __init__(
-        self,
+    @overload
+    def __new__(
+        cls,
         client_id: str,
         client_secret: str | None = None,
         *,
-        username: str | None = None,
-        password: str | None = None,
-        code: str | None = None,
-        redirect_uri: str | None = None,
-        code_verifier: str | None = None,
-        refresh_token: str | None = None,
-        scope: str | Sequence[str] | None = None,
-        audience: str = DEFAULT_AUDIENCE,
-        domain: str = DEFAULT_DOMAIN,
-        cache: CacheArg = DEFAULT,
-        leeway: float = 60.0,
-        timeout: float = 30.0,
-        retry_deadline: float = 60.0,
-        token_request_format: RequestFormat = "form",  # noqa: S107  a format name, not a secret
-        max_attempts: int = 5,
-        organization: str | None = None,
+        username: str,
+        password: str,
         realm: str | None = None,
-        forwarded_for: str | None = None,
         otp: Callable[[], str] | None = None,
-        verify: VerifyArg = True,
-        cert: CertArg = None,
-        proxy: str | None = None,
-        trust_env: bool = True,
-        allow_insecure_http: bool = False,
-        on_token: OnToken | None = None,
-    ) -> None:
-        # issue 12: grant extras of the password grant only
-        self._realm, self._otp = realm, otp
-        if (realm is not None or otp is not None) and self.grant_kind != "password":
-            raise ConfigError("realm and otp belong to the password grant (username/password)")
-        arguments = {
-            "username": username,
-            "password": password,
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-            "refresh_token": refresh_token,
-        }
-        foreign = sorted(
-            n for n, v in arguments.items() if v is not None and n not in self._allowed
-        )
-        if foreign:
-            raise ConfigError(
-                f"{type(self).__name__} does not take {', '.join(foreign)}: "
-                "those arguments belong to another grant"
-            )
-        for name, value in arguments.items():
-            if value is not None and (not isinstance(value, str) or not value):
-                raise ConfigError(f"{name} must be a non-empty string")
-        self.config = ClientConfig(
-            client_id=client_id,
-            client_secret=client_secret,
-            domain=domain,
-            audience=audience,
-            scope=normalize_scope(scope),
-            leeway=leeway,
-            timeout=timeout,
-            retry_deadline=retry_deadline,
-            max_attempts=max_attempts,
-            token_request_format=token_request_format,
-            organization=organization,
-            forwarded_for=forwarded_for,
-            network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
-            allow_insecure_http=allow_insecure_http,
-        )
-        # The auth object owns its token-request clients' settings (issue 14):
-        # one transport per HTTP library, holding this object's verify/cert/proxy.
-        self._send_requests = RequestsTransport(self.config.network)
-        self._send_httpx = HttpxTransport(self.config.network)
-        grant = self._grant(**arguments)
-        # Whose entry this is (issue 10): see _identity.py.
-        identity = identity_for(self.config, grant, refresh_token)
-        self._manager = TokenManager(
-            self.config, grant, resolve_cache(cache), identity, refresh_token, on_token
-        )
-
-    @property
-    def cache(self) -> TokenCache:
-        """The cache this object really uses: the one given, or memory after a fallback."""
-        return self._manager.cache
-
-    def _grant(self, **arguments: str | None) -> Grant | None:
-        raise NotImplementedError  # pragma: no cover  every subclass says which grant
+        **settings: Unpack[_Settings],
+    ) -> PasswordAuth: ...
+    @overload
+    def __new__(
+        cls,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None = None,
+        **settings: Unpack[_Settings],
+    ) -> AuthorizationCodeAuth: ...
+    @overload
+    def __new__(
+        cls,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        refresh_token: str,
+        **settings: Unpack[_Settings],
+    ) -> RefreshTokenAuth: ...
+    @overload
+    def __new__(
+        cls, client_id: str, client_secret: str | None = None, **settings: Unpack[_Settings]
+    ) -> ClientCredentialsAuth: ...
+    @overload
+    def __new__(
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
+    ) -> HoxtonAuth: ...
+    def __new__(cls, *args: Any, **kwargs: Any) -> HoxtonAuth:
+        if cls is HoxtonAuth:
+            cls = _GRANT_CLASSES[grant_kind_of(kwargs)]
+        return super().__new__(cls)
 
     # -- other ways to build one ---------------------------------------------------
 
@@ -257,9 +343,7 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
-        from ._login import login  # lazily: http.server and webbrowser are not free
-
-        return login(
+        return run_login(
             client_id,
             client_secret,
             scope=scope,
@@ -287,9 +371,11 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             ConfigError: A required variable is missing (the message names
                 it), or the variables contradict each other.
         """
-        from ._env import from_env
-
-        return from_env(cls, **overrides)
+        kind = None if cls is HoxtonAuth else cls.grant_kind
+        kwargs = gather(kind, overrides)
+        check_environment(kind, kwargs)
+        client_id = kwargs.pop("client_id")
+        return cls(client_id, **kwargs)
 
     def __repr__(self) -> str:
         c = self.config
@@ -343,3 +429,179 @@ class HoxtonAuth(RequestsAuth, HttpxAuth):
             TokenEndpointUnreachableError: The network failed after retries.
         """
         self._manager.logout(self._send_requests)
+
+
+# -- the grant classes --------------------------------------------------------------
+
+
+class ClientCredentialsAuth(HoxtonAuth):
+    """Machine-to-machine tokens with the client's id and secret."""
+
+    grant_kind = "client_credentials"
+
+    def __init__(
+        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
+    ) -> None:
+        # Only for type checkers: a grant class's own constructor returns that class.
+        super().__init__(client_id, client_secret, **arguments)
+
+
+class PasswordAuth(HoxtonAuth):
+    """A user's tokens from their username and password (resource owner grant)."""
+
+    grant_kind = "password"
+
+    def __init__(
+        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
+    ) -> None:
+        # Only for type checkers: a grant class's own constructor returns that class.
+        super().__init__(client_id, client_secret, **arguments)
+
+
+class AuthorizationCodeAuth(HoxtonAuth):
+    """A user's tokens from an authorization code (or an earlier login in the cache).
+
+    With ``code``, the code is always exchanged (once) and the session is
+    filed under the user's ``sub``. Without ``code`` it uses this OS user's
+    logged-in session (the last ``login()``), whatever the scope.
+    """
+
+    grant_kind = "authorization_code"
+
+    def __init__(
+        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
+    ) -> None:
+        # Only for type checkers: a grant class's own constructor returns that class.
+        super().__init__(client_id, client_secret, **arguments)
+
+
+class RefreshTokenAuth(HoxtonAuth):
+    """A user's tokens from a refresh token, which starts a lineage in the cache.
+
+    The lineage's entry is keyed by a hash of this token; once the server
+    rotates it, the newest refresh token of that entry is used, so passing
+    the same original token on every run keeps working. Another refresh
+    token is another session.
+    """
+
+    grant_kind = "refresh_token"
+
+    def __init__(
+        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
+    ) -> None:
+        # Only for type checkers: a grant class's own constructor returns that class.
+        super().__init__(client_id, client_secret, **arguments)
+
+
+_GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
+    cls.grant_kind: cls
+    for cls in (ClientCredentialsAuth, PasswordAuth, AuthorizationCodeAuth, RefreshTokenAuth)
+}
+# One class per grant kind, named as _arguments.py's messages name it.
+assert {k: c.__name__ for k, c in _GRANT_CLASSES.items()} == GRANT_CLASS_NAMES  # noqa: S101  import-time check
+
+
+# -- what a login does with an auth object ----------------------------------------------
+
+
+def begin_login(auth: AuthorizationCodeAuth, send: SyncTransport | None = None) -> str:
+    """Exchange ``auth``'s code and make it this OS user's logged-in session.
+
+    It replaces the previous login of (domain, client, audience), whose
+    refresh token is revoked (issue 10). ``send`` defaults to ``auth``'s own
+    requests transport (its verify/cert/proxy).
+
+    Returns:
+        The new access token.
+
+    Raises:
+        TokenRequestError: The token endpoint refused the code.
+    """
+    return auth._manager.begin_session(send or auth._send_requests, login=True)
+
+
+def begin_device_login(auth: AuthorizationCodeAuth, device_code: str, send: SyncTransport) -> str:
+    """Begin ``auth``'s logged-in session with an approved device code (RFC 8628).
+
+    ``auth`` is the logged-in session object (an ``AuthorizationCodeAuth``
+    without a code); the device code grant runs once, through ``send``, in a
+    session of its own on the same cache, and ``auth`` then reads the new
+    tokens from there.
+
+    Returns:
+        The new access token.
+
+    Raises:
+        TokenRequestError: The token endpoint refused the device code.
+    """
+    config, grant = auth.config, DeviceCode(device_code)
+    device = TokenManager(config, grant, auth.cache, identity_for(config, grant, None), None)
+    return device.begin_session(send, login=True)
+
+
+def run_login(
+    client_id: str,
+    client_secret: str | None = None,
+    *,
+    scope: str | Sequence[str] | None,
+    port: int | None = None,
+    redirect_host: str = "127.0.0.1",
+    open_browser: bool = True,
+    timeout: float = 300.0,
+    device: bool | None = None,
+    prompt: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    **common: Any,
+) -> AuthorizationCodeAuth:
+    """``HoxtonAuth.login``; ``sleep`` waits between device polls (tests pass their own).
+
+    Raises:
+        ConfigError: Bad arguments.
+        LoginError: Timeout, refusal, state mismatch, or a refused code or device answer.
+    """
+    # Here, not at the top: http.server and webbrowser cost ~5% of this
+    # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
+    # 2.3 s cumulative on a loaded machine), and no token needs them.
+    from ._login import ApprovedDevice, check_login_arguments, obtain_login
+
+    ports = check_login_arguments(port, redirect_host, timeout, device, prompt, common)
+    # Every argument is checked (by building the session object, without a
+    # code) before a port is opened or a browser started. A device login hands
+    # this very object back: it reads the new session from its cache.
+    session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
+    got = obtain_login(
+        session.config,
+        ports,
+        redirect_host=redirect_host,
+        open_browser=open_browser,
+        timeout=timeout,
+        device=device,
+        prompt=prompt,
+        sleep=sleep,
+    )
+    if isinstance(got, ApprovedDevice):
+        try:
+            begin_device_login(session, got.device_code, got.send)
+        except TokenRequestError as exc:
+            raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
+        logger.debug("logged in with a device code: client_id=%s", client_id)
+        return session
+    auth = AuthorizationCodeAuth(
+        client_id,
+        client_secret,
+        code=got.code,
+        redirect_uri=got.redirect_uri,
+        code_verifier=got.code_verifier,
+        scope=scope,
+        **common,
+    )
+    try:
+        # A login starts a new session: it becomes this OS user's logged-in
+        # session of (domain, client, audience), replacing the previous one
+        # (perhaps another user's), whose refresh token is revoked (issue 10).
+        begin_login(auth)
+    except TokenRequestError as exc:
+        # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
+        raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
+    logger.debug("logged in: client_id=%s", client_id)
+    return auth

@@ -7,10 +7,11 @@
     ├── InsecureTransportError     a bearer token would go over cleartext
     ├── TokenRequestError          .status_code .error .error_description .retry_after
     │   ├── InvalidGrantError      error == "invalid_grant"
-    │   │   └── LoginRequiredError refresh token rejected, no grant can stand in
+    │   │   └── LoginRequiredError refresh token (or code) refused, no grant can stand in
     │   └── MfaRequiredError       .mfa_token (masked) .mfa_requirements
     ├── TokenEndpointUnreachableError  network failure after retries; __cause__ = original
     ├── LoginError                 the browser or device login failed or was denied
+    │   └── NotLoggedInError       no login, grant or token to use: nothing was sent
     └── CacheError(HoxtonAuthError, OSError)
         ├── CacheLockTimeoutError  the lock was held past its timeout
         └── CacheUnavailableError  the cache cannot be used (path refused, Redis down)
@@ -34,6 +35,7 @@ __all__ = [
     "LoginError",
     "LoginRequiredError",
     "MfaRequiredError",
+    "NotLoggedInError",
     "TokenEndpointUnreachableError",
     "TokenRequestError",
 ]
@@ -93,7 +95,10 @@ class InvalidGrantError(TokenRequestError):
 
 
 class LoginRequiredError(InvalidGrantError):
-    """The refresh token was rejected and no other grant can stand in.
+    """The server refused the refresh token (or code) and no other grant can stand in.
+
+    When no request could be made at all (nothing logged in), the error is
+    a ``NotLoggedInError`` instead.
 
     Log in again (``HoxtonAuth.login`` or ``hoxton-auth login``).
     """
@@ -160,6 +165,19 @@ class TokenEndpointUnreachableError(HoxtonAuthError):
 
 class LoginError(HoxtonAuthError):
     """The browser or device login did not complete (timeout, denied, expired code, busy ports)."""
+
+
+class NotLoggedInError(LoginError):
+    """There is nothing to get a token with: no login in the cache, no grant, no token.
+
+    Raised before any request is sent (so it is no ``TokenRequestError``):
+    an ``AuthorizationCodeAuth`` without a code whose logged-in session is
+    not in the cache (or was used up), or ``hoxton-auth token`` without a
+    secret or a login. Log in (``HoxtonAuth.login`` or ``hoxton-auth login``).
+    When the server refused a refresh token instead, the error is a
+    ``LoginRequiredError``; ``except (LoginRequiredError, NotLoggedInError)``
+    catches every "log in again".
+    """
 
 
 class CacheError(HoxtonAuthError, OSError):

@@ -38,6 +38,7 @@ from ._errors import (
     LoginError,
     LoginRequiredError,
     MfaRequiredError,
+    NotLoggedInError,
     TokenRequestError,
 )
 from ._grants import (
@@ -96,16 +97,16 @@ def obtain_token(
     final. One deadline (``config.retry_deadline``) covers the whole plan.
 
     Raises:
-        LoginRequiredError: No grant left that can stand in.
+        NotLoggedInError: The plan is empty: nothing to send.
+        LoginRequiredError: The last grant was refused and none can stand in.
         TokenRequestError: The server refused for another reason.
         TokenEndpointUnreachableError: The network failed after retries.
     """
     if not plan:
-        raise LoginRequiredError(
+        # Nothing to send: not a TokenRequestError (STYLE.md section 5).
+        raise NotLoggedInError(
             "no access token, no refresh token and no grant to obtain one: log in again "
-            "(HoxtonAuth.login() or `hoxton-auth login`)",
-            url=config.token_url,
-            attempts=0,
+            "(HoxtonAuth.login() or `hoxton-auth login`)"
         )
     deadline = now + config.retry_deadline
     for position, grant in enumerate(plan, start=1):

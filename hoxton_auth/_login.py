@@ -1,24 +1,26 @@
-"""``HoxtonAuth.login``: the browser login (authorization code + PKCE) and the device login.
+"""The interactive logins, up to a grant in hand: browser (authorization code + PKCE) and device.
 
 Browser: the browser step happens outside Python; everything else is ours: a
 one-shot HTTP server on the loopback interface receives the redirect, checks
-``state`` and hands the code to the ordinary core (``AuthorizationCode``
-grant + token manager), so the tokens land in the shared cache under the
-user-session identity like any other.
+``state`` and returns the code (``BrowserCode``); ``_auth.run_login`` hands
+it to the ordinary core (``AuthorizationCode`` grant + session), so the
+tokens land in the shared cache under the user-session identity like any other.
 
 Device (RFC 8628), for machines where no browser can be opened (SSH, a
 container, a remote notebook): the user opens a URL on any other device and
 types a code, while the core's ``poll_device_code`` flow polls the token
-endpoint. Its tokens are stored by the same ``begin_session`` call as a
-browser login's.
+endpoint (``ApprovedDevice``). Its tokens are stored by the same
+``begin_session`` call as a browser login's.
 
-Imported lazily by ``HoxtonAuth.login``: ``import hoxton_auth`` must not pay
+This module knows no auth class (so no import cycle). Imported lazily by
+``_auth.run_login``: ``import hoxton_auth`` must not pay
 for ``http.server`` and ``webbrowser``.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import errno
 import hashlib
 import html
@@ -38,10 +40,8 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ._config import ClientConfig
-from ._errors import ConfigError, LoginError, TokenRequestError
+from ._errors import ConfigError, LoginError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
-from ._grant_auths import AuthorizationCodeAuth
-from ._grants import DeviceCode, Grant
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
 from ._requests import RequestsTransport
 from ._session import SyncTransport, drive
@@ -49,10 +49,13 @@ from ._session import SyncTransport, drive
 __all__ = [
     "LOGIN_PORTS",
     "PROMPTS",
+    "ApprovedDevice",
+    "BrowserCode",
     "authorize_url",
     "browser_available",
     "callback_urls",
-    "login",
+    "check_login_arguments",
+    "obtain_login",
     "pkce_pair",
 ]
 
@@ -337,27 +340,35 @@ def browser_available(
     return True
 
 
-def login(
-    client_id: str,
-    client_secret: str | None = None,
-    *,
-    scope: str | Sequence[str] | None,
-    port: int | None = None,
-    redirect_host: str = "127.0.0.1",
-    open_browser: bool = True,
-    timeout: float = 300.0,
-    device: bool | None = None,
-    prompt: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-    **common: Any,
-) -> AuthorizationCodeAuth:
-    """Run the browser or the device login; see ``HoxtonAuth.login`` for the arguments.
+@dataclasses.dataclass(frozen=True)
+class BrowserCode:
+    """What the browser login brings back: the code and what goes with it."""
 
-    ``sleep`` waits between device polls (tests pass one that does not sleep).
+    code: str = dataclasses.field(repr=False)
+    redirect_uri: str
+    code_verifier: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApprovedDevice:
+    """An approved device code, and a transport that replays the token answer it got."""
+
+    device_code: str = dataclasses.field(repr=False)
+    send: SyncTransport = dataclasses.field(repr=False)
+
+
+def check_login_arguments(
+    port: int | None,
+    redirect_host: str,
+    timeout: float,
+    device: bool | None,
+    prompt: str | None,
+    common: Mapping[str, Any],
+) -> tuple[int, ...]:
+    """Check ``login()``'s own arguments; return the callback ports to try.
 
     Raises:
-        ConfigError: Bad arguments.
-        LoginError: Timeout, refusal, state mismatch, or a refused code.
+        ConfigError: A bad argument (named).
     """
     if redirect_host not in REDIRECT_HOSTS:
         raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
@@ -370,10 +381,27 @@ def login(
     for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
         if name in common:
             raise ConfigError(f"login() does not take {name}: it obtains the code itself")
-    ports = _ports(port, os.environ)
-    # Every argument is checked (by building the auth object without a code)
-    # before a port is opened or a browser started.
-    config = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common).config
+    return _ports(port, os.environ)
+
+
+def obtain_login(
+    config: ClientConfig,
+    ports: Sequence[int],
+    *,
+    redirect_host: str = "127.0.0.1",
+    open_browser: bool = True,
+    timeout: float = 300.0,
+    device: bool | None = None,
+    prompt: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> BrowserCode | ApprovedDevice:
+    """Run the browser or the device login up to the point where a grant is in hand.
+
+    ``sleep`` waits between device polls (tests pass one that does not sleep).
+
+    Raises:
+        LoginError: Timeout, refusal, state mismatch, or every port busy.
+    """
     if device is None:
         # --no-browser keeps the browser flow: the user opens the URL (perhaps
         # through an SSH tunnel to the callback port).
@@ -381,7 +409,7 @@ def login(
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:
-        return _device_login(config, client_id, client_secret, scope, timeout, sleep, common)
+        return _device_login(config, timeout, sleep)
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
     callback = _Callback(state)
@@ -418,25 +446,7 @@ def login(
         )
     if callback.code is None:
         raise LoginError(callback.error or "the login did not return a code")
-    auth = AuthorizationCodeAuth(
-        client_id,
-        client_secret,
-        code=callback.code,
-        redirect_uri=redirect_uri,
-        code_verifier=verifier,
-        scope=scope,
-        **common,
-    )
-    try:
-        # A login starts a new session: it becomes this OS user's logged-in
-        # session of (domain, client, audience), replacing the previous one
-        # (perhaps another user's), whose refresh token is revoked (issue 10).
-        auth._manager.begin_session(auth._send_requests, login=True)
-    except TokenRequestError as exc:
-        # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
-        raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
-    logger.debug("logged in: client_id=%s", client_id)
-    return auth
+    return BrowserCode(callback.code, redirect_uri, verifier)
 
 
 # -- the device login (RFC 8628) ---------------------------------------------------------
@@ -445,26 +455,9 @@ def login(
 _PLAIN_PROGRESS_EVERY = 60.0
 
 
-class _DeviceLoginAuth(AuthorizationCodeAuth):
-    """The session a device login begins: its one grant is the approved device code."""
-
-    def __init__(self, device_code: str, *args: Any, **kwargs: Any) -> None:
-        self._device_code = device_code
-        super().__init__(*args, **kwargs)
-
-    def _grant(self, **arguments: str | None) -> Grant | None:
-        return DeviceCode(self._device_code)
-
-
 def _device_login(
-    config: ClientConfig,
-    client_id: str,
-    client_secret: str | None,
-    scope: str | Sequence[str] | None,
-    timeout: float,
-    sleep: Callable[[float], None],
-    common: dict[str, Any],
-) -> AuthorizationCodeAuth:
+    config: ClientConfig, timeout: float, sleep: Callable[[float], None]
+) -> ApprovedDevice:
     started = time.time()
     # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
     send = RequestsTransport(config.network)
@@ -497,18 +490,7 @@ def _device_login(
     # The approved device code is spent: the session begins with the answer
     # that came back, replayed to begin_session (the same storing call as a
     # browser login's), which parses it and replaces the cached session.
-    auth = _DeviceLoginAuth(
-        authorization.device_code, client_id, client_secret, scope=scope, **common
-    )
-    try:
-        auth._manager.begin_session(_replay(config, reply, send), login=True)
-    except TokenRequestError as exc:
-        raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
-    logger.debug("logged in with a device code: client_id=%s", client_id)
-    # The object handed back reads the session from the cache it was stored
-    # in (the same cache object, so a memory cache is shared too).
-    session = {**common, "cache": auth._manager.cache}
-    return AuthorizationCodeAuth(client_id, client_secret, scope=scope, **session)
+    return ApprovedDevice(authorization.device_code, _replay(config, reply, send))
 
 
 def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:

@@ -680,7 +680,7 @@ def test_authentication_errors_exit_1(
     refused = run(
         "token", env={**m2m, "HOXTON_CLIENT_SECRET": "not-the-secret"}
     )  # TokenRequestError
-    no_login = run("token", env=public)  # LoginRequiredError
+    no_login = run("token", env=public)  # NotLoggedInError
     # Bound but not listening: connections are refused, and no other
     # process can take the port while the commands run.
     with socket.socket() as closed:

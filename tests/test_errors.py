@@ -14,6 +14,7 @@ from hoxton_auth._errors import (
     LoginError,
     LoginRequiredError,
     MfaRequiredError,
+    NotLoggedInError,
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
@@ -26,6 +27,7 @@ TREE = [
     (MfaRequiredError, (TokenRequestError, HoxtonAuthError)),
     (TokenEndpointUnreachableError, (HoxtonAuthError,)),
     (LoginError, (HoxtonAuthError,)),
+    (NotLoggedInError, (LoginError, HoxtonAuthError)),
     (CacheError, (HoxtonAuthError, OSError)),
 ]
 
@@ -128,3 +130,9 @@ def test_retry_after_is_carried() -> None:
 def test_hoxton_auth_warning_is_a_user_warning() -> None:
     assert issubclass(hoxton_auth.HoxtonAuthWarning, UserWarning)
     assert "HoxtonAuthWarning" in (_errors.__doc__ or "")
+
+
+def test_not_logged_in_is_no_token_request_error() -> None:
+    """Raised where no request was made (STYLE.md section 5): not a TokenRequestError."""
+    assert not issubclass(NotLoggedInError, TokenRequestError)
+    assert not issubclass(LoginRequiredError, NotLoggedInError)

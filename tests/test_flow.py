@@ -21,6 +21,7 @@ from hoxton_auth import (
     LoginError,
     LoginRequiredError,
     MfaRequiredError,
+    NotLoggedInError,
     Token,
     TokenEndpointUnreachableError,
     TokenRequestError,
@@ -698,12 +699,12 @@ def test_2xx_json_that_is_not_a_token(body: Any, words: str) -> None:
 # -- several grants: fallbacks -------------------------------------------------------------------
 
 
-def test_empty_plan_means_login_required() -> None:
+def test_empty_plan_means_not_logged_in() -> None:
+    # Nothing to send: no request was made, so no TokenRequestError (STYLE.md section 5).
     flow = obtain([])
-    with pytest.raises(LoginRequiredError, match="log in again") as info:
+    with pytest.raises(NotLoggedInError, match="log in again") as info:
         next(flow)
-    assert info.value.attempts == 0
-    assert info.value.url == TOKEN_URL
+    assert not isinstance(info.value, TokenRequestError)
 
 
 def test_rejected_refresh_token_falls_back_to_the_password_grant(

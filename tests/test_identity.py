@@ -498,7 +498,8 @@ def test_a_session_without_sub_gets_a_session_of_its_own(server: AuthServer) -> 
 
 def test_keys_are_per_subject_and_scope_spelling_does_not_matter(server: AuthServer) -> None:
     def key(**kwargs: Any) -> str:
-        return HoxtonAuth(**kwargs, domain=server.domain, cache=None)._manager.key
+        made: HoxtonAuth = HoxtonAuth(**kwargs, domain=server.domain, cache=None)
+        return made._manager.key
 
     base = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
     assert key(**base, scope="a b") == key(**base, scope=["b", "a"])

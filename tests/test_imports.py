@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from hoxton_auth import HoxtonAuth
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
@@ -54,6 +56,20 @@ NOT_FOR_CACHED_TOKEN = frozenset(
     }
 )
 
+#: Never needed by ``hoxton-auth token`` or ``status`` answered from the cache
+#: (issue 15): no HTTP client, no token decoding, no auth classes.
+NOT_FOR_CLI_CACHED_TOKEN = frozenset(
+    {
+        "cryptography",
+        "hoxton_auth._auth",
+        "hoxton_auth._httpx",
+        "hoxton_auth._requests",
+        "httpx",
+        "jwt",
+        "requests",
+    }
+)
+
 #: Never needed by a requests user's API call with that token: no asyncio
 #: machinery for sync users, no decoding, no lock. (An httpx *request* is not
 #: covered: httpcore imports anyio when a sync client sends, which is httpx's
@@ -75,6 +91,8 @@ _IMPORT_ONLY = (
     + """\
 import hoxton_auth
 report["after_import"] = loaded()
+from hoxton_auth import HoxtonAuth
+report["after_auth_class"] = loaded()
 print(json.dumps(report))
 """
 )
@@ -139,9 +157,13 @@ def test_import_loads_no_heavy_module(isolated_cache: Path) -> None:
     report = _run_child(_IMPORT_ONLY, isolated_cache, {})
 
     modules = set(report["after_import"])
-    # The snapshot sees the package and what it does import.
-    assert {"hoxton_auth", "requests", "httpx"} <= modules
-    assert modules & NOT_FOR_IMPORT == set()
+    # The snapshot sees the package and what it does import; the auth classes
+    # (and with them requests and httpx) load on first use (issue 15).
+    assert "hoxton_auth" in modules
+    assert modules & (NOT_FOR_IMPORT | NOT_FOR_CLI_CACHED_TOKEN) == set()
+    with_auth = set(report["after_auth_class"])
+    assert {"hoxton_auth._auth", "requests", "httpx"} <= with_auth
+    assert with_auth & NOT_FOR_IMPORT == set()
 
 
 def test_cached_token_needs_no_request_and_no_heavy_module(
@@ -176,3 +198,57 @@ def test_requests_call_with_cached_token_loads_no_asyncio(
     modules = set(report["after_request"])
     assert "requests.sessions" in modules
     assert modules & NOT_FOR_REQUESTS_CALL == set()
+
+
+def _cli_imports(cache: Path, *command: str) -> tuple[str, set[str]]:
+    """Run ``python -X importtime -m hoxton_auth *command``: its stdout, the modules it imported."""
+    env = {**os.environ, "HOXTON_AUTH_CACHE": str(cache)}
+    for name in ("HOXTON_USERNAME", "HOXTON_PASSWORD", "HOXTON_REFRESH_TOKEN", "HOXTON_SCOPE"):
+        env.pop(name, None)
+    child = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hoxton_auth", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    # -X importtime writes "import time: self | cumulative | name" per import.
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in child.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    return child.stdout, modules
+
+
+def test_cli_token_from_the_cache_loads_no_http_client(
+    hoxton_auth_server: AuthServer, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = _fill_cache(hoxton_auth_server)
+    monkeypatch.setenv("HOXTON_CLIENT_ID", DEFAULT_CLIENT_ID)
+    monkeypatch.setenv("HOXTON_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+    monkeypatch.setenv("HOXTON_AUTH_DOMAIN", hoxton_auth_server.domain)
+    stdout, modules = _cli_imports(isolated_cache, "token")
+    _, status_modules = _cli_imports(isolated_cache, "status")
+    assert stdout.strip() == token
+    assert hoxton_auth_server.count() == 1  # answered from the cache
+    # The snapshot sees the CLI and the cache it read.
+    assert {"hoxton_auth._cli", "hoxton_auth._file_cache"} <= modules
+    assert modules & NOT_FOR_CLI_CACHED_TOKEN == set()
+    assert "hoxton_auth._cli" in status_modules
+    assert status_modules & NOT_FOR_CLI_CACHED_TOKEN == set()
+
+
+def test_cli_token_loads_requests_only_to_send(
+    hoxton_auth_server: AuthServer, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOXTON_CLIENT_ID", DEFAULT_CLIENT_ID)
+    monkeypatch.setenv("HOXTON_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+    monkeypatch.setenv("HOXTON_AUTH_DOMAIN", hoxton_auth_server.domain)
+    stdout, modules = _cli_imports(isolated_cache, "token")
+    assert stdout.strip()
+    assert hoxton_auth_server.count() == 1  # fetched: the cache was empty
+    assert "requests" in modules
+    assert {"httpx", "hoxton_auth._auth"} & modules == set()

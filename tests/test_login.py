@@ -559,7 +559,7 @@ def test_device_polling_waits_the_interval_and_slows_down(
     hoxton_auth_server: AuthServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A sleep that only records: the server sees polls too fast and says slow_down."""
-    from hoxton_auth._login import login as run_login
+    from hoxton_auth._auth import run_login
 
     hoxton_auth_server.device_interval = 1
     waits: list[float] = []
@@ -662,7 +662,7 @@ class _Terminal(io.StringIO):
 def test_device_login_shows_a_countdown_on_a_terminal(
     hoxton_auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hoxton_auth._login import login as run_login
+    from hoxton_auth._auth import run_login
 
     hoxton_auth_server.device_interval = 2.5
     terminal = _Terminal()

@@ -190,14 +190,15 @@ def proxy() -> Iterator[CountingProxy]:
 
 
 def _auth(server: AuthServer, **network: object) -> HoxtonAuth:
-    return HoxtonAuth(
+    made: HoxtonAuth = HoxtonAuth(
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
         domain=server.domain,
         cache=MemoryTokenCache(),
         max_attempts=1,
-        **network,  # type: ignore[arg-type]  # the network keyword arguments under test
+        **network,  # type: ignore[call-overload]  # the network keyword arguments under test
     )
+    return made
 
 
 def _fetch(transport: str, auth: HoxtonAuth) -> str:
@@ -447,7 +448,7 @@ def test_proxy_credentials_stay_out_of_repr() -> None:
 )
 def test_bad_network_arguments_name_themselves(kwargs: dict[str, object], word: str) -> None:
     with pytest.raises(ConfigError, match=word):
-        HoxtonAuth("cid", "secret", cache=None, **kwargs)  # type: ignore[arg-type]  # wrong on purpose
+        HoxtonAuth("cid", "secret", cache=None, **kwargs)  # type: ignore[call-overload]  # wrong on purpose
 
 
 def test_network_settings_are_normalised() -> None:

@@ -37,6 +37,7 @@ PUBLIC = [
     "LoginRequiredError",
     "MemoryTokenCache",
     "MfaRequiredError",
+    "NotLoggedInError",
     "PasswordAuth",
     "RedisTokenCache",
     "RefreshTokenAuth",

@@ -93,9 +93,10 @@ def auth_server() -> Iterator[AuthServer]:
 
 
 def _client_auth(server: AuthServer, cache: RedisTokenCache, **options: Any) -> HoxtonAuth:
-    return HoxtonAuth(
+    made: HoxtonAuth = HoxtonAuth(
         DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=cache, **options
     )
+    return made
 
 
 def _digest(token: str) -> str:

@@ -755,7 +755,10 @@ def _age_cached_token(auth: HoxtonAuth, expires_in: float) -> None:
 
 
 def _client(idp: AuthServer, **extra: Any) -> HoxtonAuth:
-    return HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=idp.domain, **FAST, **extra)
+    made: HoxtonAuth = HoxtonAuth(
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=idp.domain, **FAST, **extra
+    )
+    return made
 
 
 @pytest.mark.parametrize(
@@ -854,7 +857,7 @@ def test_attack_protection_is_never_retried_and_says_the_account_is_blocked(
     idp.block_after_failed_logins = 2
 
     def login(password: str) -> HoxtonAuth:
-        return HoxtonAuth(
+        made: HoxtonAuth = HoxtonAuth(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
             username=DEFAULT_USERNAME,
@@ -863,6 +866,7 @@ def test_attack_protection_is_never_retried_and_says_the_account_is_blocked(
             cache=None,
             **FAST,
         )
+        return made
 
     for _ in range(2):
         with pytest.raises(InvalidGrantError):

@@ -530,7 +530,7 @@ def test_a_rejected_refresh_token_is_forgotten(
     # A login whose refresh token was revoked elsewhere: the first call learns
     # it (one refused refresh) and drops it, so later calls, here and in other
     # processes, are told to log in again without sending the dead token.
-    from hoxton_auth import AuthorizationCodeAuth, LoginRequiredError
+    from hoxton_auth import AuthorizationCodeAuth, LoginRequiredError, NotLoggedInError
     from hoxton_auth.testing import PUBLIC_CLIENT_ID
 
     cache = FileTokenCache(tmp_path / "tokens.json")
@@ -554,7 +554,8 @@ def test_a_rejected_refresh_token_is_forgotten(
     assert entry.token.refresh_token is None
     assert entry.meta["client_id"] == PUBLIC_CLIENT_ID
 
-    with pytest.raises(LoginRequiredError, match="log in again"):
+    # Nothing is sent now, so the error is no TokenRequestError (STYLE.md section 5).
+    with pytest.raises(NotLoggedInError, match="log in again"):
         get()
     assert server.count() == 1  # the dead token was not sent again
 

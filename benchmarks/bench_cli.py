@@ -1,0 +1,118 @@
+"""The CLI's start-up (issue 15 item 6): ``hoxton-auth token`` answered from the cache.
+
+Runs, in turns with the order rotating every round, a bare ``python -c pass``
+(the interpreter's own start-up: the floor), ``hoxton-auth token`` and
+``hoxton-auth status`` (the installed console script) and ``python -m
+hoxton_auth token``, each a fresh process, against a file cache filled once
+through the local test server (its counter checks that no run fetched).
+
+Time is the children's CPU time (user + system, from
+``getrusage(RUSAGE_CHILDREN)``): on a shared machine wall time mostly
+measures waiting for a core. Bytecode is cached as after ``pip install``
+(``PYTHONPYCACHEPREFIX``, warmed up first), as in ``bench_cold.py``.
+
+Usage: ``python benchmarks/bench_cli.py [--rounds N]``; the goal is a cached
+``hoxton-auth token`` within 2x ``python -c pass``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hoxton_auth import HoxtonAuth
+from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+
+GOAL_RATIO = 2.0
+WARMUP_RUNS = 3
+
+
+def _cpu_of_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _commands(before: str | None) -> dict[str, list[str]]:
+    script = shutil.which("hoxton-auth", path=str(Path(sys.executable).parent))
+    commands = {
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -m hoxton_auth token": [sys.executable, "-m", "hoxton_auth", "token"],
+    }
+    if before is not None:
+        # Another checkout's package, first on sys.path (before this install's finder).
+        code = f"import sys; sys.path.insert(0, {before!r}); import runpy; "
+        code += "sys.argv = ['hoxton-auth', 'token']; "
+        code += "runpy.run_module('hoxton_auth', run_name='__main__')"
+        commands["before: hoxton-auth token"] = [sys.executable, "-c", code]
+    if script is not None:
+        commands["hoxton-auth token"] = [script, "token"]
+        commands["hoxton-auth status"] = [script, "status"]
+    return commands
+
+
+def run(rounds: int, before: str | None = None) -> dict[str, float]:
+    """Median CPU milliseconds per command over ``rounds`` rounds."""
+    with tempfile.TemporaryDirectory() as workdir, AuthServer() as server:
+        env = dict(os.environ)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        for name in ("HOXTON_USERNAME", "HOXTON_PASSWORD", "HOXTON_REFRESH_TOKEN"):
+            env.pop(name, None)
+        env.update(
+            {
+                "PYTHONPYCACHEPREFIX": str(Path(workdir) / "pycache"),
+                "HOXTON_AUTH_CACHE": str(Path(workdir) / "tokens.json"),
+                "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
+                "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+                "HOXTON_AUTH_DOMAIN": server.domain,
+            }
+        )
+        HoxtonAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            domain=server.domain,
+            cache=env["HOXTON_AUTH_CACHE"],
+        ).get_token()
+        fetched = server.count()
+        commands = _commands(before)
+        names = list(commands)
+        for name in names * WARMUP_RUNS:
+            subprocess.run(commands[name], env=env, check=True, capture_output=True)
+        cpu: dict[str, list[float]] = {name: [] for name in names}
+        for round_number in range(rounds):
+            shift = round_number % len(names)
+            for name in names[shift:] + names[:shift]:
+                before = _cpu_of_children()
+                subprocess.run(commands[name], env=env, check=True, capture_output=True)
+                cpu[name].append((_cpu_of_children() - before) * 1000)
+        if server.count() != fetched:
+            raise RuntimeError("a CLI run fetched a token: the cache was not used")
+    return {name: statistics.median(values) for name, values in cpu.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument(
+        "--before", metavar="CHECKOUT", help="also time `hoxton-auth token` of another checkout"
+    )
+    args = parser.parse_args()
+    medians = run(args.rounds, args.before)
+    floor = medians["python -c pass"]
+    print(f"CPU ms per run, median of {args.rounds} rounds (python {sys.version.split()[0]}):")
+    for name, ms in medians.items():
+        print(f"  {name:<30} {ms:6.1f} ms  {ms / floor:4.2f}x")
+    ratio = medians.get("hoxton-auth token", medians["python -m hoxton_auth token"]) / floor
+    verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
+    print(f"goal: cached `hoxton-auth token` within {GOAL_RATIO:g}x `python -c pass`: {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""The constructor's arguments, without an HTTP library: what they mean and what they build.
+
+Which grant the arguments choose (``grant_kind_of``) and the checks each
+grant makes (``grant_for``), the ``HOXTON_*`` variables (``ENVIRONMENT``,
+read here and nowhere else), the ``cache=`` argument (``resolve_cache``),
+and the parts an auth object is made of (``build_session``: config, grant,
+cache, identity and session). ``HoxtonAuth`` and the CLI both use it; it
+imports neither requests nor httpx, so ``hoxton-auth token`` answered from
+the cache never loads them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ._cache import MemoryTokenCache, TokenCache
+from ._config import ClientConfig, NetworkSettings, normalize_scope
+from ._errors import ConfigError
+from ._file_cache import FileTokenCache
+from ._grants import AuthorizationCode, ClientCredentials, Grant, Password
+from ._identity import identity_for
+from ._session import OnToken, TokenManager
+
+__all__ = [
+    "DEFAULT",
+    "ENVIRONMENT",
+    "GRANT_ARGUMENTS",
+    "GRANT_CLASS_NAMES",
+    "GRANT_KINDS",
+    "LOGIN_SCOPE",
+    "CacheArg",
+    "build_session",
+    "check_environment",
+    "check_grant_arguments",
+    "gather",
+    "grant_for",
+    "grant_kind_of",
+    "read_environment",
+    "resolve_cache",
+    "session_from_env",
+]
+
+LOGIN_SCOPE = "openid profile offline_access"
+"""What ``login()`` asks for by default: an ID token and a refresh token."""
+
+#: Grant kind -> the constructor arguments that carry it. The one list of
+#: grant arguments: everything else (choice, checks, environment) reads it.
+GRANT_KINDS: Mapping[str, tuple[str, ...]] = {
+    "client_credentials": (),
+    "password": ("username", "password"),
+    "authorization_code": ("code", "redirect_uri", "code_verifier"),
+    "refresh_token": ("refresh_token",),
+}
+
+#: Grant kind -> the auth class of that grant (in ``_auth.py``), for messages.
+GRANT_CLASS_NAMES: Mapping[str, str] = {
+    "client_credentials": "ClientCredentialsAuth",
+    "password": "PasswordAuth",
+    "authorization_code": "AuthorizationCodeAuth",
+    "refresh_token": "RefreshTokenAuth",
+}
+
+#: The constructor arguments that choose and carry a grant.
+GRANT_ARGUMENTS = tuple(name for names in GRANT_KINDS.values() for name in names)
+
+#: Constructor argument -> the variable it is read from.
+ENVIRONMENT = {
+    "client_id": "HOXTON_CLIENT_ID",
+    "client_secret": "HOXTON_CLIENT_SECRET",
+    "username": "HOXTON_USERNAME",
+    "password": "HOXTON_PASSWORD",
+    "refresh_token": "HOXTON_REFRESH_TOKEN",
+    "scope": "HOXTON_SCOPE",
+    "audience": "HOXTON_AUDIENCE",
+    "domain": "HOXTON_AUTH_DOMAIN",
+    "cache": "HOXTON_AUTH_CACHE",
+}
+
+
+# -- which grant -----------------------------------------------------------------------
+
+
+def grant_kind_of(arguments: Mapping[str, Any]) -> str:
+    """The grant kind ``HoxtonAuth(**arguments)`` stands for (the first that applies)."""
+    given = {name for name in GRANT_ARGUMENTS if arguments.get(name) is not None}
+    for kind in ("password", "authorization_code", "refresh_token"):
+        if given.intersection(GRANT_KINDS[kind]):
+            return kind
+    return "client_credentials"
+
+
+def check_grant_arguments(
+    kind: str,
+    owner: str,
+    arguments: Mapping[str, str | None],
+    *,
+    realm: str | None = None,
+    otp: Callable[[], str] | None = None,
+) -> None:
+    """The checks any grant makes first: only its own arguments, each a non-empty string.
+
+    Raises:
+        ConfigError: An argument of another grant, or not a non-empty string.
+    """
+    # issue 12: grant extras of the password grant only
+    if (realm is not None or otp is not None) and kind != "password":
+        raise ConfigError("realm and otp belong to the password grant (username/password)")
+    allowed = GRANT_KINDS[kind]
+    foreign = sorted(n for n, v in arguments.items() if v is not None and n not in allowed)
+    if foreign:
+        raise ConfigError(
+            f"{owner} does not take {', '.join(foreign)}: those arguments belong to another grant"
+        )
+    for name, value in arguments.items():
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{name} must be a non-empty string")
+
+
+def grant_for(
+    kind: str,
+    owner: str,
+    arguments: Mapping[str, str | None],
+    *,
+    client_secret: str | None,
+    realm: str | None = None,
+    otp: Callable[[], str] | None = None,
+) -> Grant | None:
+    """Check the grant arguments of ``kind`` and build its grant.
+
+    Args:
+        kind: One of ``GRANT_KINDS``.
+        owner: The class name, for messages.
+        arguments: Every grant argument (``None`` when not given).
+        client_secret: The client's secret, if any.
+        realm: Password grant only: Auth0's password-realm connection.
+        otp: Password grant only: a callable returning a one-time code.
+
+    Returns:
+        The grant, or ``None`` when the grant comes from the cache (a
+        refresh-token lineage, or the logged-in session).
+
+    Raises:
+        ConfigError: Arguments missing, of another grant, or not strings.
+    """
+    check_grant_arguments(kind, owner, arguments, realm=realm, otp=otp)
+    if kind == "client_credentials":
+        if client_secret is None:
+            raise ConfigError(
+                "client_secret is required for the client_credentials grant "
+                "(or pass username/password, code/redirect_uri or refresh_token)"
+            )
+        return ClientCredentials()
+    if kind == "password":
+        username, password = arguments.get("username"), arguments.get("password")
+        if username is None:
+            raise ConfigError("username is required with password")
+        if password is None:
+            raise ConfigError("password is required with username")
+        if realm is not None and (not isinstance(realm, str) or not realm):
+            raise ConfigError("realm must be a non-empty string")
+        if otp is not None and not callable(otp):
+            raise ConfigError("otp must be a callable returning the one-time code")
+        return Password(username, password, realm, otp)
+    if kind == "authorization_code":
+        code, redirect_uri = arguments.get("code"), arguments.get("redirect_uri")
+        verifier = arguments.get("code_verifier")
+        if code is None:
+            if verifier is not None:
+                raise ConfigError("code_verifier needs code")
+            if redirect_uri is not None:
+                raise ConfigError("code is required with redirect_uri")
+            return None  # the logged-in session
+        if redirect_uri is None:
+            raise ConfigError("redirect_uri is required with code (the one sent to /authorize)")
+        return AuthorizationCode(code, redirect_uri, verifier)
+    if arguments.get("refresh_token") is None:
+        raise ConfigError(f"refresh_token is required for {owner}")
+    return None  # the lineage's refresh token comes from the cache (or the seed)
+
+
+# -- the HOXTON_* variables -----------------------------------------------------------
+
+
+def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The constructor arguments set in the environment (empty variables count as unset)."""
+    environ = os.environ if environ is None else environ
+    return {arg: environ[var] for arg, var in ENVIRONMENT.items() if environ.get(var)}
+
+
+def gather(kind: str | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments ``from_env(**overrides)`` would use.
+
+    Args:
+        kind: The grant kind of the class ``from_env`` was called on, or
+            ``None`` for ``HoxtonAuth`` (which infers it).
+        overrides: The keyword arguments given; they win over the environment.
+    """
+    found = read_environment()
+    # Grant arguments travel as a group: an explicit refresh_token must not be
+    # mixed with a HOXTON_USERNAME left in the environment.
+    if any(overrides.get(name) is not None for name in GRANT_ARGUMENTS):
+        found = {k: v for k, v in found.items() if k not in GRANT_ARGUMENTS}
+    if kind is not None:
+        # A grant class takes only its own grant arguments from the environment.
+        allowed = GRANT_KINDS[kind]
+        found = {k: v for k, v in found.items() if k not in GRANT_ARGUMENTS or k in allowed}
+    return {**found, **overrides}
+
+
+def check_environment(kind: str | None, kwargs: Mapping[str, Any]) -> None:
+    """Name the missing or clashing variable before the constructor names the argument.
+
+    Raises:
+        ConfigError: A required variable is missing (named), or they clash.
+    """
+
+    def given(name: str) -> bool:
+        return kwargs.get(name) is not None
+
+    if not given("client_id"):
+        raise ConfigError("HOXTON_CLIENT_ID is not set (nor client_id given)")
+    if kind is None and given("refresh_token") and (given("username") or given("password")):
+        raise ConfigError(
+            "HOXTON_REFRESH_TOKEN and HOXTON_USERNAME/HOXTON_PASSWORD are both set: "
+            "they are two different grants, unset one"
+        )
+    chosen = grant_kind_of(kwargs) if kind is None else kind
+    if chosen == "password":
+        for name in ("username", "password"):
+            if not given(name):
+                raise ConfigError(f"{ENVIRONMENT[name]} is not set (nor {name} given)")
+    if kind == "refresh_token" and not given("refresh_token"):
+        raise ConfigError("HOXTON_REFRESH_TOKEN is not set (nor refresh_token given)")
+    if chosen == "client_credentials" and not given("client_secret"):
+        raise ConfigError(
+            "HOXTON_CLIENT_SECRET is not set (nor client_secret given): the "
+            "client_credentials grant needs it; for a user's tokens set "
+            "HOXTON_USERNAME and HOXTON_PASSWORD or HOXTON_REFRESH_TOKEN, or log in "
+            "(`hoxton-auth login`) and use AuthorizationCodeAuth.from_env()"
+        )
+
+
+# -- the cache= argument --------------------------------------------------------------
+
+
+class _Default:
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Any = _Default()
+"""The shared file cache (``FileTokenCache()``); the default of ``cache=``."""
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# RFC 3986 scheme, then "://"; a Windows drive ("C:\\x", "C:/x") has no "//".
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+
+CacheArg = TokenCache | str | os.PathLike[str] | None
+
+
+def resolve_cache(cache: CacheArg) -> TokenCache:
+    """Turn the ``cache=`` argument into a ``TokenCache``.
+
+    ``DEFAULT`` is ``$HOXTON_AUTH_CACHE`` if set, else ``FileTokenCache()``.
+    ``RedisTokenCache`` is imported only for a Redis URL: redis-py is an
+    optional extra.
+
+    Raises:
+        ConfigError: If ``cache`` is of an unknown kind.
+    """
+    if cache is DEFAULT:
+        configured = read_environment().get("cache")
+        return resolve_cache(configured) if configured else FileTokenCache()
+    if cache is None:
+        return MemoryTokenCache()
+    if isinstance(cache, TokenCache):
+        return cache
+    if isinstance(cache, (str, os.PathLike)):
+        location = os.fspath(cache)
+        if location.startswith(tuple(s + "://" for s in _REDIS_SCHEMES)):
+            from ._redis_cache import RedisTokenCache  # an optional extra: see the docstring
+
+            cache_from_url: TokenCache = RedisTokenCache(location)
+            return cache_from_url
+        scheme = _URL_SCHEME.match(location)
+        if scheme is not None:  # "memcached://x" is no path: it would create ./memcached:/x
+            raise ConfigError(
+                f"cache {location!r} has the unknown scheme {scheme.group(1)!r}; "
+                f"supported: a file path, {', '.join(s + '://' for s in _REDIS_SCHEMES)} "
+                f"URLs, a TokenCache, or None"
+            )
+        return FileTokenCache(location)
+    raise ConfigError(
+        f"cache must be a TokenCache, a path, a redis:// URL or None, got {type(cache).__name__}"
+    )
+
+
+# -- the parts ------------------------------------------------------------------------
+
+
+def build_session(
+    kind: str,
+    owner: str,
+    client_id: str,
+    client_secret: str | None,
+    *,
+    grant_arguments: Mapping[str, str | None],
+    scope: str | Sequence[str] | None,
+    cache: CacheArg,
+    network: NetworkSettings,
+    realm: str | None = None,
+    otp: Callable[[], str] | None = None,
+    on_token: OnToken | None = None,
+    **settings: Any,
+) -> TokenManager:
+    """Config, grant, cache and identity put together into the session that renews tokens.
+
+    Args:
+        kind: One of ``GRANT_KINDS``.
+        owner: The class name, for messages.
+        client_id: The OAuth client's id.
+        client_secret: The client's secret, if any.
+        grant_arguments: Every grant argument (``None`` when not given).
+        scope: Space separated string or a sequence of scopes.
+        cache: The ``cache=`` argument.
+        network: verify/cert/proxy/trust_env for token requests.
+        realm: Password grant only.
+        otp: Password grant only.
+        on_token: Called with a ``TokenInfo`` after every fetch or refresh.
+        **settings: The other ``ClientConfig`` fields (domain, audience,
+            leeway, timeout, ...).
+
+    Raises:
+        ConfigError: Arguments missing or contradictory.
+    """
+    check_grant_arguments(kind, owner, grant_arguments, realm=realm, otp=otp)
+    config = ClientConfig(
+        client_id=client_id,
+        client_secret=client_secret,
+        scope=normalize_scope(scope),
+        network=network,
+        **settings,
+    )
+    grant = grant_for(
+        kind, owner, grant_arguments, client_secret=client_secret, realm=realm, otp=otp
+    )
+    token_cache = resolve_cache(cache)
+    refresh_token = grant_arguments.get("refresh_token")
+    # Whose entry this is (issue 10): see _identity.py.
+    identity = identity_for(config, grant, refresh_token)
+    return TokenManager(config, grant, token_cache, identity, refresh_token, on_token)
+
+
+def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenManager:
+    """The session ``from_env(**overrides)`` would hold, without an auth object.
+
+    For the CLI: the auth classes subclass requests' and httpx's base
+    classes, and a token answered from the cache needs neither library.
+
+    Args:
+        kind: The grant kind to use, or ``None`` to infer it from the arguments.
+        overrides: Constructor arguments; they win over the environment.
+
+    Raises:
+        ConfigError: A variable is missing (named), or they clash.
+    """
+    kwargs = gather(kind, overrides)
+    check_environment(kind, kwargs)
+    chosen = grant_kind_of(kwargs) if kind is None else kind
+    grant_arguments = {name: kwargs.pop(name, None) for name in GRANT_ARGUMENTS}
+    return build_session(
+        chosen,
+        GRANT_CLASS_NAMES[chosen],
+        kwargs.pop("client_id"),
+        kwargs.pop("client_secret", None),
+        grant_arguments=grant_arguments,
+        scope=kwargs.pop("scope", None),
+        cache=kwargs.pop("cache", DEFAULT),
+        network=NetworkSettings.from_args(True, None, None, True),
+        **kwargs,
+    )
