@@ -1,6 +1,6 @@
 """The document format of the token cache file: its marker, its version, its salvage.
 
-No I/O: ``FileTokenCache`` (``_file_cache.py``) reads and writes the bytes.
+No I/O: ``_private_file.py`` reads and writes the bytes for ``FileTokenCache``.
 
 A file is ours when it starts with the marker (``{"format": FORMAT_MARKER,
 "version": 1, ..., "entries": {...}}``; the marker is written first, so a

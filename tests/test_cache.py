@@ -32,7 +32,7 @@ from hoxton_auth import (
 )
 from hoxton_auth._cache import cache_key
 from hoxton_auth._cache_format import FORMAT_MARKER, FORMAT_VERSION
-from hoxton_auth._file_cache import STALE_TEMP_AFTER
+from hoxton_auth._private_file import STALE_TEMP_AFTER
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,

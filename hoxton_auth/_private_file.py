@@ -1,0 +1,331 @@
+"""The token cache's file on disk: used only if it is this user's, written atomically.
+
+How it stays safe on a shared machine (issue 11; StrictModes in OpenSSH):
+the file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a
+regular file of the effective user, at most ``MAX_FILE_BYTES`` long, in a
+directory that no other user can write to (unless sticky and ours), holding a
+hoxton-auth document (``_cache_format.py``). Anything else is *refused*:
+``CacheUnavailableError`` naming the path, the reason and ``HOXTON_AUTH_CACHE``,
+with one ``HoxtonAuthWarning``, and the file is never chmod-ed, truncated or
+replaced. The lock file gets the same type and owner checks before it is locked.
+
+How a write is atomic: it goes to a temporary file (0600) in the same
+directory, flushed and fsynced, then ``os.replace``-d over the file, so a
+reader, or a process killed mid-write, sees the old file or the new one.
+
+How a write always has room (issue 11, full disk): ``reserve`` creates that
+temporary file in advance and pre-allocates (``posix_fallocate``) the
+current file's size plus ``RESERVE_MARGIN``; ``replace`` then writes into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import stat
+import tempfile
+import warnings
+from pathlib import Path
+
+from ._cache_format import Decoded, decode
+from ._errors import CacheUnavailableError, HoxtonAuthWarning
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "RESERVE_MARGIN",
+    "STALE_TEMP_AFTER",
+    "Reservation",
+    "check_before_locking",
+    "check_directory",
+    "ensure_directory",
+    "read_document",
+    "release",
+    "replace",
+    "reserve",
+    "warn_once",
+]
+
+logger = logging.getLogger("hoxton_auth")
+
+MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is not ours
+# Temporary files are only written under the lock, so one older than this
+# belongs to a writer that died mid-write.
+STALE_TEMP_AFTER = 600.0
+# Room reserved beyond the current file for the answer of a refresh: a rotated
+# refresh token and an access token are a few KiB, a JWT with large custom
+# claims rarely tens of KiB.
+RESERVE_MARGIN = 64 * 1024
+_NO_SPACE = frozenset(
+    code for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if code
+)
+_O_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+_O_OPEN |= getattr(os, "O_CLOEXEC", 0)
+_warned: set[tuple[object, ...]] = set()  # (cause, path, ...): one warning each per process
+
+#: A temporary file created (and pre-allocated) for the next write: (fd, name).
+Reservation = tuple[int, str]
+
+
+def warn_once(key: tuple[object, ...], message: str, *args: object) -> None:
+    """A log record and a ``HoxtonAuthWarning``, once per ``key`` in this process."""
+    if key in _warned:
+        return
+    _warned.add(key)
+    logger.warning(message, *args)
+    warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
+
+
+# -- is it ours ----------------------------------------------------------------------
+
+
+def _refuse(path: Path, reason: str) -> CacheUnavailableError:
+    message = (
+        f"token cache {path} refused: {reason}; hoxton-auth does not read, change or "
+        f"replace it (remove it, or set HOXTON_AUTH_CACHE to another file)"
+    )
+    warn_once(("refused", str(path), reason), "%s", message)
+    return CacheUnavailableError(message)
+
+
+def check_directory(path: Path) -> None:
+    """Refuse a directory another user can write to (they could swap our files).
+
+    Raises:
+        CacheUnavailableError: The directory of ``path`` is refused or unusable.
+    """
+    directory = path.parent
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        return  # created 0700 by the first write
+    except OSError as exc:
+        raise CacheUnavailableError(f"cannot use token cache {path}: {exc}") from exc
+    if os.name != "posix" or not stat.S_ISDIR(info.st_mode):
+        return  # Windows: ACLs guard it; not a directory: the open fails clearly
+    euid = os.geteuid()
+    if info.st_uid not in (euid, 0):
+        raise _refuse(path, f"its directory belongs to uid {info.st_uid}")
+    open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    if open_to_others and not (info.st_mode & stat.S_ISVTX and info.st_uid == euid):
+        mode = stat.S_IMODE(info.st_mode)
+        raise _refuse(path, f"its directory is writable by others (mode {mode:o})")
+
+
+def _check_file(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise _refuse(path, "it is not a regular file")
+    if os.name == "posix" and info.st_uid != os.geteuid():
+        raise _refuse(path, f"it belongs to uid {info.st_uid}, not to this user")
+
+
+def check_before_locking(path: Path, lock_path: Path) -> None:
+    """Refuse a lock path (or cache path) that is not a private file of ours.
+
+    Raises:
+        CacheUnavailableError: Either path is refused, or cannot be examined.
+    """
+    check_directory(path)
+    for each in (path, lock_path):  # the cache too: no lock file beside /dev/null
+        try:
+            info = os.lstat(each)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise CacheUnavailableError(f"cannot lock token cache {each}: {exc}") from exc
+        if stat.S_ISLNK(info.st_mode):
+            raise _refuse(each, "it is a symbolic link")
+        _check_file(each, info)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def read_document(path: Path) -> tuple[Decoded, os.stat_result] | None:
+    """The decoded file and its ``fstat``, or ``None`` when absent.
+
+    Raises:
+        CacheUnavailableError: The file is refused, or cannot be read.
+    """
+    check_directory(path)
+    try:
+        fd = os.open(path, _O_OPEN)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):  # ELOOP from O_NOFOLLOW
+            raise _refuse(path, "it is a symbolic link") from exc
+        raise CacheUnavailableError(f"cannot read token cache {path}: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        _check_file(path, info)  # before reading: a FIFO or /dev/zero is never read
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, MAX_FILE_BYTES + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:
+            raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes")
+        decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
+        if decoded.refused is not None:
+            raise _refuse(path, decoded.refused)
+        _tighten(path, fd, info)  # only now: a file that is not ours is never chmod-ed
+    except OSError as exc:
+        if isinstance(exc, CacheUnavailableError):
+            raise
+        raise CacheUnavailableError(f"cannot read token cache {path}: {exc}") from exc
+    finally:
+        os.close(fd)
+    return decoded, info
+
+
+def _tighten(path: Path, fd: int, info: os.stat_result) -> None:
+    # Windows reports every file as 0o666 and has no fchmod: ACLs guard it there.
+    mode = stat.S_IMODE(info.st_mode)
+    if os.name != "posix" or not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return
+    # Tokens are credentials: another user who can read them is the user.
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError as exc:
+        warn_once(
+            ("open", str(path), mode),
+            "token cache %s is open to other users (mode %o) and could not be tightened: %s",
+            path,
+            mode,
+            str(exc),
+        )
+        return
+    warn_once(
+        ("tightened", str(path), info.st_ino, mode),
+        "token cache %s was open to other users (mode %o); tightened to 0600",
+        path,
+        mode,
+    )
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def ensure_directory(path: Path) -> None:
+    """Create the directory of ``path`` (0700) if it is missing."""
+    if not path.parent.is_dir():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def _create_temp(path: Path) -> Reservation:
+    # mkstemp creates it 0600, in the cache's directory so os.replace is atomic.
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def replace(path: Path, payload: bytes, reservation: Reservation | None, now: float) -> None:
+    """Write ``payload`` over ``path`` atomically, into ``reservation`` if one is given.
+
+    Raises:
+        CacheUnavailableError: The write failed (the old file is left as it was).
+    """
+    try:
+        if reservation is None:
+            ensure_directory(path)
+            reservation = _create_temp(path)
+    except OSError as exc:
+        raise CacheUnavailableError(f"cannot write token cache {path}: {exc}") from exc
+    fd, temp_name = reservation
+    try:
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.ftruncate(fd, len(payload))  # the reserved tail is given back
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp_name, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise CacheUnavailableError(f"cannot write token cache {path}: {exc}") from exc
+    _sync_directory(path)
+    _remove_stale_temp_files(path, now)
+
+
+def _sync_directory(path: Path) -> None:
+    # The rename is durable only once the directory is on disk (power loss).
+    with contextlib.suppress(OSError):
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove_stale_temp_files(path: Path, now: float) -> None:
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if temp.stat().st_mtime < now - STALE_TEMP_AFTER:
+                temp.unlink()
+
+
+# -- reserving the space of the next write -------------------------------------------
+
+
+def reserve(path: Path) -> Reservation:
+    """Create and pre-allocate the replacement file of the next write.
+
+    Raises:
+        CacheUnavailableError: There is no room for it (or no way to create it).
+    """
+    try:
+        size = min(os.stat(path).st_size, MAX_FILE_BYTES)
+    except OSError:
+        size = 0
+    size += RESERVE_MARGIN
+    try:
+        fd, temp_name = _create_temp(path)
+    except OSError as exc:
+        raise _unreservable(path, size, exc) from exc
+    try:
+        _allocate(fd, size)
+    except OSError as exc:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise _unreservable(path, size, exc) from exc
+    return fd, temp_name
+
+
+def _unreservable(path: Path, size: int, exc: OSError) -> CacheUnavailableError:
+    if exc.errno in _NO_SPACE:
+        return CacheUnavailableError(
+            f"token cache {path}: no room to store a renewed token (could not reserve "
+            f"{size} bytes in {path.parent}: {exc.strerror}); no token request is sent "
+            f"whose answer could be lost. Free space on that filesystem, or set "
+            f"HOXTON_AUTH_CACHE to a file elsewhere"
+        )
+    return CacheUnavailableError(f"cannot write token cache {path}: {exc}")
+
+
+def release(reservation: Reservation | None) -> None:
+    """Give back a reservation no write used."""
+    if reservation is not None:
+        fd, temp_name = reservation
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Make ``size`` bytes of ``fd`` really take disk blocks (not a sparse file)."""
+    fallocate = getattr(os, "posix_fallocate", None)
+    if fallocate is not None:
+        try:
+            fallocate(fd, 0, size)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+    # No fallocate here (Windows, macOS, or a filesystem without it): zeros take blocks too.
+    remaining = size
+    while remaining:
+        remaining -= os.write(fd, bytes(min(remaining, 65536)))
+    os.lseek(fd, 0, os.SEEK_SET)
