@@ -1,8 +1,8 @@
 """The constructor's arguments, without an HTTP library: what they mean and what they build.
 
 Which grant the arguments choose (``grant_kind_of``) and the checks each
-grant makes (``grant_for``), the ``HOXTON_*`` variables (``ENVIRONMENT``,
-read here and nowhere else), the ``cache=`` argument (``resolve_cache``),
+grant makes (``grant_for``), the ``HOXTON_*`` variables (``ENVIRONMENT``
+and ``read_environment``, from ``_config.py``), the ``cache=`` argument (``resolve_cache``),
 and the parts an auth object is made of (``build_session``: config, grant,
 cache, identity and session). ``HoxtonAuth`` and the CLI both use it; it
 imports neither requests nor httpx, so ``hoxton-auth token`` answered from
@@ -17,7 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ._cache import MemoryTokenCache, TokenCache
-from ._config import ClientConfig, NetworkSettings, normalize_scope
+from ._config import (
+    ENVIRONMENT,
+    ClientConfig,
+    NetworkSettings,
+    normalize_scope,
+    read_environment,
+)
 from ._errors import ConfigError
 from ._file_cache import FileTokenCache
 from ._grants import AuthorizationCode, ClientCredentials, Grant, Password
@@ -65,19 +71,6 @@ GRANT_CLASS_NAMES: Mapping[str, str] = {
 
 #: The constructor arguments that choose and carry a grant.
 GRANT_ARGUMENTS = tuple(name for names in GRANT_KINDS.values() for name in names)
-
-#: Constructor argument -> the variable it is read from.
-ENVIRONMENT = {
-    "client_id": "HOXTON_CLIENT_ID",
-    "client_secret": "HOXTON_CLIENT_SECRET",
-    "username": "HOXTON_USERNAME",
-    "password": "HOXTON_PASSWORD",
-    "refresh_token": "HOXTON_REFRESH_TOKEN",
-    "scope": "HOXTON_SCOPE",
-    "audience": "HOXTON_AUDIENCE",
-    "domain": "HOXTON_AUTH_DOMAIN",
-    "cache": "HOXTON_AUTH_CACHE",
-}
 
 
 # -- which grant -----------------------------------------------------------------------
@@ -182,12 +175,6 @@ def grant_for(
 
 
 # -- the HOXTON_* variables -----------------------------------------------------------
-
-
-def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The constructor arguments set in the environment (empty variables count as unset)."""
-    environ = os.environ if environ is None else environ
-    return {arg: environ[var] for arg, var in ENVIRONMENT.items() if environ.get(var)}
 
 
 def gather(kind: str | None, overrides: Mapping[str, Any]) -> dict[str, Any]:

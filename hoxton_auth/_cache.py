@@ -4,7 +4,8 @@ A cache stores tokens and harmless metadata (token URL, client id, audience,
 grant kind, scope, subject label, a salted verifier), never a client secret
 or password, under a key that is a hash (``_identity.py`` says whose entry
 it is). The shared on-disk cache, ``FileTokenCache``, and its lock are in
-``_file_cache.py``: the only module that touches the disk.
+``_file_cache.py``, the file itself in ``_private_file.py``: the only
+modules that touch the disk.
 ``RedisTokenCache`` keeps tokens in Redis (``_redis_cache.py``, its lock
 ``_redis_lock.py``).
 

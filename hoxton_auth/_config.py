@@ -6,7 +6,7 @@ import dataclasses
 import ipaddress
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
@@ -15,10 +15,12 @@ from ._errors import ConfigError, InsecureTransportError
 __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_DOMAIN",
+    "ENVIRONMENT",
     "ClientConfig",
     "NetworkSettings",
     "check_bearer_url",
     "normalize_scope",
+    "read_environment",
 ]
 
 DEFAULT_AUDIENCE = "https://api.hoxton.cloud"
@@ -29,6 +31,25 @@ RequestFormat = Literal["form", "json"]
 PathArg = str | os.PathLike[str]
 VerifyArg = bool | PathArg
 CertArg = PathArg | tuple[PathArg, PathArg] | None
+
+#: Constructor argument -> the variable it is read from (read in this module only).
+ENVIRONMENT = {
+    "client_id": "HOXTON_CLIENT_ID",
+    "client_secret": "HOXTON_CLIENT_SECRET",
+    "username": "HOXTON_USERNAME",
+    "password": "HOXTON_PASSWORD",
+    "refresh_token": "HOXTON_REFRESH_TOKEN",
+    "scope": "HOXTON_SCOPE",
+    "audience": "HOXTON_AUDIENCE",
+    "domain": "HOXTON_AUTH_DOMAIN",
+    "cache": "HOXTON_AUTH_CACHE",
+}
+
+
+def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The constructor arguments set in the environment (empty variables count as unset)."""
+    environ = os.environ if environ is None else environ
+    return {arg: environ[var] for arg, var in ENVIRONMENT.items() if environ.get(var)}
 
 
 def normalize_scope(scope: ScopeArg) -> str | None:

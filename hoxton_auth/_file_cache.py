@@ -46,6 +46,7 @@ from ._cache import (
     TokenCache,
 )
 from ._cache_format import encode
+from ._config import read_environment
 from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, HoxtonAuthWarning
 from ._private_file import (
     Reservation,
@@ -71,7 +72,7 @@ PathArg = str | os.PathLike[str]
 
 def default_cache_path() -> Path:
     """``$HOXTON_AUTH_CACHE``, else the user cache dir + ``hoxton-auth/tokens.json``."""
-    configured = os.environ.get("HOXTON_AUTH_CACHE")
+    configured = read_environment().get("cache")
     if configured:
         return Path(configured).expanduser()
     import platformdirs  # imported here: only a process that touches the disk needs it
