@@ -95,7 +95,8 @@ def authorize_url(
 
     ``audience`` is sent because Auth0 issues an access token for the API
     only when it is asked for one; ``prompt=login`` makes Auth0 ask for the
-    credentials even when the browser is still logged in (switching accounts).
+    credentials even when the browser is still logged in (switching accounts);
+    ``organization`` logs the user in to that Auth0 Organization.
     """
     params = {
         "response_type": "code",
@@ -108,6 +109,8 @@ def authorize_url(
     }
     if config.scope:
         params["scope"] = config.scope
+    if config.organization is not None:
+        params["organization"] = config.organization
     if prompt is not None:
         params["prompt"] = prompt
     return f"{config.authorize_url}?{urlencode(params)}"
