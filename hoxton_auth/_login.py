@@ -1,16 +1,12 @@
-"""The interactive logins, up to a grant in hand: browser (authorization code + PKCE) and device.
+"""The browser login (authorization code + PKCE), and the choice between it and the device login.
 
-Browser: the browser step happens outside Python; everything else is ours: a
-one-shot HTTP server on the loopback interface receives the redirect, checks
-``state`` and returns the code (``BrowserCode``); ``_auth.run_login`` hands
-it to the ordinary core (``AuthorizationCode`` grant + session), so the
-tokens land in the shared cache under the user-session identity like any other.
-
-Device (RFC 8628), for machines where no browser can be opened (SSH, a
-container, a remote notebook): the user opens a URL on any other device and
-types a code, while the core's ``poll_device_code`` flow polls the token
-endpoint (``ApprovedDevice``). Its tokens are stored by the same
-``begin_session`` call as a browser login's.
+The browser step happens outside Python; everything else is ours: a one-shot
+HTTP server on the loopback interface receives the redirect, checks ``state``
+and returns the code (``BrowserCode``); ``_auth.run_login`` hands it to the
+ordinary core (``AuthorizationCode`` grant + session), so the tokens land in
+the shared cache under the user-session identity like any other.
+``obtain_login`` picks the device login (``_device_login.py``) when no
+browser can be opened here.
 
 This module knows no auth class (so no import cycle). Imported lazily by
 ``_auth.run_login``: ``import hoxton_auth`` must not pay
@@ -26,7 +22,6 @@ import hashlib
 import html
 import logging
 import os
-import random
 import secrets
 import selectors
 import socket
@@ -36,20 +31,16 @@ import time
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import IO, Any
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ._config import ClientConfig
+from ._device_login import ApprovedDevice, device_login
 from ._errors import ConfigError, LoginError
-from ._flow import DeviceAuthorization, poll_device_code, request_device_code
-from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
-from ._requests import RequestsTransport
-from ._session import SyncTransport, drive
 
 __all__ = [
     "LOGIN_PORTS",
     "PROMPTS",
-    "ApprovedDevice",
     "BrowserCode",
     "authorize_url",
     "browser_available",
@@ -104,7 +95,8 @@ def authorize_url(
 
     ``audience`` is sent because Auth0 issues an access token for the API
     only when it is asked for one; ``prompt=login`` makes Auth0 ask for the
-    credentials even when the browser is still logged in (switching accounts).
+    credentials even when the browser is still logged in (switching accounts);
+    ``organization`` logs the user in to that Auth0 Organization.
     """
     params = {
         "response_type": "code",
@@ -117,6 +109,8 @@ def authorize_url(
     }
     if config.scope:
         params["scope"] = config.scope
+    if config.organization is not None:
+        params["organization"] = config.organization
     if prompt is not None:
         params["prompt"] = prompt
     return f"{config.authorize_url}?{urlencode(params)}"
@@ -349,14 +343,6 @@ class BrowserCode:
     code_verifier: str = dataclasses.field(repr=False)
 
 
-@dataclasses.dataclass(frozen=True)
-class ApprovedDevice:
-    """An approved device code, and a transport that replays the token answer it got."""
-
-    device_code: str = dataclasses.field(repr=False)
-    send: SyncTransport = dataclasses.field(repr=False)
-
-
 def check_login_arguments(
     port: int | None,
     redirect_host: str,
@@ -409,7 +395,7 @@ def obtain_login(
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:
-        return _device_login(config, timeout, sleep)
+        return device_login(config, timeout, sleep)
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
     callback = _Callback(state)
@@ -447,116 +433,3 @@ def obtain_login(
     if callback.code is None:
         raise LoginError(callback.error or "the login did not return a code")
     return BrowserCode(callback.code, redirect_uri, verifier)
-
-
-# -- the device login (RFC 8628) ---------------------------------------------------------
-
-# Without a terminal, a progress line at most this often (seconds).
-_PLAIN_PROGRESS_EVERY = 60.0
-
-
-def _device_login(
-    config: ClientConfig, timeout: float, sleep: Callable[[float], None]
-) -> ApprovedDevice:
-    started = time.time()
-    # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
-    send = RequestsTransport(config.network)
-    authorization = drive(
-        request_device_code(config, started, random.Random()),  # noqa: S311  jitter, not crypto
-        send,
-    )
-    out = sys.stderr
-    complete = authorization.verification_uri_complete
-    out.write(
-        f"To log in, open this page on any device:\n\n    {authorization.verification_uri}\n\n"
-        f"and enter the code:  {authorization.user_code}\n\n"
-        + (
-            f"or open this link, which has the code in it:\n\n    {complete}\n\n"
-            if complete
-            else ""
-        )
-    )
-    out.flush()
-    deadline = min(authorization.expires_at, started + timeout)
-    bounded = DeviceAuthorization(
-        authorization.device_code,
-        authorization.user_code,
-        authorization.verification_uri,
-        complete,
-        deadline,
-        authorization.interval,
-    )
-    reply = _drive_polling(poll_device_code(config, bounded), send, sleep, bounded, out)
-    # The approved device code is spent: the session begins with the answer
-    # that came back, replayed to begin_session (the same storing call as a
-    # browser login's), which parses it and replaces the cached session.
-    return ApprovedDevice(authorization.device_code, _replay(config, reply, send))
-
-
-def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:
-    sent = False
-
-    def send(request: TokenRequest) -> Reply:
-        nonlocal sent
-        if request.url != config.token_url:
-            # The revocation of the login this one replaces goes out for real.
-            return real(request)
-        # Only the one device code request of begin_session may get the answer.
-        if sent:
-            raise AssertionError("the device login's answer can be used once")
-        sent = True
-        return reply
-
-    return send
-
-
-def _drive_polling(
-    flow: Flow[TokenResponse],
-    send: SyncTransport,
-    sleep: Callable[[float], None],
-    authorization: DeviceAuthorization,
-    out: IO[str],
-) -> TokenResponse:
-    """Drive ``poll_device_code``, showing how long is left while it waits."""
-    tty = out.isatty()
-    shown_at: float | None = None
-    try:
-        action = next(flow)
-        while True:
-            if isinstance(action, Backoff):
-                if tty:
-                    _countdown(action.delay, authorization, sleep, out)
-                else:
-                    now = time.time()
-                    if shown_at is None or now - shown_at >= _PLAIN_PROGRESS_EVERY:
-                        shown_at = now
-                        left = max(authorization.expires_at - now, 0.0)
-                        out.write(f"Waiting for the login to be approved ({left:.0f}s left)...\n")
-                        out.flush()
-                    sleep(action.delay)
-                action = flow.send(time.time())
-            else:
-                action = flow.send(send(action))
-    except StopIteration as stop:
-        return stop.value  # type: ignore[no-any-return]  # the flow's return value
-    finally:
-        if tty:
-            out.write("\n")
-            out.flush()
-
-
-def _countdown(
-    delay: float, authorization: DeviceAuthorization, sleep: Callable[[float], None], out: IO[str]
-) -> None:
-    """Sleep ``delay`` in steps of at most a second, rewriting one line with the time left."""
-    remaining = delay
-    while remaining > 0:
-        left = max(authorization.expires_at - time.time(), 0.0)
-        minutes, seconds = divmod(int(left), 60)
-        out.write(
-            f"\rWaiting for approval of {authorization.user_code}: {minutes}:{seconds:02d} left "
-        )
-        out.flush()
-        step = min(1.0, remaining)
-        sleep(step)
-        remaining -= step

@@ -20,7 +20,7 @@ import threading
 import webbrowser
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -34,6 +34,8 @@ from hoxton_auth import (
     LoginError,
 )
 from hoxton_auth._auth import LOGIN_SCOPE
+from hoxton_auth._config import ClientConfig
+from hoxton_auth._login import authorize_url
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, PUBLIC_CLIENT_ID, AuthServer
 
 
@@ -120,6 +122,15 @@ def test_login_end_to_end(hoxton_auth_server: AuthServer, browser: FakeBrowser) 
     response = requests.get(hoxton_auth_server.api_url, auth=auth, timeout=30)
     assert response.status_code == 200
     assert hoxton_auth_server.count() == 1  # the login's token was used, not a new one
+
+
+def test_the_authorize_url_carries_the_organization() -> None:
+    # Auth0 logs the user in to an Organization only when /authorize names it.
+    with_org = ClientConfig("cid", organization="org_abc123")
+    query = parse_qs(urlsplit(authorize_url(with_org, "http://127.0.0.1:1/cb", "s", "c")).query)
+    assert query["organization"] == ["org_abc123"]
+    without = authorize_url(ClientConfig("cid"), "http://127.0.0.1:1/cb", "s", "c")
+    assert "organization" not in parse_qs(urlsplit(without).query)
 
 
 def test_each_login_has_its_own_state_and_verifier(

@@ -1,0 +1,284 @@
+"""What the ``hoxton-auth`` commands do: ``token``, ``login``, ``logout`` and ``status``.
+
+Each command takes the parsed arguments (``_cli.py`` parses them) and returns
+its exit status. Options mirror the constructor and default to the
+``HOXTON_*`` variables (read by ``_arguments.py``, as ``from_env`` does).
+stdout carries only a command's result (``token`` prints nothing but the
+token, so ``$(hoxton-auth token)`` works); messages, prompts and errors go to stderr.
+
+A token answered from the cache, and ``status``, load neither requests nor
+httpx (nor PyJWT): the session is built from ``_arguments.py`` without an
+auth object, and the requests transport is imported only when a request must
+be sent (see ``_send``). Interpreter start-up is then most of its cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._arguments import (
+    DEFAULT,
+    GRANT_ARGUMENTS,
+    LOGIN_SCOPE,
+    gather,
+    read_environment,
+    resolve_cache,
+    session_from_env,
+)
+from ._cache import CacheEntry, TokenCache
+from ._config import NetworkSettings
+from ._errors import ConfigError, NotLoggedInError
+from ._session import TokenManager
+
+if TYPE_CHECKING:
+    from ._messages import Reply, TokenRequest
+    from ._session import SyncTransport
+
+__all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]
+
+PROG = "hoxton-auth"
+_CLIENT_OPTIONS = ("client_id", "client_secret", "domain", "audience", "scope", "cache")
+_GRANT_OPTIONS = ("username", "password", "refresh_token")
+
+
+def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
+    """The options given on the command line (the environment fills the rest)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def _send(network: NetworkSettings) -> SyncTransport:
+    """A transport that imports requests on its first request, not before.
+
+    ``import requests`` costs +186 ms of CPU over ``python -c pass`` (48 ms)
+    on this shared machine (getrusage of 20 runs, CPython 3.11); a token
+    found in the cache sends nothing, so ``hoxton-auth token`` must not pay for it.
+    """
+
+    def send(request: TokenRequest) -> Reply:
+        from ._requests import RequestsTransport  # here: see the docstring (+186 ms)
+
+        return RequestsTransport(network)(request)
+
+    return send
+
+
+def _session(args: argparse.Namespace, *, must_exist: bool = True) -> TokenManager | None:
+    """The session ``token`` and ``logout`` act on.
+
+    With no client secret and no grant argument anywhere (or ``--login-session``)
+    it is the session of ``hoxton-auth login``: the logged-in session of
+    (domain, client, audience), read from the cache.
+
+    Raises:
+        NotLoggedInError: ``must_exist`` and no login is cached.
+    """
+    overrides = _overrides(args, _CLIENT_OPTIONS + _GRANT_OPTIONS)
+    username = overrides.get("username")
+    # Never block a script on a prompt nobody sees: only a terminal is asked.
+    if username and not gather(None, overrides).get("password") and sys.stdin.isatty():
+        overrides["password"] = getpass.getpass(f"Password for {username}: ")
+    merged = gather(None, overrides)
+    no_grant = not any(merged.get(name) for name in GRANT_ARGUMENTS)
+    if not (args.login_session or (no_grant and not merged.get("client_secret"))):
+        return session_from_env(None, overrides)
+    overrides = {k: v for k, v in overrides.items() if k not in _GRANT_OPTIONS}
+    # The logged-in session of (domain, client, audience) is one entry whatever
+    # the scope (issue 10): no need to guess the scope the login asked for.
+    session = session_from_env("authorization_code", overrides)
+    if session.cache.load(session.key) is None:
+        if not must_exist:
+            return None
+        raise NotLoggedInError(
+            f"no client secret (--client-secret, $HOXTON_CLIENT_SECRET) and no login of "
+            f"{session.config.client_id} at {session.config.domain} in the cache "
+            f"{session.cache!r}: run `{PROG} login` first"
+        )
+    return session
+
+
+def _entry_of(session: TokenManager, access_token: str) -> CacheEntry | None:
+    entry = session.cache.load(session.key)
+    return entry if entry is not None and entry.token.access_token == access_token else None
+
+
+def _iso(timestamp: float) -> str:
+    # time.strftime, not datetime: the CLI's start-up is what `$(hoxton-auth token)` costs.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:2]
+    return " ".join(shown) or "0s"
+
+
+def _renew_if_short(session: TokenManager, token: str, min_valid: float) -> str:
+    """``token``, or a renewed one if ``token`` has less than ``min_valid`` seconds left."""
+    entry = _entry_of(session, token)
+    if entry is None or entry.token.expires_at - time.time() >= min_valid:
+        return token
+    # Drop only this token: a newer one another process just stored is kept.
+    session.invalidate(token)
+    token = session.get_token(_send(session.config.network))
+    entry = _entry_of(session, token)
+    if entry is not None and entry.token.expires_at - time.time() < min_valid:
+        raise ConfigError(
+            f"--min-valid {min_valid:g}: even a new token is valid for only "
+            f"{entry.token.expires_at - time.time():.0f}s"
+        )
+    return token
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    session = _session(args)
+    assert session is not None  # noqa: S101  must_exist=True raises instead
+    token = session.get_token(_send(session.config.network))
+    if getattr(args, "min_valid", None) is not None:
+        token = _renew_if_short(session, token, args.min_valid)
+    if not args.json:
+        sys.stdout.write(token + "\n")
+        return 0
+    entry = _entry_of(session, token)
+    expires_at = entry.token.expires_at if entry is not None else None
+    document = {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_at": _iso(expires_at) if expires_at is not None else None,
+        "expires_in": max(int(expires_at - time.time()), 0) if expires_at is not None else None,
+    }
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    given = {**read_environment(), **_overrides(args, _CLIENT_OPTIONS)}
+    if not given.get("client_id"):
+        raise ConfigError("HOXTON_CLIENT_ID is not set (nor --client-id given)")
+    common = {k: given[k] for k in ("domain", "audience", "cache") if k in given}
+    # Here, not at the top: the auth classes import requests and httpx (+228 ms
+    # of CPU over `python -c pass`, see __init__.py), which only a login needs.
+    from ._auth import HoxtonAuth
+
+    auth = HoxtonAuth.login(
+        given["client_id"],
+        given.get("client_secret"),
+        scope=given.get("scope", LOGIN_SCOPE),
+        port=args.port,
+        redirect_host="localhost" if args.localhost else "127.0.0.1",
+        open_browser=not args.no_browser,
+        timeout=args.timeout,
+        device=args.device,
+        prompt=args.prompt,
+        **common,
+    )
+    sys.stderr.write(
+        f"Logged in to {auth.config.domain} as client {auth.config.client_id} "
+        f"(scope: {auth.config.scope or '-'}); tokens cached in {auth.cache!r}.\n"
+    )
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    session = _session(args, must_exist=False)
+    if session is None:
+        sys.stderr.write("No login in the cache: nothing to log out.\n")
+        return 0
+    session.logout(_send(session.config.network))
+    c = session.config
+    sys.stderr.write(
+        f"Logged out: client_id={c.client_id!r}, domain={c.domain!r}, "
+        f"audience={c.audience!r}, scope={c.scope!r}.\n"
+    )
+    if c.client_secret is None or args.login_session:
+        # Revoking the refresh token leaves the browser logged in at the
+        # tenant: the next browser login would be silent, as the same person.
+        sys.stderr.write(
+            "To end the browser's session at the identity provider too, open:\n\n"
+            f"    {c.logout_url}\n\n"
+            f"(or log in next time with `{PROG} login --prompt login`).\n"
+        )
+    return 0
+
+
+def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
+    meta, token = entry.meta, entry.token
+    grant, subject = meta.get("grant", "?"), meta.get("subject")
+    if subject is None:
+        grant = f"{grant} (written by 0.1.0: ignored)"
+    elif grant == "login":
+        grant = "login (logged-in session)"
+    elif grant == "password":
+        grant = f"password ({subject.partition(':')[2]})"
+    elif subject != "client":
+        grant = f"{grant} ({subject})"
+    fresh = bool(token.access_token) and token.expires_at > now
+    return {
+        "client_id": meta.get("client_id", "?"),
+        "token_url": meta.get("token_url", "?"),
+        "audience": meta.get("audience", "?"),
+        "grant": grant,
+        "scope": token.scope or meta.get("scope") or "",
+        "expires_at": _iso(token.expires_at) if token.access_token else None,
+        "expires_in": int(token.expires_at - now) if token.access_token else None,
+        "valid": fresh,
+        "refresh_token": bool(token.refresh_token),
+    }
+
+
+def _usable(described: list[dict[str, Any]], client_id: str | None) -> list[dict[str, Any]]:
+    """Entries with a fresh access token or a refresh token (of ``client_id`` if given)."""
+    return [
+        d
+        for d in described
+        if (client_id is None or d["client_id"] == client_id) and (d["valid"] or d["refresh_token"])
+    ]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    environment = read_environment()
+    location = args.cache or environment.get("cache") or DEFAULT
+    cache: TokenCache = resolve_cache(location)
+    now = time.time()
+    described = [_describe(e, now) for e in cache.entries().values()]
+    if getattr(args, "check", False):
+        client_id = getattr(args, "client_id", None) or environment.get("client_id")
+        usable = _usable(described, client_id)
+        whose = f" of {client_id}" if client_id else ""
+        if usable:
+            sys.stderr.write(f"{len(usable)} usable token(s) or session(s){whose} in {cache!r}.\n")
+            return 0
+        sys.stderr.write(f"No usable token or session{whose} in {cache!r}: run `{PROG} login`.\n")
+        return 1
+    described.sort(key=lambda d: (d["token_url"], d["client_id"], d["grant"], d["scope"]))
+    if args.json:
+        sys.stdout.write(json.dumps({"cache": repr(cache), "entries": described}, indent=2) + "\n")
+        return 0
+    lines = [f"Cache: {cache!r} ({len(described)} entr{'y' if len(described) == 1 else 'ies'})"]
+    for d in described:
+        if d["expires_at"] is None:
+            expiry = "no access token"
+        elif d["valid"]:
+            expiry = f"{d['expires_at']} (in {_duration(d['expires_in'])})"
+        else:
+            expiry = f"{d['expires_at']} (expired {_duration(d['expires_in'])} ago)"
+        lines += [
+            "",
+            f"{d['client_id']} at {d['token_url']}",
+            f"  audience  {d['audience']}",
+            f"  grant     {d['grant']}",
+            f"  scope     {d['scope'] or '-'}",
+            f"  expires   {expiry}",
+            f"  refresh   {'yes' if d['refresh_token'] else 'no'}",
+        ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
