@@ -39,7 +39,7 @@ from ._session import TokenManager
 
 if TYPE_CHECKING:
     from ._messages import Reply, TokenRequest
-    from ._session import SyncTransport
+    from ._renewal import SyncTransport
 
 __all__ = ["EXIT_STATUS", "PROG", "main"]
 

@@ -43,8 +43,8 @@ from ._config import ClientConfig
 from ._errors import ConfigError, LoginError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
+from ._renewal import SyncTransport, drive
 from ._requests import RequestsTransport
-from ._session import SyncTransport, drive
 
 __all__ = [
     "LOGIN_PORTS",
