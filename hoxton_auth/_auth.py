@@ -38,8 +38,9 @@ from ._errors import LoginError, TokenRequestError
 from ._grants import DeviceCode
 from ._httpx import HttpxAuth, HttpxTransport
 from ._identity import identity_for
+from ._renewal import SyncTransport
 from ._requests import RequestsAuth, RequestsTransport
-from ._session import OnToken, SyncTransport, TokenInfo, TokenManager
+from ._session import OnToken, TokenInfo, TokenManager
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it

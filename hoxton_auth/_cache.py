@@ -6,8 +6,8 @@ or password, under a key that is a hash (``_identity.py`` says whose entry
 it is). The shared on-disk cache, ``FileTokenCache``, and its lock are in
 ``_file_cache.py``, the file itself in ``_private_file.py``: the only
 modules that touch the disk.
-``RedisTokenCache`` keeps tokens in Redis (``_redis_cache.py``, its lock
-``_redis_lock.py``).
+``RedisTokenCache`` keeps tokens in Redis (``_redis_cache.py``, with its client
+and lock).
 
 The protocol is sync only: the session calls it from threads, and event
 loops (asyncio, trio) run the same calls in a worker thread, so a custom

@@ -38,7 +38,7 @@ from ._session import TokenManager
 
 if TYPE_CHECKING:
     from ._messages import Reply, TokenRequest
-    from ._session import SyncTransport
+    from ._renewal import SyncTransport
 
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]
 

@@ -22,8 +22,8 @@ from typing import IO
 from ._config import ClientConfig
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
 from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
+from ._renewal import SyncTransport, drive
 from ._requests import RequestsTransport
-from ._session import SyncTransport, drive
 
 __all__ = ["ApprovedDevice", "device_login"]
 

@@ -1,64 +1,35 @@
 """Failures: of a token fetch (notes, cooldowns, stale-while-failing) and of the cache.
 
-Sharing a failed fetch with the callers that waited for it (issue 5).
+A failed fetch is shared with the callers that waited for it (issue 5): the
+holder of the cache lock writes a note of its failure into the entry's
+``meta``, and a caller that started waiting before the note raises the same
+error at once, instead of each waiter retrying in turn (N waiters, N times
+the requests); one arriving later tries again. Only "the endpoint is in
+trouble" is shared (network, 429 and 5xx after retries): a refusal such as
+``invalid_grant`` costs one request. A ``LoginRequiredError`` (every refresh
+token tried was rejected) makes the entry forget its refresh token.
 
-While one process (or thread) fetches a token, the others wanting the same
-cache entry wait on the cache lock. If the fetch succeeds they find its
-token. If it fails after all its retries, say because the token endpoint is
-down, each waiter used to start its own round of retries in turn: N waiters,
-N times the requests, and the last one waiting N times the retry deadline
-(long enough for the later ones to time out on the lock). Instead the holder
-writes a note of its failure into the cache entry's ``meta``, and a caller
-that started waiting before that note was written raises the same error at
-once. A caller that arrives after the failure tries again: the endpoint may
-be back.
+Riding out an outage (issue 12): a note is also a *cooldown* (``until``): a
+429's wait (``Retry-After``, ``X-RateLimit-Reset``), else a backoff growing
+with each consecutive failure (``COOLDOWN_STEPS``). Until then every thread,
+process and host sharing the cache fails fast without a request
+(``during_cooldown``), unless the cached access token is still good to send
+(up to ``STALE_MARGIN`` before its ``exp``): then it is served, as it is after
+a transient failure (``token_despite_failure``), with a warning once per
+outage. A note dated in the future or longer than ``MAX_COOLDOWN`` is not
+trusted: a host with a skewed clock cannot lock the fleet out.
 
-Only "the endpoint is in trouble" failures are shared (network failures,
-429 and 5xx after retries): a refusal such as ``invalid_grant`` costs one
-request, not a round of retries.
+When the cache itself fails: a stuck lock never hangs us (a grant safe to
+repeat fetches without it; a refresh raises ``CacheLockTimeoutError``); a
+local cache that cannot be used is replaced by memory for the process; a
+transient cache that is down (Redis) is not, and a repeatable grant fetches
+directly until it is back. No refresh ever runs without the shared cache and
+its lock: a rotated refresh token used twice makes Auth0 revoke the whole
+login. Warnings: once per location per process, at most once a minute for a
+cache that is down.
 
-One refusal does change the entry: a ``LoginRequiredError`` means every
-refresh token tried, the cached one first, was rejected. The entry then
-forgets its refresh token, so that later callers (and later cron runs) do not
-send a dead token again before they, too, are told to log in.
-
-Riding out an outage (issue 12). A note is also a *cooldown*: it says
-until when nobody should ask again (``until``): a 429's wait (``Retry-After``,
-``X-RateLimit-Reset``, Auth0's quota reset), else a backoff that grows with
-each consecutive failed fetch (``COOLDOWN_STEPS``). Until then every thread,
-process and fleet host sharing the cache fails fast without a request
-(``during_cooldown``)... unless the cached access token has not expired yet:
-then it is served (stale-while-failing), renewal having merely started early
-(``leeway``). Only a token within ``STALE_MARGIN`` of its ``exp`` is too old
-to serve. Likewise a fetch that fails for a transient reason hands back the
-cached token when it is still good (``token_despite_failure``). Either way a
-``HoxtonAuthWarning`` and a log record say so, once per outage and process.
-
-A note dated in the future (another host's clock runs ahead) or claiming a
-cooldown longer than ``MAX_COOLDOWN`` is not trusted: it is treated as
-expired, so a skewed host cannot lock the fleet out.
-
-When the cache itself fails (the degraded paths):
-
-* A lock not released in time (a stuck holder, STYLE section 5) never hangs
-  us: a grant that is safe to repeat fetches without the cache, with a
-  warning; anything that would refresh raises ``CacheLockTimeoutError`` (a
-  ``CacheError``), whose message names the lock.
-* A local cache that cannot be used (a read-only file, a path that is not a
-  directory...) is replaced by memory for the rest of the process.
-* A transient cache that is down (Redis: ``TokenCache.transient``) is not
-  replaced: a grant that is safe to repeat fetches directly until it is back,
-  a refresh never runs without it, and a token it failed to store is used anyway.
-
-No refresh ever runs without the shared cache and its lock: a rotated refresh
-token used twice makes Auth0 revoke the whole login. Calls that take a
-degraded path still succeed, so its warnings are not repeated on every call:
-once per location per process for the switch to memory, at most once a
-minute per location for a cache that is down.
-
-No I/O; callers pass the time of day (only the rate limit of the "cache is
-down" warning reads the monotonic clock); warnings and log records are the
-only side effects.
+No I/O; callers pass the time of day (only that rate limit reads the
+monotonic clock); warnings and log records are the only side effects.
 """
 
 from __future__ import annotations
@@ -105,7 +76,6 @@ __all__ = [
     "warn_degraded",
     "warn_not_stored",
     "warn_stale_served",
-    "with_failure_note",
 ]
 
 logger = logging.getLogger("hoxton_auth")
@@ -121,18 +91,15 @@ COOLDOWN_STEPS = (5.0, 10.0, 20.0, 40.0, 60.0)
 MAX_COOLDOWN = 24 * 3600.0
 BLOCKED_COOLDOWN = 300.0  # Auth0's too_many_attempts: until someone unblocks the login
 CLOCK_TOLERANCE = 5.0
-_warned_outages: set[tuple[str, float]] = set()
 
 SharedError = TokenEndpointUnreachableError | TokenRequestError
 
 
 def _transient(error: Exception) -> bool:
     """The endpoint is in trouble (network, 429, 5xx), not refusing this grant."""
-    if isinstance(error, TokenEndpointUnreachableError):
-        return True
-    return isinstance(error, TokenRequestError) and (
-        error.status_code == 429 or error.status_code >= 500
-    )
+    if isinstance(error, TokenRequestError):
+        return error.status_code == 429 or error.status_code >= 500
+    return isinstance(error, TokenEndpointUnreachableError)
 
 
 def _read_note(meta: Mapping[str, str], now: float) -> dict[str, Any] | None:
@@ -166,14 +133,11 @@ def failure_note(
         return None
     if not _transient(error):
         return None
-    before = _read_note(previous, now) if previous is not None else None
-    failures = 1
-    first_at = now
-    if before is not None:
-        with_count = before.get("failures")
-        failures = (with_count if isinstance(with_count, int) else 1) + 1
-        began = before.get("first_at")
-        first_at = float(began) if isinstance(began, (int, float)) else now
+    before = (_read_note(previous, now) if previous is not None else None) or {}
+    count = before.get("failures", 1) if before else 0
+    failures = (count if isinstance(count, int) else 1) + 1
+    began = before.get("first_at", now)
+    first_at = float(began) if isinstance(began, (int, float)) else now
     retry_after = getattr(error, "retry_after", None)
     step = COOLDOWN_STEPS[min(failures, len(COOLDOWN_STEPS)) - 1]
     wait = min(retry_after if retry_after is not None else step, MAX_COOLDOWN)
@@ -182,32 +146,11 @@ def failure_note(
     if isinstance(error, TokenEndpointUnreachableError):
         note: dict[str, Any] = {"kind": "unreachable"}
     else:
-        note = {
-            "kind": "refused",
-            "status_code": error.status_code,
-            "error": error.error,
-            "error_description": error.error_description,
-            "retry_after": error.retry_after,
-        }
+        note = {"kind": "refused", "status_code": error.status_code, "error": error.error}
+        note.update(error_description=error.error_description, retry_after=error.retry_after)
     note.update(at=now, message=str(error), url=error.url, attempts=error.attempts)
     note.update(until=now + wait, first_at=first_at, failures=failures)
     return json.dumps(note, sort_keys=True)
-
-
-def with_failure_note(
-    entry: CacheEntry | None, meta: Mapping[str, str], error: Exception, now: float
-) -> CacheEntry | None:
-    """``entry`` (tokens untouched) plus a note of ``error``, or ``None`` if not worth sharing.
-
-    With no ``entry`` (nothing cached yet), a new one with ``meta`` and no access token.
-    """
-    note = failure_note(error, now, entry.meta if entry is not None else None)
-    if note is None:
-        return None
-    if entry is None:  # nothing cached yet: an entry with no access token (is_fresh: no),
-        # dated now so that a cache does not prune it as long dead
-        return CacheEntry(Token("", now, now), {**meta, FAILURE_META: note})
-    return CacheEntry(entry.token, {**entry.meta, FAILURE_META: note})
 
 
 def entry_after_failure(
@@ -216,13 +159,19 @@ def entry_after_failure(
     """What a failed fetch leaves in the cache, or ``None`` to leave the entry alone.
 
     A rejected refresh token is dropped (with the stale access token); an
-    endpoint in trouble leaves a note for the waiters (``with_failure_note``).
+    endpoint in trouble leaves a note for the waiters, tokens untouched (with
+    no ``entry`` yet, in a new one with ``meta`` and no access token).
     """
     if isinstance(error, LoginRequiredError) and entry is not None and entry.token.refresh_token:
         # Times kept: the entry ages out like any expired one.
         token = dataclasses.replace(entry.token, access_token="", refresh_token=None)
         return CacheEntry(token, entry.meta)
-    return with_failure_note(entry, meta, error, now)
+    note = failure_note(error, now, entry.meta if entry is not None else None)
+    if note is None:
+        return None
+    if entry is None:  # no access token (is_fresh: no), dated now so no cache prunes it as dead
+        return CacheEntry(Token("", now, now), {**meta, FAILURE_META: note})
+    return CacheEntry(entry.token, {**entry.meta, FAILURE_META: note})
 
 
 def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:
@@ -241,10 +190,9 @@ def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:
 def during_cooldown(entry: CacheEntry | None, now: float, since: float) -> Token | None:
     """What a caller gets while a shared cooldown runs: ``None`` if none runs.
 
-    The cached token if it is still good to send (stale-while-failing: the
-    warning is issued), else the noted error, with ``retry_after``, raised
-    without asking the server. ``since``: when the caller started waiting
-    (a fetch that failed after it is the one it waited for, and says so).
+    The cached token if it is still good to send (stale-while-failing), else
+    the noted error, with ``retry_after``, raised without asking the server.
+    ``since``: when the caller started waiting (for the error's wording).
 
     Raises:
         TokenRequestError: The cooldown of a 429 or 5xx, and no usable token.
@@ -284,9 +232,9 @@ def token_despite_failure(entry: CacheEntry | None, error: Exception, now: float
 def claim_renewal(entry: CacheEntry | None, now: float, budget: float) -> CacheEntry | None:
     """``entry`` with its cooldown stretched over a renewal about to start, or ``None``.
 
-    Only during an outage (a note is there) and while the cached token is
-    still good to send: the others then keep using it for the ``budget`` of
-    this fetch (its deadline), instead of queueing on the cache lock behind it.
+    Only during an outage (a note is there) and while the cached token is good
+    to send: the others keep using it for the ``budget`` of this fetch (its
+    deadline), instead of queueing on the cache lock behind it.
     """
     if entry is None or usable_until(entry.token) <= now:
         return None
@@ -305,18 +253,13 @@ def usable_until(token: Token) -> float:
 def warn_stale_served(token: Token, note: Mapping[str, Any], now: float) -> None:
     """Say once per outage (and process) that a token is served while renewal fails."""
     began = note.get("first_at", note.get("at", now))
-    key = (str(note.get("url", "")), float(began) if isinstance(began, (int, float)) else now)
+    outage = (str(note.get("url", "")), float(began) if isinstance(began, (int, float)) else now)
     text = (
         "could not renew the access token (%s); using the cached one, valid for %.0fs "
         "more, until the token endpoint is back"
     )
     args = (note.get("message", "token endpoint in trouble"), token.expires_at - now)
-    if key in _warned_outages:
-        logger.debug(text, *args)
-        return
-    _warned_outages.add(key)
-    logger.warning(text, *args)
-    warnings.warn(text % args, HoxtonAuthWarning, stacklevel=2)
+    warn_degraded("stale served", repr(outage), text, *args)
 
 
 def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> SharedError | None:
@@ -329,7 +272,6 @@ def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> Sh
             )
         if note["kind"] == "refused":
             error, description = note.get("error"), note.get("error_description")
-            noted_wait = note.get("retry_after")
             return TokenRequestError(
                 message,
                 status_code=int(note["status_code"]),
@@ -337,7 +279,7 @@ def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> Sh
                 error_description=description if isinstance(description, str) else None,
                 url=url,
                 attempts=attempts,
-                retry_after=retry_after if retry_after is not None else noted_wait,
+                retry_after=retry_after if retry_after is not None else note.get("retry_after"),
             )
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
@@ -346,10 +288,8 @@ def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> Sh
 
 # -- the cache itself fails -------------------------------------------------------------
 
-# A fleet whose Redis is down would otherwise log the same warning on every
-# renewal of every auth object: once per cache location per this many seconds
-# is enough. Keyed by repr (URL and prefix, no password): every auth object
-# built from HOXTON_AUTH_CACHE=redis://... has a cache object of its own.
+# A WARNING record per cache location (its repr: URL and prefix, no password)
+# at most this often, not on every renewal of every auth object of a fleet.
 UNAVAILABLE_WARNING_INTERVAL = 60.0
 _last_unavailable_warning: dict[str, float] = {}
 _warned_degraded: set[tuple[str, str]] = set()
@@ -398,9 +338,7 @@ def check_fetch_without_cache(
     """A transient cache is down: allow a direct fetch only for a repeatable grant.
 
     Not a switch to memory for good, as for a broken file cache: Redis comes
-    back, and the next renewal should share tokens through it again. No
-    refresh: the newest refresh token is in the unreachable cache, and an
-    older one, used again, makes Auth0 revoke the whole login.
+    back, and the next renewal should share tokens through it again.
 
     Raises:
         CacheUnavailableError: The fetch would need a refresh token.
@@ -417,8 +355,7 @@ def refuse_refresh_without_cache(
     """Go on without the shared cache only with a grant that is safe to repeat (issue 11).
 
     A refresh token in the cache, or the constructor's seed, may be held by
-    other processes too: sent without the shared lock, it may be sent twice,
-    and Auth0's reuse detection then revokes the whole login.
+    other processes too: without the shared lock, it may be sent twice.
 
     Raises:
         CacheUnavailableError: Renewing would send such a refresh token.
@@ -447,8 +384,6 @@ def warn_not_stored(cache: TokenCache, entry: CacheEntry, exc: CacheUnavailableE
 
 def fall_back_to_memory(exc: Exception) -> MemoryTokenCache:
     """The memory cache that replaces a local cache which cannot be used."""
-    # One warning per unusable location per process, however many auth
-    # objects (or renewals) run into it: the calls themselves still succeed.
     warn_degraded("memory fallback", str(exc), "%s; keeping tokens in memory for this process", exc)
     return MemoryTokenCache()
 

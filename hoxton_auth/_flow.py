@@ -1,7 +1,7 @@
 """The sans-I/O core: the flows that get a token (grant after grant) or revoke one.
 
 How it works. A flow is a generator. It yields an action, and the driver (see
-``_session.py``) performs it and sends back the result:
+``_renewal.py``) performs it and sends back the result:
 
 * ``TokenRequest`` -> the driver POSTs it and sends back a ``TokenResponse``,
   or a ``TransportFailure`` when the network failed;

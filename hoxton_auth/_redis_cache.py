@@ -1,4 +1,4 @@
-"""``RedisTokenCache``: one token per identity for a whole fleet (issue 7).
+"""``RedisTokenCache``: tokens shared by a whole fleet (issue 7), with its client and lease.
 
 Every process on every host that points at the same Redis shares one entry per
 identity (token URL, client id, audience, grant, scope, username) under
@@ -6,8 +6,11 @@ identity (token URL, client id, audience, grant, scope, username) under
 ``<prefix>lock:<hash>``: the token manager's double-checked single flight then
 makes one token request, and one refresh request, per expiry for the fleet.
 
-The lock is a lease (``_redis_lock.py``): its key expires ``lock_timeout``
-seconds after a holder dies, and a live holder keeps renewing it.
+The lock is a lease (``RedisLease``), safe against a dead holder: its key has
+a TTL of ``lock_timeout`` seconds, renewed by a heartbeat thread every third
+of that while the holder is alive. A holder killed mid-fetch stops renewing,
+so the key expires and a waiter takes over; a live holder whose token request
+takes longer (retries, a slow tenant) keeps its lock.
 
 Why a sync client serves event loops too, and not ``redis.asyncio``: an
 asyncio Redis client is bound to the event loop that opened its connections,
@@ -15,35 +18,34 @@ while one cache object serves threads and any number of loops (asyncio or
 trio); the slow path runs in a worker thread about once per token life, and
 the hot path never reaches the cache at all.
 
-redis-py is imported only when a ``RedisTokenCache`` is created, so
-``import hoxton_auth`` works without it; the client is made, and named
-without its password, in ``_redis_client.py``.
+redis-py is an optional extra (``hoxton-auth[redis]``): it is imported only
+when a ``RedisTokenCache`` is created, so ``import hoxton_auth`` works without
+it, and its absence is reported with the command that installs it. The
+client's name in reprs and messages never holds the URL's password.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import json
 import logging
 import math
+import threading
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Union
+from urllib.parse import urlsplit
 
-from ._cache import (
-    CacheEntry,
-    TokenCache,
-)
+from ._cache import LOCK_POLL_INTERVAL, CacheEntry, TokenCache
 from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError
-from ._redis_client import ClientArg, import_redis, make_client
-from ._redis_lock import RedisLease
 from ._token import Token, TokenFormatError
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["RedisTokenCache"]
+__all__ = ["INSTALL_HINT", "ClientArg", "RedisLease", "RedisTokenCache"]
 
 logger = logging.getLogger("hoxton_auth")
 
@@ -69,6 +71,144 @@ TIMEOUT_COOLDOWN = 10.0
 # token the tenant still honours. Pass ``refresh_token_ttl`` to match a
 # tenant's shorter lifetime and not keep dead refresh tokens around.
 DEFAULT_REFRESH_TOKEN_TTL = 400 * 24 * 3600.0
+
+INSTALL_HINT = (
+    'RedisTokenCache needs redis-py: pip install "redis>=4.5" '
+    '(hoxton-auth is not on PyPI yet; in its checkout: pip install -e ".[redis]")'
+)
+
+ClientArg = Union[str, "redis.Redis"]
+
+
+def import_redis() -> Any:
+    """The ``redis`` module.
+
+    Raises:
+        ImportError: redis-py is not installed; the message says how to install it.
+    """
+    try:
+        import redis
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT, name="redis") from exc
+    return redis
+
+
+def make_client(url_or_client: ClientArg, socket_timeout: float) -> tuple[redis.Redis, str]:
+    """The client to use, and where it points (for repr and messages, no password).
+
+    Raises:
+        ConfigError: ``url_or_client`` is a ``redis.asyncio`` client.
+    """
+    redis_module = import_redis()
+    if isinstance(url_or_client, str):
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        # redis-py's default retries a dead server ten times with backoff;
+        # here a failure falls back to a direct token fetch, so fail fast.
+        # One retry on a connection error still heals a pooled connection
+        # that a Redis restart broke; a timeout is not retried.
+        client: redis.Redis = redis_module.Redis.from_url(
+            url_or_client,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 1, (redis_module.ConnectionError,)),
+        )
+        return client, _safe_url(url_or_client)
+    if inspect.iscoroutinefunction(getattr(url_or_client, "execute_command", None)):
+        raise ConfigError(
+            "RedisTokenCache needs a blocking client (redis.Redis), not a "
+            "redis.asyncio one; it serves asyncio through worker threads"
+        )
+    return url_or_client, _describe_client(url_or_client)
+
+
+def _safe_url(url: str) -> str:
+    """The URL without user and password, for repr and messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _describe_client(client: Any) -> str:
+    """``redis client host:port/db`` when the client says, else its type."""
+    pool = getattr(client, "connection_pool", None)
+    kwargs = getattr(pool, "connection_kwargs", None)
+    if not isinstance(kwargs, dict) or "host" not in kwargs:
+        return f"{type(client).__name__} client"
+    return f"redis client {kwargs['host']}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+# -- the lease ----------------------------------------------------------------
+
+Translate = Callable[[], contextlib.AbstractContextManager[None]]
+
+
+class RedisLease:
+    """One acquisition of the Redis lock ``name``, renewed while held.
+
+    Args:
+        client: A ``redis.Redis``.
+        name: The lock's key.
+        ttl: Seconds the key outlives a holder that stopped renewing it.
+        translate: Wraps each Redis call to turn redis-py errors into ours.
+    """
+
+    def __init__(self, client: Any, name: str, ttl: float, translate: Translate) -> None:
+        from redis.exceptions import LockNotOwnedError, RedisError
+
+        self.name = name
+        self.ttl = ttl
+        self._translate = translate
+        self._not_owned: type[Exception] = LockNotOwnedError
+        self._errors: type[Exception] = RedisError
+        # thread_local=False: the heartbeat thread must see the token; each
+        # lease has its own Lock object, so no two holders ever share one.
+        self._lock = client.lock(name, timeout=ttl, sleep=LOCK_POLL_INTERVAL, thread_local=False)
+        self._stopped = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+
+    def acquire(self, wait: float) -> bool:
+        """Take the lock, waiting at most ``wait`` seconds; ``False`` if not."""
+        with self._translate():
+            won = bool(self._lock.acquire(blocking_timeout=wait))
+        if won:
+            self._start_heartbeat()
+        return won
+
+    def release(self) -> None:
+        """Stop renewing and free the key; never raises (the TTL is the backstop)."""
+        if self._heartbeat is not None:
+            self._stopped.set()  # first: a beat after the release would fail
+            self._heartbeat.join()
+        try:
+            self._lock.release()
+        except self._not_owned:
+            logger.warning(
+                "Redis lock %s expired while held (this process stalled for more than "
+                "lock_timeout=%.0fs); another process may have fetched a token too",
+                self.name,
+                self.ttl,
+            )
+        except self._errors as exc:
+            # The token is already in hand; the lock's TTL frees the key soon.
+            logger.debug("Redis lock %s not released (%s); it expires by itself", self.name, exc)
+
+    def _start_heartbeat(self) -> None:
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="hoxton-auth-redis-lock", daemon=True
+        )
+        self._heartbeat.start()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self.ttl / 3):
+            try:
+                self._lock.reacquire()
+            except self._not_owned:
+                return  # lost it; release() says so
+            except self._errors:
+                continue  # a Redis hiccup: the TTL still runs, try again next beat
 
 
 class RedisTokenCache(TokenCache):
@@ -233,7 +373,7 @@ class RedisTokenCache(TokenCache):
                 logger.warning("%s", text)
             return None
 
-    # -- locking (the lease itself is in _redis_lock.py) ---------------------------
+    # -- locking ---------------------------------------------------------------
 
     def _lease(self, key: str) -> RedisLease:
         return RedisLease(

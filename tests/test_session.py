@@ -41,7 +41,7 @@ from hoxton_auth import (
     TokenEndpointUnreachableError,
     TokenInfo,
 )
-from hoxton_auth._session import LOCK_MARGIN
+from hoxton_auth._renewal import LOCK_MARGIN
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
