@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     )
     from ._redis_cache import RedisTokenCache
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "DEFAULT",

@@ -34,12 +34,18 @@ import logging
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 from urllib.parse import urlsplit
 
 from ._cache import LOCK_POLL_INTERVAL, CacheEntry, TokenCache
-from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError
+from ._errors import (
+    CacheLockTimeoutError,
+    CacheUnavailableError,
+    ConfigError,
+    HoxtonAuthWarning,
+)
 from ._token import Token, TokenFormatError
 
 if TYPE_CHECKING:
@@ -371,6 +377,9 @@ class RedisTokenCache(TokenCache):
             if text not in self._warned:
                 self._warned.add(text)
                 logger.warning("%s", text)
+                # Seen by users who configured no logging too (issue 11): damage
+                # in a fleet's cache costs every host a token request.
+                warnings.warn(text, HoxtonAuthWarning, stacklevel=2)
             return None
 
     # -- locking ---------------------------------------------------------------

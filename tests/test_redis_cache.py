@@ -356,7 +356,8 @@ def test_entries_lists_this_prefix_only_and_skips_damaged_ones(
     cache.store("b", CacheEntry(token, {"client_id": "two"}))
     raw.set(prefix + "token:broken", b"{not json")
     raw.set("other-" + prefix + "token:c", b"{}")
-    entries = cache.entries()
+    with pytest.warns(HoxtonAuthWarning, match="entry broken skipped"):  # issue 11
+        entries = cache.entries()
     assert sorted(entries) == ["a", "b"]
     assert entries["a"].meta == {"client_id": "one"}
     assert cache.load("a") == entries["a"]
@@ -382,7 +383,8 @@ def test_a_deeply_nested_value_is_damage_a_miss_with_a_warning(
     caplog.set_level(logging.WARNING, logger="hoxton_auth")
 
     later = _client_auth(auth_server, make_cache(redis_url))
-    assert later.get_token()
+    with pytest.warns(HoxtonAuthWarning, match="skipped"):  # seen without logging (issue 11)
+        assert later.get_token()
 
     assert auth_server.count() == 2  # a miss: the token was fetched again
     assert any("skipped" in r.getMessage() for r in caplog.records)
