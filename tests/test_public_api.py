@@ -90,7 +90,8 @@ def test_default_reads_as_its_name() -> None:
 
 
 def test_version() -> None:
-    assert re.fullmatch(r"\d+\.\d+\.\d+([a-z]+\d+)?", hoxton_auth.__version__)
+    # A PEP 440 release, pre-release or development release: 0.1.0, 0.2.0rc1, 0.2.0.dev0.
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.dev\d+)?", hoxton_auth.__version__)
 
 
 def test_auth_classes_are_both_libraries_auths() -> None:
