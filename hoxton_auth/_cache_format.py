@@ -14,10 +14,9 @@ kept, found in one pass whose cost is linear in the file size (issue 11).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "Decoded", "decode", "encode", "salvage"]
 
@@ -35,8 +34,7 @@ _MAX_ENTRY_CHARS = 256 * 1024  # far more than one entry (two JWTs and labels) n
 _NOT_OURS = "it is not a hoxton-auth token cache"
 
 
-@dataclasses.dataclass(frozen=True)
-class Decoded:
+class Decoded(NamedTuple):
     """What a cache file holds.
 
     Attributes:
