@@ -10,7 +10,6 @@ value classes the equality, hashing and immutability a frozen dataclass would.
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -88,6 +87,10 @@ def normalize_scope(scope: ScopeArg) -> str | None:
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
+    # Here, not at the top: ipaddress costs ~2 ms of import (python -X importtime)
+    # that an https:// domain, as on a cached `hoxton-auth token`, never needs.
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

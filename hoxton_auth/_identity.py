@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import threading
 import weakref
 from collections.abc import Mapping
@@ -305,6 +304,6 @@ def session_identity(config: ClientConfig, sub: str | None) -> Identity:
     ``sub``: the user of the ID or access token (``_token.subject_of``); with
     none, the session is one of its own.
     """
-    kind, subject = ("user", sub) if sub is not None else ("session", secrets.token_hex(16))
+    kind, subject = ("user", sub) if sub is not None else ("session", os.urandom(16).hex())
     key, meta = _identity(_base(config), "authorization_code", kind, subject, f"{kind}:{subject}")
     return Identity(key, meta)
