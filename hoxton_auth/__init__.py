@@ -7,7 +7,6 @@ fetched, cached for every process of the user, renewed and retried inside.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     CacheError,
@@ -26,7 +25,10 @@ from ._errors import (
     TokenRequestError,
 )
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
 if TYPE_CHECKING:
+    from typing import Any
+
     from ._arguments import DEFAULT
     from ._auth import (
         AuthorizationCodeAuth,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
 from ._errors import ConfigError, InsecureTransportError
@@ -31,12 +30,19 @@ __all__ = [
     "renew_at",
 ]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
+if TYPE_CHECKING:
+    from typing import Literal
+
+    RequestFormat = Literal["form", "json"]
+else:
+    RequestFormat = str  # importable at run time, where annotations are never evaluated
+
 DEFAULT_AUDIENCE = "https://api.hoxton.cloud"
 DEFAULT_DOMAIN = "https://auth.hoxton.ai"
 DEFAULT_LEEWAY = 60.0  # seconds before expiry a token is renewed
 
 ScopeArg = str | Sequence[str] | None
-RequestFormat = Literal["form", "json"]
 PathArg = str | os.PathLike[str]
 VerifyArg = bool | PathArg
 CertArg = PathArg | tuple[PathArg, PathArg] | None

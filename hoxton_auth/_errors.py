@@ -23,8 +23,7 @@ no token, no password ever reaches an exception.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
 if TYPE_CHECKING:
     import logging
 

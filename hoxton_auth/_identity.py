@@ -34,11 +34,29 @@ import os
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from ._config import ClientConfig
     from ._grants import Grant
+
+    class Verifier(Protocol):
+        """Binds an entry to a credential without storing anything that reveals it.
+
+        A type for mypy only (no ``typing`` at run time: see ``_config.py``);
+        ``SecretVerifier`` and ``PasswordVerifier`` are the implementations.
+        """
+
+        slow: bool  # whether checking a new salt takes long enough to keep off an event loop
+
+        def matches(self, stored: str | None) -> bool:
+            """Whether ``stored`` (an entry's verifier) was made from our credential."""
+
+        def stamp(self, stored: str | None) -> str:
+            """The verifier to store: ``stored`` itself if it is ours, else a new one."""
+
 
 __all__ = [
     "KEY_VERSION",
@@ -46,7 +64,6 @@ __all__ = [
     "Identity",
     "PasswordVerifier",
     "SecretVerifier",
-    "Verifier",
     "client_identity",
     "identity_for",
     "login_identity",
@@ -69,18 +86,6 @@ SCRYPT_MAXMEM = 64 * 1024 * 1024
 
 def _key(*parts: str) -> str:
     return hashlib.sha256("\x00".join((KEY_VERSION, *parts)).encode()).hexdigest()[:32]
-
-
-class Verifier(Protocol):
-    """Binds an entry to a credential without storing anything that reveals it."""
-
-    slow: bool  # whether checking a new salt takes long enough to keep off an event loop
-
-    def matches(self, stored: str | None) -> bool:
-        """Whether ``stored`` (an entry's verifier) was made from our credential."""
-
-    def stamp(self, stored: str | None) -> str:
-        """The verifier to store: ``stored`` itself if it is ours, else a new one."""
 
 
 # Issue 11: a child forked while another thread held a guard would wait on it

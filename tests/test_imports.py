@@ -87,6 +87,7 @@ NOT_FOR_CLI_FAST_TOKEN = NOT_FOR_CLI_CACHED_TOKEN | {
     "logging",
     "platformdirs",
     "tempfile",
+    "typing",
 }
 
 #: Never needed by a requests user's API call with that token: no asyncio
