@@ -42,7 +42,6 @@ __all__ = [
     "NotLoggedInError",
     "TokenEndpointUnreachableError",
     "TokenRequestError",
-    "library_logger",
 ]
 
 
@@ -209,6 +208,8 @@ class HoxtonAuthWarning(UserWarning):
 
 def library_logger() -> logging.Logger:
     """The ``hoxton_auth`` logger, with the ``NullHandler`` a library installs.
+
+    For the package's modules (not in ``__all__``: every name there is public).
 
     Records go wherever the application's logging sends them, and nowhere
     (rather than to stderr through ``logging.lastResort``) when it configured
