@@ -37,8 +37,8 @@ from ._errors import ConfigError, NotLoggedInError
 from ._session import TokenManager
 
 if TYPE_CHECKING:
-    from ._messages import Reply, TokenRequest
     from ._renewal import SyncTransport
+    from ._wire import Reply, TokenRequest
 
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]
 

@@ -21,9 +21,9 @@ from typing import IO
 
 from ._config import ClientConfig
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
-from ._messages import Backoff, Flow, Reply, TokenRequest, TokenResponse
 from ._renewal import SyncTransport, drive
 from ._requests import RequestsTransport
+from ._wire import Backoff, Flow, Reply, TokenRequest, TokenResponse
 
 __all__ = ["ApprovedDevice", "device_login"]
 

@@ -1,4 +1,4 @@
-"""The sans-I/O core: the flows that get a token (grant after grant) or revoke one.
+"""The sans-I/O core: the flows that get a token, revoke one, or answer the API's 401.
 
 How it works. A flow is a generator. It yields an action, and the driver (see
 ``_renewal.py``) performs it and sends back the result:
@@ -9,18 +9,15 @@ How it works. A flow is a generator. It yields an action, and the driver (see
 
 The flow returns a ``Token`` (or ``None`` for a revocation) or raises one of
 our errors. It never touches the network, the disk or the clock, so every
-retry, fallback and error path is tested by driving it by hand.
+retry, fallback and error path is tested by driving it by hand. The actions,
+the replies and what a reply means are the wire (``_wire.py``).
 
-This module decides which grants to try, in which order. The actions and
-replies are in ``_messages.py``; each request's retries, backoff and
-deadline in ``_retry.py``; what a reply means (a token, or our error in the
-server's words) in ``_responses.py``.
-
-Token requests go through an HTTP client the auth object owns (a
-``requests.Session`` or an ``httpx`` client, honouring the environment's
-proxy and CA settings), not through the caller's client: our retry policy
-must see network errors and our timeouts must bound the fetch, and a
-caller's client would hide both behind its own settings and event hooks.
+``obtain_token`` tries a plan's grants in order, each request under one retry
+policy (``post_with_retries``); the device login polls (``poll_device_code``);
+and ``answer_401`` is the one rule every adapter path follows when the API
+refuses our token. Token requests go through an HTTP client the auth object
+owns, not the caller's: our retries must see network errors and our timeouts
+must bound the fetch, which a caller's client would hide behind its settings.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Generator, Mapping, Sequence
 
 from ._config import ClientConfig
 from ._errors import (
@@ -39,7 +36,6 @@ from ._errors import (
     LoginRequiredError,
     MfaRequiredError,
     NotLoggedInError,
-    TokenRequestError,
 )
 from ._grants import (
     AuthorizationCode,
@@ -51,14 +47,30 @@ from ._grants import (
     device_authorization_fields,
     revocation_fields,
 )
-from ._messages import Backoff, Flow, TokenRequest, TokenResponse, mask_secrets
-from ._responses import error_from_response, token_from_response
-from ._retry import post_with_retries
 from ._token import Token
+from ._wire import (
+    Backoff,
+    Flow,
+    Reply,
+    TokenRequest,
+    TokenResponse,
+    bad_response,
+    error_code,
+    error_from_response,
+    final_error,
+    mask_secrets,
+    token_from_response,
+    wait_seconds,
+)
 
 __all__ = [
-    "SLOW_DOWN_SECONDS",
+    "MIN_AGE_TO_RENEW_AFTER_401",
+    "MIN_RETRY_TIMEOUT",
+    "Answer401",
     "DeviceAuthorization",
+    "Renew",
+    "Resend",
+    "answer_401",
     "obtain_token",
     "plan_grants",
     "poll_device_code",
@@ -182,6 +194,158 @@ def revoke_refresh_token(
     logger.debug("refresh token revoked at %s", config.revoke_url)
 
 
+# -- the retry policy of one request ------------------------------------------------
+
+# A retry gets the time left before the deadline as its timeout, but never
+# less than this: a request with (almost) no time to answer is a wasted try,
+# and HTTP clients refuse a timeout of 0.
+MIN_RETRY_TIMEOUT = 1.0
+# 501 and 505 are 5xx that say this request can never work (RFC 9110 §15.6.2, §15.6.6).
+PERMANENT_5XX = frozenset({501, 505})
+# A 429 with one of these is not "come back later": Auth0 blocked the account
+# (attack protection) and every try extends the block.
+NEVER_RETRIED_ERRORS = frozenset({"too_many_attempts"})
+
+
+def post_with_retries(
+    config: ClientConfig,
+    url: str,
+    form: Mapping[str, str],
+    deadline: float,
+    rng: random.Random,
+    headers: Mapping[str, str] | None = None,
+) -> Flow[tuple[TokenResponse, int]]:
+    """POST until a 2xx, retrying network errors, 408, 429 and 5xx (but 501, 505).
+
+    Full jitter (delay drawn from 0..min(cap, base * 2**n)). The server's wait
+    (``Retry-After``, ``X-RateLimit-Reset``, Auth0's quota reset) is a floor,
+    and a wait past ``deadline`` ends the fetch at once (the cache keeps it as
+    a shared cooldown, ``_failures.py``), as does ``config.max_attempts``. A
+    retry's timeout is cut to the time left, so the deadline bounds the whole
+    fetch. Never retried (issue 12): every other 4xx, and a 429
+    ``too_many_attempts`` (the account is blocked: each try extends the block).
+
+    Returns:
+        The 2xx response and how many requests it took.
+    """
+    attempt = 0
+    timeout = config.timeout
+    while True:
+        attempt += 1
+        as_json = config.token_request_format == "json"  # noqa: S105  a format name
+        reply = yield TokenRequest(url, form, as_json, timeout, dict(headers or {}))
+        if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
+            return reply, attempt
+        if isinstance(reply, TokenResponse) and not _retryable(reply):
+            raise error_from_response(reply, url, form, attempt)
+        assert not isinstance(reply, float)  # noqa: S101  a TokenRequest is answered by a response
+        # Full jitter: waiters spread out instead of coming back in step.
+        ceiling = min(config.backoff_cap, config.backoff_base * 2.0 ** min(attempt - 1, 64))
+        delay = rng.uniform(0, ceiling)
+        retry_after = wait_seconds(reply) if isinstance(reply, TokenResponse) else None
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        if attempt >= config.max_attempts:
+            reason = f"max_attempts={config.max_attempts} reached"
+            raise final_error(reply, url, form, attempt, reason)
+        if reply.received_at + delay > deadline:
+            asked = f"Retry-After {retry_after:.0f}s" if delay == retry_after else "the next try"
+            reason = f"{asked} would pass the {config.retry_deadline:g}s retry_deadline"
+            raise final_error(reply, url, form, attempt, reason)
+        logger.warning(
+            "token endpoint %s: %s; retry %d of %d in %.1fs",
+            url,
+            _describe_failure(reply),
+            attempt,
+            config.max_attempts - 1,
+            delay,
+        )
+        now = yield Backoff(delay)
+        assert isinstance(now, float)  # noqa: S101  a Backoff is answered by the time
+        timeout = min(config.timeout, max(deadline - now, MIN_RETRY_TIMEOUT))
+
+
+def _retryable(response: TokenResponse) -> bool:
+    """408/429 ask us to come back; other 5xx are the server's passing trouble."""
+    status = response.status
+    if status == 429:
+        return error_code(response) not in NEVER_RETRIED_ERRORS
+    return status == 408 or (500 <= status <= 599 and status not in PERMANENT_5XX)
+
+
+def _describe_failure(reply: Reply) -> str:
+    if isinstance(reply, TokenResponse):
+        return f"HTTP {reply.status}"
+    return type(reply.error).__name__
+
+
+# -- the API's 401: one rule for every adapter path (issue 12) --------------------------
+
+# A 401 to a token younger than this is not the token's fault (wrong audience,
+# missing permission, an API misconfigured): renewing would only burn quota.
+MIN_AGE_TO_RENEW_AFTER_401 = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Renew:
+    """Release the API's 401, drop ``refused``, get a new token: send back its access token."""
+
+    refused: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resend:
+    """Send the request again with ``Authorization: Bearer <token>``: send back its status."""
+
+    token: str = dataclasses.field(repr=False)
+
+
+Answer401 = Generator[Renew | Resend, str | int | None, str | None]
+
+
+def answer_401(
+    sent: str | None, resendable: bool, last: tuple[str, float, bool] | None, now: float
+) -> Answer401:
+    """The API answered 401: yield ``Renew``, then ``Resend``, or nothing. Never more.
+
+    Only a 401 to a request we authenticated counts: after a redirect to
+    another origin the header is dropped, and that host's 401 says nothing
+    about our token. A spent stream is not resent: the 401 is the answer.
+    A token the API refused as soon as it was fetched (the resend got a 401
+    too) shows the token is not the problem (wrong audience, missing
+    permission): it is not renewed again until ``MIN_AGE_TO_RENEW_AFTER_401``
+    seconds old. So an API that refuses every token costs at most 2 token
+    requests in its first minute and 1 a minute after, however many calls it
+    refuses, while a revoked token (whose successor works) is always replaced.
+
+    Args:
+        sent: The access token the 401 answered, or ``None`` for a request
+            that carried none of ours.
+        resendable: Whether the request's body can be sent again.
+        last: The session's last token: its access token, when it was
+            obtained, whether the API refused it when new.
+        now: The time.
+
+    Returns:
+        The new access token if the API refused it too (for the session to
+        remember as refused when new), else ``None``.
+    """
+    if sent is None:
+        return None
+    refused_new_at = last[1] if last is not None and last[0] == sent and last[2] else None
+    if refused_new_at is not None and now - refused_new_at < MIN_AGE_TO_RENEW_AFTER_401:
+        logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
+        return None
+    if not resendable:
+        logger.debug("401 not retried: the request body is a stream that cannot be resent")
+        return None
+    new = yield Renew(sent)
+    assert isinstance(new, str)  # noqa: S101  a Renew is answered by the new token
+    logger.debug("API answered 401; retrying once with a new token")
+    status = yield Resend(new)
+    return new if status == 401 else None
+
+
 # -- the device authorization flow (RFC 8628) ------------------------------------------
 
 #: Seconds added to the polling interval on each ``slow_down`` (RFC 8628 §3.5).
@@ -235,20 +399,11 @@ def request_device_code(
             interval=interval,
         )
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise TokenRequestError(
-            f"malformed device authorization response from {url} (HTTP {response.status}): "
-            f"{type(exc).__name__}",
-            status_code=response.status,
-            url=url,
-            attempts=attempts,
-        ) from None
+        message = f"malformed device authorization response from {url} (HTTP {response.status})"
+        raise bad_response(f"{message}: {type(exc).__name__}", response, url, attempts) from None
     if not (math.isfinite(expires_in) and math.isfinite(interval) and interval > 0):
-        raise TokenRequestError(
-            f"device authorization response from {url} has a bad expires_in or interval",
-            status_code=response.status,
-            url=url,
-            attempts=attempts,
-        )
+        message = f"device authorization response from {url} has a bad expires_in or interval"
+        raise bad_response(message, response, url, attempts)
     logger.debug("device code issued: expires_in=%.0fs interval=%gs", expires_in, interval)
     return authorization
 
@@ -264,15 +419,14 @@ def poll_device_code(
 ) -> Flow[TokenResponse]:
     """Poll the token endpoint until the user approves (RFC 8628 §3.4-3.5).
 
-    Waits ``interval`` seconds (a ``Backoff``) before each poll; keeps
-    waiting on ``authorization_pending``; adds ``SLOW_DOWN_SECONDS`` to the
-    interval on ``slow_down``; doubles it (up to ``MAX_INTERVAL``) after a
-    network failure or a 5xx. Each poll is one request, never retried on its
-    own: the polling is the retry.
+    Waits ``interval`` seconds (a ``Backoff``) before each poll, and on
+    ``authorization_pending``; adds ``SLOW_DOWN_SECONDS`` on ``slow_down``;
+    doubles it (up to ``MAX_INTERVAL``) after a network failure or a 5xx.
+    Each poll is one request, never retried: the polling is the retry.
 
     Returns:
-        The 2xx answer that carries the tokens (already checked to parse as
-        a token), for the caller to store as the logged-in session.
+        The 2xx answer with the tokens (checked to parse as a token), for the
+        caller to store as the logged-in session.
 
     Raises:
         LoginError: ``expired_token``, ``access_denied``, or the code expired
@@ -296,6 +450,7 @@ def poll_device_code(
             )
         polls += 1
         reply = yield TokenRequest(url, form, as_json, config.timeout)
+        assert not isinstance(reply, float)  # noqa: S101  a TokenRequest is answered by a response
         if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
             token_from_response(reply, url, form, polls, None)  # a bad body fails here
             logger.debug("device login approved after %d polls", polls)
@@ -305,9 +460,7 @@ def poll_device_code(
             logger.warning(
                 "token endpoint %s: %s while polling for the device login; next poll in %gs",
                 url,
-                f"HTTP {reply.status}"
-                if isinstance(reply, TokenResponse)
-                else type(reply).__name__,
+                _describe_failure(reply),
                 interval,
             )
             continue

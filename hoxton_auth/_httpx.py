@@ -1,4 +1,4 @@
-"""The httpx adapter: ``sync_auth_flow`` and ``async_auth_flow``, mirrored.
+"""The httpx adapter: one auth flow, driven by ``sync_auth_flow`` and ``async_auth_flow``.
 
 Also the transport that sends our token requests with an ``httpx.Client`` of
 our own, configured from the auth object's ``verify``/``cert``/``proxy``/
@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._session import TokenManager
+from ._session import BEARER, TokenManager
 
 if TYPE_CHECKING:
-    from ._messages import Reply, TokenRequest, TokenResponse
+    from ._wire import Reply, TokenRequest, TokenResponse
 
 __all__ = [
     "HttpxAuth",
@@ -38,8 +38,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("hoxton_auth")
-
-BEARER = "Bearer "
 
 _DEFAULT_NETWORK = NetworkSettings()
 
@@ -80,7 +78,7 @@ def _client_options(network: NetworkSettings, timeout: float) -> dict[str, Any]:
 def _token_response(response: httpx.Response, body: bytes) -> TokenResponse:
     # Here, not at the top: a process that finds its token in the cache never
     # creates the message dataclasses (each compiles its methods; issue 6).
-    from ._messages import TokenResponse
+    from ._wire import TokenResponse
 
     return TokenResponse(
         status=response.status_code,
@@ -106,7 +104,7 @@ def _forget_request(exc: Exception) -> None:
 
 def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_NETWORK) -> Reply:
     """POST a token request with ``httpx.Client``; network failures are returned."""
-    from ._messages import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
+    from ._wire import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
     body, content_type = request.encode()
     # Outside the try: an unreadable cert or CA file is the caller's mistake, not the network's.
@@ -185,16 +183,74 @@ def _seekable(file: Any) -> bool:
         return False
 
 
+class _TokenStep:
+    """A token to get; after a 401, first read ``response`` and drop ``refused``."""
+
+    __slots__ = ("refused", "response")
+
+    def __init__(self, refused: str | None = None, response: httpx.Response | None = None) -> None:
+        self.refused = refused
+        self.response = response
+
+
+_GET_TOKEN = _TokenStep()
+
+_Step = httpx.Request | _TokenStep
+_Flow = Generator[_Step, httpx.Response | str, None]
+
+
 class HttpxAuth(httpx.Auth):
-    """The httpx side of ``HoxtonAuth``: one retry after a 401, sync and async."""
+    """The httpx side of ``HoxtonAuth``: one retry after a 401, sync and async.
+
+    ``_auth_flow`` is both flows, written once; ``sync_auth_flow`` and
+    ``async_auth_flow`` only drive it, and differ only in how they wait for a token.
+    """
 
     _manager: TokenManager
     _send_httpx: HttpxTransport
     config: ClientConfig
 
-    def _check_url(self, request: httpx.Request) -> None:
+    def _auth_flow(self, request: httpx.Request) -> _Flow:
+        """Set the header; after a 401, follow the one 401 rule (``_flow.answer_401``).
+
+        Yields a request to send (send back its response) or a ``_TokenStep``
+        (send back the access token).
+        """
         if request.url.scheme != "https":
             check_bearer_url(str(request.url), allow_insecure_http=self.config.allow_insecure_http)
+        token = yield _GET_TOKEN
+        assert isinstance(token, str)  # noqa: S101  a _TokenStep is answered by a token
+        request.headers["Authorization"] = BEARER + token
+        rewind = _rewinder(request)
+        response = yield request
+        assert isinstance(response, httpx.Response)  # noqa: S101  a request, by its response
+        if response.status_code != 401:
+            return
+        # httpx drops the header after a redirect to another origin.
+        authorization = response.request.headers.get("Authorization")
+        steps = self._manager.answer_401(authorization, rewind is not None)
+        reply: str | int | None = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration:
+                return
+            # Here, not at the top: _flow and _wire cost ~19 ms of import (python
+            # -X importtime) that no call answered without a 401 pays; answer_401
+            # has loaded them by now.
+            from ._flow import Renew
+
+            if isinstance(step, Renew):
+                new = yield _TokenStep(step.refused, response)
+                assert isinstance(new, str)  # noqa: S101  as above
+                reply = new
+                continue
+            assert rewind is not None  # noqa: S101  answer_401 resends only a resendable body
+            request.headers["Authorization"] = BEARER + step.token
+            rewind()
+            response = yield request
+            assert isinstance(response, httpx.Response)  # noqa: S101  as above
+            reply = response.status_code
 
     def sync_auth_flow(
         self, request: httpx.Request
@@ -205,56 +261,42 @@ class HttpxAuth(httpx.Auth):
             InsecureTransportError: The URL is ``http://`` on a host other
                 than loopback, and ``allow_insecure_http`` is off.
         """
-        self._check_url(request)
-        token = self._manager.get_token(self._send_httpx)
-        request.headers["Authorization"] = BEARER + token
-        rewind = _rewinder(request)
-        response = yield request
-        # Only a 401 to the token we sent: after a redirect to another origin
-        # httpx drops the header, and that host's 401 says nothing about our token.
-        if (
-            response.status_code == 401
-            and response.request.headers.get("Authorization") == BEARER + token
-            and self._manager.renews_after_401(token)  # not after a 401 storm (issue 12)
-        ):
-            if rewind is None:
-                logger.debug("401 not retried: the request body is a stream that cannot be resent")
+        flow = self._auth_flow(request)
+        step = next(flow)
+        while True:
+            reply = (yield step) if isinstance(step, httpx.Request) else self._token(step)
+            try:
+                step = flow.send(reply)
+            except StopIteration:
                 return
-            response.read()  # release the connection before the retry
-            self._manager.invalidate(token)
-            token = self._manager.get_token(self._send_httpx)
-            request.headers["Authorization"] = BEARER + token
-            rewind()
-            response = yield request
-            if response.status_code == 401:
-                self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """``sync_auth_flow`` for ``httpx.AsyncClient``.
+        """``sync_auth_flow`` for ``httpx.AsyncClient``, under asyncio or trio.
 
         Raises:
             InsecureTransportError: As ``sync_auth_flow``.
         """
-        self._check_url(request)
-        token = await self._manager.aget_token(self._send_httpx)
-        request.headers["Authorization"] = BEARER + token
-        rewind = _rewinder(request)
-        response = yield request
-        if (
-            response.status_code == 401
-            and response.request.headers.get("Authorization") == BEARER + token
-            and self._manager.renews_after_401(token)
-        ):
-            if rewind is None:
-                logger.debug("401 not retried: the request body is a stream that cannot be resent")
+        flow = self._auth_flow(request)
+        step = next(flow)
+        while True:
+            reply = (yield step) if isinstance(step, httpx.Request) else await self._atoken(step)
+            try:
+                step = flow.send(reply)
+            except StopIteration:
                 return
-            await response.aread()  # release the connection before the retry
-            await self._manager.ainvalidate(token)
-            token = await self._manager.aget_token(self._send_httpx)
-            request.headers["Authorization"] = BEARER + token
-            rewind()
-            response = yield request
-            if response.status_code == 401:
-                self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
+
+    def _token(self, step: _TokenStep) -> str:
+        if step.response is not None:
+            step.response.read()  # release the connection before the retry
+        if step.refused is not None:
+            self._manager.invalidate(step.refused)
+        return self._manager.get_token(self._send_httpx)
+
+    async def _atoken(self, step: _TokenStep) -> str:
+        if step.response is not None:
+            await step.response.aread()  # release the connection before the retry
+        if step.refused is not None:
+            await self._manager.ainvalidate(step.refused)
+        return await self._manager.aget_token(self._send_httpx)

@@ -56,7 +56,7 @@ from ._identity import Identity, login_identity, session_identity
 from ._token import Token, subject_of
 
 if TYPE_CHECKING:
-    from ._messages import Flow, Reply, TokenRequest
+    from ._wire import Flow, Reply, TokenRequest
 
 __all__ = ["LOCK_MARGIN", "OnFetch", "SharedEntry", "SyncTransport", "drive"]
 
@@ -74,7 +74,7 @@ def drive(flow: Flow[T], send: SyncTransport) -> T:
     """Run a flow to its end with a blocking transport."""
     # Here, not at the top: a process that finds its token in the cache never
     # creates the message dataclasses (each compiles its methods; issue 6).
-    from ._messages import Backoff
+    from ._wire import Backoff
 
     try:
         action = next(flow)

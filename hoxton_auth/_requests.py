@@ -19,17 +19,14 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._session import TokenManager
+from ._session import BEARER, TokenManager
 
 if TYPE_CHECKING:
-    from ._messages import Reply, TokenRequest
+    from ._wire import Reply, TokenRequest
 
 __all__ = ["RequestsAuth", "RequestsTransport", "send_with_requests"]
 
 logger = logging.getLogger("hoxton_auth")
-
-BEARER = "Bearer "
-
 
 _DEFAULT_NETWORK = NetworkSettings()
 
@@ -49,7 +46,7 @@ def send_with_requests(request: TokenRequest, network: NetworkSettings = _DEFAUL
     """
     # Here, not at the top: a process that finds its token in the cache never
     # creates the message dataclasses (each compiles its methods; issue 6).
-    from ._messages import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
+    from ._wire import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
 
     body, content_type = request.encode()
     headers = {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
@@ -135,7 +132,7 @@ class RequestsAuth(requests.auth.AuthBase):
     def _retry_once_after_401(
         self, response: requests.Response, **kwargs: Any
     ) -> requests.Response:
-        """The API refused a token we thought fresh: renew it and resend once.
+        """The API answered: after a 401, follow the one 401 rule (``_flow.answer_401``).
 
         The resent response does not run response hooks (the adapter sends it
         directly, as requests' own digest auth does), so this cannot loop.
@@ -148,34 +145,37 @@ class RequestsAuth(requests.auth.AuthBase):
         # other stream (a generator, a socket) is spent, and resending it would
         # send an empty body as if it were the request.
         rewindable = isinstance(body_position, int) and not isinstance(body_position, bool)
-        if not (sent.body is None or isinstance(sent.body, (bytes, str)) or rewindable):
-            logger.debug("401 not retried: the request body is a stream that cannot be rewound")
-            return response
-        header = sent.headers.get("Authorization", "")
-        if not header.startswith(BEARER):
-            # Not a request we authenticated: requests drops the header when a
-            # redirect leaves the API's origin, and that host must never get our token.
-            return response
-        if not self._manager.renews_after_401(header[len(BEARER) :]):
-            logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
-            return response
-        # Read and release the 401 first: if no new token can be had, the error
-        # propagates and nobody else would return this connection to the pool.
-        response.content  # noqa: B018  read it all so the connection can be reused
-        response.close()
-        self._manager.invalidate(header[len(BEARER) :])
-        token = self._manager.get_token(self._send_requests)
-        retry = sent.copy()
-        if rewindable:
-            rewind_body(retry)
-        cookies = retry._cookies  # type: ignore[attr-defined]  # requests keeps the jar private
-        extract_cookies_to_jar(cookies, sent, response.raw)  # type: ignore[no-untyped-call]  # stubs
-        retry.prepare_cookies(cookies)
-        retry.headers["Authorization"] = BEARER + token
-        logger.debug("API answered 401; retrying once with a new token")
-        second = response.connection.send(retry, **kwargs)
-        if second.status_code == 401:
-            self._manager.refused_when_new(token)  # a 401 storm: see renew_after_401
-        second.history.append(response)
-        second.request = retry
-        return second
+        resendable = sent.body is None or isinstance(sent.body, (bytes, str)) or rewindable
+        # requests drops the header when a redirect leaves the API's origin.
+        steps = self._manager.answer_401(sent.headers.get("Authorization"), resendable)
+        reply: str | int | None = None
+        while True:
+            try:
+                step = steps.send(reply)
+            except StopIteration:
+                return response
+            # Here, not at the top: _flow and _wire cost ~19 ms of import (python
+            # -X importtime) that no call answered without a 401 pays; answer_401
+            # has loaded them by now.
+            from ._flow import Renew
+
+            if isinstance(step, Renew):
+                # Read and release the 401 first: if no new token can be had, the error
+                # propagates and nobody else would return this connection to the pool.
+                response.content  # noqa: B018  read it all so the connection can be reused
+                response.close()
+                self._manager.invalidate(step.refused)
+                reply = self._manager.get_token(self._send_requests)
+                continue
+            retry = sent.copy()
+            if rewindable:
+                rewind_body(retry)
+            cookies = retry._cookies  # type: ignore[attr-defined]  # requests keeps the jar private
+            extract_cookies_to_jar(cookies, sent, response.raw)  # type: ignore[no-untyped-call]  # stubs
+            retry.prepare_cookies(cookies)
+            retry.headers["Authorization"] = BEARER + step.token
+            second = response.connection.send(retry, **kwargs)
+            second.history.append(response)
+            second.request = retry
+            response = second
+            reply = second.status_code

@@ -35,7 +35,12 @@ from ._token import Token, subject_of
 if TYPE_CHECKING:
     import anyio
 
-__all__ = ["OnToken", "TokenInfo", "TokenManager"]
+    from ._flow import Answer401
+
+__all__ = ["BEARER", "OnToken", "TokenInfo", "TokenManager"]
+
+#: How the adapters send a token in the ``Authorization`` header (RFC 6750 §2.1).
+BEARER = "Bearer "
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,20 +257,25 @@ class TokenManager:
 
     # -- shared helpers ---------------------------------------------------------------
 
-    def renews_after_401(self, access_token: str) -> bool:
-        """Whether the API's 401 to ``access_token`` calls for a new token (issue 12)."""
-        from ._retry import renew_after_401  # here: only a 401 loads the retry policy (issue 6)
+    def answer_401(self, authorization: str | None, resendable: bool) -> Answer401:
+        """The one 401 rule (``_flow.answer_401``) with this session's memory of its token.
 
-        known = self._obtained
-        if known is None or known[0] != access_token:
-            return renew_after_401(None, False, time.time())
-        return renew_after_401(known[1], known[2], time.time())
+        ``authorization`` is the header the 401 answered: a request that
+        carried no bearer token (a redirect to another origin drops it) is
+        not ours. Adapters drive it: ``Renew`` -> release the 401,
+        ``invalidate`` the refused token, send back ``get_token()``;
+        ``Resend`` -> resend with the new token and send back the status.
+        """
+        from ._flow import answer_401  # here: only a 401 loads the flow (issue 6)
 
-    def refused_when_new(self, access_token: str) -> None:
-        """The API refused ``access_token`` on the resend right after it was fetched."""
+        sent = None
+        if authorization is not None and authorization.startswith(BEARER):
+            sent = authorization[len(BEARER) :]
+        refused = yield from answer_401(sent, resendable, self._obtained, time.time())
         known = self._obtained
-        if known is not None and known[0] == access_token:
-            self._obtained = (known[0], known[1], True)
+        if refused is not None and known is not None and known[0] == refused:
+            self._obtained = (refused, known[1], True)  # refused when new: a 401 storm
+        return refused
 
     def _stale_while_renewing(self, renewing: bool) -> str | None:
         """During an outage, the valid token served stale, while another caller renews."""

@@ -45,7 +45,7 @@ from hoxton_auth import (
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
-from hoxton_auth._messages import MAX_RESPONSE_BYTES
+from hoxton_auth._wire import MAX_RESPONSE_BYTES
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,

@@ -28,7 +28,12 @@ from hoxton_auth import (
 )
 from hoxton_auth._config import ClientConfig
 from hoxton_auth._flow import (
+    MIN_AGE_TO_RENEW_AFTER_401,
+    MIN_RETRY_TIMEOUT,
     DeviceAuthorization,
+    Renew,
+    Resend,
+    answer_401,
     obtain_token,
     plan_grants,
     poll_device_code,
@@ -37,16 +42,15 @@ from hoxton_auth._flow import (
     revoke_refresh_token,
 )
 from hoxton_auth._grants import AuthorizationCode, ClientCredentials, Grant, Password, RefreshToken
-from hoxton_auth._messages import (
+from hoxton_auth._wire import (
     MAX_RESPONSE_BYTES,
+    SNIPPET_CHARS,
     Backoff,
     Flow,
     TokenRequest,
     TokenResponse,
     TransportFailure,
 )
-from hoxton_auth._responses import SNIPPET_CHARS
-from hoxton_auth._retry import MIN_AGE_TO_RENEW_AFTER_401, MIN_RETRY_TIMEOUT, renew_after_401
 
 NOW = 1_700_000_000.0
 SECRET = "flow-client-secret-1a2b"
@@ -1049,16 +1053,62 @@ def test_quota_429_past_the_deadline_gives_up_at_once_with_retry_after() -> None
     assert "0 of 10 tokens left" in str(error)
 
 
+# -- the API's 401: answer_401, the one rule of every adapter path ----------------------
+
+
+def run_401(
+    sent: str | None,
+    last: tuple[str, float, bool] | None,
+    *,
+    resendable: bool = True,
+    resent_status: int = 200,
+) -> tuple[list[Renew | Resend], str | None]:
+    """Drive ``answer_401`` as an adapter would; the steps it asked for and its result."""
+    steps: list[Renew | Resend] = []
+    flow = answer_401(sent, resendable, last, NOW)
+    reply: str | int | None = None
+    while True:
+        try:
+            step = flow.send(reply)
+        except StopIteration as stop:
+            return steps, stop.value
+        steps.append(step)
+        reply = "new-token" if isinstance(step, Renew) else resent_status
+
+
 @pytest.mark.parametrize(
-    ("obtained_at", "refused_when_new", "now", "renew"),
+    ("last", "renew"),
     [
-        (None, True, NOW, True),  # unknown age: renew
-        (NOW - 5, False, NOW, True),  # a revoked token is replaced, however young
-        (NOW - 5, True, NOW, False),  # the API refused it when new: a storm
-        (NOW - MIN_AGE_TO_RENEW_AFTER_401, True, NOW, True),  # a minute later, once more
+        (None, True),  # unknown age: renew
+        (("other", NOW - 5, True), True),  # another token's history says nothing
+        (("old", NOW - 5, False), True),  # a revoked token is replaced, however young
+        (("old", NOW - 5, True), False),  # the API refused it when new: a storm
+        (("old", NOW - MIN_AGE_TO_RENEW_AFTER_401, True), True),  # a minute later, once more
     ],
 )
-def test_renew_after_401(
-    obtained_at: float | None, refused_when_new: bool, now: float, renew: bool
+def test_401_renews_once_unless_the_token_was_refused_when_new(
+    last: tuple[str, float, bool] | None, renew: bool
 ) -> None:
-    assert renew_after_401(obtained_at, refused_when_new, now) is renew
+    steps, refused = run_401("old", last)
+    expected = [Renew("old"), Resend("new-token")] if renew else []
+    assert steps == expected
+    assert refused is None
+
+
+def test_401_to_a_request_we_did_not_authenticate_is_handed_back() -> None:
+    assert run_401(None, ("old", NOW - 3600, False)) == ([], None)
+
+
+def test_401_with_a_spent_body_is_handed_back() -> None:
+    assert run_401("old", None, resendable=False) == ([], None)
+
+
+def test_401_to_the_new_token_too_is_remembered_and_never_loops() -> None:
+    steps, refused = run_401("old", None, resent_status=401)
+    assert steps == [Renew("old"), Resend("new-token")]  # one renewal, one resend, no more
+    assert refused == "new-token"  # the session marks it refused when new
+
+
+def test_401_steps_keep_tokens_out_of_repr() -> None:
+    assert "old" not in repr(Renew("old"))
+    assert "new-token" not in repr(Resend("new-token"))

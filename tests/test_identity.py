@@ -594,8 +594,8 @@ def test_a_failed_revocation_of_the_replaced_login_is_only_a_warning(
 ) -> None:
     import time
 
-    from hoxton_auth._messages import TokenRequest, TokenResponse
     from hoxton_auth._requests import send_with_requests
+    from hoxton_auth._wire import TokenRequest, TokenResponse
 
     def login_as(username: str, send: Callable[[TokenRequest], Any]) -> str:
         # What login() does once the browser came back with a code.

@@ -50,8 +50,7 @@ NOT_FOR_CACHED_TOKEN = frozenset(
         "cryptography",
         "filelock",
         "hoxton_auth._flow",
-        "hoxton_auth._responses",
-        "hoxton_auth._retry",
+        "hoxton_auth._wire",
         "jwt",
     }
 )

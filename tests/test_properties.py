@@ -34,9 +34,9 @@ from hoxton_auth._config import ClientConfig
 from hoxton_auth._flow import obtain_token
 from hoxton_auth._grants import ClientCredentials, Grant, RefreshToken
 from hoxton_auth._identity import Identity
-from hoxton_auth._messages import Backoff, Reply, TokenRequest, TokenResponse
 from hoxton_auth._session import TokenManager
 from hoxton_auth._token import MAX_LIFETIME, TokenFormatError
+from hoxton_auth._wire import Backoff, Reply, TokenRequest, TokenResponse
 
 PROPERTY = settings(
     max_examples=200,

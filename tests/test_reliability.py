@@ -51,10 +51,15 @@ from hoxton_auth._flow import request_token
 from hoxton_auth._grants import ClientCredentials, Grant, Password
 from hoxton_auth._httpx import send_with_httpx
 from hoxton_auth._identity import Identity
-from hoxton_auth._messages import Backoff, TokenRequest, TokenResponse, TransportFailure
 from hoxton_auth._requests import send_with_requests
-from hoxton_auth._responses import error_from_response
 from hoxton_auth._session import TokenManager
+from hoxton_auth._wire import (
+    Backoff,
+    TokenRequest,
+    TokenResponse,
+    TransportFailure,
+    error_from_response,
+)
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,

@@ -1,9 +1,14 @@
-"""What a token endpoint's reply means: a ``Token``, or our error in the server's words.
+"""The wire of the token endpoint: what goes to it, what comes back, and what that means.
 
-Messages quote the server (RFC 6749 §5.2 ``error`` / ``error_description``,
-or the first ``SNIPPET_CHARS`` characters of a body that is not JSON), with
-any secret of the request that the server echoed back masked, and never the
-request form itself.
+A flow (``_flow.py``) yields ``TokenRequest`` and ``Backoff`` actions and gets
+``Reply`` values back; these are our own small types, never requests or httpx
+objects, so the core does no I/O and the adapters only turn a ``TokenRequest``
+into bytes and the answer into a ``TokenResponse`` (or a ``TransportFailure``).
+A 2xx reply becomes a ``Token`` (``token_from_response``); any other becomes
+our error in the server's words (``error_from_response``, ``final_error``):
+RFC 6749 §5.2 ``error`` / ``error_description``, or the first ``SNIPPET_CHARS``
+characters of a body that is not JSON, with any secret of the request that the
+server echoed back masked, and never the request form itself.
 
 A 429 says when to come back in one of several headers (``wait_seconds``):
 ``Retry-After`` (seconds or an HTTP date, RFC 9110 §10.2.3),
@@ -14,18 +19,19 @@ headers ``Auth0-Client-Quota-Limit`` / ``Auth0-Organization-Quota-Limit``
 quota, remaining, seconds to reset). The error carries the longest of them
 as ``retry_after``, and the quota headers in words.
 
-Pure functions: no I/O, no clock.
+Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import math
 import re
-from collections.abc import Mapping
-from typing import Any
-from urllib.parse import quote, quote_plus
+from collections.abc import Generator, Mapping
+from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus, urlencode
 
 from ._errors import (
     InvalidGrantError,
@@ -33,19 +39,117 @@ from ._errors import (
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
-from ._messages import MAX_RESPONSE_BYTES, SECRET_FIELDS, Reply, TokenResponse
 from ._token import Token, TokenFormatError
 
 __all__ = [
+    "MAX_RESPONSE_BYTES",
+    "SECRET_FIELDS",
     "SNIPPET_CHARS",
+    "Action",
+    "Backoff",
+    "Flow",
+    "Reply",
+    "Secret",
+    "TokenRequest",
+    "TokenResponse",
+    "TransportFailure",
+    "bad_response",
     "error_code",
     "error_from_response",
     "final_error",
-    "quota_words",
-    "retry_after_header",
+    "mask_secrets",
     "token_from_response",
     "wait_seconds",
 ]
+
+T = TypeVar("T")
+
+MAX_RESPONSE_BYTES = 1024 * 1024  # a token answer is a few KiB; more is not a token
+# Form fields whose values are secrets (issue 12, item 8).
+SECRET_FIELDS = (
+    "client_secret",
+    "password",
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "otp",
+    "mfa_token",
+    "token",  # /oauth/revoke's refresh token
+    "device_code",
+)
+
+
+class Secret(str):
+    """A secret form value: a ``str`` whose ``repr`` is masked.
+
+    Error trackers such as Sentry record the ``repr`` of every frame's locals
+    when an exception passes through; a form dict of these shows ``'***'``.
+    The value itself is used only where the body is encoded.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def mask_secrets(form: Mapping[str, str]) -> dict[str, str]:
+    """``form`` with every secret value wrapped in ``Secret``."""
+    return {
+        name: Secret(value) if name in SECRET_FIELDS and isinstance(value, str) else value
+        for name, value in form.items()
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenRequest:
+    """A POST to make. ``form`` holds secrets: never log or print it."""
+
+    url: str
+    form: Mapping[str, str] = dataclasses.field(repr=False)
+    as_json: bool = False
+    timeout: float = 30.0
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)  # e.g. auth0-forwarded-for
+
+    def encode(self) -> tuple[bytes, str]:
+        """The body and its ``Content-Type``."""
+        plain = {name: str.__str__(value) for name, value in self.form.items()}
+        if self.as_json:
+            return json.dumps(plain).encode(), "application/json"
+        return urlencode(plain).encode(), "application/x-www-form-urlencoded"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenResponse:
+    """What came back: status, headers (lower-case names) and at most
+    ``MAX_RESPONSE_BYTES + 1`` bytes of body."""
+
+    status: int
+    body: bytes = dataclasses.field(repr=False)
+    headers: Mapping[str, str]
+    received_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class TransportFailure:
+    """The request never got an answer (connection refused, timeout...)."""
+
+    error: BaseException
+    received_at: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Backoff:
+    """Wait ``delay`` seconds, then send back the time."""
+
+    delay: float
+
+
+Action = TokenRequest | Backoff
+Reply = TokenResponse | TransportFailure
+"""What a transport returns for a ``TokenRequest``."""
+# A flow gets a Reply for a TokenRequest and the time (a float) for a Backoff.
+Flow = Generator[Action, Reply | float, T]
 
 SNIPPET_CHARS = 200
 _DELTA_SECONDS = re.compile(r"[0-9]+")
@@ -61,7 +165,7 @@ BLOCKED = (
 )
 
 
-def retry_after_header(response: TokenResponse) -> float | None:
+def _retry_after_header(response: TokenResponse) -> float | None:
     """Seconds from ``Retry-After`` (delta-seconds or HTTP-date, RFC 9110 §10.2.3)."""
     value = response.headers.get("retry-after", "").strip()
     if not value:
@@ -102,7 +206,7 @@ def wait_seconds(response: TokenResponse) -> float | None:
     The longest wait wins: asking again sooner than any limit allows is refused.
     """
     waits: list[float] = []
-    retry_after = retry_after_header(response)
+    retry_after = _retry_after_header(response)
     if retry_after is not None:
         waits.append(retry_after)
     reset = _number(response.headers.get("x-ratelimit-reset"))
@@ -118,7 +222,7 @@ def wait_seconds(response: TokenResponse) -> float | None:
     return max(waits) if waits else None
 
 
-def quota_words(response: TokenResponse) -> str:
+def _quota_words(response: TokenResponse) -> str:
     """Auth0's quota headers in words ("" when there are none)."""
     said = []
     for header, owner in QUOTA_HEADERS.items():
@@ -162,19 +266,26 @@ def token_from_response(
     Raises:
         TokenRequestError: The body is too large, not JSON, or not a token response.
     """
+    data = _json_body(response, url, attempts)
     try:
-        data = _json_body(response, url, form, attempts)
         return Token.from_response(
             data, response.received_at, kept_refresh_token=kept_refresh_token
         )
     except TokenFormatError as exc:
-        raise TokenRequestError(
+        raise bad_response(
             f"malformed token response from {url} (HTTP {response.status}, "
             f"{_attempts(attempts)}): {exc}",
-            status_code=response.status,
-            url=url,
-            attempts=attempts,
+            response,
+            url,
+            attempts,
         ) from None
+
+
+def bad_response(
+    message: str, response: TokenResponse, url: str, attempts: int
+) -> TokenRequestError:
+    """Our error for a 2xx that does not say what it should (no ``error`` to quote)."""
+    return TokenRequestError(message, status_code=response.status, url=url, attempts=attempts)
 
 
 def error_from_response(
@@ -232,7 +343,7 @@ def error_from_response(
 
 
 def _extra_words(response: TokenResponse, retry_after: float | None) -> str:
-    said = quota_words(response) if response.status == 429 else ""
+    said = _quota_words(response) if response.status == 429 else ""
     if retry_after is not None:
         said = f"retry after {retry_after:.0f}s" + (f"; {said}" if said else "")
     return f" ({said})" if said else ""
@@ -281,14 +392,14 @@ def _attempts(count: int) -> str:
     return f"{count} attempt{'s' if count != 1 else ''}"
 
 
-def _json_body(response: TokenResponse, url: str, form: Mapping[str, str], attempts: int) -> Any:
+def _json_body(response: TokenResponse, url: str, attempts: int) -> Any:
     if len(response.body) > MAX_RESPONSE_BYTES:
-        raise TokenRequestError(
+        raise bad_response(
             f"token response from {url} is larger than {MAX_RESPONSE_BYTES} bytes "
             f"(HTTP {response.status}, {_attempts(attempts)})",
-            status_code=response.status,
-            url=url,
-            attempts=attempts,
+            response,
+            url,
+            attempts,
         )
     try:
         return json.loads(response.body)
@@ -302,12 +413,12 @@ def _json_body(response: TokenResponse, url: str, form: Mapping[str, str], attem
         # Never quoted either (issue 12): a 2xx that is not JSON may be a
         # form-encoded token response (access_token=...&refresh_token=...).
         shown = f"{len(response.body)} bytes, not shown"
-    raise TokenRequestError(
+    raise bad_response(
         f"token response from {url} is not JSON (HTTP {response.status}, "
         f"{_content_type(response)}, {_attempts(attempts)}): {shown}",
-        status_code=response.status,
-        url=url,
-        attempts=attempts,
+        response,
+        url,
+        attempts,
     )
 
 
