@@ -1,4 +1,8 @@
-"""The same cases on every adapter: requests, httpx ``Client`` and httpx ``AsyncClient``.
+"""The same cases on every adapter path: requests, httpx ``Client``, httpx ``AsyncClient``.
+
+The async client runs under asyncio and under trio. Every path follows the
+one 401 rule of the core (``_flow.answer_401``), so the 401 cases below are
+its end-to-end tests, on every transport.
 
 ``AdapterCases`` holds the cases; each subclass only says how to send a
 request with its library (and each way of attaching the auth object that
@@ -15,6 +19,7 @@ import ast
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import io
 import json
 import re
@@ -26,6 +31,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+import anyio
+import anyio.to_thread
 import httpx
 import pytest
 import requests
@@ -154,6 +161,20 @@ class AdapterCases:
         assert result.status == 200
         assert result.echo()["body"] == path.read_text()
         assert server.count() == 2
+
+    @pytest.mark.parametrize("skew", [-600.0, 600.0], ids=["behind", "ahead"])
+    def test_401_is_trusted_over_the_clock(
+        self, server: AuthServer, auth: HoxtonAuth, skew: float
+    ) -> None:
+        # Issue 5, point 4: the server's clock minutes off ours, and the API says
+        # the token expired while our clock says it is fresh: the API is right.
+        server.clock_skew = skew
+        server.token_lifetime = 300
+        first = hashlib.sha256(auth.get_token().encode()).hexdigest()
+        server.expire_access_tokens()
+        assert self.send("GET", server.api_url, auth, self.modes[0]).status == 200
+        assert server.count() == 2
+        assert hashlib.sha256(auth.get_token().encode()).hexdigest() != first
 
     def test_new_token_after_401_is_shared(self, server: AuthServer, auth: HoxtonAuth) -> None:
         self.send("GET", server.api_url, auth, self.modes[0])
@@ -526,8 +547,11 @@ class TestHttpxClient(AdapterCases):
 
 
 class TestHttpxAsyncClient(AdapterCases):
+    """``httpx.AsyncClient`` under asyncio; ``TestHttpxAsyncClientTrio`` runs it under trio."""
+
     modes = ("AsyncClient(auth=)", "per-request auth=")
     replays_file_body = False  # send() streams the file from an async generator
+    backend: ClassVar[str] = "asyncio"
 
     def send(self, method: str, url: str, auth: HoxtonAuth, mode: str, body: Body = None) -> Result:
         async def main() -> Result:
@@ -542,21 +566,37 @@ class TestHttpxAsyncClient(AdapterCases):
                     response = await client.request(method, url, content=content, auth=auth)
             return Result(response.status_code, response.content, len(response.history))
 
-        return asyncio.run(main())
+        return anyio.run(main, backend=self.backend)
 
     def send_many(self, url: str, auth: HoxtonAuth, count: int) -> list[int]:
-        async def main() -> list[int]:
-            async with httpx.AsyncClient(auth=auth, timeout=30) as client:
-                responses = await asyncio.gather(*(client.get(url) for _ in range(count)))
-            return [r.status_code for r in responses]
+        statuses: list[int] = []
 
-        return asyncio.run(main())
+        async def main() -> None:
+            async with httpx.AsyncClient(auth=auth, timeout=30) as client:
+
+                async def get() -> None:
+                    statuses.append((await client.get(url)).status_code)
+
+                async with anyio.create_task_group() as tasks:
+                    for _ in range(count):
+                        tasks.start_soon(get)
+
+        anyio.run(main, backend=self.backend)
+        return statuses
+
+
+class TestHttpxAsyncClientTrio(TestHttpxAsyncClient):
+    backend = "trio"
+
+    @pytest.fixture(autouse=True)
+    def _trio(self) -> None:
+        pytest.importorskip("trio")
 
 
 async def _aiter_file(path: Path) -> AsyncIterator[bytes]:
     with path.open("rb") as file:
         while True:
-            chunk = await asyncio.to_thread(file.read, 64 * 1024)
+            chunk = await anyio.to_thread.run_sync(file.read, 64 * 1024)
             if not chunk:
                 return
             yield chunk

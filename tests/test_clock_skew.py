@@ -7,14 +7,12 @@ whatever our clock thinks.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 import requests
@@ -154,45 +152,8 @@ def test_no_iat_no_expires_in_server_far_behind(isolated_cache: Path) -> None:
 # -- the API's 401 beats our clock ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("skew", [-600.0, 600.0], ids=["behind", "ahead"])
-def test_401_is_trusted_over_the_clock_requests(skewed: AuthServer, skew: float) -> None:
-    skewed.clock_skew = skew
-    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=skewed.domain)
-    first = auth.get_token()
-    skewed.expire_access_tokens()  # the API now says expired; our clock says fresh
-
-    response = requests.get(skewed.api_url, auth=auth, timeout=10)
-
-    assert response.status_code == 200
-    assert skewed.count() == 2
-    assert fingerprint(auth.get_token()) != fingerprint(first)
-
-
-def test_401_is_trusted_over_the_clock_httpx(skewed: AuthServer) -> None:
-    skewed.clock_skew = 600.0
-    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=skewed.domain)
-    auth.get_token()
-    skewed.expire_access_tokens()
-
-    with httpx.Client(auth=auth) as client:
-        response = client.get(skewed.api_url)
-
-    assert response.status_code == 200
-    assert skewed.count() == 2
-
-
-def test_401_is_trusted_over_the_clock_httpx_async(skewed: AuthServer) -> None:
-    skewed.clock_skew = -600.0
-    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=skewed.domain)
-
-    async def call() -> int:
-        await auth.aget_token()
-        skewed.expire_access_tokens()
-        async with httpx.AsyncClient(auth=auth) as client:
-            return (await client.get(skewed.api_url)).status_code
-
-    assert asyncio.run(call()) == 200
-    assert skewed.count() == 2
+# The API's 401 to a token our clock calls fresh, on every transport:
+# ``AdapterCases.test_401_is_trusted_over_the_clock`` in test_adapters.py.
 
 
 def test_a_401_shared_through_the_cache_reaches_other_processes_objects(
