@@ -184,16 +184,14 @@ def _seekable(file: Any) -> bool:
 
 
 class _TokenStep:
-    """A token to get; after a 401, first read ``response`` and drop ``refused``."""
+    """After a 401: read ``response`` (releasing its connection), drop ``refused``, get a token."""
 
     __slots__ = ("refused", "response")
 
-    def __init__(self, refused: str | None = None, response: httpx.Response | None = None) -> None:
+    def __init__(self, refused: str, response: httpx.Response) -> None:
         self.refused = refused
         self.response = response
 
-
-_GET_TOKEN = _TokenStep()
 
 _Step = httpx.Request | _TokenStep
 _Flow = Generator[_Step, httpx.Response | str, None]
@@ -210,16 +208,12 @@ class HttpxAuth(httpx.Auth):
     _send_httpx: HttpxTransport
     config: ClientConfig
 
-    def _auth_flow(self, request: httpx.Request) -> _Flow:
-        """Set the header; after a 401, follow the one 401 rule (``_flow.answer_401``).
+    def _auth_flow(self, request: httpx.Request, token: str) -> _Flow:
+        """Send ``request`` with ``token``, then follow the one 401 rule (``_flow.answer_401``).
 
-        Yields a request to send (send back its response) or a ``_TokenStep``
-        (send back the access token).
+        Yields a request to send (send back its response) or, after a 401, a
+        ``_TokenStep`` (send back the new access token).
         """
-        if request.url.scheme != "https":
-            check_bearer_url(str(request.url), allow_insecure_http=self.config.allow_insecure_http)
-        token = yield _GET_TOKEN
-        assert isinstance(token, str)  # noqa: S101  a _TokenStep is answered by a token
         request.headers["Authorization"] = BEARER + token
         rewind = _rewinder(request)
         response = yield request
@@ -261,7 +255,8 @@ class HttpxAuth(httpx.Auth):
             InsecureTransportError: The URL is ``http://`` on a host other
                 than loopback, and ``allow_insecure_http`` is off.
         """
-        flow = self._auth_flow(request)
+        self._check_url(request)
+        flow = self._auth_flow(request, self._manager.get_token(self._send_httpx))
         step = next(flow)
         while True:
             reply = (yield step) if isinstance(step, httpx.Request) else self._token(step)
@@ -278,7 +273,8 @@ class HttpxAuth(httpx.Auth):
         Raises:
             InsecureTransportError: As ``sync_auth_flow``.
         """
-        flow = self._auth_flow(request)
+        self._check_url(request)
+        flow = self._auth_flow(request, await self._manager.aget_token(self._send_httpx))
         step = next(flow)
         while True:
             reply = (yield step) if isinstance(step, httpx.Request) else await self._atoken(step)
@@ -287,16 +283,16 @@ class HttpxAuth(httpx.Auth):
             except StopIteration:
                 return
 
+    def _check_url(self, request: httpx.Request) -> None:
+        if request.url.scheme != "https":
+            check_bearer_url(str(request.url), allow_insecure_http=self.config.allow_insecure_http)
+
     def _token(self, step: _TokenStep) -> str:
-        if step.response is not None:
-            step.response.read()  # release the connection before the retry
-        if step.refused is not None:
-            self._manager.invalidate(step.refused)
+        step.response.read()
+        self._manager.invalidate(step.refused)
         return self._manager.get_token(self._send_httpx)
 
     async def _atoken(self, step: _TokenStep) -> str:
-        if step.response is not None:
-            await step.response.aread()  # release the connection before the retry
-        if step.refused is not None:
-            await self._manager.ainvalidate(step.refused)
+        await step.response.aread()
+        await self._manager.ainvalidate(step.refused)
         return await self._manager.aget_token(self._send_httpx)
