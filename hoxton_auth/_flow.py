@@ -13,11 +13,10 @@ retry, fallback and error path is tested by driving it by hand. The actions,
 the replies and what a reply means are the wire (``_wire.py``).
 
 ``obtain_token`` tries a plan's grants in order, each request under one retry
-policy (``post_with_retries``); the device login polls (``poll_device_code``);
-and ``answer_401`` is the one rule every adapter path follows when the API
-refuses our token. Token requests go through an HTTP client the auth object
-owns, not the caller's: our retries must see network errors and our timeouts
-must bound the fetch, which a caller's client would hide behind its settings.
+policy (``post_with_retries``); ``poll_device_code`` polls for a device login;
+``answer_401`` is the one rule every adapter path follows when the API refuses
+our token. Token requests go through an HTTP client the auth object owns: a
+caller's client would hide network errors and timeouts from our retries.
 """
 
 from __future__ import annotations
@@ -308,19 +307,17 @@ def answer_401(
 ) -> Answer401:
     """The API answered 401: yield ``Renew``, then ``Resend``, or nothing. Never more.
 
-    Only a 401 to a request we authenticated counts: after a redirect to
-    another origin the header is dropped, and that host's 401 says nothing
-    about our token. A spent stream is not resent: the 401 is the answer.
-    A token the API refused as soon as it was fetched (the resend got a 401
-    too) shows the token is not the problem (wrong audience, missing
-    permission): it is not renewed again until ``MIN_AGE_TO_RENEW_AFTER_401``
-    seconds old. So an API that refuses every token costs at most 2 token
-    requests in its first minute and 1 a minute after, however many calls it
-    refuses, while a revoked token (whose successor works) is always replaced.
+    A spent stream is not resent: the 401 is the answer. A token the API
+    refused as soon as it was fetched (the resend got a 401 too) is not the
+    problem (wrong audience, missing permission): it is not renewed again
+    until ``MIN_AGE_TO_RENEW_AFTER_401`` seconds old. So an API that refuses
+    every token costs at most 2 token requests in its first minute and 1 a
+    minute after, while a revoked token (whose successor works) is always replaced.
 
     Args:
-        sent: The access token the 401 answered, or ``None`` for a request
-            that carried none of ours.
+        sent: The access token the 401 answered; ``None`` when the request
+            carried none of ours (a redirect to another origin drops it, and
+            that host's 401 says nothing about our token).
         resendable: Whether the request's body can be sent again.
         last: The session's last token: its access token, when it was
             obtained, whether the API refused it when new.

@@ -1,25 +1,14 @@
 """The wire of the token endpoint: what goes to it, what comes back, and what that means.
 
-A flow (``_flow.py``) yields ``TokenRequest`` and ``Backoff`` actions and gets
-``Reply`` values back; these are our own small types, never requests or httpx
-objects, so the core does no I/O and the adapters only turn a ``TokenRequest``
-into bytes and the answer into a ``TokenResponse`` (or a ``TransportFailure``).
-A 2xx reply becomes a ``Token`` (``token_from_response``); any other becomes
-our error in the server's words (``error_from_response``, ``final_error``):
-RFC 6749 §5.2 ``error`` / ``error_description``, or the first ``SNIPPET_CHARS``
-characters of a body that is not JSON, with any secret of the request that the
-server echoed back masked, and never the request form itself.
-
-A 429 says when to come back in one of several headers (``wait_seconds``):
-``Retry-After`` (seconds or an HTTP date, RFC 9110 §10.2.3),
-``X-RateLimit-Reset`` (Auth0's rate limits: the epoch second the limit
-resets), or the ``t=`` of the bucket that ran out in Auth0's token quota
-headers ``Auth0-Client-Quota-Limit`` / ``Auth0-Organization-Quota-Limit``
-(``b=per_hour;q=100;r=0;t=3540,b=per_day;q=1000;r=400;t=80000``: bucket,
-quota, remaining, seconds to reset). The error carries the longest of them
-as ``retry_after``, and the quota headers in words.
-
-Pure: no I/O, no clock.
+A flow (``_flow.py``) yields ``TokenRequest`` and ``Backoff`` actions and gets a
+``Reply`` back: our own small types, never requests or httpx objects, so the
+core does no I/O and an adapter only turns a ``TokenRequest`` into bytes and
+the answer into a ``TokenResponse`` (or a ``TransportFailure``). A 2xx reply
+becomes a ``Token``; any other becomes our error in the server's words (RFC
+6749 §5.2 ``error`` / ``error_description``, or the start of a body that is
+not JSON), with any secret the server echoed back masked, and never the
+request form. A 429's wait is read from every header that may say it
+(``wait_seconds``). Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -43,13 +32,10 @@ from ._token import Token, TokenFormatError
 
 __all__ = [
     "MAX_RESPONSE_BYTES",
-    "SECRET_FIELDS",
     "SNIPPET_CHARS",
-    "Action",
     "Backoff",
     "Flow",
     "Reply",
-    "Secret",
     "TokenRequest",
     "TokenResponse",
     "TransportFailure",
@@ -194,26 +180,29 @@ def _quota_buckets(value: str) -> list[dict[str, str]]:
 
 def _number(text: str | None) -> float | None:
     try:
-        value = float(text) if text is not None else None
+        value = float(text if text is not None else "nan")
     except ValueError:
         return None
-    return value if value is not None and math.isfinite(value) and value >= 0 else None
+    return value if math.isfinite(value) and value >= 0 else None
 
 
 def wait_seconds(response: TokenResponse) -> float | None:
-    """How long a 429 (or 503) asks us to wait, from any header that says so.
+    """How long a 429 (or 503) asks us to wait: the longest of any header that says so.
 
-    The longest wait wins: asking again sooner than any limit allows is refused.
+    ``Retry-After`` (seconds or an HTTP date, RFC 9110 §10.2.3); Auth0's
+    ``X-RateLimit-Reset`` (the epoch second the limit resets); and the ``t=``
+    of a bucket that ran out in its token quota headers (``Auth0-Client-Quota-Limit``,
+    ``Auth0-Organization-Quota-Limit``: ``b=per_hour;q=100;r=0;t=3540,...`` is
+    bucket, quota, remaining, seconds to reset). Asking sooner is refused.
     """
     waits: list[float] = []
     retry_after = _retry_after_header(response)
     if retry_after is not None:
         waits.append(retry_after)
-    reset = _number(response.headers.get("x-ratelimit-reset"))
-    if reset is not None and response.status == 429:
-        # Auth0 sends the epoch second the limit resets.
-        waits.append(max(reset - response.received_at, 0.0))
     if response.status == 429:
+        reset = _number(response.headers.get("x-ratelimit-reset"))
+        if reset is not None:
+            waits.append(max(reset - response.received_at, 0.0))
         for header in QUOTA_HEADERS:
             for bucket in _quota_buckets(response.headers.get(header, "")):
                 reset_in = _number(bucket.get("t"))
