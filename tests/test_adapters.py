@@ -41,7 +41,13 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 import hoxton_auth
-from hoxton_auth import HoxtonAuth, InsecureTransportError, MemoryTokenCache, TokenRequestError
+from hoxton_auth import (
+    FileTokenCache,
+    HoxtonAuth,
+    InsecureTransportError,
+    MemoryTokenCache,
+    TokenRequestError,
+)
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
 
 Body = bytes | Path | None
@@ -183,6 +189,17 @@ class AdapterCases:
         # A new auth object (another process) finds the renewed token in the cache.
         other = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
         assert other.get_token() == auth.get_token()
+        assert server.count() == 2
+
+    def test_a_401_replaces_the_token_in_the_file_too(
+        self, server: AuthServer, auth: HoxtonAuth, isolated_cache: Path
+    ) -> None:
+        revoked = auth.get_token()
+        server.revoke_access_tokens()
+        assert self.send("GET", server.api_url, auth, self.modes[0]).status == 200
+        (entry,) = FileTokenCache(isolated_cache).entries().values()  # an independent reader
+        assert entry.token.access_token not in ("", revoked)
+        assert entry.token.access_token == auth.get_token()
         assert server.count() == 2
 
     def test_api_that_always_says_401_is_tried_exactly_twice(

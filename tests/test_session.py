@@ -390,33 +390,8 @@ def test_invalidating_an_old_token_keeps_a_newer_one_from_another_process(
     assert cached_token(cache, late).access_token == newer
 
 
-def test_a_401_replaces_the_token_in_the_file_too(server: AuthServer, isolated_cache: Path) -> None:
-    auth = machine_auth(server, isolated_cache)
-    revoked = auth.get_token()
-    server.revoke_access_tokens()
-
-    assert requests.get(server.api_url, auth=auth, timeout=30).status_code == 200
-
-    fresh = cached_token(FileTokenCache(isolated_cache), auth).access_token
-    assert fresh not in ("", revoked)
-    assert server.count() == 2
-
-
-def test_async_invalidate_after_a_401_replaces_the_token_in_the_file(
-    server: AuthServer, isolated_cache: Path
-) -> None:
-    auth = machine_auth(server, isolated_cache)
-
-    async def scenario() -> int:
-        async with httpx.AsyncClient(auth=auth) as client:
-            await client.get(server.api_url)
-            server.revoke_access_tokens()
-            return (await client.get(server.api_url)).status_code
-
-    assert asyncio.run(scenario()) == 200
-    assert server.count() == 2
-    fresh = cached_token(FileTokenCache(isolated_cache), auth).access_token
-    assert fresh == auth.get_token()
+# A 401 replaces the token in the file too, on every transport:
+# ``AdapterCases.test_a_401_replaces_the_token_in_the_file_too`` in test_adapters.py.
 
 
 def test_logout_revokes_the_refresh_token_and_removes_the_entry(
