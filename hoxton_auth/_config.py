@@ -168,16 +168,14 @@ def _check_path_arg(name: str, value: object) -> str:
 
 
 class _Frozen:
-    """A value object: compared and hashed by its fields, immutable once built."""
-
-    __slots__: tuple[str, ...] = ()
+    """A value object: compared and hashed by its fields (in ``__init__``'s order), immutable."""
 
     def _set(self, **fields: object) -> None:
         for name, value in fields.items():
             object.__setattr__(self, name, value)
 
     def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
+        return tuple(vars(self).values())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, _Frozen) or type(other) is not type(self):
@@ -192,9 +190,6 @@ class _Frozen:
 
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
-
-    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
-        self._set(**state[1])  # copy and pickle, despite __setattr__
 
 
 class NetworkSettings(_Frozen):
@@ -216,7 +211,6 @@ class NetworkSettings(_Frozen):
         trust_env: Read proxies and CA bundles from the environment.
     """
 
-    __slots__ = ("cert", "proxy", "trust_env", "verify")
     verify: bool | str
     cert: str | tuple[str, str] | None
     proxy: str | None
@@ -224,8 +218,8 @@ class NetworkSettings(_Frozen):
 
     def __init__(
         self,
-        verify: bool | str = True,
-        cert: str | tuple[str, str] | None = None,
+        verify: VerifyArg = True,
+        cert: CertArg = None,
         proxy: str | None = None,
         trust_env: bool = True,
     ) -> None:
@@ -257,18 +251,12 @@ class NetworkSettings(_Frozen):
     def from_args(
         cls, verify: VerifyArg, cert: CertArg, proxy: str | None, trust_env: bool
     ) -> NetworkSettings:
-        """Build from the constructor's arguments, paths given as ``os.PathLike`` too.
+        """Build from the auth classes' arguments (all positional there).
 
         Raises:
             ConfigError: An argument has the wrong type.
         """
-        if not isinstance(verify, bool):
-            verify = _check_path_arg("verify", verify)
-        if isinstance(cert, tuple) and len(cert) == 2:
-            cert = (_check_path_arg("cert", cert[0]), _check_path_arg("cert", cert[1]))
-        elif cert is not None and not isinstance(cert, tuple):
-            cert = _check_path_arg("cert", cert)
-        return cls(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
+        return cls(verify, cert, proxy, trust_env)
 
     def __repr__(self) -> str:
         # The proxy URL may carry user:password: show only whether there is one.
@@ -296,24 +284,6 @@ class ClientConfig(_Frozen):
     ``allow_insecure_http`` lets API calls send the token over plain http://.
     """
 
-    __slots__ = (
-        "allow_insecure_http",
-        "audience",
-        "backoff_base",
-        "backoff_cap",
-        "client_id",
-        "client_secret",
-        "domain",
-        "forwarded_for",
-        "leeway",
-        "max_attempts",
-        "network",
-        "organization",
-        "retry_deadline",
-        "scope",
-        "timeout",
-        "token_request_format",
-    )
     client_id: str
     client_secret: str | None
     domain: str
@@ -350,30 +320,14 @@ class ClientConfig(_Frozen):
         network: NetworkSettings | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
-        self._set(
-            client_id=client_id,
-            client_secret=client_secret,
-            domain=domain,
-            audience=audience,
-            scope=scope,
-            leeway=leeway,
-            timeout=timeout,
-            retry_deadline=retry_deadline,
-            max_attempts=max_attempts,
-            token_request_format=token_request_format,
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-            organization=organization,
-            forwarded_for=forwarded_for,
-            network=NetworkSettings() if network is None else network,
-            allow_insecure_http=allow_insecure_http,
-        )
+        fields = dict(locals())  # every argument, in order: the fields
+        del fields["self"]
+        fields["network"] = NetworkSettings() if network is None else network
+        self._set(**fields)
         self._check()
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "client_secret"
-        )
+        shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "client_secret")
         return f"ClientConfig({shown})"
 
     def _check(self) -> None:
