@@ -563,8 +563,7 @@ def run_login(
     # Here, not at the top: http.server and webbrowser cost ~5% of this
     # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
     # 2.3 s cumulative on a loaded machine), and no token needs them.
-    from ._device_login import ApprovedDevice
-    from ._login import check_login_arguments, obtain_login
+    from ._login import ApprovedDevice, check_login_arguments, obtain_login
 
     ports = check_login_arguments(port, redirect_host, timeout, device, prompt, common)
     # Every argument is checked (by building the session object, without a

@@ -1,16 +1,16 @@
-"""The browser login (authorization code + PKCE), and the choice between it and the device login.
+"""Logging in: in the browser or with a device code, and choosing which.
 
-The browser step happens outside Python; everything else is ours: a one-shot
-HTTP server on the loopback interface receives the redirect, checks ``state``
-and returns the code (``BrowserCode``); ``_auth.run_login`` hands it to the
-ordinary core (``AuthorizationCode`` grant + session), so the tokens land in
-the shared cache under the user-session identity like any other.
-``obtain_login`` picks the device login (``_device_login.py``) when no
-browser can be opened here.
+Browser (authorization code + PKCE): a one-shot HTTP server on the loopback
+interface receives the redirect, checks ``state`` and returns the code
+(``BrowserCode``). Device (RFC 8628), for machines where no browser can be
+opened: the user approves a code on any other device while the core's
+``poll_device_code`` flow polls (``ApprovedDevice``). ``obtain_login``
+picks one; ``_auth.run_login`` hands what it brings back to the ordinary
+session, so the tokens land in the shared cache like any other.
 
-This module knows no auth class (so no import cycle). Imported lazily by
-``_auth.run_login``: ``import hoxton_auth`` must not pay
-for ``http.server`` and ``webbrowser``.
+Knows no auth class, so no import cycle. Imported by ``_auth.run_login``
+when a login runs: ``import hoxton_auth`` does not pay for ``http.server``
+and ``webbrowser``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import hashlib
 import html
 import logging
 import os
+import random
 import secrets
 import selectors
 import socket
@@ -31,16 +32,20 @@ import time
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import IO, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from ._config import ClientConfig
-from ._device_login import ApprovedDevice, device_login
 from ._errors import ConfigError, LoginError
+from ._flow import DeviceAuthorization, poll_device_code, request_device_code
+from ._messages import Reply, TokenRequest, TokenResponse
+from ._renewal import SyncTransport, drive
+from ._requests import RequestsTransport
 
 __all__ = [
     "LOGIN_PORTS",
     "PROMPTS",
+    "ApprovedDevice",
     "BrowserCode",
     "authorize_url",
     "browser_available",
@@ -433,3 +438,109 @@ def obtain_login(
     if callback.code is None:
         raise LoginError(callback.error or "the login did not return a code")
     return BrowserCode(callback.code, redirect_uri, verifier)
+
+
+# -- the device login (RFC 8628) ---------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ApprovedDevice:
+    """An approved device code, and a transport that replays the token answer it got."""
+
+    device_code: str = dataclasses.field(repr=False)
+    send: SyncTransport = dataclasses.field(repr=False)
+
+
+# Without a terminal, a progress line at most this often (seconds).
+_PLAIN_PROGRESS_EVERY = 60.0
+
+
+def device_login(
+    config: ClientConfig, timeout: float, sleep: Callable[[float], None]
+) -> ApprovedDevice:
+    """Show the user a code to approve elsewhere, and poll until it is approved.
+
+    ``sleep`` waits between polls (tests pass one that does not sleep).
+
+    Raises:
+        LoginError: The code expired or was denied, or ``timeout`` passed.
+    """
+    started = time.time()
+    # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
+    send = RequestsTransport(config.network)
+    authorization = drive(
+        request_device_code(config, started, random.Random()),  # noqa: S311  jitter, not crypto
+        send,
+    )
+    out = sys.stderr
+    complete = authorization.verification_uri_complete
+    out.write(
+        f"To log in, open this page on any device:\n\n    {authorization.verification_uri}\n\n"
+        f"and enter the code:  {authorization.user_code}\n\n"
+        + (
+            f"or open this link, which has the code in it:\n\n    {complete}\n\n"
+            if complete
+            else ""
+        )
+    )
+    out.flush()
+    bounded = dataclasses.replace(
+        authorization, expires_at=min(authorization.expires_at, started + timeout)
+    )
+    try:
+        reply = drive(poll_device_code(config, bounded), send, _progress(bounded, sleep, out))
+    finally:
+        if out.isatty():
+            out.write("\n")
+            out.flush()
+    # The approved device code is spent: the session begins with the answer
+    # that came back, replayed to begin_session (the same storing call as a
+    # browser login's), which parses it and replaces the cached session.
+    return ApprovedDevice(authorization.device_code, _replay(config, reply, send))
+
+
+def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:
+    sent = False
+
+    def send(request: TokenRequest) -> Reply:
+        nonlocal sent
+        if request.url != config.token_url:
+            # The revocation of the login this one replaces goes out for real.
+            return real(request)
+        # Only the one device code request of begin_session may get the answer.
+        if sent:
+            raise AssertionError("the device login's answer can be used once")
+        sent = True
+        return reply
+
+    return send
+
+
+def _progress(
+    authorization: DeviceAuthorization, sleep: Callable[[float], None], out: IO[str]
+) -> Callable[[float], None]:
+    """A ``sleep`` that shows the time left: a countdown on a terminal, else a line a minute."""
+    shown_at: float | None = None
+
+    def wait(delay: float) -> None:
+        nonlocal shown_at
+        if not out.isatty():
+            now = time.time()
+            if shown_at is None or now - shown_at >= _PLAIN_PROGRESS_EVERY:
+                shown_at = now
+                left = max(authorization.expires_at - now, 0.0)
+                out.write(f"Waiting for the login to be approved ({left:.0f}s left)...\n")
+                out.flush()
+            sleep(delay)
+            return
+        # In steps of at most a second, rewriting one line with the time left.
+        code = authorization.user_code
+        while delay > 0:
+            minutes, seconds = divmod(int(max(authorization.expires_at - time.time(), 0.0)), 60)
+            out.write(f"\rWaiting for approval of {code}: {minutes}:{seconds:02d} left ")
+            out.flush()
+            step = min(1.0, delay)
+            sleep(step)
+            delay -= step
+
+    return wait
