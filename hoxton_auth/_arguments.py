@@ -1,12 +1,11 @@
 """The constructor's arguments, without an HTTP library: what they mean and what they build.
 
-Which grant the arguments choose (``grant_kind_of``) and the checks each
-grant makes (``grant_for``), the ``HOXTON_*`` variables (``ENVIRONMENT``
-and ``read_environment``, from ``_config.py``), the ``cache=`` argument (``resolve_cache``),
-and the parts an auth object is made of (``build_session``: config, grant,
-cache, identity and session). ``HoxtonAuth`` and the CLI both use it; it
-imports neither requests nor httpx, so ``hoxton-auth token`` answered from
-the cache never loads them.
+Which grant they choose (``grant_kind_of``) and each grant's checks
+(``grant_for``), the ``HOXTON_*`` variables, the ``cache=`` argument
+(``resolve_cache``), the session they build (``build_session``), and their
+types for the overloads of ``HoxtonAuth(...)``. ``HoxtonAuth`` and the CLI
+both use it; it imports neither requests nor httpx, so ``hoxton-auth token``
+answered from the cache never loads them.
 """
 
 from __future__ import annotations
@@ -14,13 +13,16 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
     ENVIRONMENT,
+    CertArg,
     ClientConfig,
     NetworkSettings,
+    RequestFormat,
+    VerifyArg,
     normalize_scope,
     read_environment,
 )
@@ -30,6 +32,9 @@ from ._grants import AuthorizationCode, ClientCredentials, Grant, Password
 from ._identity import identity_for
 from ._session import OnToken, TokenManager
 
+if TYPE_CHECKING:
+    from typing_extensions import Required  # typing.Required is 3.11+; only type checkers read it
+
 __all__ = [
     "DEFAULT",
     "ENVIRONMENT",
@@ -37,7 +42,12 @@ __all__ = [
     "GRANT_CLASS_NAMES",
     "GRANT_KINDS",
     "LOGIN_SCOPE",
+    "AllArgs",
     "CacheArg",
+    "CodeArgs",
+    "PasswordArgs",
+    "RefreshArgs",
+    "Settings",
     "build_session",
     "check_environment",
     "check_grant_arguments",
@@ -369,3 +379,64 @@ def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenMan
         network=NetworkSettings.from_args(True, None, None, True),
         **kwargs,
     )
+
+
+# -- the arguments' types, for the overloads of HoxtonAuth(...) ---------------------------
+
+
+class Settings(TypedDict, total=False):
+    """The constructor's keyword arguments that are not grant arguments."""
+
+    scope: str | Sequence[str] | None
+    audience: str
+    domain: str
+    cache: CacheArg
+    leeway: float
+    timeout: float
+    retry_deadline: float
+    token_request_format: RequestFormat
+    max_attempts: int
+    organization: str | None
+    forwarded_for: str | None
+    verify: VerifyArg
+    cert: CertArg
+    proxy: str | None
+    trust_env: bool
+    allow_insecure_http: bool
+    on_token: OnToken | None
+
+
+class PasswordArgs(Settings, total=False):
+    """The keyword arguments that choose the password grant."""
+
+    username: Required[str]
+    password: Required[str]
+    realm: str | None
+    otp: Callable[[], str] | None
+
+
+class CodeArgs(Settings, total=False):
+    """The keyword arguments that choose the authorization code grant."""
+
+    code: Required[str]
+    redirect_uri: Required[str]
+    code_verifier: str | None
+
+
+class RefreshArgs(Settings, total=False):
+    """The keyword arguments that choose the refresh token grant."""
+
+    refresh_token: Required[str]
+
+
+class AllArgs(Settings, total=False):
+    """Every keyword argument of the constructor."""
+
+    username: str | None
+    password: str | None
+    code: str | None
+    redirect_uri: str | None
+    code_verifier: str | None
+    refresh_token: str | None
+    realm: str | None
+    otp: Callable[[], str] | None

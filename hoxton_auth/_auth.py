@@ -1,10 +1,9 @@
-"""The auth classes: ``HoxtonAuth``, its four grant classes, and ``from_env``.
+"""The auth classes: ``HoxtonAuth``, its four grant classes, ``from_env`` and ``login``.
 
-``HoxtonAuth(...)`` returns the grant class its arguments choose
-(``ClientCredentialsAuth``, ``PasswordAuth``, ``AuthorizationCodeAuth`` or
-``RefreshTokenAuth``); what the arguments mean is in ``_arguments.py``, which
-the CLI shares. An auth object is one session (``_session.py``) plus the two
-adapters (``_requests.py``, ``_httpx.py``) it inherits from.
+``HoxtonAuth(...)`` returns the grant class its arguments choose; what the
+arguments mean is in ``_arguments.py``, which the CLI shares. An auth object
+is one session (``_session.py``) plus the requests and httpx adapters it
+inherits from.
 """
 
 from __future__ import annotations
@@ -12,13 +11,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from ._arguments import (
     DEFAULT,
     GRANT_CLASS_NAMES,
     LOGIN_SCOPE,
+    AllArgs,
     CacheArg,
+    CodeArgs,
+    PasswordArgs,
+    RefreshArgs,
+    Settings,
     build_session,
     check_environment,
     gather,
@@ -35,10 +39,7 @@ from ._config import (
     VerifyArg,
 )
 from ._errors import LoginError, TokenRequestError
-from ._grants import DeviceCode
 from ._httpx import HttpxAuth, HttpxTransport
-from ._identity import identity_for
-from ._renewal import SyncTransport
 from ._requests import RequestsAuth, RequestsTransport
 from ._session import OnToken, TokenInfo, TokenManager
 
@@ -52,49 +53,12 @@ __all__ = [
     "HoxtonAuth",
     "PasswordAuth",
     "RefreshTokenAuth",
-    "begin_device_login",
-    "begin_login",
     "run_login",
 ]
 
 _AuthT = TypeVar("_AuthT", bound="HoxtonAuth")
 
 logger = logging.getLogger("hoxton_auth")
-
-
-class _Settings(TypedDict, total=False):
-    """The constructor's keyword arguments that are not grant arguments (for the overloads)."""
-
-    scope: str | Sequence[str] | None
-    audience: str
-    domain: str
-    cache: CacheArg
-    leeway: float
-    timeout: float
-    retry_deadline: float
-    token_request_format: RequestFormat
-    max_attempts: int
-    organization: str | None
-    forwarded_for: str | None
-    verify: VerifyArg
-    cert: CertArg
-    proxy: str | None
-    trust_env: bool
-    allow_insecure_http: bool
-    on_token: OnToken | None
-
-
-class _Arguments(_Settings, total=False):
-    """Every keyword argument of the constructor (for the grant classes' signatures)."""
-
-    username: str | None
-    password: str | None
-    code: str | None
-    redirect_uri: str | None
-    code_verifier: str | None
-    refresh_token: str | None
-    realm: str | None
-    otp: Callable[[], str] | None
 
 
 class _Constructed(RequestsAuth, HttpxAuth):
@@ -234,43 +198,23 @@ class HoxtonAuth(_Constructed):
 
     @overload
     def __new__(
-        cls,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        username: str,
-        password: str,
-        realm: str | None = None,
-        otp: Callable[[], str] | None = None,
-        **settings: Unpack[_Settings],
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[PasswordArgs]
     ) -> PasswordAuth: ...
     @overload
     def __new__(
-        cls,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        code: str,
-        redirect_uri: str,
-        code_verifier: str | None = None,
-        **settings: Unpack[_Settings],
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[CodeArgs]
     ) -> AuthorizationCodeAuth: ...
     @overload
     def __new__(
-        cls,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        refresh_token: str,
-        **settings: Unpack[_Settings],
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[RefreshArgs]
     ) -> RefreshTokenAuth: ...
     @overload
     def __new__(
-        cls, client_id: str, client_secret: str | None = None, **settings: Unpack[_Settings]
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[Settings]
     ) -> ClientCredentialsAuth: ...
     @overload
     def __new__(
-        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[AllArgs]
     ) -> HoxtonAuth: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> HoxtonAuth:
         if cls is HoxtonAuth:
@@ -435,31 +379,30 @@ class HoxtonAuth(_Constructed):
 # -- the grant classes --------------------------------------------------------------
 
 
-class ClientCredentialsAuth(HoxtonAuth):
+class _GrantAuth(HoxtonAuth):
+    """The base of the grant classes: for type checkers, their constructor returns their class."""
+
+    def __init__(
+        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[AllArgs]
+    ) -> None:
+        # mypy reads a class's constructor from the nearer of __init__ and __new__:
+        # here __init__, rather than HoxtonAuth's overloads of __new__.
+        super().__init__(client_id, client_secret, **arguments)
+
+
+class ClientCredentialsAuth(_GrantAuth):
     """Machine-to-machine tokens with the client's id and secret."""
 
     grant_kind = "client_credentials"
 
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
 
-
-class PasswordAuth(HoxtonAuth):
+class PasswordAuth(_GrantAuth):
     """A user's tokens from their username and password (resource owner grant)."""
 
     grant_kind = "password"
 
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
 
-
-class AuthorizationCodeAuth(HoxtonAuth):
+class AuthorizationCodeAuth(_GrantAuth):
     """A user's tokens from an authorization code (or an earlier login in the cache).
 
     With ``code``, the code is always exchanged (once) and the session is
@@ -469,14 +412,8 @@ class AuthorizationCodeAuth(HoxtonAuth):
 
     grant_kind = "authorization_code"
 
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
 
-
-class RefreshTokenAuth(HoxtonAuth):
+class RefreshTokenAuth(_GrantAuth):
     """A user's tokens from a refresh token, which starts a lineage in the cache.
 
     The lineage's entry is keyed by a hash of this token; once the server
@@ -487,12 +424,6 @@ class RefreshTokenAuth(HoxtonAuth):
 
     grant_kind = "refresh_token"
 
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
-
 
 _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
     cls.grant_kind: cls
@@ -500,44 +431,6 @@ _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
 }
 # One class per grant kind, named as _arguments.py's messages name it.
 assert {k: c.__name__ for k, c in _GRANT_CLASSES.items()} == GRANT_CLASS_NAMES  # noqa: S101  import-time check
-
-
-# -- what a login does with an auth object ----------------------------------------------
-
-
-def begin_login(auth: AuthorizationCodeAuth, send: SyncTransport | None = None) -> str:
-    """Exchange ``auth``'s code and make it this OS user's logged-in session.
-
-    It replaces the previous login of (domain, client, audience), whose
-    refresh token is revoked (issue 10). ``send`` defaults to ``auth``'s own
-    requests transport (its verify/cert/proxy).
-
-    Returns:
-        The new access token.
-
-    Raises:
-        TokenRequestError: The token endpoint refused the code.
-    """
-    return auth._manager.begin_session(send or auth._send_requests, login=True)
-
-
-def begin_device_login(auth: AuthorizationCodeAuth, device_code: str, send: SyncTransport) -> str:
-    """Begin ``auth``'s logged-in session with an approved device code (RFC 8628).
-
-    ``auth`` is the logged-in session object (an ``AuthorizationCodeAuth``
-    without a code); the device code grant runs once, through ``send``, in a
-    session of its own on the same cache, and ``auth`` then reads the new
-    tokens from there.
-
-    Returns:
-        The new access token.
-
-    Raises:
-        TokenRequestError: The token endpoint refused the device code.
-    """
-    config, grant = auth.config, DeviceCode(device_code)
-    device = TokenManager(config, grant, auth.cache, identity_for(config, grant, None), None)
-    return device.begin_session(send, login=True)
 
 
 def run_login(
@@ -563,15 +456,15 @@ def run_login(
     # Here, not at the top: http.server and webbrowser cost ~5% of this
     # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
     # 2.3 s cumulative on a loaded machine), and no token needs them.
-    from ._login import ApprovedDevice, check_login_arguments, obtain_login
+    from ._login import check_login_arguments, obtain_login
 
     ports = check_login_arguments(port, redirect_host, timeout, device, prompt, common)
-    # Every argument is checked (by building the session object, without a
-    # code) before a port is opened or a browser started. A device login hands
-    # this very object back: it reads the new session from its cache.
+    # Building the session object (without a code) checks every argument
+    # before a port is opened or a browser started.
     session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
     got = obtain_login(
         session.config,
+        session.cache,
         ports,
         redirect_host=redirect_host,
         open_browser=open_browser,
@@ -580,13 +473,8 @@ def run_login(
         prompt=prompt,
         sleep=sleep,
     )
-    if isinstance(got, ApprovedDevice):
-        try:
-            begin_device_login(session, got.device_code, got.send)
-        except TokenRequestError as exc:
-            raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
-        logger.debug("logged in with a device code: client_id=%s", client_id)
-        return session
+    if got is None:
+        return session  # a device login: its session is in the cache, where this object reads it
     auth = AuthorizationCodeAuth(
         client_id,
         client_secret,
@@ -597,10 +485,10 @@ def run_login(
         **common,
     )
     try:
-        # A login starts a new session: it becomes this OS user's logged-in
-        # session of (domain, client, audience), replacing the previous one
-        # (perhaps another user's), whose refresh token is revoked (issue 10).
-        begin_login(auth)
+        # The new session becomes this OS user's logged-in session of (domain,
+        # client, audience), replacing the previous one (perhaps another user's),
+        # whose refresh token is revoked (issue 10).
+        auth._manager.begin_session(auth._send_requests, login=True)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
         raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc

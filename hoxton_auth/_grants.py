@@ -1,14 +1,20 @@
 """One frozen dataclass per OAuth grant, each turning itself into token-request fields.
 
-Only this module writes a ``grant_type``. Field sets follow the Hoxton docs and
+Also the fields of the protocol's other requests: the browser's ``/authorize``
+URL with its PKCE pair, device authorization and revocation. Only this module
+writes a ``grant_type``. Field sets follow the Hoxton docs and
 RFC 6749: client credentials travel in the body (``client_secret_post``).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import secrets
 from collections.abc import Callable
 from typing import ClassVar
+from urllib.parse import urlencode
 
 from ._config import ClientConfig
 
@@ -20,7 +26,9 @@ __all__ = [
     "MfaOtp",
     "Password",
     "RefreshToken",
+    "authorize_url",
     "device_authorization_fields",
+    "pkce_pair",
     "revocation_fields",
 ]
 
@@ -185,3 +193,44 @@ def device_authorization_fields(config: ClientConfig) -> dict[str, str]:
 def revocation_fields(config: ClientConfig, refresh_token: str) -> dict[str, str]:
     """Fields of a ``/oauth/revoke`` request for a refresh token (RFC 7009 §2.1)."""
     return {**_client_fields(config), "token": refresh_token}
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE ``(code_verifier, code_challenge)`` for the S256 method (RFC 7636 §4.1-4.2)."""
+    # 64 random bytes -> 86 URL-safe characters, inside the 43..128 RFC 7636 allows.
+    verifier = secrets.token_urlsafe(64)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return verifier, challenge
+
+
+def authorize_url(
+    config: ClientConfig,
+    redirect_uri: str,
+    state: str,
+    code_challenge: str,
+    prompt: str | None = None,
+) -> str:
+    """The ``/authorize`` URL the browser opens.
+
+    ``audience`` is sent because Auth0 issues an access token for the API
+    only when it is asked for one; ``prompt=login`` makes Auth0 ask for the
+    credentials even when the browser is still logged in (switching accounts);
+    ``organization`` logs the user in to that Auth0 Organization.
+    """
+    params = {
+        "response_type": "code",
+        "client_id": config.client_id,
+        "redirect_uri": redirect_uri,
+        "audience": config.audience,
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+    }
+    if config.scope:
+        params["scope"] = config.scope
+    if config.organization is not None:
+        params["organization"] = config.organization
+    if prompt is not None:
+        params["prompt"] = prompt
+    return f"{config.authorize_url}?{urlencode(params)}"

@@ -15,10 +15,8 @@ and ``webbrowser``.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import errno
-import hashlib
 import html
 import logging
 import os
@@ -33,26 +31,27 @@ import webbrowser
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from ._cache import TokenCache
 from ._config import ClientConfig
-from ._errors import ConfigError, LoginError
+from ._errors import ConfigError, LoginError, TokenRequestError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
+from ._grants import DeviceCode, authorize_url, pkce_pair
+from ._identity import identity_for
 from ._messages import Reply, TokenRequest, TokenResponse
 from ._renewal import SyncTransport, drive
 from ._requests import RequestsTransport
+from ._session import TokenManager
 
 __all__ = [
     "LOGIN_PORTS",
     "PROMPTS",
-    "ApprovedDevice",
     "BrowserCode",
-    "authorize_url",
     "browser_available",
     "callback_urls",
     "check_login_arguments",
     "obtain_login",
-    "pkce_pair",
 ]
 
 logger = logging.getLogger("hoxton_auth")
@@ -78,47 +77,6 @@ _PAGE = """<!DOCTYPE html>
 padding:0 1em;color:#222}}</style></head>
 <body><h1>{title}</h1><p>{detail}</p><p>You can close this tab.</p></body></html>
 """
-
-
-def pkce_pair() -> tuple[str, str]:
-    """A PKCE ``(code_verifier, code_challenge)`` for the S256 method (RFC 7636 §4.1-4.2)."""
-    # 64 random bytes -> 86 URL-safe characters, inside the 43..128 RFC 7636 allows.
-    verifier = secrets.token_urlsafe(64)
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-    return verifier, challenge
-
-
-def authorize_url(
-    config: ClientConfig,
-    redirect_uri: str,
-    state: str,
-    code_challenge: str,
-    prompt: str | None = None,
-) -> str:
-    """The ``/authorize`` URL the browser opens.
-
-    ``audience`` is sent because Auth0 issues an access token for the API
-    only when it is asked for one; ``prompt=login`` makes Auth0 ask for the
-    credentials even when the browser is still logged in (switching accounts);
-    ``organization`` logs the user in to that Auth0 Organization.
-    """
-    params = {
-        "response_type": "code",
-        "client_id": config.client_id,
-        "redirect_uri": redirect_uri,
-        "audience": config.audience,
-        "state": state,
-        "code_challenge": code_challenge,
-        "code_challenge_method": "S256",
-    }
-    if config.scope:
-        params["scope"] = config.scope
-    if config.organization is not None:
-        params["organization"] = config.organization
-    if prompt is not None:
-        params["prompt"] = prompt
-    return f"{config.authorize_url}?{urlencode(params)}"
 
 
 class _Callback:
@@ -377,6 +335,7 @@ def check_login_arguments(
 
 def obtain_login(
     config: ClientConfig,
+    cache: TokenCache,
     ports: Sequence[int],
     *,
     redirect_host: str = "127.0.0.1",
@@ -385,13 +344,15 @@ def obtain_login(
     device: bool | None = None,
     prompt: str | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> BrowserCode | ApprovedDevice:
-    """Run the browser or the device login up to the point where a grant is in hand.
+) -> BrowserCode | None:
+    """Run the browser login up to the code in hand, or the whole device login.
 
+    A device login ends with its session in ``cache`` (``None`` is returned);
     ``sleep`` waits between device polls (tests pass one that does not sleep).
 
     Raises:
-        LoginError: Timeout, refusal, state mismatch, or every port busy.
+        LoginError: Timeout, refusal, state mismatch, every port busy, or the
+            token endpoint refused the approved device code.
     """
     if device is None:
         # --no-browser keeps the browser flow: the user opens the URL (perhaps
@@ -400,7 +361,8 @@ def obtain_login(
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:
-        return device_login(config, timeout, sleep)
+        device_login(config, cache, timeout, sleep)
+        return None
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
     callback = _Callback(state)
@@ -443,27 +405,21 @@ def obtain_login(
 # -- the device login (RFC 8628) ---------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class ApprovedDevice:
-    """An approved device code, and a transport that replays the token answer it got."""
-
-    device_code: str = dataclasses.field(repr=False)
-    send: SyncTransport = dataclasses.field(repr=False)
-
-
 # Without a terminal, a progress line at most this often (seconds).
 _PLAIN_PROGRESS_EVERY = 60.0
 
 
 def device_login(
-    config: ClientConfig, timeout: float, sleep: Callable[[float], None]
-) -> ApprovedDevice:
-    """Show the user a code to approve elsewhere, and poll until it is approved.
+    config: ClientConfig, cache: TokenCache, timeout: float, sleep: Callable[[float], None]
+) -> None:
+    """Show the user a code to approve elsewhere, poll until it is, and begin the session.
 
-    ``sleep`` waits between polls (tests pass one that does not sleep).
+    The session becomes this OS user's logged-in session in ``cache``, as a
+    browser login's does. ``sleep`` waits between polls (tests pass their own).
 
     Raises:
-        LoginError: The code expired or was denied, or ``timeout`` passed.
+        LoginError: The code expired or was denied, ``timeout`` passed, or
+            the token endpoint refused the approved code.
     """
     started = time.time()
     # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
@@ -496,7 +452,13 @@ def device_login(
     # The approved device code is spent: the session begins with the answer
     # that came back, replayed to begin_session (the same storing call as a
     # browser login's), which parses it and replaces the cached session.
-    return ApprovedDevice(authorization.device_code, _replay(config, reply, send))
+    grant = DeviceCode(authorization.device_code)
+    session = TokenManager(config, grant, cache, identity_for(config, grant, None), None)
+    try:
+        session.begin_session(_replay(config, reply, send), login=True)
+    except TokenRequestError as exc:
+        raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
+    logger.debug("logged in with a device code: client_id=%s", config.client_id)
 
 
 def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:

@@ -35,7 +35,7 @@ from hoxton_auth import (
 )
 from hoxton_auth._auth import LOGIN_SCOPE
 from hoxton_auth._config import ClientConfig
-from hoxton_auth._login import authorize_url
+from hoxton_auth._grants import authorize_url
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, PUBLIC_CLIENT_ID, AuthServer
 
 
