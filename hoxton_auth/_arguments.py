@@ -304,14 +304,13 @@ def build_session(
     client_id: str,
     client_secret: str | None,
     *,
-    grant_arguments: Mapping[str, str | None],
     scope: str | Sequence[str] | None,
     cache: CacheArg,
     network: NetworkSettings,
     realm: str | None = None,
     otp: Callable[[], str] | None = None,
     on_token: OnToken | None = None,
-    **settings: Any,
+    **arguments: Any,
 ) -> TokenManager:
     """Config, grant, cache and identity put together into the session that renews tokens.
 
@@ -320,26 +319,27 @@ def build_session(
         owner: The class name, for messages.
         client_id: The OAuth client's id.
         client_secret: The client's secret, if any.
-        grant_arguments: Every grant argument (``None`` when not given).
         scope: Space separated string or a sequence of scopes.
         cache: The ``cache=`` argument.
         network: verify/cert/proxy/trust_env for token requests.
         realm: Password grant only.
         otp: Password grant only.
         on_token: Called with a ``TokenInfo`` after every fetch or refresh.
-        **settings: The other ``ClientConfig`` fields (domain, audience,
-            leeway, timeout, ...).
+        **arguments: The grant arguments (``GRANT_ARGUMENTS``; absent or
+            ``None`` when not given) and the other ``ClientConfig`` fields
+            (domain, audience, leeway, timeout, ...).
 
     Raises:
         ConfigError: Arguments missing or contradictory.
     """
+    grant_arguments = {name: arguments.pop(name, None) for name in GRANT_ARGUMENTS}
     check_grant_arguments(kind, owner, grant_arguments, realm=realm, otp=otp)
     config = ClientConfig(
         client_id=client_id,
         client_secret=client_secret,
         scope=normalize_scope(scope),
         network=network,
-        **settings,
+        **arguments,
     )
     grant = grant_for(
         kind, owner, grant_arguments, client_secret=client_secret, realm=realm, otp=otp
@@ -367,13 +367,11 @@ def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenMan
     kwargs = gather(kind, overrides)
     check_environment(kind, kwargs)
     chosen = grant_kind_of(kwargs) if kind is None else kind
-    grant_arguments = {name: kwargs.pop(name, None) for name in GRANT_ARGUMENTS}
     return build_session(
         chosen,
         GRANT_CLASS_NAMES[chosen],
         kwargs.pop("client_id"),
         kwargs.pop("client_secret", None),
-        grant_arguments=grant_arguments,
         scope=kwargs.pop("scope", None),
         cache=kwargs.pop("cache", DEFAULT),
         network=NetworkSettings.from_args(True, None, None, True),

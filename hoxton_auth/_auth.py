@@ -1,15 +1,13 @@
 """The auth classes: ``HoxtonAuth``, its four grant classes, ``from_env`` and ``login``.
 
-``HoxtonAuth(...)`` returns the grant class its arguments choose; what the
-arguments mean is in ``_arguments.py``, which the CLI shares. An auth object
-is one session (``_session.py``) plus the requests and httpx adapters it
-inherits from.
+``HoxtonAuth(...)`` returns the grant class its arguments choose (what they mean
+is in ``_arguments.py``). An auth object is one session (``_session.py``) plus
+the requests and httpx adapters it inherits from.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
@@ -46,6 +44,8 @@ from ._session import OnToken, TokenInfo, TokenManager
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
 
+    from ._login import LoginOptions
+
 __all__ = [
     "LOGIN_SCOPE",
     "AuthorizationCodeAuth",
@@ -62,11 +62,10 @@ logger = logging.getLogger("hoxton_auth")
 
 
 class _Constructed(RequestsAuth, HttpxAuth):
-    """The constructor of ``HoxtonAuth`` (documented there).
+    """The constructor of ``HoxtonAuth`` (documented there), in a class of its own.
 
-    A class of its own so that type checkers read the return type of
-    ``HoxtonAuth(...)`` from the overloads of ``HoxtonAuth.__new__`` (mypy
-    prefers ``__init__`` when both are defined in one class).
+    mypy reads a constructor from ``__init__`` when one class defines both it
+    and ``__new__``; here ``HoxtonAuth(...)`` is typed by its ``__new__`` overloads.
     """
 
     grant_kind: ClassVar[str] = ""
@@ -108,20 +107,17 @@ class _Constructed(RequestsAuth, HttpxAuth):
         allow_insecure_http: bool = False,
         on_token: OnToken | None = None,
     ) -> None:
-        grant_arguments = {
-            "username": username,
-            "password": password,
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-            "refresh_token": refresh_token,
-        }
         self._manager: TokenManager = build_session(
             self.grant_kind,
             type(self).__name__,
             client_id,
             client_secret,
-            grant_arguments=grant_arguments,
+            username=username,
+            password=password,
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+            refresh_token=refresh_token,
             scope=scope,
             cache=cache,
             network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
@@ -140,8 +136,7 @@ class _Constructed(RequestsAuth, HttpxAuth):
             on_token=on_token,
         )
         self.config = self._manager.config
-        # The auth object owns its token-request clients' settings (issue 14):
-        # one transport per HTTP library, holding this object's verify/cert/proxy.
+        # Token requests go through this object's own verify/cert/proxy (issue 14).
         self._send_requests = RequestsTransport(self.config.network)
         self._send_httpx = HttpxTransport(self.config.network)
 
@@ -187,10 +182,9 @@ class HoxtonAuth(_Constructed):
             ``REQUESTS_CA_BUNDLE`` and the like from the environment.
         allow_insecure_http: Send the bearer token to ``http://`` API URLs
             on hosts other than loopback (refused by default).
-        on_token: Called with a ``TokenInfo`` (no secret in it) after every
-            fetch or refresh this object makes, for metrics and logs; its
-            exceptions are logged, never raised. It runs in the fetching
-            thread while the cache lock is held: keep it quick.
+        on_token: Called with a ``TokenInfo`` (no secret) after each fetch or
+            refresh, for metrics and logs; its exceptions are logged, never
+            raised. It runs while the cache lock is held: keep it quick.
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).
@@ -221,8 +215,6 @@ class HoxtonAuth(_Constructed):
             cls = _GRANT_CLASSES[grant_kind_of(kwargs)]
         return super().__new__(cls)
 
-    # -- other ways to build one ---------------------------------------------------
-
     @classmethod
     def login(
         cls,
@@ -240,44 +232,35 @@ class HoxtonAuth(_Constructed):
     ) -> AuthorizationCodeAuth:
         """Log a user in: in the browser (authorization code + PKCE) or with a device code.
 
-        Browser: a one-shot server on the loopback address receives the
-        redirect to ``http://<redirect_host>:<port>/callback`` (a redirect
-        with a wrong or missing ``state`` is answered 400 and the wait goes
-        on); the browser is opened with ``webbrowser`` (which honours
-        ``$BROWSER``), and the URL is printed to stderr for when it cannot open.
+        Browser: the login page opens with ``webbrowser`` (the URL is printed
+        to stderr too) and a one-shot loopback server receives the redirect
+        to ``http://<redirect_host>:<port>/callback`` (a wrong ``state`` is
+        refused and the wait goes on). Device (RFC 8628; an Auth0 Native
+        application with the Device Code grant): a URL and a code to enter on
+        another device are printed to stderr while the token endpoint is polled.
 
-        Device (RFC 8628): the verification URL and user code are printed
-        to stderr, to be opened on any other device, while the token
-        endpoint is polled at the server's ``interval``. Needs an Auth0
-        Native application with the Device Code grant enabled.
-
-        Either way the tokens (and, with ``offline_access``, the refresh
-        token) go to the cache as this OS user's logged-in session of
-        (domain, client, audience), where later ``AuthorizationCodeAuth(client_id)``
-        objects and other processes find them without logging in again,
-        whatever scope they spell. It replaces the previous login, whose
-        refresh token is revoked (best effort).
+        The tokens become this OS user's logged-in session of (domain, client,
+        audience) in the cache, where later ``AuthorizationCodeAuth(client_id)``
+        objects and other processes find them; the previous login's refresh
+        token is revoked (best effort).
 
         Args:
-            client_id: The OAuth client's id (its callback URLs must allow
-                the redirect URI).
+            client_id: The OAuth client's id (its callback URLs must allow the redirect URI).
             client_secret: For confidential clients; public ones use PKCE only.
             scope: Scopes to ask for; ``offline_access`` brings a refresh token.
-            port: Port of the loopback server; ``None`` tries
-                ``$HOXTON_LOGIN_PORT``, else 8765, 8766, 8767, 8768 (the
-                first free one); 0 picks any free port.
+            port: Port of the loopback server; ``None`` tries ``$HOXTON_LOGIN_PORT``,
+                else the first free one of 8765 to 8768; 0 picks any free port.
             redirect_host: ``"127.0.0.1"`` or ``"localhost"``, as registered
                 in the client's allowed callback URLs.
             open_browser: False only prints the URL.
-            timeout: Seconds to wait for the browser to come back, or for
-                the device code to be approved.
+            timeout: Seconds to wait for the browser, or for the device code's approval.
             device: True for the device flow, False for the browser; None
                 picks the device flow when no browser can be opened here
                 (an SSH session, or Linux without a display, and no ``$BROWSER``).
             prompt: Auth0's ``prompt``; ``"login"`` asks for the credentials
                 even when the browser is still logged in (to switch accounts).
-            **common: ``audience``, ``domain``, ``cache`` and the other
-                keyword arguments of the constructor, except ``timeout``.
+            **common: The constructor's other keyword arguments (``audience``,
+                ``domain``, ``cache``, ...), except ``timeout``.
 
         Returns:
             An ``AuthorizationCodeAuth`` holding the new session.
@@ -288,29 +271,23 @@ class HoxtonAuth(_Constructed):
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
-        return run_login(
-            client_id,
-            client_secret,
-            scope=scope,
-            port=port,
-            redirect_host=redirect_host,
-            open_browser=open_browser,
-            timeout=timeout,
-            device=device,
-            prompt=prompt,
-            **common,
-        )
+        # Here, not at the top: http.server and webbrowser cost ~5% of this
+        # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
+        # 2.3 s cumulative on a loaded machine), and no token needs them.
+        from ._login import LoginOptions
+
+        options = LoginOptions(port, redirect_host, open_browser, timeout, device, prompt)
+        return run_login(client_id, client_secret, scope=scope, options=options, **common)
 
     @classmethod
     def from_env(cls: type[_AuthT], **overrides: Any) -> _AuthT:
         """Build an auth object from ``HOXTON_*`` environment variables.
 
-        Reads ``HOXTON_CLIENT_ID``, ``HOXTON_CLIENT_SECRET``,
-        ``HOXTON_USERNAME``, ``HOXTON_PASSWORD``, ``HOXTON_REFRESH_TOKEN``,
-        ``HOXTON_SCOPE``, ``HOXTON_AUDIENCE``, ``HOXTON_AUTH_DOMAIN`` and
-        ``HOXTON_AUTH_CACHE``; empty variables count as unset. Keyword
-        arguments of the constructor win over the environment; a grant
-        argument given here replaces all the grant variables.
+        Reads ``HOXTON_CLIENT_ID``, ``HOXTON_CLIENT_SECRET``, ``HOXTON_USERNAME``,
+        ``HOXTON_PASSWORD``, ``HOXTON_REFRESH_TOKEN``, ``HOXTON_SCOPE``,
+        ``HOXTON_AUDIENCE``, ``HOXTON_AUTH_DOMAIN`` and ``HOXTON_AUTH_CACHE``;
+        empty ones count as unset. The constructor's keyword arguments win over
+        them; a grant argument given here replaces all the grant variables.
 
         Raises:
             ConfigError: A required variable is missing (the message names
@@ -328,8 +305,6 @@ class HoxtonAuth(_Constructed):
             f"{type(self).__name__}(client_id={c.client_id!r}, domain={c.domain!r}, "
             f"audience={c.audience!r}, scope={c.scope!r})"
         )
-
-    # -- tokens for code that is not requests/httpx --------------------------------
 
     def get_token(self) -> str:
         """A valid access token, from memory, the cache or the token endpoint.
@@ -356,9 +331,8 @@ class HoxtonAuth(_Constructed):
     def token_info(self) -> TokenInfo | None:
         """Expiry, scope, subject and whether a refresh token is held; never a secret.
 
-        Reports the token this object last used, else the one in the cache
-        for its identity; ``None`` when there is none yet (call ``get_token()``
-        first). Never sends a request.
+        Of the token this object last used, else of its identity's cached one;
+        ``None`` before there is one. Never sends a request.
         """
         return self._manager.token_info()
 
@@ -376,17 +350,13 @@ class HoxtonAuth(_Constructed):
         self._manager.logout(self._send_requests)
 
 
-# -- the grant classes --------------------------------------------------------------
-
-
 class _GrantAuth(HoxtonAuth):
     """The base of the grant classes: for type checkers, their constructor returns their class."""
 
     def __init__(
         self, client_id: str, client_secret: str | None = None, **arguments: Unpack[AllArgs]
     ) -> None:
-        # mypy reads a class's constructor from the nearer of __init__ and __new__:
-        # here __init__, rather than HoxtonAuth's overloads of __new__.
+        # mypy types a call from the nearer of __init__ and __new__: this one.
         super().__init__(client_id, client_secret, **arguments)
 
 
@@ -416,10 +386,9 @@ class AuthorizationCodeAuth(_GrantAuth):
 class RefreshTokenAuth(_GrantAuth):
     """A user's tokens from a refresh token, which starts a lineage in the cache.
 
-    The lineage's entry is keyed by a hash of this token; once the server
-    rotates it, the newest refresh token of that entry is used, so passing
-    the same original token on every run keeps working. Another refresh
-    token is another session.
+    The lineage's entry is keyed by a hash of this token and keeps the newest
+    rotated one, so passing the same original token on every run keeps
+    working. Another refresh token is another session.
     """
 
     grant_kind = "refresh_token"
@@ -438,41 +407,21 @@ def run_login(
     client_secret: str | None = None,
     *,
     scope: str | Sequence[str] | None,
-    port: int | None = None,
-    redirect_host: str = "127.0.0.1",
-    open_browser: bool = True,
-    timeout: float = 300.0,
-    device: bool | None = None,
-    prompt: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    options: LoginOptions,
     **common: Any,
 ) -> AuthorizationCodeAuth:
-    """``HoxtonAuth.login``; ``sleep`` waits between device polls (tests pass their own).
+    """``HoxtonAuth.login``, with its own arguments in ``options``.
 
     Raises:
         ConfigError: Bad arguments.
         LoginError: Timeout, refusal, state mismatch, or a refused code or device answer.
     """
-    # Here, not at the top: http.server and webbrowser cost ~5% of this
-    # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
-    # 2.3 s cumulative on a loaded machine), and no token needs them.
-    from ._login import check_login_arguments, obtain_login
+    from ._login import check_login_arguments, obtain_login  # see HoxtonAuth.login
 
-    ports = check_login_arguments(port, redirect_host, timeout, device, prompt, common)
-    # Building the session object (without a code) checks every argument
-    # before a port is opened or a browser started.
+    ports = check_login_arguments(options, common)
+    # Building the session object checks every argument before a port opens.
     session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
-    got = obtain_login(
-        session.config,
-        session.cache,
-        ports,
-        redirect_host=redirect_host,
-        open_browser=open_browser,
-        timeout=timeout,
-        device=device,
-        prompt=prompt,
-        sleep=sleep,
-    )
+    got = obtain_login(session.config, session.cache, options, ports)
     if got is None:
         return session  # a device login: its session is in the cache, where this object reads it
     auth = AuthorizationCodeAuth(
@@ -485,9 +434,8 @@ def run_login(
         **common,
     )
     try:
-        # The new session becomes this OS user's logged-in session of (domain,
-        # client, audience), replacing the previous one (perhaps another user's),
-        # whose refresh token is revoked (issue 10).
+        # It replaces the logged-in session (perhaps another user's) and revokes
+        # that one's refresh token (issue 10).
         auth._manager.begin_session(auth._send_requests, login=True)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").

@@ -48,6 +48,7 @@ __all__ = [
     "LOGIN_PORTS",
     "PROMPTS",
     "BrowserCode",
+    "LoginOptions",
     "browser_available",
     "callback_urls",
     "check_login_arguments",
@@ -306,62 +307,64 @@ class BrowserCode:
     code_verifier: str = dataclasses.field(repr=False)
 
 
-def check_login_arguments(
-    port: int | None,
-    redirect_host: str,
-    timeout: float,
-    device: bool | None,
-    prompt: str | None,
-    common: Mapping[str, Any],
-) -> tuple[int, ...]:
+@dataclasses.dataclass(frozen=True)
+class LoginOptions:
+    """``login()``'s own arguments (documented at ``HoxtonAuth.login``).
+
+    ``sleep`` waits between device polls (tests pass one that does not sleep).
+    """
+
+    port: int | None = None
+    redirect_host: str = "127.0.0.1"
+    open_browser: bool = True
+    timeout: float = 300.0
+    device: bool | None = None
+    prompt: str | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+def check_login_arguments(options: LoginOptions, common: Mapping[str, Any]) -> tuple[int, ...]:
     """Check ``login()``'s own arguments; return the callback ports to try.
 
     Raises:
         ConfigError: A bad argument (named).
     """
+    redirect_host, timeout, prompt = options.redirect_host, options.timeout, options.prompt
     if redirect_host not in REDIRECT_HOSTS:
         raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if device not in (True, False, None):
-        raise ConfigError(f"device must be True, False or None, got {device!r}")
+    if options.device not in (True, False, None):
+        raise ConfigError(f"device must be True, False or None, got {options.device!r}")
     if prompt is not None and prompt not in PROMPTS:
         raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
     for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
         if name in common:
             raise ConfigError(f"login() does not take {name}: it obtains the code itself")
-    return _ports(port, os.environ)
+    return _ports(options.port, os.environ)
 
 
 def obtain_login(
-    config: ClientConfig,
-    cache: TokenCache,
-    ports: Sequence[int],
-    *,
-    redirect_host: str = "127.0.0.1",
-    open_browser: bool = True,
-    timeout: float = 300.0,
-    device: bool | None = None,
-    prompt: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    config: ClientConfig, cache: TokenCache, options: LoginOptions, ports: Sequence[int]
 ) -> BrowserCode | None:
     """Run the browser login up to the code in hand, or the whole device login.
 
-    A device login ends with its session in ``cache`` (``None`` is returned);
-    ``sleep`` waits between device polls (tests pass one that does not sleep).
+    A device login ends with its session in ``cache`` (``None`` is returned).
 
     Raises:
         LoginError: Timeout, refusal, state mismatch, every port busy, or the
             token endpoint refused the approved device code.
     """
+    redirect_host, timeout = options.redirect_host, options.timeout
+    device = options.device
     if device is None:
         # --no-browser keeps the browser flow: the user opens the URL (perhaps
         # through an SSH tunnel to the callback port).
-        device = open_browser and not browser_available()
+        device = options.open_browser and not browser_available()
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:
-        device_login(config, cache, timeout, sleep)
+        device_login(config, cache, timeout, options.sleep)
         return None
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
@@ -376,8 +379,8 @@ def obtain_login(
         thread.start()
     try:
         deadline = time.monotonic() + timeout
-        url = authorize_url(config, redirect_uri, state, challenge, prompt)
-        _open_browser(url, open_browser, timeout)
+        url = authorize_url(config, redirect_uri, state, challenge, options.prompt)
+        _open_browser(url, options.open_browser, timeout)
         finished = callback.done.wait(max(deadline - time.monotonic(), 0.0))
     finally:
         wake[1].send(b"\0")

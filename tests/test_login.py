@@ -571,6 +571,7 @@ def test_device_polling_waits_the_interval_and_slows_down(
 ) -> None:
     """A sleep that only records: the server sees polls too fast and says slow_down."""
     from hoxton_auth._auth import run_login
+    from hoxton_auth._login import LoginOptions
 
     hoxton_auth_server.device_interval = 1
     waits: list[float] = []
@@ -584,8 +585,7 @@ def test_device_polling_waits_the_interval_and_slows_down(
         PUBLIC_CLIENT_ID,
         scope=LOGIN_SCOPE,
         domain=hoxton_auth_server.domain,
-        device=True,
-        sleep=sleep,
+        options=LoginOptions(device=True, sleep=sleep),
     )
 
     # pending after the first wait; the second poll came too fast: slow_down, 1 + 5 s.
@@ -674,6 +674,7 @@ def test_device_login_shows_a_countdown_on_a_terminal(
     hoxton_auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from hoxton_auth._auth import run_login
+    from hoxton_auth._login import LoginOptions
 
     hoxton_auth_server.device_interval = 2.5
     terminal = _Terminal()
@@ -689,8 +690,7 @@ def test_device_login_shows_a_countdown_on_a_terminal(
         PUBLIC_CLIENT_ID,
         scope=LOGIN_SCOPE,
         domain=hoxton_auth_server.domain,
-        device=True,
-        sleep=sleep,
+        options=LoginOptions(device=True, sleep=sleep),
     )
 
     assert waits == [1.0, 1.0, 0.5]  # one 2.5 s wait, in steps of at most a second
