@@ -18,11 +18,13 @@ from ._arguments import (
     AllArgs,
     CacheArg,
     CodeArgs,
+    LoginOptions,
     PasswordArgs,
     RefreshArgs,
     Settings,
     build_session,
     check_environment,
+    check_login_arguments,
     gather,
     grant_kind_of,
 )
@@ -43,8 +45,6 @@ from ._session import OnToken, TokenInfo, TokenManager
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
-
-    from ._login import LoginOptions
 
 __all__ = [
     "LOGIN_SCOPE",
@@ -271,11 +271,6 @@ class HoxtonAuth(_Constructed):
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
-        # Here, not at the top: http.server and webbrowser cost ~5% of this
-        # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
-        # 2.3 s cumulative on a loaded machine), and no token needs them.
-        from ._login import LoginOptions
-
         options = LoginOptions(port, redirect_host, open_browser, timeout, device, prompt)
         return run_login(client_id, client_secret, scope=scope, options=options, **common)
 
@@ -416,7 +411,10 @@ def run_login(
         ConfigError: Bad arguments.
         LoginError: Timeout, refusal, state mismatch, or a refused code or device answer.
     """
-    from ._login import check_login_arguments, obtain_login  # see HoxtonAuth.login
+    # Here, not at the top: http.server and webbrowser cost ~5% of this
+    # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
+    # 2.3 s cumulative on a loaded machine), and no token needs them.
+    from ._login import obtain_login
 
     ports = check_login_arguments(options, common)
     # Building the session object checks every argument before a port opens.

@@ -12,13 +12,15 @@ import base64
 import dataclasses
 import hashlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 from urllib.parse import urlencode
 
 from ._config import ClientConfig
+from ._errors import ConfigError
 
 __all__ = [
+    "GRANT_KINDS",
     "AuthorizationCode",
     "ClientCredentials",
     "DeviceCode",
@@ -27,7 +29,9 @@ __all__ = [
     "Password",
     "RefreshToken",
     "authorize_url",
+    "check_grant_arguments",
     "device_authorization_fields",
+    "grant_for",
     "pkce_pair",
     "revocation_fields",
 ]
@@ -177,6 +181,105 @@ class DeviceCode:
 
 
 Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken | DeviceCode | MfaOtp
+
+
+#: Grant kind -> the constructor arguments that carry it. The one list of
+#: grant arguments: everything else (choice, checks, environment) reads it.
+GRANT_KINDS: Mapping[str, tuple[str, ...]] = {
+    "client_credentials": (),
+    "password": ("username", "password"),
+    "authorization_code": ("code", "redirect_uri", "code_verifier"),
+    "refresh_token": ("refresh_token",),
+}
+
+
+def check_grant_arguments(
+    kind: str,
+    owner: str,
+    arguments: Mapping[str, str | None],
+    *,
+    realm: str | None = None,
+    otp: Callable[[], str] | None = None,
+) -> None:
+    """The checks any grant makes first: only its own arguments, each a non-empty string.
+
+    Raises:
+        ConfigError: An argument of another grant, or not a non-empty string.
+    """
+    # issue 12: grant extras of the password grant only
+    if (realm is not None or otp is not None) and kind != "password":
+        raise ConfigError("realm and otp belong to the password grant (username/password)")
+    allowed = GRANT_KINDS[kind]
+    foreign = sorted(n for n, v in arguments.items() if v is not None and n not in allowed)
+    if foreign:
+        raise ConfigError(
+            f"{owner} does not take {', '.join(foreign)}: those arguments belong to another grant"
+        )
+    for name, value in arguments.items():
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{name} must be a non-empty string")
+
+
+def grant_for(
+    kind: str,
+    owner: str,
+    arguments: Mapping[str, str | None],
+    *,
+    client_secret: str | None,
+    realm: str | None = None,
+    otp: Callable[[], str] | None = None,
+) -> Grant | None:
+    """Check the grant arguments of ``kind`` and build its grant.
+
+    Args:
+        kind: One of ``GRANT_KINDS``.
+        owner: The class name, for messages.
+        arguments: Every grant argument (``None`` when not given).
+        client_secret: The client's secret, if any.
+        realm: Password grant only: Auth0's password-realm connection.
+        otp: Password grant only: a callable returning a one-time code.
+
+    Returns:
+        The grant, or ``None`` when the grant comes from the cache (a
+        refresh-token lineage, or the logged-in session).
+
+    Raises:
+        ConfigError: Arguments missing, of another grant, or not strings.
+    """
+    check_grant_arguments(kind, owner, arguments, realm=realm, otp=otp)
+    if kind == "client_credentials":
+        if client_secret is None:
+            raise ConfigError(
+                "client_secret is required for the client_credentials grant "
+                "(or pass username/password, code/redirect_uri or refresh_token)"
+            )
+        return ClientCredentials()
+    if kind == "password":
+        username, password = arguments.get("username"), arguments.get("password")
+        if username is None:
+            raise ConfigError("username is required with password")
+        if password is None:
+            raise ConfigError("password is required with username")
+        if realm is not None and (not isinstance(realm, str) or not realm):
+            raise ConfigError("realm must be a non-empty string")
+        if otp is not None and not callable(otp):
+            raise ConfigError("otp must be a callable returning the one-time code")
+        return Password(username, password, realm, otp)
+    if kind == "authorization_code":
+        code, redirect_uri = arguments.get("code"), arguments.get("redirect_uri")
+        verifier = arguments.get("code_verifier")
+        if code is None:
+            if verifier is not None:
+                raise ConfigError("code_verifier needs code")
+            if redirect_uri is not None:
+                raise ConfigError("code is required with redirect_uri")
+            return None  # the logged-in session
+        if redirect_uri is None:
+            raise ConfigError("redirect_uri is required with code (the one sent to /authorize)")
+        return AuthorizationCode(code, redirect_uri, verifier)
+    if arguments.get("refresh_token") is None:
+        raise ConfigError(f"refresh_token is required for {owner}")
+    return None  # the lineage's refresh token comes from the cache (or the seed)
 
 
 def device_authorization_fields(config: ClientConfig) -> dict[str, str]:

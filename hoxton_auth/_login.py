@@ -33,9 +33,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
+from ._arguments import PORT_VARIABLE, LoginOptions
 from ._cache import TokenCache
 from ._config import ClientConfig
-from ._errors import ConfigError, LoginError, TokenRequestError
+from ._errors import LoginError, TokenRequestError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
 from ._grants import DeviceCode, authorize_url, pkce_pair
 from ._identity import identity_for
@@ -45,29 +46,15 @@ from ._requests import RequestsTransport
 from ._session import TokenManager
 
 __all__ = [
-    "LOGIN_PORTS",
-    "PROMPTS",
     "BrowserCode",
-    "LoginOptions",
     "browser_available",
     "callback_urls",
-    "check_login_arguments",
     "obtain_login",
 ]
 
 logger = logging.getLogger("hoxton_auth")
 
 CALLBACK_PATH = "/callback"
-REDIRECT_HOSTS = ("127.0.0.1", "localhost")
-#: Callback ports tried in order when none is given: register
-#: ``http://127.0.0.1:<port>/callback`` for each in the Auth0 application's
-#: Allowed Callback URLs (Auth0 matches the port exactly).
-LOGIN_PORTS = (8765, 8766, 8767, 8768)
-#: Overrides ``LOGIN_PORTS`` with one port.
-PORT_VARIABLE = "HOXTON_LOGIN_PORT"
-#: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
-#: again even when the browser still has a session at the tenant.
-PROMPTS = ("login", "consent", "select_account", "none")
 # A browser may open a connection and never send on it (speculative
 # preconnect); each handler thread gives up on such a socket after this long.
 HANDLER_TIMEOUT = 10.0
@@ -180,29 +167,6 @@ def callback_urls(ports: Sequence[int], redirect_host: str = "127.0.0.1") -> lis
     return [f"http://{redirect_host}:{port}{CALLBACK_PATH}" for port in ports]
 
 
-def _check_port(port: object) -> int:
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
-    return port
-
-
-def _ports(port: int | None, environ: Mapping[str, str]) -> tuple[int, ...]:
-    """The ports to try, in order: the one given, else $HOXTON_LOGIN_PORT, else LOGIN_PORTS."""
-    if port is not None:
-        return (_check_port(port),)
-    value = environ.get(PORT_VARIABLE, "").strip()
-    if not value:
-        return LOGIN_PORTS
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"${PORT_VARIABLE} must be a port number, got {value!r}") from None
-    try:
-        return (_check_port(number),)
-    except ConfigError as exc:
-        raise ConfigError(f"${PORT_VARIABLE}: {exc}") from None
-
-
 def _busy(exc: OSError) -> bool:
     return exc.errno in (errno.EADDRINUSE, errno.EACCES)
 
@@ -305,43 +269,6 @@ class BrowserCode:
     code: str = dataclasses.field(repr=False)
     redirect_uri: str
     code_verifier: str = dataclasses.field(repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class LoginOptions:
-    """``login()``'s own arguments (documented at ``HoxtonAuth.login``).
-
-    ``sleep`` waits between device polls (tests pass one that does not sleep).
-    """
-
-    port: int | None = None
-    redirect_host: str = "127.0.0.1"
-    open_browser: bool = True
-    timeout: float = 300.0
-    device: bool | None = None
-    prompt: str | None = None
-    sleep: Callable[[float], None] = time.sleep
-
-
-def check_login_arguments(options: LoginOptions, common: Mapping[str, Any]) -> tuple[int, ...]:
-    """Check ``login()``'s own arguments; return the callback ports to try.
-
-    Raises:
-        ConfigError: A bad argument (named).
-    """
-    redirect_host, timeout, prompt = options.redirect_host, options.timeout, options.prompt
-    if redirect_host not in REDIRECT_HOSTS:
-        raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if options.device not in (True, False, None):
-        raise ConfigError(f"device must be True, False or None, got {options.device!r}")
-    if prompt is not None and prompt not in PROMPTS:
-        raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
-    for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
-        if name in common:
-            raise ConfigError(f"login() does not take {name}: it obtains the code itself")
-    return _ports(options.port, os.environ)
 
 
 def obtain_login(
