@@ -62,10 +62,9 @@ logger = logging.getLogger("hoxton_auth")
 
 
 class _Constructed(RequestsAuth, HttpxAuth):
-    """The constructor of ``HoxtonAuth`` (documented there), in a class of its own.
+    """The constructor of ``HoxtonAuth`` (documented there), apart from its ``__new__``.
 
-    mypy reads a constructor from ``__init__`` when one class defines both it
-    and ``__new__``; here ``HoxtonAuth(...)`` is typed by its ``__new__`` overloads.
+    In one class mypy would type ``HoxtonAuth(...)`` by ``__init__``, not the overloads.
     """
 
     grant_kind: ClassVar[str] = ""
@@ -169,19 +168,16 @@ class HoxtonAuth(_Constructed):
         max_attempts: Token-endpoint requests per fetch, at most.
         organization: The Auth0 Organization the token is for (client credentials).
         realm: With the password grant: Auth0's password-realm grant on this connection.
-        forwarded_for: With the password grant: the end user's IP, sent as
-            ``auth0-forwarded-for`` so brute-force protection counts the user.
-        otp: With the password grant: a callable returning the current one-time
-            code, used when Auth0 answers ``mfa_required``.
+        forwarded_for: With the password grant: the end user's IP, for Auth0's
+            brute-force protection (``auth0-forwarded-for``).
+        otp: With the password grant: returns the one-time code for ``mfa_required``.
         verify: For token requests: True (the default CA bundle, or the
             environment's with ``trust_env``), a CA bundle path, or False.
         cert: Client certificate for mutual TLS with the token endpoint: a
             PEM file with certificate and key, or a ``(cert, key)`` pair.
         proxy: Proxy URL for token requests (default: the environment's).
-        trust_env: Read ``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``,
-            ``REQUESTS_CA_BUNDLE`` and the like from the environment.
-        allow_insecure_http: Send the bearer token to ``http://`` API URLs
-            on hosts other than loopback (refused by default).
+        trust_env: Read ``HTTPS_PROXY``, ``SSL_CERT_FILE`` and the like.
+        allow_insecure_http: Send the bearer token to non-loopback ``http://`` URLs.
         on_token: Called with a ``TokenInfo`` (no secret) after each fetch or
             refresh, for metrics and logs; its exceptions are logged, never
             raised. It runs while the cache lock is held: keep it quick.
@@ -233,16 +229,16 @@ class HoxtonAuth(_Constructed):
         """Log a user in: in the browser (authorization code + PKCE) or with a device code.
 
         Browser: the login page opens with ``webbrowser`` (the URL is printed
-        to stderr too) and a one-shot loopback server receives the redirect
-        to ``http://<redirect_host>:<port>/callback`` (a wrong ``state`` is
-        refused and the wait goes on). Device (RFC 8628; an Auth0 Native
-        application with the Device Code grant): a URL and a code to enter on
-        another device are printed to stderr while the token endpoint is polled.
+        to stderr too) and a one-shot loopback server receives the redirect to
+        ``http://<redirect_host>:<port>/callback`` (one with a wrong ``state`` is
+        refused, and the wait goes on). Device (RFC 8628; an Auth0
+        Native application with the Device Code grant): a URL and a code to
+        enter on another device are printed to stderr while the server is polled.
 
         The tokens become this OS user's logged-in session of (domain, client,
         audience) in the cache, where later ``AuthorizationCodeAuth(client_id)``
-        objects and other processes find them; the previous login's refresh
-        token is revoked (best effort).
+        objects and other processes find them, whatever scope they spell; the
+        previous login's refresh token is revoked (best effort).
 
         Args:
             client_id: The OAuth client's id (its callback URLs must allow the redirect URI).
@@ -281,12 +277,11 @@ class HoxtonAuth(_Constructed):
         Reads ``HOXTON_CLIENT_ID``, ``HOXTON_CLIENT_SECRET``, ``HOXTON_USERNAME``,
         ``HOXTON_PASSWORD``, ``HOXTON_REFRESH_TOKEN``, ``HOXTON_SCOPE``,
         ``HOXTON_AUDIENCE``, ``HOXTON_AUTH_DOMAIN`` and ``HOXTON_AUTH_CACHE``;
-        empty ones count as unset. The constructor's keyword arguments win over
-        them; a grant argument given here replaces all the grant variables.
+        empty ones count as unset. Keyword arguments win over them; a grant
+        argument given here replaces all the grant variables.
 
         Raises:
-            ConfigError: A required variable is missing (the message names
-                it), or the variables contradict each other.
+            ConfigError: A required variable is missing (named), or they clash.
         """
         kind = None if cls is HoxtonAuth else cls.grant_kind
         kwargs = gather(kind, overrides)
@@ -370,9 +365,9 @@ class PasswordAuth(_GrantAuth):
 class AuthorizationCodeAuth(_GrantAuth):
     """A user's tokens from an authorization code (or an earlier login in the cache).
 
-    With ``code``, the code is always exchanged (once) and the session is
-    filed under the user's ``sub``. Without ``code`` it uses this OS user's
-    logged-in session (the last ``login()``), whatever the scope.
+    With ``code``, the code is exchanged (once) and the session filed under the
+    user's ``sub``; without, it uses this OS user's logged-in session (the last
+    ``login()``), whatever the scope.
     """
 
     grant_kind = "authorization_code"
@@ -417,7 +412,6 @@ def run_login(
     from ._login import obtain_login
 
     ports = check_login_arguments(options, common)
-    # Building the session object checks every argument before a port opens.
     session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
     got = obtain_login(session.config, session.cache, options, ports)
     if got is None:
@@ -432,8 +426,7 @@ def run_login(
         **common,
     )
     try:
-        # It replaces the logged-in session (perhaps another user's) and revokes
-        # that one's refresh token (issue 10).
+        # Replaces the logged-in session, revoking its refresh token (issue 10).
         auth._manager.begin_session(auth._send_requests, login=True)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").

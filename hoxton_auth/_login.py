@@ -1,16 +1,11 @@
-"""Logging in: in the browser or with a device code, and choosing which.
+"""Logging in: in the browser or with a device code, and choosing which (``obtain_login``).
 
 Browser (authorization code + PKCE): a one-shot HTTP server on the loopback
-interface receives the redirect, checks ``state`` and returns the code
-(``BrowserCode``). Device (RFC 8628), for machines where no browser can be
-opened: the user approves a code on any other device while the core's
-``poll_device_code`` flow polls (``ApprovedDevice``). ``obtain_login``
-picks one; ``_auth.run_login`` hands what it brings back to the ordinary
-session, so the tokens land in the shared cache like any other.
-
-Knows no auth class, so no import cycle. Imported by ``_auth.run_login``
-when a login runs: ``import hoxton_auth`` does not pay for ``http.server``
-and ``webbrowser``.
+interface receives the redirect, checks ``state`` and hands back the code
+(``BrowserCode``), which ``_auth.run_login`` exchanges. Device (RFC 8628), where
+no browser can be opened: the user approves a code on another device while
+the core's ``poll_device_code`` flow polls; the answer begins the logged-in
+session in the cache. Knows no auth class; imported only when a login runs.
 """
 
 from __future__ import annotations
@@ -174,10 +169,9 @@ def _busy(exc: OSError) -> bool:
 def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> list[_CallbackServer]:
     """Listen on the first free port of ``ports`` at every address ``redirect_host`` names.
 
-    ``127.0.0.1`` is one address. ``localhost`` may resolve to 127.0.0.1 or
-    ::1 in the browser, so both are bound on the same port (a squatter on
-    the other one would receive the code); ::1 is skipped only when the
-    machine has no IPv6 loopback at all.
+    ``localhost`` may resolve to 127.0.0.1 or ::1 in the browser, so both are
+    bound on the same port (a squatter on the other would receive the code);
+    ::1 is skipped only when the machine has no IPv6 loopback at all.
 
     Raises:
         LoginError: Every port is busy (the message lists the callback URLs
@@ -220,9 +214,8 @@ def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> li
 
 
 def _open_browser(url: str, open_browser: bool, timeout: float) -> None:
-    # The URL is printed first in every case: a browser may "open" on a
-    # display the user cannot see (ssh, a container), and a console browser
-    # from $BROWSER blocks until it exits.
+    # The URL is printed first in every case: a browser may "open" on a display the
+    # user cannot see (ssh, a container); a console browser ($BROWSER) blocks.
     if not open_browser:
         sys.stderr.write(f"Open this URL in a browser to log in:\n\n    {url}\n\n")
     else:
@@ -246,10 +239,9 @@ def browser_available(
 ) -> bool:
     """Whether a browser can be opened on this machine for the user to see.
 
-    ``$BROWSER`` set: yes (the user said how). An SSH session
-    (``$SSH_CONNECTION``, ``$SSH_TTY``): no, a browser would open on the
-    remote machine. Linux and the BSDs without ``$DISPLAY`` or
-    ``$WAYLAND_DISPLAY``: no. Otherwise (macOS, Windows, a desktop): yes.
+    ``$BROWSER`` set: yes. An SSH session (``$SSH_CONNECTION``, ``$SSH_TTY``):
+    no, it would open on the remote machine. Linux and the BSDs without
+    ``$DISPLAY`` or ``$WAYLAND_DISPLAY``: no. Otherwise (macOS, Windows): yes.
     """
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
@@ -318,11 +310,9 @@ def obtain_login(
         for server in servers:
             server.server_close()
     if not finished:
-        refused = (
-            f" ({callback.refused} redirect(s) with a wrong or missing state were refused)"
-            if callback.refused
-            else ""
-        )
+        n, refused = callback.refused, ""
+        if n:
+            refused = f" ({n} redirect(s) with a wrong or missing state were refused)"
         raise LoginError(
             f"no login redirect reached {redirect_uri} within {timeout:g}s{refused}; "
             "run the login again and finish it in the browser"
@@ -334,7 +324,6 @@ def obtain_login(
 
 # -- the device login (RFC 8628) ---------------------------------------------------------
 
-
 # Without a terminal, a progress line at most this often (seconds).
 _PLAIN_PROGRESS_EVERY = 60.0
 
@@ -345,7 +334,7 @@ def device_login(
     """Show the user a code to approve elsewhere, poll until it is, and begin the session.
 
     The session becomes this OS user's logged-in session in ``cache``, as a
-    browser login's does. ``sleep`` waits between polls (tests pass their own).
+    browser login's does; ``sleep`` waits between polls.
 
     Raises:
         LoginError: The code expired or was denied, ``timeout`` passed, or
@@ -358,17 +347,13 @@ def device_login(
         request_device_code(config, started, random.Random()),  # noqa: S311  jitter, not crypto
         send,
     )
-    out = sys.stderr
-    complete = authorization.verification_uri_complete
+    out, complete = sys.stderr, authorization.verification_uri_complete
     out.write(
         f"To log in, open this page on any device:\n\n    {authorization.verification_uri}\n\n"
         f"and enter the code:  {authorization.user_code}\n\n"
-        + (
-            f"or open this link, which has the code in it:\n\n    {complete}\n\n"
-            if complete
-            else ""
-        )
     )
+    if complete:
+        out.write(f"or open this link, which has the code in it:\n\n    {complete}\n\n")
     out.flush()
     bounded = dataclasses.replace(
         authorization, expires_at=min(authorization.expires_at, started + timeout)
@@ -379,9 +364,8 @@ def device_login(
         if out.isatty():
             out.write("\n")
             out.flush()
-    # The approved device code is spent: the session begins with the answer
-    # that came back, replayed to begin_session (the same storing call as a
-    # browser login's), which parses it and replaces the cached session.
+    # The approved code is spent: its answer is replayed to begin_session (the
+    # same storing call as a browser login's), which replaces the cached session.
     grant = DeviceCode(authorization.device_code)
     session = TokenManager(config, grant, cache, identity_for(config, grant, None), None)
     try:
