@@ -1,8 +1,8 @@
-"""The constructor's arguments, without an HTTP library: what they mean and what they build.
+"""The constructor's and ``login()``'s arguments, without an HTTP library: what they build.
 
-Which grant they choose (``grant_kind_of``) and each grant's checks
-(``grant_for``), the ``HOXTON_*`` variables, the ``cache=`` argument
-(``resolve_cache``), the session they build (``build_session``), and their
+Which grant they choose (``grant_kind_of``), the ``HOXTON_*`` variables, the
+``cache=`` argument (``resolve_cache``), the session they build
+(``build_session``), ``login()``'s own arguments (``LoginOptions``), and their
 types for the overloads of ``HoxtonAuth(...)``. ``HoxtonAuth`` and the CLI
 both use it; it imports neither requests nor httpx, so ``hoxton-auth token``
 answered from the cache never loads them.

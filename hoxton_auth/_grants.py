@@ -1,9 +1,11 @@
-"""One frozen dataclass per OAuth grant, each turning itself into token-request fields.
+"""The OAuth grants: one frozen dataclass each, turning itself into token-request fields.
 
-Also the fields of the protocol's other requests: the browser's ``/authorize``
-URL with its PKCE pair, device authorization and revocation. Only this module
-writes a ``grant_type``. Field sets follow the Hoxton docs and
-RFC 6749: client credentials travel in the body (``client_secret_post``).
+Also which constructor arguments carry each grant (``GRANT_KINDS``), their
+checks and the grant they build (``grant_for``), and the fields of the
+protocol's other requests: the ``/authorize`` URL with its PKCE pair, device
+authorization and revocation. Only this module writes a ``grant_type``. Field
+sets follow the Hoxton docs and RFC 6749: client credentials travel in the
+body (``client_secret_post``).
 """
 
 from __future__ import annotations
