@@ -6,11 +6,8 @@ fetched, cached for every process of the user, renewed and retried inside.
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any
+import importlib
 
-from ._arguments import DEFAULT
-from ._cache import CacheEntry, MemoryTokenCache, TokenCache
 from ._errors import (
     CacheError,
     CacheLockTimeoutError,
@@ -27,11 +24,12 @@ from ._errors import (
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
-from ._file_cache import FileTokenCache
-from ._session import TokenInfo
-from ._token import Token
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
 if TYPE_CHECKING:
+    from typing import Any
+
+    from ._arguments import DEFAULT
     from ._auth import (
         AuthorizationCodeAuth,
         ClientCredentialsAuth,
@@ -39,7 +37,11 @@ if TYPE_CHECKING:
         PasswordAuth,
         RefreshTokenAuth,
     )
+    from ._cache import CacheEntry, MemoryTokenCache, TokenCache
+    from ._file_cache import FileTokenCache
     from ._redis_cache import RedisTokenCache
+    from ._session import TokenInfo
+    from ._token import Token
 
 __version__ = "0.2.0.dev0"
 
@@ -74,36 +76,40 @@ __all__ = [
     "__version__",
 ]
 
-logging.getLogger(__name__).addHandler(logging.NullHandler())
-
-
-_AUTH_CLASSES = frozenset(
-    {
-        "AuthorizationCodeAuth",
-        "ClientCredentialsAuth",
-        "HoxtonAuth",
-        "PasswordAuth",
-        "RefreshTokenAuth",
-    }
-)
+# Where each public name not imported above lives. They load on first use
+# (PEP 562), each once: the auth classes subclass requests' and httpx's base
+# classes (`import requests, httpx` costs +228 ms of CPU over `python -c pass`,
+# 48 ms, getrusage of 20 runs, CPython 3.11, shared 2-core machine), the
+# caches and Token are dataclasses (`import dataclasses` and their generated
+# methods cost ~25 ms), and RedisTokenCache needs redis-py (an optional extra:
+# `hoxton-auth[redis]`). A cached `hoxton-auth token` needs none of them
+# (issue 15: within 2x `python -c pass`, benchmarks/bench_cli.py).
+_LAZY = {
+    "DEFAULT": "_arguments",
+    "AuthorizationCodeAuth": "_auth",
+    "ClientCredentialsAuth": "_auth",
+    "HoxtonAuth": "_auth",
+    "PasswordAuth": "_auth",
+    "RefreshTokenAuth": "_auth",
+    "CacheEntry": "_cache",
+    "MemoryTokenCache": "_cache",
+    "TokenCache": "_cache",
+    "FileTokenCache": "_file_cache",
+    "RedisTokenCache": "_redis_cache",
+    "TokenInfo": "_session",
+    "Token": "_token",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # The auth classes are imported on first use: they subclass requests' and
-    # httpx's base classes, and `import requests, httpx` costs +228 ms of CPU
-    # over `python -c pass` (48 ms) here (getrusage of 20 runs, CPython 3.11,
-    # shared 2-core machine; ~117 ms idle, README figure 3), while the CLI
-    # answering from the cache (`hoxton-auth token`) needs neither (issue 15).
-    if name in _AUTH_CLASSES:
-        from . import _auth
-
-        value: Any = getattr(_auth, name)
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if name != "RedisTokenCache":  # that one is looked up each time: redis may appear later
         globals()[name] = value  # later lookups skip this function
-        return value
-    # RedisTokenCache is imported on first use, so that `import hoxton_auth`
-    # never imports redis-py (an optional extra: `hoxton-auth[redis]`).
-    if name == "RedisTokenCache":
-        from ._redis_cache import RedisTokenCache
+    return value
 
-        return RedisTokenCache
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

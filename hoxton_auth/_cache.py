@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
-from ._errors import CacheLockTimeoutError
+from ._errors import CacheLockTimeoutError, library_logger
 from ._token import Token
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "TokenCache",
     "cache_key",
 ]
+
+library_logger()  # its NullHandler, before any module of a session logs
 
 LOCK_POLL_INTERVAL = 0.05  # seconds between two tries of a busy file or Redis lock
 # Entries nobody can use any more are dropped, so a cache stays small: an

@@ -14,19 +14,23 @@ kept, found in one pass whose cost is linear in the file size (issue 11).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "Decoded", "decode", "encode", "salvage"]
 
 FORMAT_MARKER = "hoxton-auth token cache"
 FORMAT_VERSION = 1
+# Patterns, compiled on first use by ``re`` (and kept in its cache): compiling
+# them costs ~3.5 ms (python -X importtime), and only a damaged file needs them.
 # The start of one entry in a damaged file: a 32-hex-digit key, then an object.
-_ENTRY_START = re.compile(r'"([0-9a-f]{32})"\s*:\s*(?=\{)')
+_ENTRY_START = r'"([0-9a-f]{32})"\s*:\s*(?=\{)'
 # How a damaged file of ours begins: the marker, or 0.1's layout.
-_OURS = re.compile(
+_OURS = (
     r'\s*\{\s*(?:"format"\s*:\s*"hoxton-auth token cache"'
     r'|"entries"\s*:\s*\{|"version"\s*:\s*1\s*,\s*"entries"\s*:\s*\{)'
 )
@@ -35,7 +39,6 @@ _MAX_ENTRY_CHARS = 256 * 1024  # far more than one entry (two JWTs and labels) n
 _NOT_OURS = "it is not a hoxton-auth token cache"
 
 
-@dataclasses.dataclass(frozen=True)
 class Decoded:
     """What a cache file holds.
 
@@ -45,9 +48,14 @@ class Decoded:
         damage: What was wrong with a file of ours (the rest was salvaged), or ``None``.
     """
 
-    document: dict[str, Any]
-    refused: str | None = None
-    damage: str | None = None
+    __slots__ = ("damage", "document", "refused")
+
+    def __init__(
+        self, document: dict[str, Any], refused: str | None = None, damage: str | None = None
+    ) -> None:
+        self.document = document
+        self.refused = refused
+        self.damage = damage
 
 
 def decode(text: str) -> Decoded:
@@ -57,7 +65,7 @@ def decode(text: str) -> Decoded:
     try:
         document = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
-        if not _OURS.match(text):
+        if not re.match(_OURS, text):
             return Decoded({}, refused=_NOT_OURS)
         kept, _ = salvage(text)
         return Decoded(
@@ -101,7 +109,8 @@ def salvage(text: str) -> tuple[dict[str, Any], int]:
     decoder = json.JSONDecoder()
     found: dict[str, Any] = {}
     work, position = 0, 0
-    while (match := _ENTRY_START.search(text, position)) is not None:
+    entry_start = re.compile(_ENTRY_START)
+    while (match := entry_start.search(text, position)) is not None:
         start, window = match.end(), _FIRST_WINDOW
         while True:
             piece = text[start : start + window]

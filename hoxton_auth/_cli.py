@@ -1,25 +1,127 @@
-"""The ``hoxton-auth`` command line: its parser, ``main`` and exit statuses.
+"""The ``hoxton-auth`` command line: ``main``, its parser, its exit statuses.
 
-What each command does is in ``_cli_commands.py``. The parser is built only
-when the command runs: ``import hoxton_auth`` loads neither this module nor
-``argparse``.
+What each command does is in ``_cli_commands.py``.
+
+A bare ``hoxton-auth token`` whose token is in the cache, fresh, is answered
+before anything else loads (``_token_from_cache``): no argparse, logging,
+dataclasses, session or HTTP library, so that ``$(hoxton-auth token)`` in a
+shell loop costs little more than the interpreter's own start-up (issue 15:
+within 2x ``python -c pass``, ``benchmarks/bench_cli.py``). That look reads the
+file with the same checks, key and verifier as the library and changes
+nothing; whenever it is in any doubt (another option, another grant, no entry,
+a token near its renewal time, a file refused, damaged or open to others) it
+steps aside and the command runs in full, which fetches, repairs and reports.
+The modules that look import no ``typing`` either (~6 ms): ``TYPE_CHECKING =
+False`` stands in for ``typing.TYPE_CHECKING``, and mypy reads both alike.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
+import math
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from . import __version__
-from ._arguments import LOGIN_SCOPE
-from ._cli_commands import PROG, cmd_login, cmd_logout, cmd_status, cmd_token
-from ._config import DEFAULT_AUDIENCE, DEFAULT_DOMAIN
-from ._errors import ConfigError, HoxtonAuthError
+from ._config import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_DOMAIN,
+    DEFAULT_LEEWAY,
+    ClientConfig,
+    read_environment,
+    renew_at,
+)
+from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError
+from ._identity import client_identity, login_identity
+from ._private_file import default_cache_path, read_document
 
-__all__ = ["EXIT_STATUS", "PROG", "main"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
+__all__ = ["EXIT_STATUS", "main"]
+
+_GRANT_VARIABLES = ("username", "password", "refresh_token")
+# What a cached token may hold and still be answered without a full check: the
+# characters of an RFC 6750 b64token (a JWT has only these), 64 KiB at most.
+_TOKEN_CHARACTERS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/="
+)
+_MAX_TOKEN_LENGTH = 64 * 1024
+
+
+def _plain_token(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= _MAX_TOKEN_LENGTH
+        and _TOKEN_CHARACTERS.issuperset(value)
+    )
+
+
+def _time(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _fresh_access_token(raw: object) -> str | None:
+    """The access token of a cache entry's token, if it is plainly valid and fresh."""
+    if not isinstance(raw, Mapping) or raw.get("token_type", "Bearer") != "Bearer":
+        return None
+    access_token, expires_at, obtained_at = (
+        raw.get("access_token"),
+        _time(raw.get("expires_at")),
+        _time(raw.get("obtained_at")),
+    )
+    others = (raw.get(name) for name in ("refresh_token", "id_token"))
+    if expires_at is None or obtained_at is None or not _plain_token(access_token):
+        return None
+    if not all(other is None or _plain_token(other) for other in others):
+        return None
+    if not isinstance(raw.get("scope", ""), (str, type(None))):
+        return None
+    fresh = time.time() < renew_at(expires_at, obtained_at, DEFAULT_LEEWAY)
+    return access_token if fresh and isinstance(access_token, str) else None
+
+
+def _token_from_cache(argv: Sequence[str]) -> str | None:
+    """What a bare ``hoxton-auth token`` prints, if the cache has it fresh; else ``None``.
+
+    Only client credentials (a secret, no grant variable) and the logged-in
+    session (no secret, no grant variable), only a file cache; the identity's
+    key and verifier are the library's own, so the entry of another
+    credential is never answered.
+    """
+    environment = read_environment()
+    if list(argv) != ["token"] or any(environment.get(n) for n in _GRANT_VARIABLES):
+        return None
+    location = environment.get("cache")
+    if location is not None and "://" in location:
+        return None  # Redis, or a scheme the full path explains
+    try:
+        config = ClientConfig(
+            environment["client_id"],
+            environment.get("client_secret"),
+            domain=environment.get("domain", DEFAULT_DOMAIN),
+            audience=environment.get("audience", DEFAULT_AUDIENCE),
+            scope=environment.get("scope"),
+        )
+        path = Path(location).expanduser() if location else default_cache_path()
+        read = read_document(path.absolute(), quiet=True)
+    except (KeyError, ConfigError, CacheUnavailableError):
+        return None
+    if read is None or read[0].damage is not None:
+        return None
+    identity = client_identity(config) if config.client_secret else login_identity(config)
+    entries = read[0].document.get("entries")
+    entry = entries.get(identity.key) if isinstance(entries, dict) else None
+    if not isinstance(entry, dict) or not isinstance(entry.get("meta"), dict):
+        return None
+    if not identity.owns({str(k): str(v) for k, v in entry["meta"].items()}):
+        return None
+    return _fresh_access_token(entry.get("token"))
 
 
 def _client_options(commands_parser: argparse.ArgumentParser, scope_default: str = "") -> None:
@@ -57,6 +159,8 @@ def _grant_options(commands_parser: argparse.ArgumentParser) -> None:
 
 def _port(text: str) -> int:
     """A TCP port for ``--port``: a usage error (exit 2) otherwise, never an OverflowError."""
+    import argparse  # loaded by then: only the parser calls this
+
     try:
         port = int(text)
     except ValueError:
@@ -67,6 +171,8 @@ def _port(text: str) -> int:
 
 
 def _seconds(text: str) -> float:
+    import argparse  # loaded by then: only the parser calls this
+
     try:
         seconds = float(text)
     except ValueError:
@@ -84,6 +190,14 @@ EXIT_STATUS = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Here, not at the top: argparse costs ~7 ms of CPU and the commands' modules
+    # (sessions, caches) ~40 ms (python -X importtime), which a bare `hoxton-auth
+    # token` answered from the cache never needs (see the module docstring).
+    import argparse
+
+    from ._arguments import LOGIN_SCOPE
+    from ._cli_commands import PROG, cmd_login, cmd_logout, cmd_status, cmd_token
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--cache",
@@ -184,7 +298,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed ``status --check``), 2 bad arguments or configuration, 130
     interrupted.
     """
-    args = _parser().parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    token = _token_from_cache(arguments)
+    if token is not None:
+        sys.stdout.write(token + "\n")
+        return 0
+    # Here, not at the top: logging costs ~11 ms of CPU (python -X importtime).
+    import logging
+
+    from ._cli_commands import PROG
+
+    args = _parser().parse_args(arguments)
     debug = bool(args.debug)
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,

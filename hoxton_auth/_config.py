@@ -1,13 +1,18 @@
-"""Client configuration: where to ask for tokens, who is asking, and how patiently."""
+"""Client configuration: where to ask for tokens, who is asking, and how patiently.
+
+Also the ``HOXTON_*`` variables (read here only) and the renewal rule. No
+dataclasses here: this module is on the path of a ``hoxton-auth token``
+answered from the cache, where ``import dataclasses`` (it imports ``inspect``)
+and the generated methods of two classes cost ~25 ms of CPU, half a bare
+interpreter start-up (``benchmarks/bench_cli.py``). ``_Frozen`` gives the two
+value classes the equality, hashing and immutability a frozen dataclass would.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Literal
 from urllib.parse import urlencode, urlsplit
 
 from ._errors import ConfigError, InsecureTransportError
@@ -15,19 +20,29 @@ from ._errors import ConfigError, InsecureTransportError
 __all__ = [
     "DEFAULT_AUDIENCE",
     "DEFAULT_DOMAIN",
+    "DEFAULT_LEEWAY",
     "ENVIRONMENT",
     "ClientConfig",
     "NetworkSettings",
     "check_bearer_url",
     "normalize_scope",
     "read_environment",
+    "renew_at",
 ]
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
+if TYPE_CHECKING:
+    from typing import Literal
+
+    RequestFormat = Literal["form", "json"]
+else:
+    RequestFormat = str  # importable at run time, where annotations are never evaluated
 
 DEFAULT_AUDIENCE = "https://api.hoxton.cloud"
 DEFAULT_DOMAIN = "https://auth.hoxton.ai"
+DEFAULT_LEEWAY = 60.0  # seconds before expiry a token is renewed
 
 ScopeArg = str | Sequence[str] | None
-RequestFormat = Literal["form", "json"]
 PathArg = str | os.PathLike[str]
 VerifyArg = bool | PathArg
 CertArg = PathArg | tuple[PathArg, PathArg] | None
@@ -52,6 +67,12 @@ def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]
     return {arg: environ[var] for arg, var in ENVIRONMENT.items() if environ.get(var)}
 
 
+def renew_at(expires_at: float, obtained_at: float, leeway: float) -> float:
+    """When to stop using a token: ``leeway`` early, never before half its life."""
+    lifetime = max(expires_at - obtained_at, 0.0)
+    return expires_at - min(leeway, lifetime / 2)
+
+
 def normalize_scope(scope: ScopeArg) -> str | None:
     """Return scope as one space separated string, duplicates dropped, order kept.
 
@@ -72,6 +93,10 @@ def normalize_scope(scope: ScopeArg) -> str | None:
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
+    # Here, not at the top: ipaddress costs ~2 ms of import (python -X importtime)
+    # that an https:// domain, as on a cached `hoxton-auth token`, never needs.
+    import ipaddress
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -142,8 +167,37 @@ def _check_path_arg(name: str, value: object) -> str:
     return path
 
 
-@dataclasses.dataclass(frozen=True)
-class NetworkSettings:
+class _Frozen:
+    """A value object: compared and hashed by its fields, immutable once built."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def _set(self, **fields: object) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, _Frozen) or type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot assign {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        self._set(**state[1])  # copy and pickle, despite __setattr__
+
+
+class NetworkSettings(_Frozen):
     """How token requests (and ``/oauth/revoke``) reach the identity provider.
 
     The same settings serve the requests transport and the httpx transports.
@@ -162,12 +216,20 @@ class NetworkSettings:
         trust_env: Read proxies and CA bundles from the environment.
     """
 
-    verify: bool | str = True
-    cert: str | tuple[str, str] | None = None
-    proxy: str | None = None
-    trust_env: bool = True
+    __slots__ = ("cert", "proxy", "trust_env", "verify")
+    verify: bool | str
+    cert: str | tuple[str, str] | None
+    proxy: str | None
+    trust_env: bool
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        proxy: str | None = None,
+        trust_env: bool = True,
+    ) -> None:
+        self._set(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
         if not isinstance(self.verify, bool):
             object.__setattr__(self, "verify", _check_path_arg("verify", self.verify))
         if self.cert is not None:
@@ -217,40 +279,104 @@ class NetworkSettings:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class ClientConfig:
+class ClientConfig(_Frozen):
     """Everything about the OAuth client that is the same for every grant.
 
     Built by ``HoxtonAuth``; validated on construction.
+
+    Attributes (beyond the constructor's namesakes): ``backoff_base`` and
+    ``backoff_cap`` shape the full-jitter backoff (the n-th retry waits a
+    random 0..min(cap, base * 2**(n-1)) seconds; tiny in tests), which the
+    deadline and ``max_attempts`` still bound. ``organization`` is the Auth0
+    Organization the token is for (sent with client credentials; part of the
+    cache identity). ``forwarded_for`` is the end user's IP, sent as
+    ``auth0-forwarded-for`` with password grants made by a server, so that
+    brute-force protection counts the user's address, not the server's.
+    ``network`` holds the TLS and proxy settings of token requests;
+    ``allow_insecure_http`` lets API calls send the token over plain http://.
     """
 
+    __slots__ = (
+        "allow_insecure_http",
+        "audience",
+        "backoff_base",
+        "backoff_cap",
+        "client_id",
+        "client_secret",
+        "domain",
+        "forwarded_for",
+        "leeway",
+        "max_attempts",
+        "network",
+        "organization",
+        "retry_deadline",
+        "scope",
+        "timeout",
+        "token_request_format",
+    )
     client_id: str
-    client_secret: str | None = dataclasses.field(default=None, repr=False)
-    domain: str = DEFAULT_DOMAIN
-    audience: str = DEFAULT_AUDIENCE
-    scope: str | None = None
-    leeway: float = 60.0
-    timeout: float = 30.0
-    retry_deadline: float = 60.0
-    max_attempts: int = 5
-    token_request_format: RequestFormat = "form"  # noqa: S105  a format name, not a secret
-    # Full-jitter backoff: the n-th retry waits a random 0..min(cap, base * 2**(n-1))
-    # seconds. Tunable (e.g. tiny in tests); the deadline and max_attempts still bound it.
-    backoff_base: float = 0.5
-    backoff_cap: float = 10.0
-    # Auth0 parameters (issue 12). organization: the Auth0 Organization the
-    # token is for (sent with client credentials; part of the cache identity).
-    # forwarded_for: the end user's IP, sent as ``auth0-forwarded-for`` with
-    # password grants made by a server, so that brute-force protection counts
-    # the user's address, not the server's.
-    organization: str | None = None
-    forwarded_for: str | None = None
-    # Issue 14: the user's TLS and proxy settings for token requests, and
-    # whether API calls may send the bearer token over plain http://.
-    network: NetworkSettings = NetworkSettings()
-    allow_insecure_http: bool = False
+    client_secret: str | None
+    domain: str
+    audience: str
+    scope: str | None
+    leeway: float
+    timeout: float
+    retry_deadline: float
+    max_attempts: int
+    token_request_format: RequestFormat
+    backoff_base: float
+    backoff_cap: float
+    organization: str | None
+    forwarded_for: str | None
+    network: NetworkSettings
+    allow_insecure_http: bool
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str | None = None,
+        domain: str = DEFAULT_DOMAIN,
+        audience: str = DEFAULT_AUDIENCE,
+        scope: str | None = None,
+        leeway: float = DEFAULT_LEEWAY,
+        timeout: float = 30.0,
+        retry_deadline: float = 60.0,
+        max_attempts: int = 5,
+        token_request_format: RequestFormat = "form",  # noqa: S107  a format name
+        backoff_base: float = 0.5,
+        backoff_cap: float = 10.0,
+        organization: str | None = None,
+        forwarded_for: str | None = None,
+        network: NetworkSettings | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._set(
+            client_id=client_id,
+            client_secret=client_secret,
+            domain=domain,
+            audience=audience,
+            scope=scope,
+            leeway=leeway,
+            timeout=timeout,
+            retry_deadline=retry_deadline,
+            max_attempts=max_attempts,
+            token_request_format=token_request_format,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            organization=organization,
+            forwarded_for=forwarded_for,
+            network=NetworkSettings() if network is None else network,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self._check()
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__slots__ if name != "client_secret"
+        )
+        return f"ClientConfig({shown})"
+
+    def _check(self) -> None:
         if not isinstance(self.client_id, str) or not self.client_id.strip():
             raise ConfigError("client_id is required and must be a non-empty string")
         if self.client_secret is not None and (

@@ -46,11 +46,11 @@ from ._cache import (
     TokenCache,
 )
 from ._cache_format import encode
-from ._config import read_environment
 from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, HoxtonAuthWarning
 from ._private_file import (
     Reservation,
     check_before_locking,
+    default_cache_path,
     ensure_directory,
     read_document,
     release,
@@ -62,22 +62,11 @@ from ._token import Token, TokenFormatError
 
 __all__ = [
     "FileTokenCache",
-    "default_cache_path",
 ]
 
 logger = logging.getLogger("hoxton_auth")
 
 PathArg = str | os.PathLike[str]
-
-
-def default_cache_path() -> Path:
-    """``$HOXTON_AUTH_CACHE``, else the user cache dir + ``hoxton-auth/tokens.json``."""
-    configured = read_environment().get("cache")
-    if configured:
-        return Path(configured).expanduser()
-    import platformdirs  # imported here: only a process that touches the disk needs it
-
-    return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "tokens.json"
 
 
 def _prunable(token: Token, now: float) -> bool:

@@ -21,24 +21,42 @@ so it goes through a salted ``scrypt`` (about 16 MiB and some tens of
 milliseconds), computed at most once per auth object and salt.
 
 Pure functions and small value objects; ``os.urandom`` for salts is the only
-outside input.
+outside input. On the path of a ``hoxton-auth token`` answered from the cache,
+so no dataclasses (see ``_config.py``) and the grant classes load only when
+an identity is made from a grant object.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import os
-import secrets
 import threading
 import weakref
 from collections.abc import Mapping
-from typing import Protocol
 
-from ._config import ClientConfig
-from ._grants import ClientCredentials, Grant, Password
-from ._token import Token, subject_of
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from ._config import ClientConfig
+    from ._grants import Grant
+
+    class Verifier(Protocol):
+        """Binds an entry to a credential without storing anything that reveals it.
+
+        A type for mypy only (no ``typing`` at run time: see ``_config.py``);
+        ``SecretVerifier`` and ``PasswordVerifier`` are the implementations.
+        """
+
+        slow: bool  # whether checking a new salt takes long enough to keep off an event loop
+
+        def matches(self, stored: str | None) -> bool:
+            """Whether ``stored`` (an entry's verifier) was made from our credential."""
+
+        def stamp(self, stored: str | None) -> str:
+            """The verifier to store: ``stored`` itself if it is ours, else a new one."""
+
 
 __all__ = [
     "KEY_VERSION",
@@ -46,7 +64,7 @@ __all__ = [
     "Identity",
     "PasswordVerifier",
     "SecretVerifier",
-    "Verifier",
+    "client_identity",
     "identity_for",
     "login_identity",
     "session_identity",
@@ -68,18 +86,6 @@ SCRYPT_MAXMEM = 64 * 1024 * 1024
 
 def _key(*parts: str) -> str:
     return hashlib.sha256("\x00".join((KEY_VERSION, *parts)).encode()).hexdigest()[:32]
-
-
-class Verifier(Protocol):
-    """Binds an entry to a credential without storing anything that reveals it."""
-
-    slow: bool  # whether checking a new salt takes long enough to keep off an event loop
-
-    def matches(self, stored: str | None) -> bool:
-        """Whether ``stored`` (an entry's verifier) was made from our credential."""
-
-    def stamp(self, stored: str | None) -> str:
-        """The verifier to store: ``stored`` itself if it is ours, else a new one."""
 
 
 # Issue 11: a child forked while another thread held a guard would wait on it
@@ -184,7 +190,6 @@ class PasswordVerifier(_SaltedVerifier):
         )
 
 
-@dataclasses.dataclass(frozen=True)
 class Identity:
     """Where an auth object's tokens live in the cache, and what binds them to it.
 
@@ -192,9 +197,17 @@ class Identity:
     subject (the user) is known only from the token.
     """
 
-    key: str | None
-    meta: Mapping[str, str]
-    verifier: Verifier | None = dataclasses.field(default=None, repr=False)
+    __slots__ = ("key", "meta", "verifier")
+
+    def __init__(
+        self, key: str | None, meta: Mapping[str, str], verifier: Verifier | None = None
+    ) -> None:
+        self.key = key
+        self.meta = meta
+        self.verifier = verifier
+
+    def __repr__(self) -> str:
+        return f"Identity(key={self.key!r}, meta={self.meta!r})"
 
     @property
     def slow(self) -> bool:
@@ -253,11 +266,13 @@ def identity_for(
     ``grant`` is ``None`` with a seed (refresh token) or for the logged-in
     session (no code); an authorization code gets ``key=None``.
     """
+    # Here, not at the top: the grant dataclasses cost ~9 ms of import (python
+    # -X importtime), which a cached `hoxton-auth token` (client_identity) skips.
+    from ._grants import ClientCredentials, Password
+
     base = _base(config)
     if isinstance(grant, ClientCredentials):
-        key, meta = _identity(base, "client_credentials", "client", "", "client")
-        secret = config.client_secret or ""
-        return Identity(key, meta, SecretVerifier(secret, key))
+        return client_identity(config)
     if isinstance(grant, Password):
         label = f"password:{grant.username}"
         # A realm names the user directory (Auth0 connection): alice of one
@@ -275,6 +290,12 @@ def identity_for(
     return Identity(None, {**base, "grant": "authorization_code", SUBJECT_META: ""})
 
 
+def client_identity(config: ClientConfig) -> Identity:
+    """The identity of the client credentials grant: the client itself, bound by its secret."""
+    key, meta = _identity(_base(config), "client_credentials", "client", "", "client")
+    return Identity(key, meta, SecretVerifier(config.client_secret or "", key))
+
+
 def login_identity(config: ClientConfig) -> Identity:
     """The logged-in session of (domain, client, audience) for this OS user; no scope."""
     base = {**_base(config), "scope": ""}
@@ -282,12 +303,12 @@ def login_identity(config: ClientConfig) -> Identity:
     return Identity(key, meta)
 
 
-def session_identity(config: ClientConfig, token: Token) -> Identity:
+def session_identity(config: ClientConfig, sub: str | None) -> Identity:
     """Where the session started by an exchanged code lives: under the user's ``sub``.
 
-    No ``sub`` in the ID token nor the access token: a session of its own.
+    ``sub``: the user of the ID or access token (``_token.subject_of``); with
+    none, the session is one of its own.
     """
-    sub = subject_of(token)
-    kind, subject = ("user", sub) if sub is not None else ("session", secrets.token_hex(16))
+    kind, subject = ("user", sub) if sub is not None else ("session", os.urandom(16).hex())
     key, meta = _identity(_base(config), "authorization_code", kind, subject, f"{kind}:{subject}")
     return Identity(key, meta)

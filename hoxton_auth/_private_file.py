@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import stat
-import tempfile
 import warnings
 from pathlib import Path
 
 from ._cache_format import Decoded, decode
-from ._errors import CacheUnavailableError, HoxtonAuthWarning
+from ._config import read_environment
+from ._errors import CacheUnavailableError, HoxtonAuthWarning, library_logger
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -39,6 +38,7 @@ __all__ = [
     "Reservation",
     "check_before_locking",
     "check_directory",
+    "default_cache_path",
     "ensure_directory",
     "read_document",
     "release",
@@ -46,8 +46,6 @@ __all__ = [
     "reserve",
     "warn_once",
 ]
-
-logger = logging.getLogger("hoxton_auth")
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is not ours
 # Temporary files are only written under the lock, so one older than this
@@ -73,24 +71,37 @@ def warn_once(key: tuple[object, ...], message: str, *args: object) -> None:
     if key in _warned:
         return
     _warned.add(key)
-    logger.warning(message, *args)
+    library_logger().warning(message, *args)
     warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
+
+
+def default_cache_path() -> Path:
+    """``$HOXTON_AUTH_CACHE``, else the user cache dir + ``hoxton-auth/tokens.json``."""
+    configured = read_environment().get("cache")
+    if configured:
+        return Path(configured).expanduser()
+    import platformdirs  # imported here: only a process that touches the disk needs it
+
+    return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "tokens.json"
 
 
 # -- is it ours ----------------------------------------------------------------------
 
 
-def _refuse(path: Path, reason: str) -> CacheUnavailableError:
+def _refuse(path: Path, reason: str, *, quiet: bool = False) -> CacheUnavailableError:
     message = (
         f"token cache {path} refused: {reason}; hoxton-auth does not read, change or "
         f"replace it (remove it, or set HOXTON_AUTH_CACHE to another file)"
     )
-    warn_once(("refused", str(path), reason), "%s", message)
+    if not quiet:
+        warn_once(("refused", str(path), reason), "%s", message)
     return CacheUnavailableError(message)
 
 
-def check_directory(path: Path) -> None:
+def check_directory(path: Path, *, quiet: bool = False) -> None:
     """Refuse a directory another user can write to (they could swap our files).
+
+    ``quiet``: no warning (for ``read_document(quiet=True)``).
 
     Raises:
         CacheUnavailableError: The directory of ``path`` is refused or unusable.
@@ -106,18 +117,18 @@ def check_directory(path: Path) -> None:
         return  # Windows: ACLs guard it; not a directory: the open fails clearly
     euid = os.geteuid()
     if info.st_uid not in (euid, 0):
-        raise _refuse(path, f"its directory belongs to uid {info.st_uid}")
+        raise _refuse(path, f"its directory belongs to uid {info.st_uid}", quiet=quiet)
     open_to_others = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     if open_to_others and not (info.st_mode & stat.S_ISVTX and info.st_uid == euid):
         mode = stat.S_IMODE(info.st_mode)
-        raise _refuse(path, f"its directory is writable by others (mode {mode:o})")
+        raise _refuse(path, f"its directory is writable by others (mode {mode:o})", quiet=quiet)
 
 
-def _check_file(path: Path, info: os.stat_result) -> None:
+def _check_file(path: Path, info: os.stat_result, *, quiet: bool = False) -> None:
     if not stat.S_ISREG(info.st_mode):
-        raise _refuse(path, "it is not a regular file")
+        raise _refuse(path, "it is not a regular file", quiet=quiet)
     if os.name == "posix" and info.st_uid != os.geteuid():
-        raise _refuse(path, f"it belongs to uid {info.st_uid}, not to this user")
+        raise _refuse(path, f"it belongs to uid {info.st_uid}, not to this user", quiet=quiet)
 
 
 def check_before_locking(path: Path, lock_path: Path) -> None:
@@ -142,33 +153,40 @@ def check_before_locking(path: Path, lock_path: Path) -> None:
 # -- reading -----------------------------------------------------------------------------
 
 
-def read_document(path: Path) -> tuple[Decoded, os.stat_result] | None:
+def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_result] | None:
     """The decoded file and its ``fstat``, or ``None`` when absent.
+
+    ``quiet``: a look that changes and reports nothing (a cached ``hoxton-auth
+    token``): a refused file raises with no warning, and a file open to
+    other users raises instead of being tightened. The caller then takes the
+    full path, which reports it.
 
     Raises:
         CacheUnavailableError: The file is refused, or cannot be read.
     """
-    check_directory(path)
+    check_directory(path, quiet=quiet)
     try:
         fd = os.open(path, _O_OPEN)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if os.path.islink(path):  # ELOOP from O_NOFOLLOW
-            raise _refuse(path, "it is a symbolic link") from exc
+            raise _refuse(path, "it is a symbolic link", quiet=quiet) from exc
         raise CacheUnavailableError(f"cannot read token cache {path}: {exc}") from exc
     try:
         info = os.fstat(fd)
-        _check_file(path, info)  # before reading: a FIFO or /dev/zero is never read
+        _check_file(path, info, quiet=quiet)  # before reading: a FIFO or /dev/zero is never read
         chunks, size = [], 0
         while size <= MAX_FILE_BYTES and (chunk := os.read(fd, MAX_FILE_BYTES + 1 - size)):
             chunks.append(chunk)
             size += len(chunk)
         if size > MAX_FILE_BYTES:
-            raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes")
+            raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes", quiet=quiet)
         decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
         if decoded.refused is not None:
-            raise _refuse(path, decoded.refused)
+            raise _refuse(path, decoded.refused, quiet=quiet)
+        if quiet and _open_to_others(info):
+            raise CacheUnavailableError(f"token cache {path} is open to other users")
         _tighten(path, fd, info)  # only now: a file that is not ours is never chmod-ed
     except OSError as exc:
         if isinstance(exc, CacheUnavailableError):
@@ -179,10 +197,14 @@ def read_document(path: Path) -> tuple[Decoded, os.stat_result] | None:
     return decoded, info
 
 
-def _tighten(path: Path, fd: int, info: os.stat_result) -> None:
+def _open_to_others(info: os.stat_result) -> bool:
     # Windows reports every file as 0o666 and has no fchmod: ACLs guard it there.
+    return os.name == "posix" and bool(info.st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+
+
+def _tighten(path: Path, fd: int, info: os.stat_result) -> None:
     mode = stat.S_IMODE(info.st_mode)
-    if os.name != "posix" or not mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if not _open_to_others(info):
         return
     # Tokens are credentials: another user who can read them is the user.
     try:
@@ -215,6 +237,10 @@ def ensure_directory(path: Path) -> None:
 
 def _create_temp(path: Path) -> Reservation:
     # mkstemp creates it 0600, in the cache's directory so os.replace is atomic.
+    # Here, not at the top: tempfile costs ~6 ms of import (python -X importtime),
+    # and a cached `hoxton-auth token` only reads.
+    import tempfile
+
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
 
 

@@ -53,7 +53,7 @@ from ._failures import (
 )
 from ._grants import AuthorizationCode, Grant
 from ._identity import Identity, login_identity, session_identity
-from ._token import Token
+from ._token import Token, subject_of
 
 if TYPE_CHECKING:
     from ._messages import Flow, Reply, TokenRequest
@@ -272,7 +272,7 @@ class SharedEntry:
     def _exchange_code(self, send: SyncTransport) -> Token:
         """Exchange the code (never from the cache), then store under the user's entry."""
         token = self._fetch(self._flow_for(self._take_code()), send)
-        self.identity = session_identity(self.config, token)
+        self.identity = session_identity(self.config, subject_of(token))
         try:
             with self.lock():
                 self._store(self._entry_for(token, None))

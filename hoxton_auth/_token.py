@@ -10,6 +10,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ._config import renew_at
+
 __all__ = ["Token", "TokenFormatError", "subject_of"]
 
 # Bounds on what a server may claim about a token's life. A longer claim is
@@ -43,8 +45,7 @@ class Token:
 
     def renew_at(self, leeway: float) -> float:
         """When to stop using this token: ``leeway`` early, never before half its life."""
-        lifetime = max(self.expires_at - self.obtained_at, 0.0)
-        return self.expires_at - min(leeway, lifetime / 2)
+        return renew_at(self.expires_at, self.obtained_at, leeway)
 
     def is_fresh(self, now: float, leeway: float) -> bool:
         """Whether the access token can still be sent at ``now``."""

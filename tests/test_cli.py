@@ -6,8 +6,10 @@ import json
 import os
 import re
 import socket
+import stat
 import subprocess
 import sys
+import time
 import webbrowser
 from pathlib import Path
 
@@ -124,6 +126,67 @@ def test_the_console_script_and_the_cache_shared_between_runs(
 
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout
+    assert hoxton_auth_server.count() == 1
+
+
+# -- a bare `token` answered before the parser loads (issue 15) --------------------------
+# It must answer exactly what the whole command would, and step aside otherwise.
+
+
+def test_a_cached_token_of_another_secret_is_not_answered(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer
+) -> None:
+    token = run("token", env=m2m).stdout.strip()
+    wrong = run("token", env={**m2m, "HOXTON_CLIENT_SECRET": "not-the-secret"})
+
+    assert_clean_failure(wrong)  # the server refused the wrong secret
+    assert token not in wrong.stdout + wrong.stderr
+    assert "not-the-secret" not in wrong.stderr
+    assert hoxton_auth_server.count() == 2
+
+
+def test_a_cached_token_due_for_renewal_is_renewed(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    token = run("token", env=m2m).stdout.strip()
+    document = json.loads(isolated_cache.read_text(encoding="utf-8"))
+    (entry,) = document["entries"].values()
+    now = time.time()  # 30 s left of a day: inside the 60 s leeway
+    entry["token"].update(expires_at=now + 30, obtained_at=now - 86370)
+    isolated_cache.write_text(json.dumps(document), encoding="utf-8")
+
+    renewed = run("token", env=m2m)
+
+    assert renewed.returncode == 0, renewed.stderr
+    assert renewed.stdout.strip() not in ("", token)
+    assert hoxton_auth_server.count() == 2
+
+
+def test_a_cache_open_to_others_is_tightened_and_reported(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    token = run("token", env=m2m).stdout.strip()
+    isolated_cache.chmod(0o644)
+
+    again = run("token", env=m2m)
+
+    assert again.stdout.strip() == token
+    assert "tightened to 0600" in again.stderr
+    assert stat.S_IMODE(isolated_cache.stat().st_mode) == 0o600
+    assert hoxton_auth_server.count() == 1
+
+
+def test_a_damaged_cache_is_reported_and_its_token_kept(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    token = run("token", env=m2m).stdout.strip()
+    with isolated_cache.open("a", encoding="utf-8") as file:
+        file.write('{"garbage": ')
+
+    again = run("token", env=m2m)
+
+    assert again.stdout.strip() == token
+    assert "the next write repairs it" in again.stderr
     assert hoxton_auth_server.count() == 1
 
 

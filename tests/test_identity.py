@@ -488,10 +488,13 @@ def test_verifiers_match_only_their_own_credential() -> None:
 def test_a_session_without_sub_gets_a_session_of_its_own(server: AuthServer) -> None:
     from hoxton_auth import Token
     from hoxton_auth._identity import session_identity
+    from hoxton_auth._token import subject_of
 
     config = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, cache=None).config
     opaque = Token("opaque-access-token", 1.0, 0.0)
-    first, second = session_identity(config, opaque), session_identity(config, opaque)
+    sub = subject_of(opaque)
+    assert sub is None
+    first, second = session_identity(config, sub), session_identity(config, sub)
     assert first.key != second.key
     assert first.subject.startswith("session:")
 
