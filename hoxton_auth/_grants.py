@@ -2,18 +2,15 @@
 
 Also which constructor arguments carry each grant (``GRANT_KINDS``), their
 checks and the grant they build (``grant_for``), and the fields of the
-protocol's other requests: the ``/authorize`` URL with its PKCE pair, device
-authorization and revocation. Only this module writes a ``grant_type``. Field
+protocol's other requests: the ``/authorize`` URL, device authorization and
+revocation. Only this module writes a ``grant_type``. Field
 sets follow the Hoxton docs and RFC 6749: client credentials travel in the
 body (``client_secret_post``).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import hashlib
-import secrets
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 from urllib.parse import urlencode
@@ -34,7 +31,6 @@ __all__ = [
     "check_grant_arguments",
     "device_authorization_fields",
     "grant_for",
-    "pkce_pair",
     "revocation_fields",
 ]
 
@@ -298,15 +294,6 @@ def device_authorization_fields(config: ClientConfig) -> dict[str, str]:
 def revocation_fields(config: ClientConfig, refresh_token: str) -> dict[str, str]:
     """Fields of a ``/oauth/revoke`` request for a refresh token (RFC 7009 §2.1)."""
     return {**_client_fields(config), "token": refresh_token}
-
-
-def pkce_pair() -> tuple[str, str]:
-    """A PKCE ``(code_verifier, code_challenge)`` for the S256 method (RFC 7636 §4.1-4.2)."""
-    # 64 random bytes -> 86 URL-safe characters, inside the 43..128 RFC 7636 allows.
-    verifier = secrets.token_urlsafe(64)
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-    return verifier, challenge
 
 
 def authorize_url(

@@ -10,8 +10,10 @@ session in the cache. Knows no auth class; imported only when a login runs.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import errno
+import hashlib
 import html
 import logging
 import os
@@ -33,19 +35,14 @@ from ._cache import TokenCache
 from ._config import ClientConfig
 from ._errors import LoginError, TokenRequestError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
-from ._grants import DeviceCode, authorize_url, pkce_pair
+from ._grants import DeviceCode, authorize_url
 from ._identity import identity_for
 from ._messages import Reply, TokenRequest, TokenResponse
 from ._renewal import SyncTransport, drive
 from ._requests import RequestsTransport
 from ._session import TokenManager
 
-__all__ = [
-    "BrowserCode",
-    "browser_available",
-    "callback_urls",
-    "obtain_login",
-]
+__all__ = ["BrowserCode", "browser_available", "callback_urls", "obtain_login"]
 
 logger = logging.getLogger("hoxton_auth")
 
@@ -60,6 +57,15 @@ _PAGE = """<!DOCTYPE html>
 padding:0 1em;color:#222}}</style></head>
 <body><h1>{title}</h1><p>{detail}</p><p>You can close this tab.</p></body></html>
 """
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE ``(code_verifier, code_challenge)`` for the S256 method (RFC 7636 §4.1-4.2)."""
+    # 64 random bytes -> 86 URL-safe characters, inside the 43..128 RFC 7636 allows.
+    verifier = secrets.token_urlsafe(64)
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    challenge = base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return verifier, challenge
 
 
 class _Callback:
@@ -80,11 +86,10 @@ class _Callback:
         code, error = _first(query, "code"), _first(query, "error")
         if code is None and error is None:
             return None  # not an OAuth redirect (a prefetch, a stray visit): keep waiting
-        # The state check comes first (RFC 6749 §10.12): a redirect we did not
-        # start, even an error one, must not be taken as the answer to ours.
+        # The state check comes first (RFC 6749 §10.12): a redirect we did not start,
+        # even an error one, is refused and the login goes on (any local process or
+        # web page can send one, and it must not be able to end a login).
         if state is None or not secrets.compare_digest(state, self.expected_state):
-            # Refused, and the login goes on: any local process or web page
-            # can send this request, and it must not be able to end a login.
             self.refused += 1
             logger.warning(
                 "login callback with a wrong or missing state refused (a stale tab, or a "
@@ -266,16 +271,13 @@ class BrowserCode:
 def obtain_login(
     config: ClientConfig, cache: TokenCache, options: LoginOptions, ports: Sequence[int]
 ) -> BrowserCode | None:
-    """Run the browser login up to the code in hand, or the whole device login.
-
-    A device login ends with its session in ``cache`` (``None`` is returned).
+    """Run the browser login up to the code in hand, or the whole device login (``None``).
 
     Raises:
         LoginError: Timeout, refusal, state mismatch, every port busy, or the
             token endpoint refused the approved device code.
     """
-    redirect_host, timeout = options.redirect_host, options.timeout
-    device = options.device
+    redirect_host, timeout, device = options.redirect_host, options.timeout, options.device
     if device is None:
         # --no-browser keeps the browser flow: the user opens the URL (perhaps
         # through an SSH tunnel to the callback port).
@@ -331,10 +333,9 @@ _PLAIN_PROGRESS_EVERY = 60.0
 def device_login(
     config: ClientConfig, cache: TokenCache, timeout: float, sleep: Callable[[float], None]
 ) -> None:
-    """Show the user a code to approve elsewhere, poll until it is, and begin the session.
+    """Show a code to approve elsewhere, poll until it is, and begin the session in ``cache``.
 
-    The session becomes this OS user's logged-in session in ``cache``, as a
-    browser login's does; ``sleep`` waits between polls.
+    It becomes this OS user's logged-in session, as a browser login's does.
 
     Raises:
         LoginError: The code expired or was denied, ``timeout`` passed, or
