@@ -400,12 +400,7 @@ def run_login(
     options: LoginOptions,
     **common: Any,
 ) -> AuthorizationCodeAuth:
-    """``HoxtonAuth.login``, with its own arguments in ``options``.
-
-    Raises:
-        ConfigError: Bad arguments.
-        LoginError: Timeout, refusal, state mismatch, or a refused code or device answer.
-    """
+    """``HoxtonAuth.login`` (documented there), with its own arguments in ``options``."""
     # Here, not at the top: _login (http.server, webbrowser, the device flow)
     # adds ~34 ms to this module's ~275 ms of imports (perf_counter around the
     # import, CPython 3.11, a shared machine), and no token needs it.
