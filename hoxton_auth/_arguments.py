@@ -1,65 +1,68 @@
-"""The constructor's arguments, without an HTTP library: what they mean and what they build.
+"""The constructor's and ``login()``'s arguments, without an HTTP library: what they build.
 
-Which grant the arguments choose (``grant_kind_of``) and the checks each
-grant makes (``grant_for``), the ``HOXTON_*`` variables (``ENVIRONMENT``
-and ``read_environment``, from ``_config.py``), the ``cache=`` argument (``resolve_cache``),
-and the parts an auth object is made of (``build_session``: config, grant,
-cache, identity and session). ``HoxtonAuth`` and the CLI both use it; it
-imports neither requests nor httpx, so ``hoxton-auth token`` answered from
-the cache never loads them.
+Which grant they choose (``grant_kind_of``), the ``HOXTON_*`` variables, the
+``cache=`` argument (``resolve_cache``), the session they build
+(``build_session``), ``login()``'s own arguments (``LoginOptions``), and their
+types for the overloads of ``HoxtonAuth(...)``. ``HoxtonAuth`` and the CLI
+both use it; it imports neither requests nor httpx, so ``hoxton-auth token``
+answered from the cache never loads them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
     ENVIRONMENT,
+    CertArg,
     ClientConfig,
     NetworkSettings,
+    RequestFormat,
+    VerifyArg,
     normalize_scope,
     read_environment,
 )
 from ._errors import ConfigError
 from ._file_cache import FileTokenCache
-from ._grants import AuthorizationCode, ClientCredentials, Grant, Password
+from ._grants import GRANT_KINDS, check_grant_arguments, grant_for
 from ._identity import identity_for
 from ._session import OnToken, TokenManager
+
+if TYPE_CHECKING:
+    from typing_extensions import Required  # typing.Required is 3.11+; only type checkers read it
 
 __all__ = [
     "DEFAULT",
     "ENVIRONMENT",
     "GRANT_ARGUMENTS",
     "GRANT_CLASS_NAMES",
-    "GRANT_KINDS",
+    "LOGIN_PORTS",
     "LOGIN_SCOPE",
+    "PORT_VARIABLE",
+    "PROMPTS",
+    "AllArgs",
     "CacheArg",
+    "CodeArgs",
+    "LoginOptions",
+    "PasswordArgs",
+    "RefreshArgs",
+    "Settings",
     "build_session",
     "check_environment",
-    "check_grant_arguments",
+    "check_login_arguments",
     "gather",
-    "grant_for",
     "grant_kind_of",
     "read_environment",
     "resolve_cache",
     "session_from_env",
 ]
 
-LOGIN_SCOPE = "openid profile offline_access"
-"""What ``login()`` asks for by default: an ID token and a refresh token."""
-
-#: Grant kind -> the constructor arguments that carry it. The one list of
-#: grant arguments: everything else (choice, checks, environment) reads it.
-GRANT_KINDS: Mapping[str, tuple[str, ...]] = {
-    "client_credentials": (),
-    "password": ("username", "password"),
-    "authorization_code": ("code", "redirect_uri", "code_verifier"),
-    "refresh_token": ("refresh_token",),
-}
 
 #: Grant kind -> the auth class of that grant (in ``_auth.py``), for messages.
 GRANT_CLASS_NAMES: Mapping[str, str] = {
@@ -83,95 +86,6 @@ def grant_kind_of(arguments: Mapping[str, Any]) -> str:
         if given.intersection(GRANT_KINDS[kind]):
             return kind
     return "client_credentials"
-
-
-def check_grant_arguments(
-    kind: str,
-    owner: str,
-    arguments: Mapping[str, str | None],
-    *,
-    realm: str | None = None,
-    otp: Callable[[], str] | None = None,
-) -> None:
-    """The checks any grant makes first: only its own arguments, each a non-empty string.
-
-    Raises:
-        ConfigError: An argument of another grant, or not a non-empty string.
-    """
-    # issue 12: grant extras of the password grant only
-    if (realm is not None or otp is not None) and kind != "password":
-        raise ConfigError("realm and otp belong to the password grant (username/password)")
-    allowed = GRANT_KINDS[kind]
-    foreign = sorted(n for n, v in arguments.items() if v is not None and n not in allowed)
-    if foreign:
-        raise ConfigError(
-            f"{owner} does not take {', '.join(foreign)}: those arguments belong to another grant"
-        )
-    for name, value in arguments.items():
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{name} must be a non-empty string")
-
-
-def grant_for(
-    kind: str,
-    owner: str,
-    arguments: Mapping[str, str | None],
-    *,
-    client_secret: str | None,
-    realm: str | None = None,
-    otp: Callable[[], str] | None = None,
-) -> Grant | None:
-    """Check the grant arguments of ``kind`` and build its grant.
-
-    Args:
-        kind: One of ``GRANT_KINDS``.
-        owner: The class name, for messages.
-        arguments: Every grant argument (``None`` when not given).
-        client_secret: The client's secret, if any.
-        realm: Password grant only: Auth0's password-realm connection.
-        otp: Password grant only: a callable returning a one-time code.
-
-    Returns:
-        The grant, or ``None`` when the grant comes from the cache (a
-        refresh-token lineage, or the logged-in session).
-
-    Raises:
-        ConfigError: Arguments missing, of another grant, or not strings.
-    """
-    check_grant_arguments(kind, owner, arguments, realm=realm, otp=otp)
-    if kind == "client_credentials":
-        if client_secret is None:
-            raise ConfigError(
-                "client_secret is required for the client_credentials grant "
-                "(or pass username/password, code/redirect_uri or refresh_token)"
-            )
-        return ClientCredentials()
-    if kind == "password":
-        username, password = arguments.get("username"), arguments.get("password")
-        if username is None:
-            raise ConfigError("username is required with password")
-        if password is None:
-            raise ConfigError("password is required with username")
-        if realm is not None and (not isinstance(realm, str) or not realm):
-            raise ConfigError("realm must be a non-empty string")
-        if otp is not None and not callable(otp):
-            raise ConfigError("otp must be a callable returning the one-time code")
-        return Password(username, password, realm, otp)
-    if kind == "authorization_code":
-        code, redirect_uri = arguments.get("code"), arguments.get("redirect_uri")
-        verifier = arguments.get("code_verifier")
-        if code is None:
-            if verifier is not None:
-                raise ConfigError("code_verifier needs code")
-            if redirect_uri is not None:
-                raise ConfigError("code is required with redirect_uri")
-            return None  # the logged-in session
-        if redirect_uri is None:
-            raise ConfigError("redirect_uri is required with code (the one sent to /authorize)")
-        return AuthorizationCode(code, redirect_uri, verifier)
-    if arguments.get("refresh_token") is None:
-        raise ConfigError(f"refresh_token is required for {owner}")
-    return None  # the lineage's refresh token comes from the cache (or the seed)
 
 
 # -- the HOXTON_* variables -----------------------------------------------------------
@@ -294,14 +208,13 @@ def build_session(
     client_id: str,
     client_secret: str | None,
     *,
-    grant_arguments: Mapping[str, str | None],
     scope: str | Sequence[str] | None,
     cache: CacheArg,
     network: NetworkSettings,
     realm: str | None = None,
     otp: Callable[[], str] | None = None,
     on_token: OnToken | None = None,
-    **settings: Any,
+    **arguments: Any,
 ) -> TokenManager:
     """Config, grant, cache and identity put together into the session that renews tokens.
 
@@ -310,26 +223,27 @@ def build_session(
         owner: The class name, for messages.
         client_id: The OAuth client's id.
         client_secret: The client's secret, if any.
-        grant_arguments: Every grant argument (``None`` when not given).
         scope: Space separated string or a sequence of scopes.
         cache: The ``cache=`` argument.
         network: verify/cert/proxy/trust_env for token requests.
         realm: Password grant only.
         otp: Password grant only.
         on_token: Called with a ``TokenInfo`` after every fetch or refresh.
-        **settings: The other ``ClientConfig`` fields (domain, audience,
-            leeway, timeout, ...).
+        **arguments: The grant arguments (``GRANT_ARGUMENTS``; absent or
+            ``None`` when not given) and the other ``ClientConfig`` fields
+            (domain, audience, leeway, timeout, ...).
 
     Raises:
         ConfigError: Arguments missing or contradictory.
     """
+    grant_arguments = {name: arguments.pop(name, None) for name in GRANT_ARGUMENTS}
     check_grant_arguments(kind, owner, grant_arguments, realm=realm, otp=otp)
     config = ClientConfig(
         client_id=client_id,
         client_secret=client_secret,
         scope=normalize_scope(scope),
         network=network,
-        **settings,
+        **arguments,
     )
     grant = grant_for(
         kind, owner, grant_arguments, client_secret=client_secret, realm=realm, otp=otp
@@ -357,15 +271,150 @@ def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenMan
     kwargs = gather(kind, overrides)
     check_environment(kind, kwargs)
     chosen = grant_kind_of(kwargs) if kind is None else kind
-    grant_arguments = {name: kwargs.pop(name, None) for name in GRANT_ARGUMENTS}
     return build_session(
         chosen,
         GRANT_CLASS_NAMES[chosen],
         kwargs.pop("client_id"),
         kwargs.pop("client_secret", None),
-        grant_arguments=grant_arguments,
         scope=kwargs.pop("scope", None),
         cache=kwargs.pop("cache", DEFAULT),
         network=NetworkSettings.from_args(True, None, None, True),
         **kwargs,
     )
+
+
+# -- login()'s own arguments ----------------------------------------------------------
+
+LOGIN_SCOPE = "openid profile offline_access"
+"""What ``login()`` asks for by default: an ID token and a refresh token."""
+REDIRECT_HOSTS = ("127.0.0.1", "localhost")
+#: Callback ports tried in order when none is given: register
+#: ``http://127.0.0.1:<port>/callback`` for each in the Auth0 application's
+#: Allowed Callback URLs (Auth0 matches the port exactly).
+LOGIN_PORTS = (8765, 8766, 8767, 8768)
+#: Overrides ``LOGIN_PORTS`` with one port.
+PORT_VARIABLE = "HOXTON_LOGIN_PORT"
+#: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
+#: again even when the browser still has a session at the tenant.
+PROMPTS = ("login", "consent", "select_account", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginOptions:
+    """``login()``'s own arguments (documented at ``HoxtonAuth.login``).
+
+    ``sleep`` waits between device polls (tests pass one that does not sleep).
+    """
+
+    port: int | None = None
+    redirect_host: str = "127.0.0.1"
+    open_browser: bool = True
+    timeout: float = 300.0
+    device: bool | None = None
+    prompt: str | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+def check_login_arguments(options: LoginOptions, common: Mapping[str, Any]) -> tuple[int, ...]:
+    """Check ``login()``'s own arguments; return the callback ports to try.
+
+    Raises:
+        ConfigError: A bad argument (named).
+    """
+    redirect_host, timeout, prompt = options.redirect_host, options.timeout, options.prompt
+    if redirect_host not in REDIRECT_HOSTS:
+        raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if options.device not in (True, False, None):
+        raise ConfigError(f"device must be True, False or None, got {options.device!r}")
+    if prompt is not None and prompt not in PROMPTS:
+        raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+    for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
+        if name in common:
+            raise ConfigError(f"login() does not take {name}: it obtains the code itself")
+    return _ports(options.port, os.environ)
+
+
+def _check_port(port: object) -> int:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
+    return port
+
+
+def _ports(port: int | None, environ: Mapping[str, str]) -> tuple[int, ...]:
+    """The ports to try, in order: the one given, else $HOXTON_LOGIN_PORT, else LOGIN_PORTS."""
+    if port is not None:
+        return (_check_port(port),)
+    value = environ.get(PORT_VARIABLE, "").strip()
+    if not value:
+        return LOGIN_PORTS
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"${PORT_VARIABLE} must be a port number, got {value!r}") from None
+    try:
+        return (_check_port(number),)
+    except ConfigError as exc:
+        raise ConfigError(f"${PORT_VARIABLE}: {exc}") from None
+
+
+# -- the arguments' types, for the overloads of HoxtonAuth(...) ---------------------------
+
+
+class Settings(TypedDict, total=False):
+    """The constructor's keyword arguments that are not grant arguments."""
+
+    scope: str | Sequence[str] | None
+    audience: str
+    domain: str
+    cache: CacheArg
+    leeway: float
+    timeout: float
+    retry_deadline: float
+    token_request_format: RequestFormat
+    max_attempts: int
+    organization: str | None
+    forwarded_for: str | None
+    verify: VerifyArg
+    cert: CertArg
+    proxy: str | None
+    trust_env: bool
+    allow_insecure_http: bool
+    on_token: OnToken | None
+
+
+class PasswordArgs(Settings, total=False):
+    """The keyword arguments that choose the password grant."""
+
+    username: Required[str]
+    password: Required[str]
+    realm: str | None
+    otp: Callable[[], str] | None
+
+
+class CodeArgs(Settings, total=False):
+    """The keyword arguments that choose the authorization code grant."""
+
+    code: Required[str]
+    redirect_uri: Required[str]
+    code_verifier: str | None
+
+
+class RefreshArgs(Settings, total=False):
+    """The keyword arguments that choose the refresh token grant."""
+
+    refresh_token: Required[str]
+
+
+class AllArgs(Settings, total=False):
+    """Every keyword argument of the constructor."""
+
+    username: str | None
+    password: str | None
+    code: str | None
+    redirect_uri: str | None
+    code_verifier: str | None
+    refresh_token: str | None
+    realm: str | None
+    otp: Callable[[], str] | None

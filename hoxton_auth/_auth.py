@@ -1,26 +1,30 @@
-"""The auth classes: ``HoxtonAuth``, its four grant classes, and ``from_env``.
+"""The auth classes: ``HoxtonAuth``, its four grant classes, ``from_env`` and ``login``.
 
-``HoxtonAuth(...)`` returns the grant class its arguments choose
-(``ClientCredentialsAuth``, ``PasswordAuth``, ``AuthorizationCodeAuth`` or
-``RefreshTokenAuth``); what the arguments mean is in ``_arguments.py``, which
-the CLI shares. An auth object is one session (``_session.py``) plus the two
-adapters (``_requests.py``, ``_httpx.py``) it inherits from.
+``HoxtonAuth(...)`` returns the grant class its arguments choose (what they mean
+is in ``_arguments.py``). An auth object is one session (``_session.py``) plus
+the requests and httpx adapters it inherits from.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from ._arguments import (
     DEFAULT,
     GRANT_CLASS_NAMES,
     LOGIN_SCOPE,
+    AllArgs,
     CacheArg,
+    CodeArgs,
+    LoginOptions,
+    PasswordArgs,
+    RefreshArgs,
+    Settings,
     build_session,
     check_environment,
+    check_login_arguments,
     gather,
     grant_kind_of,
 )
@@ -35,10 +39,7 @@ from ._config import (
     VerifyArg,
 )
 from ._errors import LoginError, TokenRequestError
-from ._grants import DeviceCode
 from ._httpx import HttpxAuth, HttpxTransport
-from ._identity import identity_for
-from ._renewal import SyncTransport
 from ._requests import RequestsAuth, RequestsTransport
 from ._session import OnToken, TokenInfo, TokenManager
 
@@ -52,8 +53,6 @@ __all__ = [
     "HoxtonAuth",
     "PasswordAuth",
     "RefreshTokenAuth",
-    "begin_device_login",
-    "begin_login",
     "run_login",
 ]
 
@@ -62,47 +61,10 @@ _AuthT = TypeVar("_AuthT", bound="HoxtonAuth")
 logger = logging.getLogger("hoxton_auth")
 
 
-class _Settings(TypedDict, total=False):
-    """The constructor's keyword arguments that are not grant arguments (for the overloads)."""
-
-    scope: str | Sequence[str] | None
-    audience: str
-    domain: str
-    cache: CacheArg
-    leeway: float
-    timeout: float
-    retry_deadline: float
-    token_request_format: RequestFormat
-    max_attempts: int
-    organization: str | None
-    forwarded_for: str | None
-    verify: VerifyArg
-    cert: CertArg
-    proxy: str | None
-    trust_env: bool
-    allow_insecure_http: bool
-    on_token: OnToken | None
-
-
-class _Arguments(_Settings, total=False):
-    """Every keyword argument of the constructor (for the grant classes' signatures)."""
-
-    username: str | None
-    password: str | None
-    code: str | None
-    redirect_uri: str | None
-    code_verifier: str | None
-    refresh_token: str | None
-    realm: str | None
-    otp: Callable[[], str] | None
-
-
 class _Constructed(RequestsAuth, HttpxAuth):
-    """The constructor of ``HoxtonAuth`` (documented there).
+    """The constructor of ``HoxtonAuth`` (documented there), apart from its ``__new__``.
 
-    A class of its own so that type checkers read the return type of
-    ``HoxtonAuth(...)`` from the overloads of ``HoxtonAuth.__new__`` (mypy
-    prefers ``__init__`` when both are defined in one class).
+    In one class mypy would type ``HoxtonAuth(...)`` by ``__init__``, not the overloads.
     """
 
     grant_kind: ClassVar[str] = ""
@@ -144,20 +106,17 @@ class _Constructed(RequestsAuth, HttpxAuth):
         allow_insecure_http: bool = False,
         on_token: OnToken | None = None,
     ) -> None:
-        grant_arguments = {
-            "username": username,
-            "password": password,
-            "code": code,
-            "redirect_uri": redirect_uri,
-            "code_verifier": code_verifier,
-            "refresh_token": refresh_token,
-        }
         self._manager: TokenManager = build_session(
             self.grant_kind,
             type(self).__name__,
             client_id,
             client_secret,
-            grant_arguments=grant_arguments,
+            username=username,
+            password=password,
+            code=code,
+            redirect_uri=redirect_uri,
+            code_verifier=code_verifier,
+            refresh_token=refresh_token,
             scope=scope,
             cache=cache,
             network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
@@ -176,8 +135,7 @@ class _Constructed(RequestsAuth, HttpxAuth):
             on_token=on_token,
         )
         self.config = self._manager.config
-        # The auth object owns its token-request clients' settings (issue 14):
-        # one transport per HTTP library, holding this object's verify/cert/proxy.
+        # Token requests go through this object's own verify/cert/proxy (issue 14).
         self._send_requests = RequestsTransport(self.config.network)
         self._send_httpx = HttpxTransport(self.config.network)
 
@@ -210,23 +168,19 @@ class HoxtonAuth(_Constructed):
         max_attempts: Token-endpoint requests per fetch, at most.
         organization: The Auth0 Organization the token is for (client credentials).
         realm: With the password grant: Auth0's password-realm grant on this connection.
-        forwarded_for: With the password grant: the end user's IP, sent as
-            ``auth0-forwarded-for`` so brute-force protection counts the user.
-        otp: With the password grant: a callable returning the current one-time
-            code, used when Auth0 answers ``mfa_required``.
+        forwarded_for: With the password grant: the end user's IP, for Auth0's
+            brute-force protection (``auth0-forwarded-for``).
+        otp: With the password grant: returns the one-time code for ``mfa_required``.
         verify: For token requests: True (the default CA bundle, or the
             environment's with ``trust_env``), a CA bundle path, or False.
         cert: Client certificate for mutual TLS with the token endpoint: a
             PEM file with certificate and key, or a ``(cert, key)`` pair.
         proxy: Proxy URL for token requests (default: the environment's).
-        trust_env: Read ``HTTPS_PROXY``, ``NO_PROXY``, ``SSL_CERT_FILE``,
-            ``REQUESTS_CA_BUNDLE`` and the like from the environment.
-        allow_insecure_http: Send the bearer token to ``http://`` API URLs
-            on hosts other than loopback (refused by default).
-        on_token: Called with a ``TokenInfo`` (no secret in it) after every
-            fetch or refresh this object makes, for metrics and logs; its
-            exceptions are logged, never raised. It runs in the fetching
-            thread while the cache lock is held: keep it quick.
+        trust_env: Read ``HTTPS_PROXY``, ``SSL_CERT_FILE`` and the like.
+        allow_insecure_http: Send the bearer token to non-loopback ``http://`` URLs.
+        on_token: Called with a ``TokenInfo`` (no secret) after each fetch or
+            refresh, for metrics and logs; its exceptions are logged, never
+            raised. It runs while the cache lock is held: keep it quick.
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).
@@ -234,50 +188,28 @@ class HoxtonAuth(_Constructed):
 
     @overload
     def __new__(
-        cls,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        username: str,
-        password: str,
-        realm: str | None = None,
-        otp: Callable[[], str] | None = None,
-        **settings: Unpack[_Settings],
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[PasswordArgs]
     ) -> PasswordAuth: ...
     @overload
     def __new__(
-        cls,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        code: str,
-        redirect_uri: str,
-        code_verifier: str | None = None,
-        **settings: Unpack[_Settings],
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[CodeArgs]
     ) -> AuthorizationCodeAuth: ...
     @overload
     def __new__(
-        cls,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        refresh_token: str,
-        **settings: Unpack[_Settings],
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[RefreshArgs]
     ) -> RefreshTokenAuth: ...
     @overload
     def __new__(
-        cls, client_id: str, client_secret: str | None = None, **settings: Unpack[_Settings]
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[Settings]
     ) -> ClientCredentialsAuth: ...
     @overload
     def __new__(
-        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
+        cls, client_id: str, client_secret: str | None = None, **arguments: Unpack[AllArgs]
     ) -> HoxtonAuth: ...
     def __new__(cls, *args: Any, **kwargs: Any) -> HoxtonAuth:
         if cls is HoxtonAuth:
             cls = _GRANT_CLASSES[grant_kind_of(kwargs)]
         return super().__new__(cls)
-
-    # -- other ways to build one ---------------------------------------------------
 
     @classmethod
     def login(
@@ -296,44 +228,35 @@ class HoxtonAuth(_Constructed):
     ) -> AuthorizationCodeAuth:
         """Log a user in: in the browser (authorization code + PKCE) or with a device code.
 
-        Browser: a one-shot server on the loopback address receives the
-        redirect to ``http://<redirect_host>:<port>/callback`` (a redirect
-        with a wrong or missing ``state`` is answered 400 and the wait goes
-        on); the browser is opened with ``webbrowser`` (which honours
-        ``$BROWSER``), and the URL is printed to stderr for when it cannot open.
+        Browser: the login page opens with ``webbrowser`` (the URL is printed
+        to stderr too) and a one-shot loopback server receives the redirect to
+        ``http://<redirect_host>:<port>/callback`` (one with a wrong ``state`` is
+        refused, and the wait goes on). Device (RFC 8628; an Auth0
+        Native application with the Device Code grant): a URL and a code to
+        enter on another device are printed to stderr while the server is polled.
 
-        Device (RFC 8628): the verification URL and user code are printed
-        to stderr, to be opened on any other device, while the token
-        endpoint is polled at the server's ``interval``. Needs an Auth0
-        Native application with the Device Code grant enabled.
-
-        Either way the tokens (and, with ``offline_access``, the refresh
-        token) go to the cache as this OS user's logged-in session of
-        (domain, client, audience), where later ``AuthorizationCodeAuth(client_id)``
-        objects and other processes find them without logging in again,
-        whatever scope they spell. It replaces the previous login, whose
-        refresh token is revoked (best effort).
+        The tokens become this OS user's logged-in session of (domain, client,
+        audience) in the cache, where later ``AuthorizationCodeAuth(client_id)``
+        objects and other processes find them, whatever scope they spell; the
+        previous login's refresh token is revoked (best effort).
 
         Args:
-            client_id: The OAuth client's id (its callback URLs must allow
-                the redirect URI).
+            client_id: The OAuth client's id (its callback URLs must allow the redirect URI).
             client_secret: For confidential clients; public ones use PKCE only.
             scope: Scopes to ask for; ``offline_access`` brings a refresh token.
-            port: Port of the loopback server; ``None`` tries
-                ``$HOXTON_LOGIN_PORT``, else 8765, 8766, 8767, 8768 (the
-                first free one); 0 picks any free port.
+            port: Port of the loopback server; ``None`` tries ``$HOXTON_LOGIN_PORT``,
+                else the first free one of 8765 to 8768; 0 picks any free port.
             redirect_host: ``"127.0.0.1"`` or ``"localhost"``, as registered
                 in the client's allowed callback URLs.
             open_browser: False only prints the URL.
-            timeout: Seconds to wait for the browser to come back, or for
-                the device code to be approved.
+            timeout: Seconds to wait for the browser, or for the device code's approval.
             device: True for the device flow, False for the browser; None
                 picks the device flow when no browser can be opened here
                 (an SSH session, or Linux without a display, and no ``$BROWSER``).
             prompt: Auth0's ``prompt``; ``"login"`` asks for the credentials
                 even when the browser is still logged in (to switch accounts).
-            **common: ``audience``, ``domain``, ``cache`` and the other
-                keyword arguments of the constructor, except ``timeout``.
+            **common: The constructor's other keyword arguments (``audience``,
+                ``domain``, ``cache``, ...), except ``timeout``.
 
         Returns:
             An ``AuthorizationCodeAuth`` holding the new session.
@@ -344,33 +267,21 @@ class HoxtonAuth(_Constructed):
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
-        return run_login(
-            client_id,
-            client_secret,
-            scope=scope,
-            port=port,
-            redirect_host=redirect_host,
-            open_browser=open_browser,
-            timeout=timeout,
-            device=device,
-            prompt=prompt,
-            **common,
-        )
+        options = LoginOptions(port, redirect_host, open_browser, timeout, device, prompt)
+        return run_login(client_id, client_secret, scope=scope, options=options, **common)
 
     @classmethod
     def from_env(cls: type[_AuthT], **overrides: Any) -> _AuthT:
         """Build an auth object from ``HOXTON_*`` environment variables.
 
-        Reads ``HOXTON_CLIENT_ID``, ``HOXTON_CLIENT_SECRET``,
-        ``HOXTON_USERNAME``, ``HOXTON_PASSWORD``, ``HOXTON_REFRESH_TOKEN``,
-        ``HOXTON_SCOPE``, ``HOXTON_AUDIENCE``, ``HOXTON_AUTH_DOMAIN`` and
-        ``HOXTON_AUTH_CACHE``; empty variables count as unset. Keyword
-        arguments of the constructor win over the environment; a grant
+        Reads ``HOXTON_CLIENT_ID``, ``HOXTON_CLIENT_SECRET``, ``HOXTON_USERNAME``,
+        ``HOXTON_PASSWORD``, ``HOXTON_REFRESH_TOKEN``, ``HOXTON_SCOPE``,
+        ``HOXTON_AUDIENCE``, ``HOXTON_AUTH_DOMAIN`` and ``HOXTON_AUTH_CACHE``;
+        empty ones count as unset. Keyword arguments win over them; a grant
         argument given here replaces all the grant variables.
 
         Raises:
-            ConfigError: A required variable is missing (the message names
-                it), or the variables contradict each other.
+            ConfigError: A required variable is missing (named), or they clash.
         """
         kind = None if cls is HoxtonAuth else cls.grant_kind
         kwargs = gather(kind, overrides)
@@ -384,8 +295,6 @@ class HoxtonAuth(_Constructed):
             f"{type(self).__name__}(client_id={c.client_id!r}, domain={c.domain!r}, "
             f"audience={c.audience!r}, scope={c.scope!r})"
         )
-
-    # -- tokens for code that is not requests/httpx --------------------------------
 
     def get_token(self) -> str:
         """A valid access token, from memory, the cache or the token endpoint.
@@ -412,9 +321,8 @@ class HoxtonAuth(_Constructed):
     def token_info(self) -> TokenInfo | None:
         """Expiry, scope, subject and whether a refresh token is held; never a secret.
 
-        Reports the token this object last used, else the one in the cache
-        for its identity; ``None`` when there is none yet (call ``get_token()``
-        first). Never sends a request.
+        Of the token this object last used, else of its identity's cached one;
+        ``None`` before there is one. Never sends a request.
         """
         return self._manager.token_info()
 
@@ -432,66 +340,48 @@ class HoxtonAuth(_Constructed):
         self._manager.logout(self._send_requests)
 
 
-# -- the grant classes --------------------------------------------------------------
+class _GrantAuth(HoxtonAuth):
+    """The base of the grant classes: for type checkers, their constructor returns their class."""
+
+    def __init__(
+        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[AllArgs]
+    ) -> None:
+        # mypy types a call from the nearer of __init__ and __new__: this one.
+        super().__init__(client_id, client_secret, **arguments)
 
 
-class ClientCredentialsAuth(HoxtonAuth):
+class ClientCredentialsAuth(_GrantAuth):
     """Machine-to-machine tokens with the client's id and secret."""
 
     grant_kind = "client_credentials"
 
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
 
-
-class PasswordAuth(HoxtonAuth):
+class PasswordAuth(_GrantAuth):
     """A user's tokens from their username and password (resource owner grant)."""
 
     grant_kind = "password"
 
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
 
-
-class AuthorizationCodeAuth(HoxtonAuth):
+class AuthorizationCodeAuth(_GrantAuth):
     """A user's tokens from an authorization code (or an earlier login in the cache).
 
-    With ``code``, the code is always exchanged (once) and the session is
-    filed under the user's ``sub``. Without ``code`` it uses this OS user's
-    logged-in session (the last ``login()``), whatever the scope.
+    With ``code``, the code is exchanged (once) and the session filed under the
+    user's ``sub``; without, it uses this OS user's logged-in session (the last
+    ``login()``), whatever the scope.
     """
 
     grant_kind = "authorization_code"
 
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
 
-
-class RefreshTokenAuth(HoxtonAuth):
+class RefreshTokenAuth(_GrantAuth):
     """A user's tokens from a refresh token, which starts a lineage in the cache.
 
-    The lineage's entry is keyed by a hash of this token; once the server
-    rotates it, the newest refresh token of that entry is used, so passing
-    the same original token on every run keeps working. Another refresh
-    token is another session.
+    The lineage's entry is keyed by a hash of this token and keeps the newest
+    rotated one, so passing the same original token on every run keeps
+    working. Another refresh token is another session.
     """
 
     grant_kind = "refresh_token"
-
-    def __init__(
-        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[_Arguments]
-    ) -> None:
-        # Only for type checkers: a grant class's own constructor returns that class.
-        super().__init__(client_id, client_secret, **arguments)
 
 
 _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
@@ -502,92 +392,25 @@ _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
 assert {k: c.__name__ for k, c in _GRANT_CLASSES.items()} == GRANT_CLASS_NAMES  # noqa: S101  import-time check
 
 
-# -- what a login does with an auth object ----------------------------------------------
-
-
-def begin_login(auth: AuthorizationCodeAuth, send: SyncTransport | None = None) -> str:
-    """Exchange ``auth``'s code and make it this OS user's logged-in session.
-
-    It replaces the previous login of (domain, client, audience), whose
-    refresh token is revoked (issue 10). ``send`` defaults to ``auth``'s own
-    requests transport (its verify/cert/proxy).
-
-    Returns:
-        The new access token.
-
-    Raises:
-        TokenRequestError: The token endpoint refused the code.
-    """
-    return auth._manager.begin_session(send or auth._send_requests, login=True)
-
-
-def begin_device_login(auth: AuthorizationCodeAuth, device_code: str, send: SyncTransport) -> str:
-    """Begin ``auth``'s logged-in session with an approved device code (RFC 8628).
-
-    ``auth`` is the logged-in session object (an ``AuthorizationCodeAuth``
-    without a code); the device code grant runs once, through ``send``, in a
-    session of its own on the same cache, and ``auth`` then reads the new
-    tokens from there.
-
-    Returns:
-        The new access token.
-
-    Raises:
-        TokenRequestError: The token endpoint refused the device code.
-    """
-    config, grant = auth.config, DeviceCode(device_code)
-    device = TokenManager(config, grant, auth.cache, identity_for(config, grant, None), None)
-    return device.begin_session(send, login=True)
-
-
 def run_login(
     client_id: str,
     client_secret: str | None = None,
     *,
     scope: str | Sequence[str] | None,
-    port: int | None = None,
-    redirect_host: str = "127.0.0.1",
-    open_browser: bool = True,
-    timeout: float = 300.0,
-    device: bool | None = None,
-    prompt: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    options: LoginOptions,
     **common: Any,
 ) -> AuthorizationCodeAuth:
-    """``HoxtonAuth.login``; ``sleep`` waits between device polls (tests pass their own).
+    """``HoxtonAuth.login`` (documented there), with its own arguments in ``options``."""
+    # Here, not at the top: _login (http.server, webbrowser, the device flow)
+    # adds ~34 ms to this module's ~275 ms of imports (perf_counter around the
+    # import, CPython 3.11, a shared machine), and no token needs it.
+    from ._login import obtain_login
 
-    Raises:
-        ConfigError: Bad arguments.
-        LoginError: Timeout, refusal, state mismatch, or a refused code or device answer.
-    """
-    # Here, not at the top: http.server and webbrowser cost ~5% of this
-    # module's own imports (python -X importtime, CPython 3.11: 110 ms vs
-    # 2.3 s cumulative on a loaded machine), and no token needs them.
-    from ._device_login import ApprovedDevice
-    from ._login import check_login_arguments, obtain_login
-
-    ports = check_login_arguments(port, redirect_host, timeout, device, prompt, common)
-    # Every argument is checked (by building the session object, without a
-    # code) before a port is opened or a browser started. A device login hands
-    # this very object back: it reads the new session from its cache.
+    ports = check_login_arguments(options, common)
     session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
-    got = obtain_login(
-        session.config,
-        ports,
-        redirect_host=redirect_host,
-        open_browser=open_browser,
-        timeout=timeout,
-        device=device,
-        prompt=prompt,
-        sleep=sleep,
-    )
-    if isinstance(got, ApprovedDevice):
-        try:
-            begin_device_login(session, got.device_code, got.send)
-        except TokenRequestError as exc:
-            raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
-        logger.debug("logged in with a device code: client_id=%s", client_id)
-        return session
+    got = obtain_login(session.config, session.cache, options, ports)
+    if got is None:
+        return session  # a device login: its session is in the cache, where this object reads it
     auth = AuthorizationCodeAuth(
         client_id,
         client_secret,
@@ -598,10 +421,8 @@ def run_login(
         **common,
     )
     try:
-        # A login starts a new session: it becomes this OS user's logged-in
-        # session of (domain, client, audience), replacing the previous one
-        # (perhaps another user's), whose refresh token is revoked (issue 10).
-        begin_login(auth)
+        # Replaces the logged-in session, revoking its refresh token (issue 10).
+        auth._manager.begin_session(auth._send_requests, login=True)
     except TokenRequestError as exc:
         # str(exc) is already in the server's words ("invalid_grant: ... (HTTP 403)").
         raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc

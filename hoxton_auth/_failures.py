@@ -3,33 +3,29 @@
 A failed fetch is shared with the callers that waited for it (issue 5): the
 holder of the cache lock writes a note of its failure into the entry's
 ``meta``, and a caller that started waiting before the note raises the same
-error at once, instead of each waiter retrying in turn (N waiters, N times
-the requests); one arriving later tries again. Only "the endpoint is in
-trouble" is shared (network, 429 and 5xx after retries): a refusal such as
-``invalid_grant`` costs one request. A ``LoginRequiredError`` (every refresh
-token tried was rejected) makes the entry forget its refresh token.
+error at once instead of retrying in turn; one arriving later tries again.
+Only "the endpoint is in trouble" is shared (network, 429 and 5xx after
+retries): a refusal such as ``invalid_grant`` costs one request. A
+``LoginRequiredError`` makes the entry forget its refresh token.
 
-Riding out an outage (issue 12): a note is also a *cooldown* (``until``): a
-429's wait (``Retry-After``, ``X-RateLimit-Reset``), else a backoff growing
-with each consecutive failure (``COOLDOWN_STEPS``). Until then every thread,
-process and host sharing the cache fails fast without a request
-(``during_cooldown``), unless the cached access token is still good to send
-(up to ``STALE_MARGIN`` before its ``exp``): then it is served, as it is after
+A note is also a *cooldown* (issue 12): a 429's wait (``Retry-After``,
+``X-RateLimit-Reset``), else a backoff growing with each consecutive failure
+(``COOLDOWN_STEPS``). Until then everyone sharing the cache fails fast without
+a request (``during_cooldown``), unless the cached access token is still good
+to send (up to ``STALE_MARGIN`` before its ``exp``): then it is served, as after
 a transient failure (``token_despite_failure``), with a warning once per
 outage. A note dated in the future or longer than ``MAX_COOLDOWN`` is not
 trusted: a host with a skewed clock cannot lock the fleet out.
 
-When the cache itself fails: a stuck lock never hangs us (a grant safe to
-repeat fetches without it; a refresh raises ``CacheLockTimeoutError``); a
-local cache that cannot be used is replaced by memory for the process; a
-transient cache that is down (Redis) is not, and a repeatable grant fetches
-directly until it is back. No refresh ever runs without the shared cache and
-its lock: a rotated refresh token used twice makes Auth0 revoke the whole
-login. Warnings: once per location per process, at most once a minute for a
-cache that is down.
+When the cache fails: a stuck lock never hangs us (a grant safe to repeat
+fetches without it; a refresh raises ``CacheLockTimeoutError``); an unusable
+local cache is replaced by memory for the process; a transient one that is
+down (Redis) is not, and a repeatable grant fetches directly until it is back.
+No refresh ever runs without the shared cache and its lock: a rotated refresh
+token used twice makes Auth0 revoke the whole login.
 
-No I/O; callers pass the time of day (only that rate limit reads the
-monotonic clock); warnings and log records are the only side effects.
+No I/O; callers pass the time of day (only the rate limit of warnings reads
+the monotonic clock); warnings and log records are the only side effects.
 """
 
 from __future__ import annotations
@@ -81,8 +77,8 @@ __all__ = [
 logger = logging.getLogger("hoxton_auth")
 
 FAILURE_META = "last_failure"  # the meta field holding the note (JSON, no secret)
-# A token is served during an outage until this many seconds before its exp:
-# enough for the API call it is put on to arrive while it is still valid.
+# A token is served during an outage until this many seconds before its exp,
+# so that the API call it is put on arrives while it is still valid.
 STALE_MARGIN = 5.0
 # Cooldown after the n-th consecutive failed fetch without a server-given wait.
 COOLDOWN_STEPS = (5.0, 10.0, 20.0, 40.0, 60.0)
@@ -298,10 +294,9 @@ _warned_degraded: set[tuple[str, str]] = set()
 def warn_degraded(cause: str, where: str, message: str, *args: object) -> None:
     """A degraded but working state: a ``HoxtonAuthWarning`` and a WARNING record.
 
-    Once per cause and location (path, Redis URL, tenant) per process: the
-    calls still succeed, so repeating it on every renewal says nothing new
-    (later occurrences are DEBUG records). The package logger has only a
-    ``NullHandler``; the warning reaches users who configured no logging (issue 11).
+    Once per cause and location (path, Redis URL, tenant) per process, later
+    ones as DEBUG records: the calls still succeed. The warning reaches users
+    who configured no logging (the package logger has a ``NullHandler``; issue 11).
     """
     if (cause, where) in _warned_degraded:
         logger.debug(message, *args)
@@ -337,8 +332,8 @@ def check_fetch_without_cache(
 ) -> None:
     """A transient cache is down: allow a direct fetch only for a repeatable grant.
 
-    Not a switch to memory for good, as for a broken file cache: Redis comes
-    back, and the next renewal should share tokens through it again.
+    Not a switch to memory for good: Redis comes back, and the next renewal
+    shares tokens through it again.
 
     Raises:
         CacheUnavailableError: The fetch would need a refresh token.
@@ -389,8 +384,7 @@ def fall_back_to_memory(exc: Exception) -> MemoryTokenCache:
 
 
 def _warn_unavailable(cache: TokenCache, cause: str, message: str, *args: object) -> None:
-    """A ``HoxtonAuthWarning`` once per cause and location; a WARNING record at most
-    once per interval per location, DEBUG in between."""
+    """A warning once per cause and location; a WARNING record at most once per interval."""
     where = repr(cache)
     if (cause, where) not in _warned_degraded:
         _last_unavailable_warning[where] = time.monotonic()

@@ -1,18 +1,25 @@
-"""One frozen dataclass per OAuth grant, each turning itself into token-request fields.
+"""The OAuth grants: one frozen dataclass each, turning itself into token-request fields.
 
-Only this module writes a ``grant_type``. Field sets follow the Hoxton docs and
-RFC 6749: client credentials travel in the body (``client_secret_post``).
+Also which constructor arguments carry each grant (``GRANT_KINDS``), their
+checks and the grant they build (``grant_for``), and the fields of the
+protocol's other requests: the ``/authorize`` URL, device authorization and
+revocation. Only this module writes a ``grant_type``. Field
+sets follow the Hoxton docs and RFC 6749: client credentials travel in the
+body (``client_secret_post``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import ClassVar
+from urllib.parse import urlencode
 
 from ._config import ClientConfig
+from ._errors import ConfigError
 
 __all__ = [
+    "GRANT_KINDS",
     "AuthorizationCode",
     "ClientCredentials",
     "DeviceCode",
@@ -20,7 +27,10 @@ __all__ = [
     "MfaOtp",
     "Password",
     "RefreshToken",
+    "authorize_url",
+    "check_grant_arguments",
     "device_authorization_fields",
+    "grant_for",
     "revocation_fields",
 ]
 
@@ -171,6 +181,105 @@ class DeviceCode:
 Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken | DeviceCode | MfaOtp
 
 
+#: Grant kind -> the constructor arguments that carry it. The one list of
+#: grant arguments: everything else (choice, checks, environment) reads it.
+GRANT_KINDS: Mapping[str, tuple[str, ...]] = {
+    "client_credentials": (),
+    "password": ("username", "password"),
+    "authorization_code": ("code", "redirect_uri", "code_verifier"),
+    "refresh_token": ("refresh_token",),
+}
+
+
+def check_grant_arguments(
+    kind: str,
+    owner: str,
+    arguments: Mapping[str, str | None],
+    *,
+    realm: str | None = None,
+    otp: Callable[[], str] | None = None,
+) -> None:
+    """The checks any grant makes first: only its own arguments, each a non-empty string.
+
+    Raises:
+        ConfigError: An argument of another grant, or not a non-empty string.
+    """
+    # issue 12: grant extras of the password grant only
+    if (realm is not None or otp is not None) and kind != "password":
+        raise ConfigError("realm and otp belong to the password grant (username/password)")
+    allowed = GRANT_KINDS[kind]
+    foreign = sorted(n for n, v in arguments.items() if v is not None and n not in allowed)
+    if foreign:
+        raise ConfigError(
+            f"{owner} does not take {', '.join(foreign)}: those arguments belong to another grant"
+        )
+    for name, value in arguments.items():
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{name} must be a non-empty string")
+
+
+def grant_for(
+    kind: str,
+    owner: str,
+    arguments: Mapping[str, str | None],
+    *,
+    client_secret: str | None,
+    realm: str | None = None,
+    otp: Callable[[], str] | None = None,
+) -> Grant | None:
+    """Check the grant arguments of ``kind`` and build its grant.
+
+    Args:
+        kind: One of ``GRANT_KINDS``.
+        owner: The class name, for messages.
+        arguments: Every grant argument (``None`` when not given).
+        client_secret: The client's secret, if any.
+        realm: Password grant only: Auth0's password-realm connection.
+        otp: Password grant only: a callable returning a one-time code.
+
+    Returns:
+        The grant, or ``None`` when the grant comes from the cache (a
+        refresh-token lineage, or the logged-in session).
+
+    Raises:
+        ConfigError: Arguments missing, of another grant, or not strings.
+    """
+    check_grant_arguments(kind, owner, arguments, realm=realm, otp=otp)
+    if kind == "client_credentials":
+        if client_secret is None:
+            raise ConfigError(
+                "client_secret is required for the client_credentials grant "
+                "(or pass username/password, code/redirect_uri or refresh_token)"
+            )
+        return ClientCredentials()
+    if kind == "password":
+        username, password = arguments.get("username"), arguments.get("password")
+        if username is None:
+            raise ConfigError("username is required with password")
+        if password is None:
+            raise ConfigError("password is required with username")
+        if realm is not None and (not isinstance(realm, str) or not realm):
+            raise ConfigError("realm must be a non-empty string")
+        if otp is not None and not callable(otp):
+            raise ConfigError("otp must be a callable returning the one-time code")
+        return Password(username, password, realm, otp)
+    if kind == "authorization_code":
+        code, redirect_uri = arguments.get("code"), arguments.get("redirect_uri")
+        verifier = arguments.get("code_verifier")
+        if code is None:
+            if verifier is not None:
+                raise ConfigError("code_verifier needs code")
+            if redirect_uri is not None:
+                raise ConfigError("code is required with redirect_uri")
+            return None  # the logged-in session
+        if redirect_uri is None:
+            raise ConfigError("redirect_uri is required with code (the one sent to /authorize)")
+        return AuthorizationCode(code, redirect_uri, verifier)
+    if arguments.get("refresh_token") is None:
+        raise ConfigError(f"refresh_token is required for {owner}")
+    return None  # the lineage's refresh token comes from the cache (or the seed)
+
+
 def device_authorization_fields(config: ClientConfig) -> dict[str, str]:
     """Fields of a device authorization request (RFC 8628 §3.1; Auth0 ``/oauth/device/code``).
 
@@ -185,3 +294,35 @@ def device_authorization_fields(config: ClientConfig) -> dict[str, str]:
 def revocation_fields(config: ClientConfig, refresh_token: str) -> dict[str, str]:
     """Fields of a ``/oauth/revoke`` request for a refresh token (RFC 7009 §2.1)."""
     return {**_client_fields(config), "token": refresh_token}
+
+
+def authorize_url(
+    config: ClientConfig,
+    redirect_uri: str,
+    state: str,
+    code_challenge: str,
+    prompt: str | None = None,
+) -> str:
+    """The ``/authorize`` URL the browser opens.
+
+    ``audience`` is sent because Auth0 issues an access token for the API
+    only when it is asked for one; ``prompt=login`` makes Auth0 ask for the
+    credentials even when the browser is still logged in (switching accounts);
+    ``organization`` logs the user in to that Auth0 Organization.
+    """
+    params = {
+        "response_type": "code",
+        "client_id": config.client_id,
+        "redirect_uri": redirect_uri,
+        "audience": config.audience,
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+    }
+    if config.scope:
+        params["scope"] = config.scope
+    if config.organization is not None:
+        params["organization"] = config.organization
+    if prompt is not None:
+        params["prompt"] = prompt
+    return f"{config.authorize_url}?{urlencode(params)}"

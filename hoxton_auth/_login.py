@@ -1,16 +1,11 @@
-"""The browser login (authorization code + PKCE), and the choice between it and the device login.
+"""Logging in: in the browser or with a device code, and choosing which (``obtain_login``).
 
-The browser step happens outside Python; everything else is ours: a one-shot
-HTTP server on the loopback interface receives the redirect, checks ``state``
-and returns the code (``BrowserCode``); ``_auth.run_login`` hands it to the
-ordinary core (``AuthorizationCode`` grant + session), so the tokens land in
-the shared cache under the user-session identity like any other.
-``obtain_login`` picks the device login (``_device_login.py``) when no
-browser can be opened here.
-
-This module knows no auth class (so no import cycle). Imported lazily by
-``_auth.run_login``: ``import hoxton_auth`` must not pay
-for ``http.server`` and ``webbrowser``.
+Browser (authorization code + PKCE): a one-shot HTTP server on the loopback
+interface receives the redirect, checks ``state`` and hands back the code
+(``BrowserCode``), which ``_auth.run_login`` exchanges. Device (RFC 8628), where
+no browser can be opened: the user approves a code on another device while
+the core's ``poll_device_code`` flow polls; the answer begins the logged-in
+session in the cache. Knows no auth class; imported only when a login runs.
 """
 
 from __future__ import annotations
@@ -22,6 +17,7 @@ import hashlib
 import html
 import logging
 import os
+import random
 import secrets
 import selectors
 import socket
@@ -31,38 +27,26 @@ import time
 import webbrowser
 from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from typing import IO, Any
+from urllib.parse import parse_qs, urlsplit
 
+from ._arguments import PORT_VARIABLE, LoginOptions
+from ._cache import TokenCache
 from ._config import ClientConfig
-from ._device_login import ApprovedDevice, device_login
-from ._errors import ConfigError, LoginError
+from ._errors import LoginError, TokenRequestError
+from ._flow import DeviceAuthorization, poll_device_code, request_device_code
+from ._grants import DeviceCode, authorize_url
+from ._identity import identity_for
+from ._renewal import SyncTransport, drive
+from ._requests import RequestsTransport
+from ._session import TokenManager
+from ._wire import Reply, TokenRequest, TokenResponse
 
-__all__ = [
-    "LOGIN_PORTS",
-    "PROMPTS",
-    "BrowserCode",
-    "authorize_url",
-    "browser_available",
-    "callback_urls",
-    "check_login_arguments",
-    "obtain_login",
-    "pkce_pair",
-]
+__all__ = ["BrowserCode", "browser_available", "callback_urls", "obtain_login"]
 
 logger = logging.getLogger("hoxton_auth")
 
 CALLBACK_PATH = "/callback"
-REDIRECT_HOSTS = ("127.0.0.1", "localhost")
-#: Callback ports tried in order when none is given: register
-#: ``http://127.0.0.1:<port>/callback`` for each in the Auth0 application's
-#: Allowed Callback URLs (Auth0 matches the port exactly).
-LOGIN_PORTS = (8765, 8766, 8767, 8768)
-#: Overrides ``LOGIN_PORTS`` with one port.
-PORT_VARIABLE = "HOXTON_LOGIN_PORT"
-#: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
-#: again even when the browser still has a session at the tenant.
-PROMPTS = ("login", "consent", "select_account", "none")
 # A browser may open a connection and never send on it (speculative
 # preconnect); each handler thread gives up on such a socket after this long.
 HANDLER_TIMEOUT = 10.0
@@ -84,38 +68,6 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def authorize_url(
-    config: ClientConfig,
-    redirect_uri: str,
-    state: str,
-    code_challenge: str,
-    prompt: str | None = None,
-) -> str:
-    """The ``/authorize`` URL the browser opens.
-
-    ``audience`` is sent because Auth0 issues an access token for the API
-    only when it is asked for one; ``prompt=login`` makes Auth0 ask for the
-    credentials even when the browser is still logged in (switching accounts);
-    ``organization`` logs the user in to that Auth0 Organization.
-    """
-    params = {
-        "response_type": "code",
-        "client_id": config.client_id,
-        "redirect_uri": redirect_uri,
-        "audience": config.audience,
-        "state": state,
-        "code_challenge": code_challenge,
-        "code_challenge_method": "S256",
-    }
-    if config.scope:
-        params["scope"] = config.scope
-    if config.organization is not None:
-        params["organization"] = config.organization
-    if prompt is not None:
-        params["prompt"] = prompt
-    return f"{config.authorize_url}?{urlencode(params)}"
-
-
 class _Callback:
     """What the browser brought back; filled once, by the first real callback."""
 
@@ -134,11 +86,10 @@ class _Callback:
         code, error = _first(query, "code"), _first(query, "error")
         if code is None and error is None:
             return None  # not an OAuth redirect (a prefetch, a stray visit): keep waiting
-        # The state check comes first (RFC 6749 §10.12): a redirect we did not
-        # start, even an error one, must not be taken as the answer to ours.
+        # The state check comes first (RFC 6749 §10.12): a redirect we did not start,
+        # even an error one, is refused and the login goes on (any local process or
+        # web page can send one, and it must not be able to end a login).
         if state is None or not secrets.compare_digest(state, self.expected_state):
-            # Refused, and the login goes on: any local process or web page
-            # can send this request, and it must not be able to end a login.
             self.refused += 1
             logger.warning(
                 "login callback with a wrong or missing state refused (a stale tab, or a "
@@ -216,29 +167,6 @@ def callback_urls(ports: Sequence[int], redirect_host: str = "127.0.0.1") -> lis
     return [f"http://{redirect_host}:{port}{CALLBACK_PATH}" for port in ports]
 
 
-def _check_port(port: object) -> int:
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
-    return port
-
-
-def _ports(port: int | None, environ: Mapping[str, str]) -> tuple[int, ...]:
-    """The ports to try, in order: the one given, else $HOXTON_LOGIN_PORT, else LOGIN_PORTS."""
-    if port is not None:
-        return (_check_port(port),)
-    value = environ.get(PORT_VARIABLE, "").strip()
-    if not value:
-        return LOGIN_PORTS
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"${PORT_VARIABLE} must be a port number, got {value!r}") from None
-    try:
-        return (_check_port(number),)
-    except ConfigError as exc:
-        raise ConfigError(f"${PORT_VARIABLE}: {exc}") from None
-
-
 def _busy(exc: OSError) -> bool:
     return exc.errno in (errno.EADDRINUSE, errno.EACCES)
 
@@ -246,10 +174,9 @@ def _busy(exc: OSError) -> bool:
 def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> list[_CallbackServer]:
     """Listen on the first free port of ``ports`` at every address ``redirect_host`` names.
 
-    ``127.0.0.1`` is one address. ``localhost`` may resolve to 127.0.0.1 or
-    ::1 in the browser, so both are bound on the same port (a squatter on
-    the other one would receive the code); ::1 is skipped only when the
-    machine has no IPv6 loopback at all.
+    ``localhost`` may resolve to 127.0.0.1 or ::1 in the browser, so both are
+    bound on the same port (a squatter on the other would receive the code);
+    ::1 is skipped only when the machine has no IPv6 loopback at all.
 
     Raises:
         LoginError: Every port is busy (the message lists the callback URLs
@@ -292,9 +219,8 @@ def _listen(redirect_host: str, ports: Sequence[int], callback: _Callback) -> li
 
 
 def _open_browser(url: str, open_browser: bool, timeout: float) -> None:
-    # The URL is printed first in every case: a browser may "open" on a
-    # display the user cannot see (ssh, a container), and a console browser
-    # from $BROWSER blocks until it exits.
+    # The URL is printed first in every case: a browser may "open" on a display the
+    # user cannot see (ssh, a container); a console browser ($BROWSER) blocks.
     if not open_browser:
         sys.stderr.write(f"Open this URL in a browser to log in:\n\n    {url}\n\n")
     else:
@@ -318,10 +244,9 @@ def browser_available(
 ) -> bool:
     """Whether a browser can be opened on this machine for the user to see.
 
-    ``$BROWSER`` set: yes (the user said how). An SSH session
-    (``$SSH_CONNECTION``, ``$SSH_TTY``): no, a browser would open on the
-    remote machine. Linux and the BSDs without ``$DISPLAY`` or
-    ``$WAYLAND_DISPLAY``: no. Otherwise (macOS, Windows, a desktop): yes.
+    ``$BROWSER`` set: yes. An SSH session (``$SSH_CONNECTION``, ``$SSH_TTY``):
+    no, it would open on the remote machine. Linux and the BSDs without
+    ``$DISPLAY`` or ``$WAYLAND_DISPLAY``: no. Otherwise (macOS, Windows): yes.
     """
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
@@ -343,59 +268,25 @@ class BrowserCode:
     code_verifier: str = dataclasses.field(repr=False)
 
 
-def check_login_arguments(
-    port: int | None,
-    redirect_host: str,
-    timeout: float,
-    device: bool | None,
-    prompt: str | None,
-    common: Mapping[str, Any],
-) -> tuple[int, ...]:
-    """Check ``login()``'s own arguments; return the callback ports to try.
-
-    Raises:
-        ConfigError: A bad argument (named).
-    """
-    if redirect_host not in REDIRECT_HOSTS:
-        raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if device not in (True, False, None):
-        raise ConfigError(f"device must be True, False or None, got {device!r}")
-    if prompt is not None and prompt not in PROMPTS:
-        raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
-    for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
-        if name in common:
-            raise ConfigError(f"login() does not take {name}: it obtains the code itself")
-    return _ports(port, os.environ)
-
-
 def obtain_login(
-    config: ClientConfig,
-    ports: Sequence[int],
-    *,
-    redirect_host: str = "127.0.0.1",
-    open_browser: bool = True,
-    timeout: float = 300.0,
-    device: bool | None = None,
-    prompt: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
-) -> BrowserCode | ApprovedDevice:
-    """Run the browser or the device login up to the point where a grant is in hand.
-
-    ``sleep`` waits between device polls (tests pass one that does not sleep).
+    config: ClientConfig, cache: TokenCache, options: LoginOptions, ports: Sequence[int]
+) -> BrowserCode | None:
+    """Run the browser login up to the code in hand, or the whole device login (``None``).
 
     Raises:
-        LoginError: Timeout, refusal, state mismatch, or every port busy.
+        LoginError: Timeout, refusal, state mismatch, every port busy, or the
+            token endpoint refused the approved device code.
     """
+    redirect_host, timeout, device = options.redirect_host, options.timeout, options.device
     if device is None:
         # --no-browser keeps the browser flow: the user opens the URL (perhaps
         # through an SSH tunnel to the callback port).
-        device = open_browser and not browser_available()
+        device = options.open_browser and not browser_available()
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:
-        return device_login(config, timeout, sleep)
+        device_login(config, cache, timeout, options.sleep)
+        return None
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
     callback = _Callback(state)
@@ -409,8 +300,8 @@ def obtain_login(
         thread.start()
     try:
         deadline = time.monotonic() + timeout
-        url = authorize_url(config, redirect_uri, state, challenge, prompt)
-        _open_browser(url, open_browser, timeout)
+        url = authorize_url(config, redirect_uri, state, challenge, options.prompt)
+        _open_browser(url, options.open_browser, timeout)
         finished = callback.done.wait(max(deadline - time.monotonic(), 0.0))
     finally:
         wake[1].send(b"\0")
@@ -421,11 +312,9 @@ def obtain_login(
         for server in servers:
             server.server_close()
     if not finished:
-        refused = (
-            f" ({callback.refused} redirect(s) with a wrong or missing state were refused)"
-            if callback.refused
-            else ""
-        )
+        n, refused = callback.refused, ""
+        if n:
+            refused = f" ({n} redirect(s) with a wrong or missing state were refused)"
         raise LoginError(
             f"no login redirect reached {redirect_uri} within {timeout:g}s{refused}; "
             "run the login again and finish it in the browser"
@@ -433,3 +322,102 @@ def obtain_login(
     if callback.code is None:
         raise LoginError(callback.error or "the login did not return a code")
     return BrowserCode(callback.code, redirect_uri, verifier)
+
+
+# -- the device login (RFC 8628) ---------------------------------------------------------
+
+# Without a terminal, a progress line at most this often (seconds).
+_PLAIN_PROGRESS_EVERY = 60.0
+
+
+def device_login(
+    config: ClientConfig, cache: TokenCache, timeout: float, sleep: Callable[[float], None]
+) -> None:
+    """Show a code to approve elsewhere, poll until it is, and begin the session in ``cache``.
+
+    It becomes this OS user's logged-in session, as a browser login's does.
+
+    Raises:
+        LoginError: The code expired or was denied, ``timeout`` passed, or
+            the token endpoint refused the approved code.
+    """
+    started = time.time()
+    # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
+    send = RequestsTransport(config.network)
+    authorization = drive(
+        request_device_code(config, started, random.Random()),  # noqa: S311  jitter, not crypto
+        send,
+    )
+    out, complete = sys.stderr, authorization.verification_uri_complete
+    out.write(
+        f"To log in, open this page on any device:\n\n    {authorization.verification_uri}\n\n"
+        f"and enter the code:  {authorization.user_code}\n\n"
+    )
+    if complete:
+        out.write(f"or open this link, which has the code in it:\n\n    {complete}\n\n")
+    out.flush()
+    bounded = dataclasses.replace(
+        authorization, expires_at=min(authorization.expires_at, started + timeout)
+    )
+    try:
+        reply = drive(poll_device_code(config, bounded), send, _progress(bounded, sleep, out))
+    finally:
+        if out.isatty():
+            out.write("\n")
+            out.flush()
+    # The approved code is spent: its answer is replayed to begin_session (the
+    # same storing call as a browser login's), which replaces the cached session.
+    grant = DeviceCode(authorization.device_code)
+    session = TokenManager(config, grant, cache, identity_for(config, grant, None), None)
+    try:
+        session.begin_session(_replay(config, reply, send), login=True)
+    except TokenRequestError as exc:
+        raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
+    logger.debug("logged in with a device code: client_id=%s", config.client_id)
+
+
+def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:
+    sent = False
+
+    def send(request: TokenRequest) -> Reply:
+        nonlocal sent
+        if request.url != config.token_url:
+            # The revocation of the login this one replaces goes out for real.
+            return real(request)
+        # Only the one device code request of begin_session may get the answer.
+        if sent:
+            raise AssertionError("the device login's answer can be used once")
+        sent = True
+        return reply
+
+    return send
+
+
+def _progress(
+    authorization: DeviceAuthorization, sleep: Callable[[float], None], out: IO[str]
+) -> Callable[[float], None]:
+    """A ``sleep`` that shows the time left: a countdown on a terminal, else a line a minute."""
+    shown_at: float | None = None
+
+    def wait(delay: float) -> None:
+        nonlocal shown_at
+        if not out.isatty():
+            now = time.time()
+            if shown_at is None or now - shown_at >= _PLAIN_PROGRESS_EVERY:
+                shown_at = now
+                left = max(authorization.expires_at - now, 0.0)
+                out.write(f"Waiting for the login to be approved ({left:.0f}s left)...\n")
+                out.flush()
+            sleep(delay)
+            return
+        # In steps of at most a second, rewriting one line with the time left.
+        code = authorization.user_code
+        while delay > 0:
+            minutes, seconds = divmod(int(max(authorization.expires_at - time.time(), 0.0)), 60)
+            out.write(f"\rWaiting for approval of {code}: {minutes}:{seconds:02d} left ")
+            out.flush()
+            step = min(1.0, delay)
+            sleep(step)
+            delay -= step
+
+    return wait

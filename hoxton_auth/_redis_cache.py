@@ -1,27 +1,20 @@
 """``RedisTokenCache``: tokens shared by a whole fleet (issue 7), with its client and lease.
 
 Every process on every host that points at the same Redis shares one entry per
-identity (token URL, client id, audience, grant, scope, username) under
-``<prefix>token:<hash>``, and one redis-py ``Lock`` per identity under
-``<prefix>lock:<hash>``: the token manager's double-checked single flight then
-makes one token request, and one refresh request, per expiry for the fleet.
+identity under ``<prefix>token:<hash>`` and one lock per identity under
+``<prefix>lock:<hash>``, so single flight makes one token request, and one
+refresh, per expiry for the fleet.
 
-The lock is a lease (``RedisLease``), safe against a dead holder: its key has
-a TTL of ``lock_timeout`` seconds, renewed by a heartbeat thread every third
-of that while the holder is alive. A holder killed mid-fetch stops renewing,
-so the key expires and a waiter takes over; a live holder whose token request
-takes longer (retries, a slow tenant) keeps its lock.
+The lock is a lease (``RedisLease``): its key has a TTL of ``lock_timeout``
+seconds, renewed by a heartbeat thread every third of that while the holder
+lives. A holder killed mid-fetch stops renewing and a waiter takes over; a
+live holder whose token request takes long (retries, a slow tenant) keeps it.
 
-Why a sync client serves event loops too, and not ``redis.asyncio``: an
-asyncio Redis client is bound to the event loop that opened its connections,
-while one cache object serves threads and any number of loops (asyncio or
-trio); the slow path runs in a worker thread about once per token life, and
-the hot path never reaches the cache at all.
-
-redis-py is an optional extra (``hoxton-auth[redis]``): it is imported only
-when a ``RedisTokenCache`` is created, so ``import hoxton_auth`` works without
-it, and its absence is reported with the command that installs it. The
-client's name in reprs and messages never holds the URL's password.
+The client is blocking, not ``redis.asyncio`` (bound to the loop that opened
+its connections): one cache serves threads and any number of asyncio or trio
+loops, whose slow path runs in a worker thread. redis-py is an optional extra
+(``hoxton-auth[redis]``), imported only when a ``RedisTokenCache`` is created.
+Reprs and messages never hold the URL's password.
 """
 
 from __future__ import annotations
@@ -69,13 +62,11 @@ DEFAULT_SOCKET_TIMEOUT = 2.0
 # this long: a black-holed server would otherwise cost every renewal of every
 # auth object its timeouts. A refused connection costs nothing and trips nothing.
 TIMEOUT_COOLDOWN = 10.0
-# An entry holding a refresh token must outlive its access token: the refresh
-# token is what renews it. Every refresh rewrites the entry and restarts the
-# TTL, so this works like Auth0's *inactivity* lifetime; 400 days (the file
-# cache's pruning age) is longer than any lifetime Auth0 lets a tenant set for
-# rotating tokens (at most one year), so the cache never forgets a refresh
-# token the tenant still honours. Pass ``refresh_token_ttl`` to match a
-# tenant's shorter lifetime and not keep dead refresh tokens around.
+# An entry holding a refresh token outlives its access token; every refresh
+# restarts the TTL, like Auth0's *inactivity* lifetime. 400 days (the file
+# cache's pruning age) exceeds any lifetime Auth0 allows for rotating tokens
+# (one year), so no refresh token the tenant honours is forgotten; pass
+# ``refresh_token_ttl`` to match a tenant's shorter lifetime.
 DEFAULT_REFRESH_TOKEN_TTL = 400 * 24 * 3600.0
 
 INSTALL_HINT = (
@@ -382,22 +373,6 @@ class RedisTokenCache(TokenCache):
                 warnings.warn(text, HoxtonAuthWarning, stacklevel=2)
             return None
 
-    # -- locking ---------------------------------------------------------------
-
-    def _lease(self, key: str) -> RedisLease:
-        return RedisLease(
-            self.client,
-            self._lock_key(key),
-            self.lock_timeout,
-            functools.partial(self._translate, "lock"),
-        )
-
-    def _lock_timeout_error(self, key: str, timeout: float) -> CacheLockTimeoutError:
-        return CacheLockTimeoutError(
-            f"Redis lock {self._lock_key(key)} on {self._where} is held by another process "
-            f"and was not released within {timeout:.0f}s"
-        )
-
     @contextlib.contextmanager
     def lock(self, key: str, timeout: float) -> Iterator[None]:
         """Hold the fleet-wide lock of ``key``, waiting at most ``timeout`` s.
@@ -406,9 +381,15 @@ class RedisTokenCache(TokenCache):
             CacheLockTimeoutError: Another process held it for ``timeout`` s.
             CacheUnavailableError: Redis cannot be reached.
         """
-        lease = self._lease(key)
+        name = self._lock_key(key)
+        lease = RedisLease(
+            self.client, name, self.lock_timeout, functools.partial(self._translate, "lock")
+        )
         if not lease.acquire(timeout):
-            raise self._lock_timeout_error(key, timeout)
+            raise CacheLockTimeoutError(
+                f"Redis lock {name} on {self._where} is held by another process "
+                f"and was not released within {timeout:.0f}s"
+            )
         try:
             yield
         finally:

@@ -70,8 +70,8 @@ OnFetch = Callable[[Token], None]  # told of every token fetched (the session's 
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
 
 
-def drive(flow: Flow[T], send: SyncTransport) -> T:
-    """Run a flow to its end with a blocking transport."""
+def drive(flow: Flow[T], send: SyncTransport, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run a flow to its end with a blocking transport; ``sleep`` waits out each ``Backoff``."""
     # Here, not at the top: a process that finds its token in the cache never
     # creates the message dataclasses (each compiles its methods; issue 6).
     from ._wire import Backoff
@@ -80,7 +80,7 @@ def drive(flow: Flow[T], send: SyncTransport) -> T:
         action = next(flow)
         while True:
             if isinstance(action, Backoff):
-                time.sleep(action.delay)
+                sleep(action.delay)
                 action = flow.send(time.time())
             else:
                 action = flow.send(send(action))

@@ -26,6 +26,7 @@ from werkzeug import Request
 from hoxton_auth import (
     AuthorizationCodeAuth,
     ClientCredentialsAuth,
+    ConfigError,
     HoxtonAuth,
     PasswordAuth,
     RefreshTokenAuth,
@@ -140,6 +141,19 @@ def test_repr_and_frozen(grant: Any) -> None:
         assert secret not in repr(grant)
     with pytest.raises(dataclasses.FrozenInstanceError):
         grant.extra = 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"realm": "db"}, "realm and otp belong to the password grant"),
+        ({"username": "ann", "password": PASSWORD, "realm": ""}, "realm must be a non-empty"),
+        ({"username": "ann", "password": PASSWORD, "otp": "123456"}, "otp must be a callable"),
+    ],
+)
+def test_password_grant_extras_are_checked(arguments: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        HoxtonAuth("cid", CLIENT_SECRET, cache=None, **arguments)
 
 
 # -- what the server receives -------------------------------------------------------

@@ -35,7 +35,7 @@ from hoxton_auth import (
 )
 from hoxton_auth._auth import LOGIN_SCOPE
 from hoxton_auth._config import ClientConfig
-from hoxton_auth._login import authorize_url
+from hoxton_auth._grants import authorize_url
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, PUBLIC_CLIENT_ID, AuthServer
 
 
@@ -385,7 +385,7 @@ def test_busy_default_ports_fall_back_to_the_next(
 ) -> None:
     held, ports = _free_ports(3)
     held[2].close()  # the third is free again: the login must end up there
-    monkeypatch.setattr("hoxton_auth._login.LOGIN_PORTS", tuple(ports))
+    monkeypatch.setattr("hoxton_auth._arguments.LOGIN_PORTS", tuple(ports))
     monkeypatch.delenv("HOXTON_LOGIN_PORT", raising=False)
     try:
         login(hoxton_auth_server, port=None)
@@ -401,7 +401,7 @@ def test_all_ports_busy_names_the_callback_urls_to_register(
     hoxton_auth_server: AuthServer, browser: FakeBrowser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held, ports = _free_ports(3)
-    monkeypatch.setattr("hoxton_auth._login.LOGIN_PORTS", tuple(ports))
+    monkeypatch.setattr("hoxton_auth._arguments.LOGIN_PORTS", tuple(ports))
     monkeypatch.delenv("HOXTON_LOGIN_PORT", raising=False)
     try:
         with pytest.raises(LoginError, match="every callback port is busy") as caught:
@@ -416,7 +416,7 @@ def test_all_ports_busy_names_the_callback_urls_to_register(
 
 
 def test_the_default_ports_are_fixed_and_documented() -> None:
-    from hoxton_auth._login import LOGIN_PORTS
+    from hoxton_auth._arguments import LOGIN_PORTS
 
     assert LOGIN_PORTS[0] == 8765
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
@@ -570,6 +570,7 @@ def test_device_polling_waits_the_interval_and_slows_down(
     hoxton_auth_server: AuthServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A sleep that only records: the server sees polls too fast and says slow_down."""
+    from hoxton_auth._arguments import LoginOptions
     from hoxton_auth._auth import run_login
 
     hoxton_auth_server.device_interval = 1
@@ -584,8 +585,7 @@ def test_device_polling_waits_the_interval_and_slows_down(
         PUBLIC_CLIENT_ID,
         scope=LOGIN_SCOPE,
         domain=hoxton_auth_server.domain,
-        device=True,
-        sleep=sleep,
+        options=LoginOptions(device=True, sleep=sleep),
     )
 
     # pending after the first wait; the second poll came too fast: slow_down, 1 + 5 s.
@@ -673,6 +673,7 @@ class _Terminal(io.StringIO):
 def test_device_login_shows_a_countdown_on_a_terminal(
     hoxton_auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from hoxton_auth._arguments import LoginOptions
     from hoxton_auth._auth import run_login
 
     hoxton_auth_server.device_interval = 2.5
@@ -689,8 +690,7 @@ def test_device_login_shows_a_countdown_on_a_terminal(
         PUBLIC_CLIENT_ID,
         scope=LOGIN_SCOPE,
         domain=hoxton_auth_server.domain,
-        device=True,
-        sleep=sleep,
+        options=LoginOptions(device=True, sleep=sleep),
     )
 
     assert waits == [1.0, 1.0, 0.5]  # one 2.5 s wait, in steps of at most a second
