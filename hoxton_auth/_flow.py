@@ -1,4 +1,4 @@
-"""The sans-I/O core: the flows that get a token, revoke one, or answer the API's 401.
+"""The sans-I/O core: the flows that get a token, or revoke one.
 
 How it works. A flow is a generator. It yields an action, and the driver (see
 ``_renewal.py``) performs it and sends back the result:
@@ -13,10 +13,10 @@ retry, fallback and error path is tested by driving it by hand. The actions,
 the replies and what a reply means are the wire (``_wire.py``).
 
 ``obtain_token`` tries a plan's grants in order, each request under one retry
-policy (``post_with_retries``); ``poll_device_code`` polls for a device login;
-``answer_401`` is the one rule every adapter path follows when the API refuses
-our token. Token requests go through an HTTP client the auth object owns: a
-caller's client would hide network errors and timeouts from our retries.
+policy (``post_with_retries``); ``poll_device_code`` polls for a device login.
+(The API's 401 has its rule in ``_session.py``.) Token requests go through an
+HTTP client the auth object owns: a caller's client would hide network errors
+and timeouts from our retries.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from ._config import ClientConfig
 from ._errors import (
@@ -44,6 +44,7 @@ from ._grants import (
     Password,
     RefreshToken,
     device_authorization_fields,
+    mask_secrets,
     revocation_fields,
 )
 from ._token import Token
@@ -57,19 +58,13 @@ from ._wire import (
     error_code,
     error_from_response,
     final_error,
-    mask_secrets,
     token_from_response,
     wait_seconds,
 )
 
 __all__ = [
-    "MIN_AGE_TO_RENEW_AFTER_401",
     "MIN_RETRY_TIMEOUT",
-    "Answer401",
     "DeviceAuthorization",
-    "Renew",
-    "Resend",
-    "answer_401",
     "obtain_token",
     "plan_grants",
     "poll_device_code",
@@ -276,71 +271,6 @@ def _describe_failure(reply: Reply) -> str:
     if isinstance(reply, TokenResponse):
         return f"HTTP {reply.status}"
     return type(reply.error).__name__
-
-
-# -- the API's 401: one rule for every adapter path (issue 12) --------------------------
-
-# A 401 to a token younger than this is not the token's fault (wrong audience,
-# missing permission, an API misconfigured): renewing would only burn quota.
-MIN_AGE_TO_RENEW_AFTER_401 = 60.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Renew:
-    """Release the API's 401, drop ``refused``, get a new token: send back its access token."""
-
-    refused: str = dataclasses.field(repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Resend:
-    """Send the request again with ``Authorization: Bearer <token>``: send back its status."""
-
-    token: str = dataclasses.field(repr=False)
-
-
-Answer401 = Generator[Renew | Resend, str | int | None, str | None]
-
-
-def answer_401(
-    sent: str | None, resendable: bool, last: tuple[str, float, bool] | None, now: float
-) -> Answer401:
-    """The API answered 401: yield ``Renew``, then ``Resend``, or nothing. Never more.
-
-    A spent stream is not resent: the 401 is the answer. A token the API
-    refused as soon as it was fetched (the resend got a 401 too) is not the
-    problem (wrong audience, missing permission): it is not renewed again
-    until ``MIN_AGE_TO_RENEW_AFTER_401`` seconds old. So an API that refuses
-    every token costs at most 2 token requests in its first minute and 1 a
-    minute after, while a revoked token (whose successor works) is always replaced.
-
-    Args:
-        sent: The access token the 401 answered; ``None`` when the request
-            carried none of ours (a redirect to another origin drops it, and
-            that host's 401 says nothing about our token).
-        resendable: Whether the request's body can be sent again.
-        last: The session's last token: its access token, when it was
-            obtained, whether the API refused it when new.
-        now: The time.
-
-    Returns:
-        The new access token if the API refused it too (for the session to
-        remember as refused when new), else ``None``.
-    """
-    if sent is None:
-        return None
-    refused_new_at = last[1] if last is not None and last[0] == sent and last[2] else None
-    if refused_new_at is not None and now - refused_new_at < MIN_AGE_TO_RENEW_AFTER_401:
-        logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
-        return None
-    if not resendable:
-        logger.debug("401 not retried: the request body is a stream that cannot be resent")
-        return None
-    new = yield Renew(sent)
-    assert isinstance(new, str)  # noqa: S101  a Renew is answered by the new token
-    logger.debug("API answered 401; retrying once with a new token")
-    status = yield Resend(new)
-    return new if status == 401 else None
 
 
 # -- the device authorization flow (RFC 8628) ------------------------------------------

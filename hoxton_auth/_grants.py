@@ -3,9 +3,10 @@
 Also which constructor arguments carry each grant (``GRANT_KINDS``), their
 checks and the grant they build (``grant_for``), and the fields of the
 protocol's other requests: the ``/authorize`` URL, device authorization and
-revocation. Only this module writes a ``grant_type``. Field
-sets follow the Hoxton docs and RFC 6749: client credentials travel in the
-body (``client_secret_post``).
+revocation. Only this module writes a ``grant_type``, and it names the fields
+whose values are secrets (``SECRET_FIELDS``; ``mask_secrets`` hides them from
+``repr``). Field sets follow the Hoxton docs and RFC 6749: client credentials
+travel in the body (``client_secret_post``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ._errors import ConfigError
 
 __all__ = [
     "GRANT_KINDS",
+    "SECRET_FIELDS",
     "AuthorizationCode",
     "ClientCredentials",
     "DeviceCode",
@@ -27,12 +29,49 @@ __all__ = [
     "MfaOtp",
     "Password",
     "RefreshToken",
+    "Secret",
     "authorize_url",
     "check_grant_arguments",
     "device_authorization_fields",
     "grant_for",
+    "mask_secrets",
     "revocation_fields",
 ]
+
+# Form fields whose values are secrets (issue 12, item 8).
+SECRET_FIELDS = (
+    "client_secret",
+    "password",
+    "refresh_token",
+    "code",
+    "code_verifier",
+    "otp",
+    "mfa_token",
+    "token",  # /oauth/revoke's refresh token
+    "device_code",
+)
+
+
+class Secret(str):
+    """A secret form value: a ``str`` whose ``repr`` is masked.
+
+    Error trackers such as Sentry record the ``repr`` of every frame's locals
+    when an exception passes through; a form dict of these shows ``'***'``.
+    The value itself is used only where the body is encoded.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+def mask_secrets(form: Mapping[str, str]) -> dict[str, str]:
+    """``form`` with every secret value wrapped in ``Secret``."""
+    return {
+        name: Secret(value) if name in SECRET_FIELDS and isinstance(value, str) else value
+        for name, value in form.items()
+    }
 
 
 def _client_fields(config: ClientConfig) -> dict[str, str]:

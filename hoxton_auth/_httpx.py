@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._session import BEARER, TokenManager
+from ._session import BEARER, Renew, TokenManager
 
 if TYPE_CHECKING:
     from ._wire import Reply, TokenRequest, TokenResponse
@@ -209,7 +209,7 @@ class HttpxAuth(httpx.Auth):
     config: ClientConfig
 
     def _auth_flow(self, request: httpx.Request, token: str) -> _Flow:
-        """Send ``request`` with ``token``, then follow the one 401 rule (``_flow.answer_401``).
+        """Send ``request`` with ``token``, then follow the one 401 rule (``_session.answer_401``).
 
         Yields a request to send (send back its response) or, after a 401, a
         ``_TokenStep`` (send back the new access token).
@@ -229,11 +229,6 @@ class HttpxAuth(httpx.Auth):
                 step = steps.send(reply)
             except StopIteration:
                 return
-            # Here, not at the top: _flow and _wire cost ~19 ms of import (python
-            # -X importtime) that no call answered without a 401 pays; answer_401
-            # has loaded them by now.
-            from ._flow import Renew
-
             if isinstance(step, Renew):
                 new = yield _TokenStep(step.refused, response)
                 assert isinstance(new, str)  # noqa: S101  as above

@@ -19,7 +19,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._session import BEARER, TokenManager
+from ._session import BEARER, Renew, TokenManager
 
 if TYPE_CHECKING:
     from ._wire import Reply, TokenRequest
@@ -132,7 +132,7 @@ class RequestsAuth(requests.auth.AuthBase):
     def _retry_once_after_401(
         self, response: requests.Response, **kwargs: Any
     ) -> requests.Response:
-        """The API answered: after a 401, follow the one 401 rule (``_flow.answer_401``).
+        """The API answered: after a 401, follow the one 401 rule (``_session.answer_401``).
 
         The resent response does not run response hooks (the adapter sends it
         directly, as requests' own digest auth does), so this cannot loop.
@@ -154,11 +154,6 @@ class RequestsAuth(requests.auth.AuthBase):
                 step = steps.send(reply)
             except StopIteration:
                 return response
-            # Here, not at the top: _flow and _wire cost ~19 ms of import (python
-            # -X importtime) that no call answered without a 401 pays; answer_401
-            # has loaded them by now.
-            from ._flow import Renew
-
             if isinstance(step, Renew):
                 # Read and release the 401 first: if no new token can be had, the error
                 # propagates and nobody else would return this connection to the pool.

@@ -8,8 +8,9 @@ while the others wait; event loops (asyncio, trio) queue on a per-loop
 renewal itself, single flight across processes through the cache, is the
 ``SharedEntry`` of ``_renewal.py``.
 
-It also keeps what the API's 401s need (when the token arrived, whether it
-was refused when new: issue 12), the token served stale during an outage,
+It also holds the one rule every adapter path follows when the API answers
+401 (``answer_401``, a sans-I/O generator) and what that rule needs (when the
+token arrived, whether it was refused when new: issue 12), the token served stale during an outage,
 and ``token_info()``; a forked child starts with fresh locks (issue 11).
 """
 
@@ -17,11 +18,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING
 
 from ._cache import TokenCache
@@ -35,12 +37,86 @@ from ._token import Token, subject_of
 if TYPE_CHECKING:
     import anyio
 
-    from ._flow import Answer401
-
-__all__ = ["BEARER", "OnToken", "TokenInfo", "TokenManager"]
+__all__ = [
+    "BEARER",
+    "MIN_AGE_TO_RENEW_AFTER_401",
+    "Answer401",
+    "OnToken",
+    "Renew",
+    "Resend",
+    "TokenInfo",
+    "TokenManager",
+    "answer_401",
+]
 
 #: How the adapters send a token in the ``Authorization`` header (RFC 6750 §2.1).
 BEARER = "Bearer "
+
+logger = logging.getLogger("hoxton_auth")
+
+# -- the API's 401: one rule for every adapter path (issue 12) --------------------------
+
+# A 401 to a token younger than this is not the token's fault (wrong audience,
+# missing permission, an API misconfigured): renewing would only burn quota.
+MIN_AGE_TO_RENEW_AFTER_401 = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Renew:
+    """Release the API's 401, drop ``refused``, get a new token: send back its access token."""
+
+    refused: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Resend:
+    """Send the request again with ``Authorization: Bearer <token>``: send back its status."""
+
+    token: str = dataclasses.field(repr=False)
+
+
+Answer401 = Generator[Renew | Resend, str | int | None, str | None]
+
+
+def answer_401(
+    sent: str | None, resendable: bool, last: tuple[str, float, bool] | None, now: float
+) -> Answer401:
+    """The API answered 401: yield ``Renew``, then ``Resend``, or nothing. Never more.
+
+    A spent stream is not resent: the 401 is the answer. A token the API
+    refused as soon as it was fetched (the resend got a 401 too) is not the
+    problem (wrong audience, missing permission): it is not renewed again
+    until ``MIN_AGE_TO_RENEW_AFTER_401`` seconds old. So an API that refuses
+    every token costs at most 2 token requests in its first minute and 1 a
+    minute after, while a revoked token (whose successor works) is always replaced.
+
+    Args:
+        sent: The access token the 401 answered; ``None`` when the request
+            carried none of ours (a redirect to another origin drops it, and
+            that host's 401 says nothing about our token).
+        resendable: Whether the request's body can be sent again.
+        last: The session's last token: its access token, when it was
+            obtained, whether the API refused it when new.
+        now: The time.
+
+    Returns:
+        The new access token if the API refused it too (for the session to
+        remember as refused when new), else ``None``.
+    """
+    if sent is None:
+        return None
+    refused_new_at = last[1] if last is not None and last[0] == sent and last[2] else None
+    if refused_new_at is not None and now - refused_new_at < MIN_AGE_TO_RENEW_AFTER_401:
+        logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
+        return None
+    if not resendable:
+        logger.debug("401 not retried: the request body is a stream that cannot be resent")
+        return None
+    new = yield Renew(sent)
+    assert isinstance(new, str)  # noqa: S101  a Renew is answered by the new token
+    logger.debug("API answered 401; retrying once with a new token")
+    status = yield Resend(new)
+    return new if status == 401 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +334,7 @@ class TokenManager:
     # -- shared helpers ---------------------------------------------------------------
 
     def answer_401(self, authorization: str | None, resendable: bool) -> Answer401:
-        """The one 401 rule (``_flow.answer_401``) with this session's memory of its token.
+        """The one 401 rule (``answer_401``) with this session's memory of its token.
 
         ``authorization`` is the header the 401 answered: a request that
         carried no bearer token (a redirect to another origin drops it) is
@@ -266,10 +342,6 @@ class TokenManager:
         ``invalidate`` the refused token, send back ``get_token()``;
         ``Resend`` -> resend with the new token and send back the status.
         """
-        # Here, not at the top: _flow and _wire cost ~19 ms of import (python -X
-        # importtime), which a process that never sees a 401 nor sends a token request skips.
-        from ._flow import answer_401
-
         sent = None
         if authorization is not None and authorization.startswith(BEARER):
             sent = authorization[len(BEARER) :]

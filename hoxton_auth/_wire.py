@@ -28,6 +28,7 @@ from ._errors import (
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
+from ._grants import SECRET_FIELDS
 from ._token import Token, TokenFormatError
 
 __all__ = [
@@ -43,7 +44,6 @@ __all__ = [
     "error_code",
     "error_from_response",
     "final_error",
-    "mask_secrets",
     "token_from_response",
     "wait_seconds",
 ]
@@ -51,40 +51,6 @@ __all__ = [
 T = TypeVar("T")
 
 MAX_RESPONSE_BYTES = 1024 * 1024  # a token answer is a few KiB; more is not a token
-# Form fields whose values are secrets (issue 12, item 8).
-SECRET_FIELDS = (
-    "client_secret",
-    "password",
-    "refresh_token",
-    "code",
-    "code_verifier",
-    "otp",
-    "mfa_token",
-    "token",  # /oauth/revoke's refresh token
-    "device_code",
-)
-
-
-class Secret(str):
-    """A secret form value: a ``str`` whose ``repr`` is masked.
-
-    Error trackers such as Sentry record the ``repr`` of every frame's locals
-    when an exception passes through; a form dict of these shows ``'***'``.
-    The value itself is used only where the body is encoded.
-    """
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-
-def mask_secrets(form: Mapping[str, str]) -> dict[str, str]:
-    """``form`` with every secret value wrapped in ``Secret``."""
-    return {
-        name: Secret(value) if name in SECRET_FIELDS and isinstance(value, str) else value
-        for name, value in form.items()
-    }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The same cases on every adapter path: requests, httpx ``Client``, httpx ``AsyncClient``.
 
 The async client runs under asyncio and under trio. Every path follows the
-one 401 rule of the core (``_flow.answer_401``), so the 401 cases below are
+one 401 rule of the core (``_session.answer_401``), so the 401 cases below are
 its end-to-end tests, on every transport.
 
 ``AdapterCases`` holds the cases; each subclass only says how to send a

@@ -28,12 +28,8 @@ from hoxton_auth import (
 )
 from hoxton_auth._config import ClientConfig
 from hoxton_auth._flow import (
-    MIN_AGE_TO_RENEW_AFTER_401,
     MIN_RETRY_TIMEOUT,
     DeviceAuthorization,
-    Renew,
-    Resend,
-    answer_401,
     obtain_token,
     plan_grants,
     poll_device_code,
@@ -42,6 +38,7 @@ from hoxton_auth._flow import (
     revoke_refresh_token,
 )
 from hoxton_auth._grants import AuthorizationCode, ClientCredentials, Grant, Password, RefreshToken
+from hoxton_auth._session import MIN_AGE_TO_RENEW_AFTER_401, Renew, Resend, answer_401
 from hoxton_auth._wire import (
     MAX_RESPONSE_BYTES,
     SNIPPET_CHARS,
