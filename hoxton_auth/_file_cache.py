@@ -314,6 +314,9 @@ class FileTokenCache(TokenCache):
 
     @contextlib.contextmanager
     def _hold_lock(self, timeout: float) -> Iterator[None]:
+        # Here and below, not at the top: filelock costs ~57 ms of import (python
+        # -X importtime; it loads asyncio), which a token read from the cache,
+        # without the lock, never pays (tests/test_imports.py).
         import filelock
 
         self._prepare_lock()
@@ -329,7 +332,7 @@ class FileTokenCache(TokenCache):
 
     @contextlib.contextmanager
     def _translate_lock_errors(self, timeout: float) -> Iterator[None]:
-        import filelock
+        import filelock  # here, not at the top: see _hold_lock
 
         try:
             yield
@@ -351,7 +354,7 @@ def _newer(stored: CacheEntry | None, pending: CacheEntry) -> bool:
 
 
 def _lock_options() -> dict[str, Any]:
-    import filelock
+    import filelock  # here, not at the top: see FileTokenCache._hold_lock
 
     options: dict[str, Any] = {"mode": 0o600}
     parameters = inspect.signature(filelock.FileLock.__init__).parameters
