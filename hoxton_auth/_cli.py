@@ -36,7 +36,7 @@ from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError
 from ._identity import client_identity, login_identity
 from ._private_file import default_cache_path, read_document
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see above)
 if TYPE_CHECKING:
     import argparse
     from typing import Any
