@@ -176,6 +176,47 @@ def test_a_cache_open_to_others_is_tightened_and_reported(
     assert hoxton_auth_server.count() == 1
 
 
+def _planted_copy(cache: Path, planted: str) -> Path:
+    """A copy of ``cache`` beside it, its entry's access token replaced by ``planted``."""
+    document = json.loads(cache.read_text(encoding="utf-8"))
+    (entry,) = document["entries"].values()
+    entry["token"].update(access_token=planted, expires_at=time.time() + 86400)
+    copy = cache.with_name("planted.json")
+    copy.write_text(json.dumps(document), encoding="utf-8")
+    copy.chmod(0o600)  # private, as the real file: only the link is wrong
+    return copy
+
+
+def test_a_token_planted_through_a_symbolic_link_is_never_answered(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    run("token", env=m2m)
+    planted = _planted_copy(isolated_cache, "planted.token.value")
+    isolated_cache.unlink()
+    isolated_cache.symlink_to(planted)  # the verifier is genuine: only the link gives it away
+
+    result = run("token", env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    assert "planted.token.value" not in result.stdout
+    assert "symbolic link" in result.stderr  # refused, said, and a token fetched in memory
+    assert hoxton_auth_server.count() == 2
+
+
+def test_a_token_in_a_directory_others_can_write_is_never_answered(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    token = run("token", env=m2m).stdout.strip()
+    isolated_cache.parent.chmod(0o777)  # anyone could have swapped the file
+
+    result = run("token", env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() not in ("", token)
+    assert "writable by others" in result.stderr
+    assert hoxton_auth_server.count() == 2
+
+
 def test_a_damaged_cache_is_reported_and_its_token_kept(
     m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path
 ) -> None:

@@ -88,7 +88,7 @@ def machine_auth(server: AuthServer, cache: TokenCache | Path | None) -> HoxtonA
     return HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, cache=cache)
 
 
-def user_auth(server: AuthServer, cache: TokenCache | Path | None) -> HoxtonAuth:
+def user_auth(server: AuthServer, cache: TokenCache | Path | None, **options: Any) -> HoxtonAuth:
     """A password-grant auth object that gets a refresh token too."""
     return HoxtonAuth(
         DEFAULT_CLIENT_ID,
@@ -98,6 +98,7 @@ def user_auth(server: AuthServer, cache: TokenCache | Path | None) -> HoxtonAuth
         scope="openid offline_access",
         domain=server.domain,
         cache=cache,
+        **options,
     )
 
 
@@ -455,15 +456,7 @@ def test_async_path_reads_locks_and_stores_like_the_sync_one(
 def test_logout_forgets_the_login_even_when_the_revocation_fails(
     server: AuthServer, isolated_cache: Path
 ) -> None:
-    auth = HoxtonAuth(
-        DEFAULT_CLIENT_ID,
-        DEFAULT_CLIENT_SECRET,
-        username=DEFAULT_USERNAME,
-        password=DEFAULT_PASSWORD,
-        scope="openid offline_access",
-        domain=server.domain,
-        max_attempts=1,
-    )
+    auth = user_auth(server, isolated_cache, max_attempts=1)
     auth.get_token()
     server.stop()  # the revocation cannot reach it
 
@@ -570,16 +563,7 @@ def test_on_token_is_called_after_every_fetch_and_refresh(
     server: AuthServer, isolated_cache: Path
 ) -> None:
     seen: list[TokenInfo] = []
-    auth = HoxtonAuth(
-        DEFAULT_CLIENT_ID,
-        DEFAULT_CLIENT_SECRET,
-        username=DEFAULT_USERNAME,
-        password=DEFAULT_PASSWORD,
-        scope="openid offline_access",
-        domain=server.domain,
-        cache=isolated_cache,
-        on_token=seen.append,
-    )
+    auth = user_auth(server, isolated_cache, on_token=seen.append)
     auth.get_token()
     auth.get_token()  # from memory: no hook
     auth.invalidate()
