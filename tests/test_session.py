@@ -90,7 +90,7 @@ def machine_auth(server: AuthServer, cache: TokenCache | Path | None) -> HoxtonA
 
 def user_auth(server: AuthServer, cache: TokenCache | Path | None, **options: Any) -> HoxtonAuth:
     """A password-grant auth object that gets a refresh token too."""
-    return HoxtonAuth(
+    auth: HoxtonAuth = HoxtonAuth(  # typed: **options hides the overload it picks
         DEFAULT_CLIENT_ID,
         DEFAULT_CLIENT_SECRET,
         username=DEFAULT_USERNAME,
@@ -100,6 +100,7 @@ def user_auth(server: AuthServer, cache: TokenCache | Path | None, **options: An
         cache=cache,
         **options,
     )
+    return auth
 
 
 def cached_token(cache: FileTokenCache, auth: HoxtonAuth) -> Token:
