@@ -408,9 +408,9 @@ def run_login(
 
     ports = check_login_arguments(options, common)
     session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)
-    got = obtain_login(session.config, session.cache, options, ports)
+    got = obtain_login(session._manager, options, ports)
     if got is None:
-        return session  # a device login: its session is in the cache, where this object reads it
+        return session  # a device login: stored, and remembered by this object
     auth = AuthorizationCodeAuth(
         client_id,
         client_secret,

@@ -30,9 +30,9 @@ from ._config import (
     DEFAULT_LEEWAY,
     ClientConfig,
     read_environment,
-    renew_at,
 )
 from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError
+from ._freshness import is_fresh
 from ._identity import client_identity, login_identity
 from ._private_file import default_cache_path, read_document
 
@@ -82,7 +82,7 @@ def _fresh_access_token(raw: object) -> str | None:
         return None
     if not isinstance(raw.get("scope", ""), (str, type(None))):
         return None
-    fresh = time.time() < renew_at(expires_at, obtained_at, DEFAULT_LEEWAY)
+    fresh = is_fresh(expires_at, obtained_at, DEFAULT_LEEWAY, time.time())
     return access_token if fresh and isinstance(access_token, str) else None
 
 

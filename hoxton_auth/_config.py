@@ -1,6 +1,6 @@
 """Client configuration: where to ask for tokens, who is asking, and how patiently.
 
-Also the ``HOXTON_*`` variables (read here only) and the renewal rule. No
+Also the ``HOXTON_*`` variables (read here only). No
 dataclasses here: this module is on the path of a ``hoxton-auth token``
 answered from the cache, where ``import dataclasses`` (it imports ``inspect``)
 and the generated methods of two classes cost ~25 ms of CPU, half a bare
@@ -27,7 +27,6 @@ __all__ = [
     "check_bearer_url",
     "normalize_scope",
     "read_environment",
-    "renew_at",
 ]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
@@ -65,12 +64,6 @@ def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]
     """The constructor arguments set in the environment (empty variables count as unset)."""
     environ = os.environ if environ is None else environ
     return {arg: environ[var] for arg, var in ENVIRONMENT.items() if environ.get(var)}
-
-
-def renew_at(expires_at: float, obtained_at: float, leeway: float) -> float:
-    """When to stop using a token: ``leeway`` early, never before half its life."""
-    lifetime = max(expires_at - obtained_at, 0.0)
-    return expires_at - min(leeway, lifetime / 2)
 
 
 def normalize_scope(scope: ScopeArg) -> str | None:

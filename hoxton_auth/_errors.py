@@ -224,3 +224,46 @@ def library_logger() -> logging.Logger:
     if not any(isinstance(handler, logging.NullHandler) for handler in logger.handlers):
         logger.addHandler(logging.NullHandler())
     return logger
+
+
+# (cause, where) -> when the last WARNING record for it was written (time.monotonic).
+_warned: dict[tuple[str, str], float] = {}
+
+
+def warn_once(
+    cause: str,
+    where: str,
+    message: str,
+    *args: object,
+    log_again_after: float | None = None,
+    every_time: bool = False,
+) -> None:
+    """Report a degraded but working state: the package's one warn-once helper.
+
+    The first time per ``cause`` and ``where`` (a path, a Redis URL, a tenant)
+    in this process: a WARNING record and a ``HoxtonAuthWarning``, which
+    reaches users who configured no logging (the logger has a ``NullHandler``).
+    Later: a DEBUG record, or a WARNING record again once ``log_again_after``
+    seconds have passed since the last one (``0``: every time), never a
+    second warning; ``every_time``: both again, for a state that may cost the
+    login each time (a token kept only in memory). For the package's modules
+    (not in ``__all__``).
+    """
+    # Here, not at the top: on the path of a cached `hoxton-auth token`, which
+    # warns only when something is wrong (tests/test_imports.py pins it).
+    import time
+    import warnings
+
+    logger = library_logger()
+    key = (cause, where)
+    now = time.monotonic()
+    last = _warned.get(key)
+    if last is None or every_time:
+        _warned[key] = now
+        logger.warning(message, *args)
+        warnings.warn(message % args if args else message, HoxtonAuthWarning, stacklevel=3)
+    elif log_again_after is not None and now - last >= log_again_after:
+        _warned[key] = now
+        logger.warning(message, *args)
+    else:
+        logger.debug(message, *args)

@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,7 +45,7 @@ from ._cache import (
     TokenCache,
 )
 from ._cache_format import encode
-from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, HoxtonAuthWarning
+from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, warn_once
 from ._private_file import (
     Reservation,
     check_before_locking,
@@ -56,7 +55,6 @@ from ._private_file import (
     release,
     replace,
     reserve,
-    warn_once,
 )
 from ._token import Token, TokenFormatError
 
@@ -164,7 +162,8 @@ class FileTokenCache(TokenCache):
         decoded, info = read
         if decoded.damage is not None:
             warn_once(
-                ("damaged", str(self.path), info.st_ino, info.st_mtime_ns, info.st_size),
+                "damaged",
+                f"{self.path} {info.st_ino} {info.st_mtime_ns} {info.st_size}",
                 "token cache %s %s; the next write repairs it",
                 self.path,
                 decoded.damage,
@@ -180,7 +179,8 @@ class FileTokenCache(TokenCache):
         except TokenFormatError as exc:
             # Not dropped: it may be the entry of a newer hoxton-auth; it is kept on rewrite.
             warn_once(
-                ("skipped", str(self.path), key, str(exc)),
+                "entry skipped",
+                f"{self.path} {key} {exc}",
                 "token cache %s: entry %s skipped (kept in the file): %s",
                 self.path,
                 key[:8],
@@ -258,8 +258,7 @@ class FileTokenCache(TokenCache):
                 "superseded refresh token and end the login: free space there, or set "
                 "HOXTON_AUTH_CACHE to a file elsewhere"
             )
-            logger.warning("%s", message)
-            warnings.warn(message, HoxtonAuthWarning, stacklevel=4)
+            warn_once("tokens not written", str(self.path), "%s", message, every_time=True)
             return
         self._pending.clear()
 

@@ -232,7 +232,7 @@ def post_with_retries(
             return reply, attempt
         if isinstance(reply, TokenResponse) and not _retryable(reply):
             raise error_from_response(reply, url, form, attempt)
-        assert not isinstance(reply, float)  # noqa: S101  a TokenRequest is answered by a response
+        reply = _reply(reply)
         # Full jitter: waiters spread out instead of coming back in step.
         ceiling = min(config.backoff_cap, config.backoff_base * 2.0 ** min(attempt - 1, 64))
         delay = rng.uniform(0, ceiling)
@@ -254,9 +254,22 @@ def post_with_retries(
             config.max_attempts - 1,
             delay,
         )
-        now = yield Backoff(delay)
-        assert isinstance(now, float)  # noqa: S101  a Backoff is answered by the time
+        now = _time((yield Backoff(delay)))
         timeout = min(config.timeout, max(deadline - now, MIN_RETRY_TIMEOUT))
+
+
+def _reply(answer: Reply | float) -> Reply:
+    """What a driver sent back for a ``TokenRequest``: a reply, never a time."""
+    if isinstance(answer, float):
+        raise TypeError("a TokenRequest must be answered with a Reply, not a time")
+    return answer
+
+
+def _time(answer: Reply | float) -> float:
+    """What a driver sent back for a ``Backoff``: the time, never a reply."""
+    if not isinstance(answer, float):
+        raise TypeError("a Backoff must be answered with the time, not a reply")
+    return answer
 
 
 def _retryable(response: TokenResponse) -> bool:
@@ -341,9 +354,7 @@ def _text(value: object) -> str:
     return value
 
 
-def poll_device_code(
-    config: ClientConfig, authorization: DeviceAuthorization
-) -> Flow[TokenResponse]:
+def poll_device_code(config: ClientConfig, authorization: DeviceAuthorization) -> Flow[Token]:
     """Poll the token endpoint until the user approves (RFC 8628 §3.4-3.5).
 
     Waits ``interval`` seconds (a ``Backoff``) before each poll, and on
@@ -352,8 +363,7 @@ def poll_device_code(
     Each poll is one request, never retried: the polling is the retry.
 
     Returns:
-        The 2xx answer with the tokens (checked to parse as a token), for the
-        caller to store as the logged-in session.
+        The approved login's token, for the caller to store as the logged-in session.
 
     Raises:
         LoginError: ``expired_token``, ``access_denied``, or the code expired
@@ -368,20 +378,18 @@ def poll_device_code(
     as_json = config.token_request_format == "json"  # noqa: S105  a format name
     polls = 0
     while True:
-        now = yield Backoff(interval)
-        assert isinstance(now, float)  # noqa: S101  a Backoff is answered by the time
+        now = _time((yield Backoff(interval)))
         if now >= authorization.expires_at:
             raise LoginError(
                 f"the device code expired before the login was approved "
                 f"(user code {authorization.user_code}): run the login again"
             )
         polls += 1
-        reply = yield TokenRequest(url, form, as_json, config.timeout)
-        assert not isinstance(reply, float)  # noqa: S101  a TokenRequest is answered by a response
+        reply = _reply((yield TokenRequest(url, form, as_json, config.timeout)))
         if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
-            token_from_response(reply, url, form, polls, None)  # a bad body fails here
+            token = token_from_response(reply, url, form, polls, None)
             logger.debug("device login approved after %d polls", polls)
-            return reply
+            return token
         if not isinstance(reply, TokenResponse) or reply.status >= 500 or reply.status == 408:
             interval = min(interval * 2, MAX_INTERVAL)
             logger.warning(

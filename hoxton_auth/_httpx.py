@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._session import BEARER, Renew, TokenManager
+from ._session import BEARER, TokenManager
 
 if TYPE_CHECKING:
     from ._wire import Reply, TokenRequest, TokenResponse
@@ -183,82 +183,39 @@ def _seekable(file: Any) -> bool:
         return False
 
 
-class _TokenStep:
-    """After a 401: read ``response`` (releasing its connection), drop ``refused``, get a token."""
-
-    __slots__ = ("refused", "response")
-
-    def __init__(self, refused: str, response: httpx.Response) -> None:
-        self.refused = refused
-        self.response = response
-
-
-_Step = httpx.Request | _TokenStep
-_Flow = Generator[_Step, httpx.Response | str, None]
-
-
 class HttpxAuth(httpx.Auth):
     """The httpx side of ``HoxtonAuth``: one retry after a 401, sync and async.
 
-    ``_auth_flow`` is both flows, written once; ``sync_auth_flow`` and
-    ``async_auth_flow`` only drive it, and differ only in how they wait for a token.
+    The two flows are the same straight lines; they differ only in how they
+    wait for a token (``get_token`` or ``aget_token``) and read a response.
     """
 
     _manager: TokenManager
     _send_httpx: HttpxTransport
     config: ClientConfig
 
-    def _auth_flow(self, request: httpx.Request, token: str) -> _Flow:
-        """Send ``request`` with ``token``, then follow the one 401 rule (``_session.answer_401``).
-
-        Yields a request to send (send back its response) or, after a 401, a
-        ``_TokenStep`` (send back the new access token).
-        """
-        request.headers["Authorization"] = BEARER + token
-        rewind = _rewinder(request)
-        response = yield request
-        assert isinstance(response, httpx.Response)  # noqa: S101  a request, by its response
-        if response.status_code != 401:
-            return
-        # httpx drops the header after a redirect to another origin.
-        authorization = response.request.headers.get("Authorization")
-        steps = self._manager.answer_401(authorization, rewind is not None)
-        reply: str | int | None = None
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration:
-                return
-            if isinstance(step, Renew):
-                new = yield _TokenStep(step.refused, response)
-                assert isinstance(new, str)  # noqa: S101  as above
-                reply = new
-                continue
-            assert rewind is not None  # noqa: S101  answer_401 resends only a resendable body
-            request.headers["Authorization"] = BEARER + step.token
-            rewind()
-            response = yield request
-            assert isinstance(response, httpx.Response)  # noqa: S101  as above
-            reply = response.status_code
-
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        """Set the header; after a 401, renew the token and resend once.
+        """Set the header; after a 401 to our token, renew it once and resend once.
 
         Raises:
             InsecureTransportError: The URL is ``http://`` on a host other
                 than loopback, and ``allow_insecure_http`` is off.
         """
         self._check_url(request)
-        flow = self._auth_flow(request, self._manager.get_token(self._send_httpx))
-        step = next(flow)
-        while True:
-            reply = (yield step) if isinstance(step, httpx.Request) else self._token(step)
-            try:
-                step = flow.send(reply)
-            except StopIteration:
-                return
+        rewind = _rewinder(request)  # before the first send: where a file starts
+        request.headers["Authorization"] = BEARER + self._manager.get_token(self._send_httpx)
+        response = yield request
+        refused = self._refused(response, rewind)
+        if refused is None or rewind is None:
+            return
+        response.read()  # release the 401's connection
+        token = self._manager.replace(refused, self._send_httpx)
+        request.headers["Authorization"] = BEARER + token
+        rewind()
+        response = yield request
+        self._manager.after_resend(token, response.status_code)
 
     async def async_auth_flow(
         self, request: httpx.Request
@@ -269,25 +226,28 @@ class HttpxAuth(httpx.Auth):
             InsecureTransportError: As ``sync_auth_flow``.
         """
         self._check_url(request)
-        flow = self._auth_flow(request, await self._manager.aget_token(self._send_httpx))
-        step = next(flow)
-        while True:
-            reply = (yield step) if isinstance(step, httpx.Request) else await self._atoken(step)
-            try:
-                step = flow.send(reply)
-            except StopIteration:
-                return
+        rewind = _rewinder(request)
+        token = await self._manager.aget_token(self._send_httpx)
+        request.headers["Authorization"] = BEARER + token
+        response = yield request
+        refused = self._refused(response, rewind)
+        if refused is None or rewind is None:
+            return
+        await response.aread()
+        token = await self._manager.areplace(refused, self._send_httpx)
+        request.headers["Authorization"] = BEARER + token
+        rewind()
+        response = yield request
+        self._manager.after_resend(token, response.status_code)
+
+    def _refused(self, response: httpx.Response, rewind: Callable[[], None] | None) -> str | None:
+        """The token to renew after a 401 to it, or ``None`` (``TokenManager.refused_by_401``)."""
+        if response.status_code != 401:
+            return None
+        # httpx drops the header after a redirect to another origin.
+        authorization = response.request.headers.get("Authorization")
+        return self._manager.refused_by_401(authorization, rewind is not None)
 
     def _check_url(self, request: httpx.Request) -> None:
         if request.url.scheme != "https":
             check_bearer_url(str(request.url), allow_insecure_http=self.config.allow_insecure_http)
-
-    def _token(self, step: _TokenStep) -> str:
-        step.response.read()
-        self._manager.invalidate(step.refused)
-        return self._manager.get_token(self._send_httpx)
-
-    async def _atoken(self, step: _TokenStep) -> str:
-        await step.response.aread()
-        await self._manager.ainvalidate(step.refused)
-        return await self._manager.aget_token(self._send_httpx)

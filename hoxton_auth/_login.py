@@ -31,16 +31,12 @@ from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._arguments import PORT_VARIABLE, LoginOptions
-from ._cache import TokenCache
-from ._config import ClientConfig
-from ._errors import LoginError, TokenRequestError
+from ._errors import LoginError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
-from ._grants import DeviceCode, authorize_url
-from ._identity import identity_for
-from ._renewal import SyncTransport, drive
+from ._grants import authorize_url
+from ._renewal import drive
 from ._requests import RequestsTransport
 from ._session import TokenManager
-from ._wire import Reply, TokenRequest, TokenResponse
 
 __all__ = ["BrowserCode", "browser_available", "callback_urls", "obtain_login"]
 
@@ -269,7 +265,7 @@ class BrowserCode:
 
 
 def obtain_login(
-    config: ClientConfig, cache: TokenCache, options: LoginOptions, ports: Sequence[int]
+    session: TokenManager, options: LoginOptions, ports: Sequence[int]
 ) -> BrowserCode | None:
     """Run the browser login up to the code in hand, or the whole device login (``None``).
 
@@ -277,6 +273,7 @@ def obtain_login(
         LoginError: Timeout, refusal, state mismatch, every port busy, or the
             token endpoint refused the approved device code.
     """
+    config = session.config
     redirect_host, timeout, device = options.redirect_host, options.timeout, options.device
     if device is None:
         # --no-browser keeps the browser flow: the user opens the URL (perhaps
@@ -285,7 +282,7 @@ def obtain_login(
         if device:
             sys.stderr.write("No browser can be opened here: logging in with a device code.\n")
     if device:
-        device_login(config, cache, timeout, options.sleep)
+        device_login(session, timeout, options.sleep)
         return None
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
@@ -330,10 +327,8 @@ def obtain_login(
 _PLAIN_PROGRESS_EVERY = 60.0
 
 
-def device_login(
-    config: ClientConfig, cache: TokenCache, timeout: float, sleep: Callable[[float], None]
-) -> None:
-    """Show a code to approve elsewhere, poll until it is, and begin the session in ``cache``.
+def device_login(session: TokenManager, timeout: float, sleep: Callable[[float], None]) -> None:
+    """Show a code to approve elsewhere, poll until it is, and store it as ``session``'s login.
 
     It becomes this OS user's logged-in session, as a browser login's does.
 
@@ -341,6 +336,7 @@ def device_login(
         LoginError: The code expired or was denied, ``timeout`` passed, or
             the token endpoint refused the approved code.
     """
+    config = session.config
     started = time.time()
     # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
     send = RequestsTransport(config.network)
@@ -360,37 +356,14 @@ def device_login(
         authorization, expires_at=min(authorization.expires_at, started + timeout)
     )
     try:
-        reply = drive(poll_device_code(config, bounded), send, _progress(bounded, sleep, out))
+        token = drive(poll_device_code(config, bounded), send, _progress(bounded, sleep, out))
     finally:
         if out.isatty():
             out.write("\n")
             out.flush()
-    # The approved code is spent: its answer is replayed to begin_session (the
-    # same storing call as a browser login's), which replaces the cached session.
-    grant = DeviceCode(authorization.device_code)
-    session = TokenManager(config, grant, cache, identity_for(config, grant, None), None)
-    try:
-        session.begin_session(_replay(config, reply, send), login=True)
-    except TokenRequestError as exc:
-        raise LoginError(f"the token endpoint's answer to the device login: {exc}") from exc
+    # The same storing call as a browser login's: it replaces the cached session.
+    session.store_login(token, send)
     logger.debug("logged in with a device code: client_id=%s", config.client_id)
-
-
-def _replay(config: ClientConfig, reply: TokenResponse, real: SyncTransport) -> SyncTransport:
-    sent = False
-
-    def send(request: TokenRequest) -> Reply:
-        nonlocal sent
-        if request.url != config.token_url:
-            # The revocation of the login this one replaces goes out for real.
-            return real(request)
-        # Only the one device code request of begin_session may get the answer.
-        if sent:
-            raise AssertionError("the device login's answer can be used once")
-        sent = True
-        return reply
-
-    return send
 
 
 def _progress(

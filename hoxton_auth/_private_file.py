@@ -24,12 +24,11 @@ import contextlib
 import errno
 import os
 import stat
-import warnings
 from pathlib import Path
 
 from ._cache_format import Decoded, decode
 from ._config import read_environment
-from ._errors import CacheUnavailableError, HoxtonAuthWarning, library_logger
+from ._errors import CacheUnavailableError, warn_once
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -44,7 +43,6 @@ __all__ = [
     "release",
     "replace",
     "reserve",
-    "warn_once",
 ]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is not ours
@@ -60,19 +58,9 @@ _NO_SPACE = frozenset(
 )
 _O_OPEN = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 _O_OPEN |= getattr(os, "O_CLOEXEC", 0)
-_warned: set[tuple[object, ...]] = set()  # (cause, path, ...): one warning each per process
 
 #: A temporary file created (and pre-allocated) for the next write: (fd, name).
 Reservation = tuple[int, str]
-
-
-def warn_once(key: tuple[object, ...], message: str, *args: object) -> None:
-    """A log record and a ``HoxtonAuthWarning``, once per ``key`` in this process."""
-    if key in _warned:
-        return
-    _warned.add(key)
-    library_logger().warning(message, *args)
-    warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
 
 
 def default_cache_path() -> Path:
@@ -94,7 +82,7 @@ def _refuse(path: Path, reason: str, *, quiet: bool = False) -> CacheUnavailable
         f"replace it (remove it, or set HOXTON_AUTH_CACHE to another file)"
     )
     if not quiet:
-        warn_once(("refused", str(path), reason), "%s", message)
+        warn_once("refused", f"{path}: {reason}", "%s", message)
     return CacheUnavailableError(message)
 
 
@@ -211,7 +199,8 @@ def _tighten(path: Path, fd: int, info: os.stat_result) -> None:
         os.fchmod(fd, 0o600)
     except OSError as exc:
         warn_once(
-            ("open", str(path), mode),
+            "open to others",
+            f"{path} {mode:o}",
             "token cache %s is open to other users (mode %o) and could not be tightened: %s",
             path,
             mode,
@@ -219,7 +208,8 @@ def _tighten(path: Path, fd: int, info: os.stat_result) -> None:
         )
         return
     warn_once(
-        ("tightened", str(path), info.st_ino, mode),
+        "tightened",
+        f"{path} {info.st_ino} {mode:o}",
         "token cache %s was open to other users (mode %o); tightened to 0600",
         path,
         mode,

@@ -27,7 +27,6 @@ import logging
 import math
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 from urllib.parse import urlsplit
@@ -37,7 +36,7 @@ from ._errors import (
     CacheLockTimeoutError,
     CacheUnavailableError,
     ConfigError,
-    HoxtonAuthWarning,
+    warn_once,
 )
 from ._token import Token, TokenFormatError
 
@@ -258,7 +257,6 @@ class RedisTokenCache(TokenCache):
         self._errors: tuple[type[Exception], ...] = (redis_module.RedisError,)
         self._timeouts: tuple[type[Exception], ...] = (redis_module.TimeoutError,)
         self._quiet_until = 0.0  # monotonic time; see TIMEOUT_COOLDOWN
-        self._warned: set[str] = set()
         self.client: redis.Redis
         self.client, self._where = make_client(url_or_client, socket_timeout)
 
@@ -365,12 +363,9 @@ class RedisTokenCache(TokenCache):
         # JSON, UTF-8 and TokenFormatError are ValueErrors; RecursionError: "[[[[..." too deep
         except (ValueError, RecursionError) as exc:
             text = f"Redis token cache {self._where}: entry {key[:8]} skipped: {exc}"
-            if text not in self._warned:
-                self._warned.add(text)
-                logger.warning("%s", text)
-                # Seen by users who configured no logging too (issue 11): damage
-                # in a fleet's cache costs every host a token request.
-                warnings.warn(text, HoxtonAuthWarning, stacklevel=2)
+            # Seen by users who configured no logging too (issue 11): damage
+            # in a fleet's cache costs every host a token request.
+            warn_once("entry skipped", text, "%s", text)
             return None
 
     @contextlib.contextmanager

@@ -7,10 +7,14 @@ only on a miss or near expiry does it take the cache's lock, read the cache
 again, and run a flow, whose token is stored before the lock is released.
 Refreshing always uses the cache's refresh token, the newest, never one
 remembered in memory: a rotated refresh token used twice makes Auth0 revoke
-the whole family. Failure notes, cooldowns, stale-while-failing and what
-happens when the cache itself fails are decided in ``_failures.py``. It also
-runs the exchanges that begin a session (an authorization code, ``login()``)
-and end one (``logout()``).
+the whole family. What happens when the cache itself fails (memory, a
+direct fetch, or refuse) is decided here, in ``_cache_failed``; the rules of
+an outage of the token endpoint (notes, cooldowns, stale-while-failing) are
+``_outage.py``'s. It also runs the exchanges that begin a session (an
+authorization code, ``login()``) and end one (``logout()``).
+
+Fetched tokens are stored first; the session's ``on_token`` hook hears of them
+later, from ``take_fetched``, once every lock is released.
 
 Whose entry it is (issue 10, ``_identity.py``): an entry is read only if its
 subject and verifier are this object's; anyone else's entry is a miss whose
@@ -34,40 +38,42 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from ._cache import CacheEntry, TokenCache
+from ._cache import CacheEntry, MemoryTokenCache, TokenCache
 from ._config import ClientConfig
-from ._errors import CacheError, CacheLockTimeoutError, CacheUnavailableError, HoxtonAuthError
-from ._failures import (
-    check_fetch_without_cache,
+from ._errors import (
+    CacheError,
+    CacheLockTimeoutError,
+    CacheUnavailableError,
+    HoxtonAuthError,
+    warn_once,
+)
+from ._grants import AuthorizationCode, Grant
+from ._identity import Identity, login_identity, session_identity
+from ._outage import (
     claim_renewal,
     during_cooldown,
     entry_after_failure,
     failure_note,
-    fall_back_to_memory,
-    grant_without_lock,
-    refuse_refresh_without_cache,
     shared_failure,
     token_despite_failure,
-    warn_degraded,
-    warn_not_stored,
 )
-from ._grants import AuthorizationCode, Grant
-from ._identity import Identity, login_identity, session_identity
 from ._token import Token, subject_of
 
 if TYPE_CHECKING:
     from ._wire import Flow, Reply, TokenRequest
 
-__all__ = ["LOCK_MARGIN", "OnFetch", "SharedEntry", "SyncTransport", "drive"]
+__all__ = ["LOCK_MARGIN", "SharedEntry", "SyncTransport", "drive"]
 
 logger = logging.getLogger("hoxton_auth")
 
 T = TypeVar("T")
 # Quoted: the message types are imported only when a flow runs (see drive).
 SyncTransport = Callable[["TokenRequest"], "Reply"]
-OnFetch = Callable[[Token], None]  # told of every token fetched (the session's on_token)
 
 LOCK_MARGIN = 15.0  # seconds a waiter allows beyond the holder's own fetch deadline
+# A transient cache (Redis) that is down: a WARNING record at most this often
+# per location, not on every renewal of every auth object of a fleet.
+UNAVAILABLE_WARNING_INTERVAL = 60.0
 
 
 def drive(flow: Flow[T], send: SyncTransport, sleep: Callable[[float], None] = time.sleep) -> T:
@@ -98,12 +104,11 @@ class SharedEntry:
         cache: TokenCache,
         identity: Identity,
         seed_refresh_token: str | None = None,
-        on_fetch: OnFetch | None = None,
     ) -> None:
         self.config = config
         self.cache = cache
-        self.on_fetch = on_fetch
         self.identity = identity
+        self._fetched: list[Token] = []  # fetched and stored, not yet told to on_token
         self._grant = grant
         self._seed_refresh_token = seed_refresh_token
         self._rng = random.Random()  # noqa: S311  backoff jitter, not cryptography
@@ -137,7 +142,7 @@ class SharedEntry:
         it is the one it waited for, and its error is raised.
         """
         if not self.exchanged:
-            return self._exchange_code(send)
+            return self.begin_session(send)
         entry = self._owned(self._peek())
         token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
@@ -146,15 +151,73 @@ class SharedEntry:
         try:
             with self.lock():
                 return self._renew_locked(send, since)
-        except CacheUnavailableError as exc:
-            if self.cache.transient:
-                check_fetch_without_cache(self.cache, self._grant, self._seed_refresh_token, exc)
-                return self._fetch(self._obtain_flow(None), send)
-            refuse_refresh_without_cache(self._grant, self._seed_refresh_token, exc)
-            self.cache = fall_back_to_memory(exc)  # a memory cache is always available
-            return self.renew(send, since)
-        except CacheLockTimeoutError as exc:
-            return self._renew_without_lock(send, exc)
+        except CacheError as exc:
+            grant = self._repeatable_grant()
+            if self._cache_failed(exc, grant is not None) == "memory" or grant is None:
+                return self.renew(send, since)
+        # Without the cache: the holder of a stuck lock may have finished meanwhile.
+        token = self._fresh(self._owned(self._peek()))
+        return token if token is not None else self._fetch(self._flow_for([grant]), send)
+
+    def _repeatable_grant(self) -> Grant | None:
+        """The grant to renew with if it is safe to send twice (never a refresh), else ``None``."""
+        grant = self._grant
+        if self._seed_refresh_token is None and grant is not None and grant.repeatable:
+            return grant
+        return None
+
+    def _cache_failed(
+        self, exc: CacheError, repeatable: bool, direct: str = "fetching a token without the cache"
+    ) -> str:
+        """The cache failed: go on in ``"memory"``, go on ``"direct"``-ly, or refuse (raise).
+
+        The one decision for every cache failure. ``repeatable``: what the
+        caller is about to do is safe to do twice (a client credentials or
+        password grant, or keeping a token already in hand), never a refresh:
+        a refresh token used twice, which another process holding the shared
+        lock may be using, makes Auth0 revoke the whole login.
+
+        | failure                         | repeatable          | otherwise |
+        |---------------------------------|---------------------|-----------|
+        | lock held past its timeout      | direct, warned once | refuse    |
+        | transient cache down (Redis)    | direct, warned once | refuse    |
+        | local cache unusable            | memory, warned once | refuse    |
+
+        "direct" is for this call only: Redis comes back, and the next renewal
+        shares tokens through it again; "memory" replaces the cache for this
+        session for good. ``direct`` says what "direct" means to the caller
+        (in the warning).
+
+        Raises:
+            CacheLockTimeoutError: The lock is stuck and a refresh would be needed.
+            CacheUnavailableError: The cache is unusable and a refresh would be needed.
+        """
+        if isinstance(exc, CacheLockTimeoutError):
+            if not repeatable:
+                raise CacheLockTimeoutError(
+                    f"{exc}; not refreshing without it, because a refresh token used twice "
+                    "makes Auth0 revoke the whole login"
+                ) from exc
+            warn_once("lockless", str(exc), "%s; %s", exc, direct)
+            return "direct"
+        if not repeatable:
+            raise CacheUnavailableError(
+                f"{exc}; not refreshing without the shared cache and its lock, because a "
+                "refresh token used twice makes Auth0 revoke the whole login (make the "
+                "cache usable, or set HOXTON_AUTH_CACHE to a file this user owns)"
+            ) from exc
+        if self.cache.transient:
+            warn_once(
+                "fetch without cache",
+                repr(self.cache),
+                "%s; fetching tokens directly until it is back",
+                exc,
+                log_again_after=UNAVAILABLE_WARNING_INTERVAL,
+            )
+            return "direct"
+        warn_once("memory fallback", str(exc), "%s; keeping tokens in memory for this process", exc)
+        self.cache = MemoryTokenCache()  # always available
+        return "memory"
 
     def _renew_locked(self, send: SyncTransport, since: float) -> Token:
         stored = self.cache.load(self.key)
@@ -182,11 +245,6 @@ class SharedEntry:
             raise
         self._store(self._entry_for(token, stored))
         return token
-
-    def _renew_without_lock(self, send: SyncTransport, exc: CacheLockTimeoutError) -> Token:
-        # The holder may have finished at the last moment.
-        token = self._fresh(self._owned(self._peek()))
-        return token if token is not None else self._fetch(self._lockless_flow(exc), send)
 
     def drop_access_token(self, access_token: str | None) -> None:
         """Drop ``access_token`` (``None``: any) from the cache, keeping the refresh token."""
@@ -224,36 +282,48 @@ class SharedEntry:
             self.cache.delete(self.key)
 
     def begin_session(self, send: SyncTransport, *, login: bool = False) -> Token:
-        """Exchange the grant now and store its token, whatever the cache holds.
+        """Exchange the code now and keep its token, whatever the cache holds.
 
-        ``login``: the session becomes this OS user's logged-in session of
-        (domain, client, audience), replacing the previous one, whose refresh
-        token is revoked (best effort: a failure is logged, not raised).
+        ``login``: the token becomes the logged-in session (``store_login``).
         Otherwise it is filed under the user's ``sub``.
 
         Raises:
-            LoginRequiredError: There is no grant to exchange (it was used).
-            CacheError: The cache lock is stuck (a code is never sent twice).
+            NotLoggedInError: There is no code to exchange (it was used).
         """
-        if not login:
-            return self._exchange_code(send)
-        self.identity = login_identity(self.config)
-        try:
-            with self.lock():
-                token, replaced = self._begin_login_locked(send)
-        except CacheUnavailableError as exc:
-            self.cache = fall_back_to_memory(exc)  # a memory cache is always available
-            with self.lock():
-                token, replaced = self._begin_login_locked(send)
-        if replaced is not None and replaced != token.refresh_token:
-            self._revoke_replaced(replaced, send)
+        token = self._fetch(self._flow_for(self._take_code()), send)
+        if login:
+            self.store_login(token, send)
+        else:
+            self.identity = session_identity(self.config, subject_of(token))
+            self._keep(token)
+            logger.debug("code exchanged: %s", self._describe())
         return token
 
-    def _begin_login_locked(self, send: SyncTransport) -> tuple[Token, str | None]:
-        previous = self._owned(self.cache.load(self.key))
-        token = self._fetch(self._flow_for(self._take_code()), send)
-        self._store(self._entry_for(token, None))
-        return token, previous.token.refresh_token if previous is not None else None
+    def store_login(self, token: Token, send: SyncTransport) -> None:
+        """Make ``token`` this OS user's logged-in session of (domain, client, audience).
+
+        It replaces the previous login, whose refresh token is revoked (best
+        effort: a failure is a warning, not an error).
+        """
+        self.identity = login_identity(self.config)
+        replaced = self._keep(token)
+        if replaced is not None and replaced != token.refresh_token:
+            self._revoke_replaced(replaced, send)
+
+    def _keep(self, token: Token) -> str | None:
+        """Store a token in hand as this identity's entry; the refresh token it replaced."""
+        try:
+            with self.lock():
+                previous = self._owned(self.cache.load(self.key))
+                self._store(self._entry_for(token, None))
+        except CacheError as exc:
+            if (
+                self._cache_failed(exc, True, "the new token was not stored in the cache")
+                == "memory"
+            ):
+                return self._keep(token)
+            return None  # "direct": this object keeps it in memory; warned
+        return previous.token.refresh_token if previous is not None else None
 
     def _revoke_replaced(self, refresh_token: str, send: SyncTransport) -> None:
         """Revoke the replaced login's refresh token: Auth0 keeps ~200 per user and app."""
@@ -262,29 +332,12 @@ class SharedEntry:
         try:
             drive(revoke_refresh_token(self.config, refresh_token, time.time(), self._rng), send)
         except HoxtonAuthError as exc:
-            warn_degraded(
+            warn_once(
                 "replaced login not revoked",
                 self.config.domain,
                 "the replaced login's refresh token was not revoked: %s",
                 exc,
             )
-
-    def _exchange_code(self, send: SyncTransport) -> Token:
-        """Exchange the code (never from the cache), then store under the user's entry."""
-        token = self._fetch(self._flow_for(self._take_code()), send)
-        self.identity = session_identity(self.config, subject_of(token))
-        try:
-            with self.lock():
-                self._store(self._entry_for(token, None))
-        except CacheUnavailableError as exc:
-            self.cache = fall_back_to_memory(exc)  # a memory cache is always available
-            self._store(self._entry_for(token, None))
-        except CacheLockTimeoutError as exc:
-            warn_degraded(
-                "token not stored", str(exc), "the new session was not stored in the cache: %s", exc
-            )
-        logger.debug("code exchanged: %s", self._describe())
-        return token
 
     def _take_code(self) -> list[Grant]:
         plan = [self._grant] if self._grant is not None else []
@@ -294,14 +347,19 @@ class SharedEntry:
     # -- shared helpers ---------------------------------------------------------------
 
     def _fetch(self, flow: Flow[Token], send: SyncTransport) -> Token:
-        """Run a flow that asks the token endpoint, then tell the ``on_fetch`` hook."""
+        """Run a flow that asks the token endpoint; its token waits in ``take_fetched``."""
         token = drive(flow, send)
-        if self.on_fetch is not None:
-            try:
-                self.on_fetch(token)
-            except Exception:  # a metrics hook must never break the call it reports on
-                logger.exception("the on_token hook raised; the token is used anyway")
+        self._fetched.append(token)
         return token
+
+    def take_fetched(self) -> list[Token]:
+        """The tokens fetched since the last call, each handed out once (thread-safe)."""
+        taken = []
+        while True:
+            try:
+                taken.append(self._fetched.pop(0))
+            except IndexError:
+                return taken
 
     def _owned(self, entry: CacheEntry | None) -> CacheEntry | None:
         """``entry`` if it is this identity's, else ``None`` (a miss, issue 10)."""
@@ -336,9 +394,6 @@ class SharedEntry:
             self._grant = None
         return self._flow_for(plan)
 
-    def _lockless_flow(self, exc: CacheLockTimeoutError) -> Flow[Token]:
-        return self._flow_for([grant_without_lock(self._grant, exc)])
-
     def _flow_for(self, plan: Sequence[Grant]) -> Flow[Token]:
         # Here, not at the top: a process that finds its token in the cache never
         # loads the flows, the retry policy or the reading of replies (issue 6).
@@ -348,7 +403,7 @@ class SharedEntry:
 
     def _raise_shared_failure(self, entry: CacheEntry | None, since: float) -> None:
         """Raise the error of the fetch this call waited for, if that fetch failed."""
-        failure = shared_failure(entry.meta, since) if entry is not None else None
+        failure = shared_failure(entry.meta, since, time.time()) if entry is not None else None
         if failure is not None:
             logger.debug("the fetch this call waited for failed: %s", self._describe())
             raise failure
@@ -373,11 +428,15 @@ class SharedEntry:
         try:
             self.cache.store(self.key, entry)
         except CacheUnavailableError as exc:
-            if self.cache.transient:
-                warn_not_stored(self.cache, entry, exc)
-                return
-            self.cache = fall_back_to_memory(exc)
-            self.cache.store(self.key, entry)
+            if self._cache_failed(exc, repeatable=True) == "memory":
+                self.cache.store(self.key, entry)
+            elif entry.token.refresh_token:
+                # A WARNING record every time: if the server rotated the refresh token,
+                # the cache still holds the old one, and the next refresh may end the login.
+                message = "%s; a new refresh token could not be saved"
+                warn_once(
+                    "refresh token not stored", repr(self.cache), message, exc, log_again_after=0
+                )
 
     @staticmethod
     def _matches(entry: CacheEntry | None, access_token: str | None) -> bool:

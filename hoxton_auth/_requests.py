@@ -19,7 +19,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
-from ._session import BEARER, Renew, TokenManager
+from ._session import BEARER, TokenManager
 
 if TYPE_CHECKING:
     from ._wire import Reply, TokenRequest
@@ -132,7 +132,7 @@ class RequestsAuth(requests.auth.AuthBase):
     def _retry_once_after_401(
         self, response: requests.Response, **kwargs: Any
     ) -> requests.Response:
-        """The API answered: after a 401, follow the one 401 rule (``_session.answer_401``).
+        """The API answered: after a 401 to our token, renew it once and resend once.
 
         The resent response does not run response hooks (the adapter sends it
         directly, as requests' own digest auth does), so this cannot loop.
@@ -147,30 +147,23 @@ class RequestsAuth(requests.auth.AuthBase):
         rewindable = isinstance(body_position, int) and not isinstance(body_position, bool)
         resendable = sent.body is None or isinstance(sent.body, (bytes, str)) or rewindable
         # requests drops the header when a redirect leaves the API's origin.
-        steps = self._manager.answer_401(sent.headers.get("Authorization"), resendable)
-        reply: str | int | None = None
-        while True:
-            try:
-                step = steps.send(reply)
-            except StopIteration:
-                return response
-            if isinstance(step, Renew):
-                # Read and release the 401 first: if no new token can be had, the error
-                # propagates and nobody else would return this connection to the pool.
-                response.content  # noqa: B018  read it all so the connection can be reused
-                response.close()
-                self._manager.invalidate(step.refused)
-                reply = self._manager.get_token(self._send_requests)
-                continue
-            retry = sent.copy()
-            if rewindable:
-                rewind_body(retry)
-            cookies = retry._cookies  # type: ignore[attr-defined]  # requests keeps the jar private
-            extract_cookies_to_jar(cookies, sent, response.raw)  # type: ignore[no-untyped-call]  # stubs
-            retry.prepare_cookies(cookies)
-            retry.headers["Authorization"] = BEARER + step.token
-            second = response.connection.send(retry, **kwargs)
-            second.history.append(response)
-            second.request = retry
-            response = second
-            reply = second.status_code
+        refused = self._manager.refused_by_401(sent.headers.get("Authorization"), resendable)
+        if refused is None:
+            return response
+        # Read and release the 401 first: if no new token can be had, the error
+        # propagates and nobody else would return this connection to the pool.
+        response.content  # noqa: B018  read it all so the connection can be reused
+        response.close()
+        token = self._manager.replace(refused, self._send_requests)
+        retry = sent.copy()
+        if rewindable:
+            rewind_body(retry)
+        cookies = retry._cookies  # type: ignore[attr-defined]  # requests keeps the jar private
+        extract_cookies_to_jar(cookies, sent, response.raw)  # type: ignore[no-untyped-call]  # stubs
+        retry.prepare_cookies(cookies)
+        retry.headers["Authorization"] = BEARER + token
+        second = response.connection.send(retry, **kwargs)
+        second.history.append(response)
+        second.request = retry
+        self._manager.after_resend(token, second.status_code)
+        return second

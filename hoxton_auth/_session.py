@@ -8,27 +8,28 @@ while the others wait; event loops (asyncio, trio) queue on a per-loop
 renewal itself, single flight across processes through the cache, is the
 ``SharedEntry`` of ``_renewal.py``.
 
-It also holds the one rule every adapter path follows when the API answers
-401 (``answer_401``, a sans-I/O generator) and what that rule needs (when the
-token arrived, whether it was refused when new: issue 12), the token served stale during an outage,
-and ``token_info()``; a forked child starts with fresh locks (issue 11).
+It also answers the adapters' plain questions when the API answers 401 (is
+this our token, renew it once? ``refused_by_401``; the resend's answer,
+``after_resend``), with what that rule needs to remember (when the token
+arrived, whether the API refused it when new: issue 12); the token served
+stale during an outage; ``token_info()``; and the ``on_token`` hook, told of
+each fetched token after it is stored, outside every lock. A forked child
+starts with fresh locks (issue 11).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._cache import TokenCache
 from ._config import ClientConfig
-from ._failures import usable_until
 from ._grants import Grant
 from ._identity import Identity
 from ._renewal import SharedEntry, SyncTransport
@@ -40,13 +41,9 @@ if TYPE_CHECKING:
 __all__ = [
     "BEARER",
     "MIN_AGE_TO_RENEW_AFTER_401",
-    "Answer401",
     "OnToken",
-    "Renew",
-    "Resend",
     "TokenInfo",
     "TokenManager",
-    "answer_401",
 ]
 
 #: How the adapters send a token in the ``Authorization`` header (RFC 6750 §2.1).
@@ -59,64 +56,6 @@ logger = logging.getLogger("hoxton_auth")
 # A 401 to a token younger than this is not the token's fault (wrong audience,
 # missing permission, an API misconfigured): renewing would only burn quota.
 MIN_AGE_TO_RENEW_AFTER_401 = 60.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Renew:
-    """Release the API's 401, drop ``refused``, get a new token: send back its access token."""
-
-    refused: str = dataclasses.field(repr=False)
-
-
-@dataclasses.dataclass(frozen=True)
-class Resend:
-    """Send the request again with ``Authorization: Bearer <token>``: send back its status."""
-
-    token: str = dataclasses.field(repr=False)
-
-
-Answer401 = Generator[Renew | Resend, str | int | None, str | None]
-
-
-def answer_401(
-    sent: str | None, resendable: bool, last: tuple[str, float, bool] | None, now: float
-) -> Answer401:
-    """The API answered 401: yield ``Renew``, then ``Resend``, or nothing. Never more.
-
-    A spent stream is not resent: the 401 is the answer. A token the API
-    refused as soon as it was fetched (the resend got a 401 too) is not the
-    problem (wrong audience, missing permission): it is not renewed again
-    until ``MIN_AGE_TO_RENEW_AFTER_401`` seconds old. So an API that refuses
-    every token costs at most 2 token requests in its first minute and 1 a
-    minute after, while a revoked token (whose successor works) is always replaced.
-
-    Args:
-        sent: The access token the 401 answered; ``None`` when the request
-            carried none of ours (a redirect to another origin drops it, and
-            that host's 401 says nothing about our token).
-        resendable: Whether the request's body can be sent again.
-        last: The session's last token: its access token, when it was
-            obtained, whether the API refused it when new.
-        now: The time.
-
-    Returns:
-        The new access token if the API refused it too (for the session to
-        remember as refused when new), else ``None``.
-    """
-    if sent is None:
-        return None
-    refused_new_at = last[1] if last is not None and last[0] == sent and last[2] else None
-    if refused_new_at is not None and now - refused_new_at < MIN_AGE_TO_RENEW_AFTER_401:
-        logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
-        return None
-    if not resendable:
-        logger.debug("401 not retried: the request body is a stream that cannot be resent")
-        return None
-    new = yield Renew(sent)
-    assert isinstance(new, str)  # noqa: S101  a Renew is answered by the new token
-    logger.debug("API answered 401; retrying once with a new token")
-    status = yield Resend(new)
-    return new if status == 401 else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,11 +91,6 @@ class TokenInfo:
 OnToken = Callable[[TokenInfo], None]
 
 
-def _tell(on_token: OnToken, token: Token) -> None:
-    """Pass the facts of a fetched token, never its secrets, to the ``on_token`` hook."""
-    on_token(TokenInfo.of(token))
-
-
 _managers: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 
 
@@ -182,14 +116,15 @@ class TokenManager:
         on_token: OnToken | None = None,
     ) -> None:
         self.config = config
-        on_fetch = functools.partial(_tell, on_token) if on_token is not None else None
-        self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token, on_fetch)
+        self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token)
+        self._on_token = on_token
         self._token: Token | None = None  # the last token served, for token_info()
         # (access token, renew at): one tuple, swapped atomically between threads.
         self._current: tuple[str, float] | None = None
         # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
         self._obtained: tuple[str, float, bool] | None = None
         self._stale: tuple[str, float] | None = None  # (token served stale, usable until): issue 12
+        self._dead: str | None = None  # the last access token this session declared dead
         self._thread_lock = threading.Lock()
         self._loop_locks: weakref.WeakKeyDictionary[object, anyio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
@@ -240,7 +175,10 @@ class TokenManager:
         stale = self._stale_while_renewing(self._thread_lock.locked())  # issue 12
         if stale is not None:
             return stale
-        return self._renew(send, since)
+        try:
+            return self._renew(send, since)
+        finally:
+            self._report()
 
     def _renew(self, send: SyncTransport, since: float) -> str:
         """The slow path: one caller per process renews, the others wait and reuse."""
@@ -251,11 +189,31 @@ class TokenManager:
             return self._remember(self.entry.renew(send, since))
 
     def invalidate(self, access_token: str | None = None) -> None:
-        """Forget ``access_token`` (default: any) in memory and in the cache."""
+        """Declare ``access_token`` dead (default: the one this object last served,
+        else the one the cache holds now).
+
+        No caller of this session gets it again; the cache drops it only if it
+        still holds that very token (a newer one another process stored is kept).
+        """
         with self._thread_lock:
-            if access_token is None or (self._current and self._current[0] == access_token):
-                self._current = self._token = None
+            if access_token is None:
+                access_token = self._token.access_token if self._token is not None else None
+            if access_token is None and self.entry.exchanged:
+                cached = self.entry.peek_owned()
+                access_token = cached.token.access_token if cached is not None else None
+            if not access_token:
+                return  # no token to declare dead
+            self._declare_dead(access_token)
             self.entry.drop_access_token(access_token)
+
+    def _declare_dead(self, access_token: str) -> None:
+        self._dead = access_token
+        if self._current is not None and self._current[0] == access_token:
+            self._current = None
+        if self._stale is not None and self._stale[0] == access_token:
+            self._stale = None
+        if self._token is not None and self._token.access_token == access_token:
+            self._token = None
 
     def logout(self, send: SyncTransport) -> None:
         """Revoke the refresh token, if any, and remove the cache entry.
@@ -264,7 +222,9 @@ class TokenManager:
         raised afterwards): the user asked for this machine to forget the login.
         """
         with self._thread_lock:
-            self._current = self._token = None
+            if self._token is not None:
+                self._declare_dead(self._token.access_token)
+            self._current = self._stale = self._token = None
             if not self.entry.exchanged:
                 return  # a code never exchanged: no session to end
             with self.entry.lock():
@@ -279,11 +239,20 @@ class TokenManager:
         user's ``sub``.
 
         Raises:
-            LoginRequiredError: There is no grant to exchange (it was used).
-            CacheError: The cache lock is stuck (a code is never sent twice).
+            NotLoggedInError: There is no code to exchange (it was used).
         """
+        try:
+            with self._thread_lock:
+                return self._remember(self.entry.begin_session(send, login=login))
+        finally:
+            self._report()
+
+    def store_login(self, token: Token, send: SyncTransport) -> None:
+        """Make ``token`` (from a device login) the logged-in session; ``on_token`` hears of it."""
         with self._thread_lock:
-            return self._remember(self.entry.begin_session(send, login=login))
+            self.entry.store_login(token, send)
+            self._remember(token)
+        self._tell(token)
 
     # -- event loops (asyncio, trio): the same slow path, in a worker thread ------
 
@@ -297,8 +266,9 @@ class TokenManager:
         token = self.cached_access_token()
         if token is not None:
             return token
-        # Here, not at the top: anyio costs ~28 ms of import (python -X importtime),
-        # which sync-only processes (the CLI, cron jobs with requests) never pay.
+        # Here, not at the top: anyio is for event loops only, and sync-only
+        # processes (the CLI, cron jobs with requests) never load it
+        # (tests/test_imports.py).
         import anyio.to_thread
 
         since = time.time()  # a fetch that fails after this is the one we waited for
@@ -306,13 +276,16 @@ class TokenManager:
         stale = self._stale_while_renewing(lock.locked() or self._thread_lock.locked())
         if stale is not None:
             return stale
-        async with lock:
-            token = self.cached_access_token()
-            if token is not None:
-                return token
-            # Not abandoned on cancellation: the thread finishes its fetch (and stores
-            # it) before the task ends, so the lock is never left held by a ghost.
-            return await anyio.to_thread.run_sync(self._renew, send, since)
+        try:
+            async with lock:
+                token = self.cached_access_token()
+                if token is not None:
+                    return token
+                # Not abandoned on cancellation: the thread finishes its fetch (and stores
+                # it) before the task ends, so the lock is never left held by a ghost.
+                return await anyio.to_thread.run_sync(self._renew, send, since)
+        finally:
+            self._report()
 
     async def ainvalidate(self, access_token: str | None = None) -> None:
         """``invalidate`` for asyncio and trio: the cache is touched in a worker thread."""
@@ -331,30 +304,61 @@ class TokenManager:
             lock = self._loop_locks[loop] = anyio.Lock()
         return lock
 
-    # -- shared helpers ---------------------------------------------------------------
+    # -- the API's 401: the adapters' plain questions (issue 12) -------------------
 
-    def answer_401(self, authorization: str | None, resendable: bool) -> Answer401:
-        """The one 401 rule (``answer_401``) with this session's memory of its token.
+    def refused_by_401(self, authorization: str | None, resendable: bool) -> str | None:
+        """The API answered 401: the refused access token to renew once, or ``None``.
 
-        ``authorization`` is the header the 401 answered: a request that
-        carried no bearer token (a redirect to another origin drops it) is
-        not ours. Adapters drive it: ``Renew`` -> release the 401,
-        ``invalidate`` the refused token, send back ``get_token()``;
-        ``Resend`` -> resend with the new token and send back the status.
+        ``None`` hands the 401 back as the answer: the request carried none
+        of our tokens (a redirect to another origin drops the header, and that
+        host's 401 says nothing about our token); its body is a spent stream;
+        or the API refused this token as soon as it was fetched (the resend
+        got a 401 too: wrong audience, missing permission), less than
+        ``MIN_AGE_TO_RENEW_AFTER_401`` seconds ago. So an API that refuses
+        every token costs at most 2 token requests in its first minute and 1
+        a minute after, while a revoked token (whose successor works) is
+        always replaced. The adapter then calls ``replace`` and resends once.
         """
-        sent = None
-        if authorization is not None and authorization.startswith(BEARER):
-            sent = authorization[len(BEARER) :]
-        refused = yield from answer_401(sent, resendable, self._obtained, time.time())
+        if authorization is None or not authorization.startswith(BEARER):
+            return None
+        sent = authorization[len(BEARER) :]
         known = self._obtained
-        if refused is not None and known is not None and known[0] == refused:
-            self._obtained = (refused, known[1], True)  # refused when new: a 401 storm
-        return refused
+        refused_new = known is not None and known[0] == sent and known[2]
+        if (
+            refused_new
+            and known is not None
+            and time.time() - known[1] < MIN_AGE_TO_RENEW_AFTER_401
+        ):
+            logger.debug("401 to a token fetched moments ago: not renewing it (issue 12)")
+            return None
+        if not resendable:
+            logger.debug("401 not retried: the request body is a stream that cannot be resent")
+            return None
+        logger.debug("API answered 401; retrying once with a new token")
+        return sent
+
+    def replace(self, refused: str, send: SyncTransport) -> str:
+        """Declare ``refused`` dead and get a new token (for the resend after a 401)."""
+        self.invalidate(refused)
+        return self.get_token(send)
+
+    async def areplace(self, refused: str, send: SyncTransport) -> str:
+        """``replace`` for asyncio and trio."""
+        await self.ainvalidate(refused)
+        return await self.aget_token(send)
+
+    def after_resend(self, token: str, status: int) -> None:
+        """The resend with the new ``token`` got ``status``: a 401 marks it refused when new."""
+        known = self._obtained
+        if status == 401 and known is not None and known[0] == token:
+            self._obtained = (token, known[1], True)  # refused when new: a 401 storm
+
+    # -- shared helpers ---------------------------------------------------------------
 
     def _stale_while_renewing(self, renewing: bool) -> str | None:
         """During an outage, the valid token served stale, while another caller renews."""
         stale = self._stale
-        if renewing and stale is not None and time.time() < stale[1]:
+        if renewing and stale is not None and time.time() < stale[1] and stale[0] != self._dead:
             return stale[0]
         return None
 
@@ -371,9 +375,22 @@ class TokenManager:
         self._token = token
         now = time.time()
         served_stale = not token.is_fresh(now, self.config.leeway)  # issue 12: an outage
-        self._stale = (token.access_token, usable_until(token)) if served_stale else None
+        self._stale = (token.access_token, token.usable_until()) if served_stale else None
         known = self._obtained
         if known is None or known[0] != token.access_token:
             self._obtained = (token.access_token, token.obtained_at, False)
         self._current = (token.access_token, token.renew_at(self.config.leeway))
         return token.access_token
+
+    def _report(self) -> None:
+        """Tell ``on_token`` of the tokens fetched: after they are stored, outside every lock."""
+        for token in self.entry.take_fetched():
+            self._tell(token)
+
+    def _tell(self, token: Token) -> None:
+        if self._on_token is None:
+            return
+        try:
+            self._on_token(TokenInfo.of(token))
+        except Exception:  # a metrics hook must never break the call it reports on
+            logger.exception("the on_token hook raised; the token is used anyway")

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from ._config import renew_at
+from . import _freshness
 
 __all__ = ["Token", "TokenFormatError", "subject_of"]
 
@@ -44,12 +44,16 @@ class Token:
     scope: str | None = None
 
     def renew_at(self, leeway: float) -> float:
-        """When to stop using this token: ``leeway`` early, never before half its life."""
-        return renew_at(self.expires_at, self.obtained_at, leeway)
+        """When to stop using this token (``_freshness.renew_at``)."""
+        return _freshness.renew_at(self.expires_at, self.obtained_at, leeway)
 
     def is_fresh(self, now: float, leeway: float) -> bool:
-        """Whether the access token can still be sent at ``now``."""
+        """Whether the access token can be sent at ``now`` without renewing it first."""
         return bool(self.access_token) and now < self.renew_at(leeway)
+
+    def usable_until(self) -> float:
+        """Until when the access token may be served although due for renewal (``-inf``: none)."""
+        return _freshness.usable_until(self.expires_at) if self.access_token else -math.inf
 
     def without_access_token(self) -> Token:
         """This token with the access token dropped and the refresh token kept."""

@@ -104,6 +104,9 @@ Reply = TokenResponse | TransportFailure
 Flow = Generator[Action, Reply | float, T]
 
 SNIPPET_CHARS = 200
+# The longest wait a server may plausibly ask for: the reset of Auth0's daily
+# token quota, the longest quota period it has. Longer is ignored.
+MAX_SERVER_WAIT = 24 * 3600.0
 _DELTA_SECONDS = re.compile(r"[0-9]+")
 QUOTA_HEADERS = {
     "auth0-client-quota-limit": "the client's token quota",
@@ -160,6 +163,8 @@ def wait_seconds(response: TokenResponse) -> float | None:
     of a bucket that ran out in its token quota headers (``Auth0-Client-Quota-Limit``,
     ``Auth0-Organization-Quota-Limit``: ``b=per_hour;q=100;r=0;t=3540,...`` is
     bucket, quota, remaining, seconds to reset). Asking sooner is refused.
+    A wait longer than ``MAX_SERVER_WAIT`` is nonsense (a broken or hostile
+    server): it is ignored, and the normal backoff applies.
     """
     waits: list[float] = []
     retry_after = _retry_after_header(response)
@@ -174,7 +179,8 @@ def wait_seconds(response: TokenResponse) -> float | None:
                 reset_in = _number(bucket.get("t"))
                 if reset_in is not None and _number(bucket.get("r")) in (None, 0.0):
                     waits.append(reset_in)
-    return max(waits) if waits else None
+    plausible = [wait for wait in waits if wait <= MAX_SERVER_WAIT]
+    return max(plausible) if plausible else None
 
 
 def _quota_words(response: TokenResponse) -> str:

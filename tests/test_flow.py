@@ -38,7 +38,6 @@ from hoxton_auth._flow import (
     revoke_refresh_token,
 )
 from hoxton_auth._grants import AuthorizationCode, ClientCredentials, Grant, Password, RefreshToken
-from hoxton_auth._session import MIN_AGE_TO_RENEW_AFTER_401, Renew, Resend, answer_401
 from hoxton_auth._wire import (
     MAX_RESPONSE_BYTES,
     SNIPPET_CHARS,
@@ -47,6 +46,7 @@ from hoxton_auth._wire import (
     TokenRequest,
     TokenResponse,
     TransportFailure,
+    wait_seconds,
 )
 
 NOW = 1_700_000_000.0
@@ -422,10 +422,31 @@ def test_retry_after_past_the_deadline_gives_up_at_once() -> None:
     assert "Retry-After 120s would pass the 60s retry_deadline" in str(error)
 
 
-def test_huge_retry_after_is_past_any_deadline() -> None:
-    headers = {"Retry-After": "9" * 400}
-    _, error = fail(obtain([ClientCredentials()]), [reply({"error": "slow"}, 503, headers)])
-    assert "retry_deadline" in str(error)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Retry-After": "9" * 400},
+        {"Retry-After": "315360000"},  # ten years
+        {"Retry-After": "Fri, 31 Dec 9999 23:59:59 GMT"},
+        {"X-RateLimit-Reset": str(10**12)},
+        {"Auth0-Client-Quota-Limit": "b=per_hour;q=10;r=0;t=999999999"},
+    ],
+)
+def test_an_absurd_server_wait_is_ignored_and_the_normal_backoff_applies(
+    headers: dict[str, str],
+) -> None:
+    # Issue 19: one 429 must not become a day-long cooldown for the whole fleet.
+    assert wait_seconds(reply({"error": "slow"}, 429, headers)) is None
+    flow = obtain([ClientCredentials()])
+    assert isinstance(next(flow), TokenRequest)
+    backoff = flow.send(reply({"error": "slow"}, 429, headers))
+    assert isinstance(backoff, Backoff)
+    assert backoff.delay <= BACKOFF_BASE
+
+
+def test_a_plausible_quota_wait_is_kept() -> None:
+    day = {"Auth0-Client-Quota-Limit": "b=per_day;q=10;r=0;t=86000"}
+    assert wait_seconds(reply({"error": "slow"}, 429, day)) == 86000
 
 
 def test_next_try_past_the_deadline_gives_up() -> None:
@@ -913,7 +934,7 @@ def test_poll_waits_keeps_waiting_slows_down_then_returns_the_answer() -> None:
         "client_id": "cid",
         "device_code": DEVICE,
     }
-    assert result is approved
+    assert (result.access_token, result.refresh_token) == ("at-1", "rt")
 
 
 def test_poll_interval_is_capped() -> None:
@@ -1048,64 +1069,3 @@ def test_quota_429_past_the_deadline_gives_up_at_once_with_retry_after() -> None
     assert isinstance(error, TokenRequestError)
     assert error.retry_after == 3540
     assert "0 of 10 tokens left" in str(error)
-
-
-# -- the API's 401: answer_401, the one rule of every adapter path ----------------------
-
-
-def run_401(
-    sent: str | None,
-    last: tuple[str, float, bool] | None,
-    *,
-    resendable: bool = True,
-    resent_status: int = 200,
-) -> tuple[list[Renew | Resend], str | None]:
-    """Drive ``answer_401`` as an adapter would; the steps it asked for and its result."""
-    steps: list[Renew | Resend] = []
-    flow = answer_401(sent, resendable, last, NOW)
-    reply: str | int | None = None
-    while True:
-        try:
-            step = flow.send(reply)
-        except StopIteration as stop:
-            return steps, stop.value
-        steps.append(step)
-        reply = "new-token" if isinstance(step, Renew) else resent_status
-
-
-@pytest.mark.parametrize(
-    ("last", "renew"),
-    [
-        (None, True),  # unknown age: renew
-        (("other", NOW - 5, True), True),  # another token's history says nothing
-        (("old", NOW - 5, False), True),  # a revoked token is replaced, however young
-        (("old", NOW - 5, True), False),  # the API refused it when new: a storm
-        (("old", NOW - MIN_AGE_TO_RENEW_AFTER_401, True), True),  # a minute later, once more
-    ],
-)
-def test_401_renews_once_unless_the_token_was_refused_when_new(
-    last: tuple[str, float, bool] | None, renew: bool
-) -> None:
-    steps, refused = run_401("old", last)
-    expected = [Renew("old"), Resend("new-token")] if renew else []
-    assert steps == expected
-    assert refused is None
-
-
-def test_401_to_a_request_we_did_not_authenticate_is_handed_back() -> None:
-    assert run_401(None, ("old", NOW - 3600, False)) == ([], None)
-
-
-def test_401_with_a_spent_body_is_handed_back() -> None:
-    assert run_401("old", None, resendable=False) == ([], None)
-
-
-def test_401_to_the_new_token_too_is_remembered_and_never_loops() -> None:
-    steps, refused = run_401("old", None, resent_status=401)
-    assert steps == [Renew("old"), Resend("new-token")]  # one renewal, one resend, no more
-    assert refused == "new-token"  # the session marks it refused when new
-
-
-def test_401_steps_keep_tokens_out_of_repr() -> None:
-    assert "old" not in repr(Renew("old"))
-    assert "new-token" not in repr(Resend("new-token"))

@@ -1,4 +1,8 @@
-"""Failures: of a token fetch (notes, cooldowns, stale-while-failing) and of the cache.
+"""Auth0's bad days: failure notes, shared cooldowns and stale-while-failing.
+
+The pure rules of an outage of the token endpoint; what happens when the
+cache itself fails is decided beside the single flight (``SharedEntry`` in
+``_renewal.py``), and when a token is fresh or usable in ``_freshness.py``.
 
 A failed fetch is shared with the callers that waited for it (issue 5): the
 holder of the cache lock writes a note of its failure into the entry's
@@ -12,43 +16,30 @@ A note is also a *cooldown* (issue 12): a 429's wait (``Retry-After``,
 ``X-RateLimit-Reset``), else a backoff growing with each consecutive failure
 (``COOLDOWN_STEPS``). Until then everyone sharing the cache fails fast without
 a request (``during_cooldown``), unless the cached access token is still good
-to send (up to ``STALE_MARGIN`` before its ``exp``): then it is served, as after
+to send (``Token.usable_until``): then it is served, as after
 a transient failure (``token_despite_failure``), with a warning once per
 outage. A note dated in the future or longer than ``MAX_COOLDOWN`` is not
 trusted: a host with a skewed clock cannot lock the fleet out.
 
-When the cache fails: a stuck lock never hangs us (a grant safe to repeat
-fetches without it; a refresh raises ``CacheLockTimeoutError``); an unusable
-local cache is replaced by memory for the process; a transient one that is
-down (Redis) is not, and a repeatable grant fetches directly until it is back.
-No refresh ever runs without the shared cache and its lock: a rotated refresh
-token used twice makes Auth0 revoke the whole login.
-
-No I/O; callers pass the time of day (only the rate limit of warnings reads
-the monotonic clock); warnings and log records are the only side effects.
+No I/O and no clock: callers pass the time of day; warnings and log records
+are the only side effects.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import math
-import time
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ._cache import CacheEntry, MemoryTokenCache, TokenCache
+from ._cache import CacheEntry
 from ._errors import (
-    CacheLockTimeoutError,
-    CacheUnavailableError,
-    HoxtonAuthWarning,
     LoginRequiredError,
     TokenEndpointUnreachableError,
     TokenRequestError,
+    warn_once,
 )
-from ._grants import Grant
 from ._token import Token
 
 __all__ = [
@@ -56,30 +47,16 @@ __all__ = [
     "COOLDOWN_STEPS",
     "FAILURE_META",
     "MAX_COOLDOWN",
-    "STALE_MARGIN",
-    "UNAVAILABLE_WARNING_INTERVAL",
-    "check_fetch_without_cache",
     "claim_renewal",
     "during_cooldown",
     "entry_after_failure",
     "failure_note",
-    "fall_back_to_memory",
-    "grant_without_lock",
-    "refuse_refresh_without_cache",
     "shared_failure",
     "token_despite_failure",
-    "usable_until",
-    "warn_degraded",
-    "warn_not_stored",
-    "warn_stale_served",
+    "transient",
 ]
 
-logger = logging.getLogger("hoxton_auth")
-
 FAILURE_META = "last_failure"  # the meta field holding the note (JSON, no secret)
-# A token is served during an outage until this many seconds before its exp,
-# so that the API call it is put on arrives while it is still valid.
-STALE_MARGIN = 5.0
 # Cooldown after the n-th consecutive failed fetch without a server-given wait.
 COOLDOWN_STEPS = (5.0, 10.0, 20.0, 40.0, 60.0)
 # No note may stop the fleet asking for longer than this (a day: Auth0's
@@ -91,7 +68,7 @@ CLOCK_TOLERANCE = 5.0
 SharedError = TokenEndpointUnreachableError | TokenRequestError
 
 
-def _transient(error: Exception) -> bool:
+def transient(error: Exception) -> bool:
     """The endpoint is in trouble (network, 429, 5xx), not refusing this grant."""
     if isinstance(error, TokenRequestError):
         return error.status_code == 429 or error.status_code >= 500
@@ -127,7 +104,7 @@ def failure_note(
     """
     if not isinstance(error, (TokenEndpointUnreachableError, TokenRequestError)):
         return None
-    if not _transient(error):
+    if not transient(error):
         return None
     before = (_read_note(previous, now) if previous is not None else None) or {}
     count = before.get("failures", 1) if before else 0
@@ -170,13 +147,14 @@ def entry_after_failure(
     return CacheEntry(entry.token, {**entry.meta, FAILURE_META: note})
 
 
-def shared_failure(meta: Mapping[str, str], since: float) -> SharedError | None:
+def shared_failure(meta: Mapping[str, str], since: float, now: float) -> SharedError | None:
     """The error of a fetch that failed after ``since``, rebuilt from ``meta``.
 
-    ``None`` when there is no note, it is older than ``since``, or it cannot
+    ``None`` when there is no note, it is older than ``since``, dated in the
+    future (another host's clock runs ahead: it must stop nobody), or cannot
     be read (a note is advice: a damaged one means "fetch yourself").
     """
-    note = _read_note(meta, since + MAX_COOLDOWN)  # the clock check is during_cooldown's
+    note = _read_note(meta, now)
     if note is None or float(note["at"]) < since:
         return None
     why = "this call waited for that fetch, made by another process or thread"
@@ -199,7 +177,7 @@ def during_cooldown(entry: CacheEntry | None, now: float, since: float) -> Token
     note = _read_note(entry.meta, now)
     if note is None or now >= float(note["until"] if "until" in note else note["at"]):
         return None
-    if usable_until(entry.token) > now:
+    if entry.token.usable_until() > now:
         warn_stale_served(entry.token, note, now)
         return entry.token
     left = float(note["until"]) - now
@@ -218,7 +196,7 @@ def token_despite_failure(entry: CacheEntry | None, error: Exception, now: float
     Only for transient failures (network, 429, 5xx), and only while the
     token is good to send: a refusal (``invalid_grant``...) is always raised.
     """
-    if entry is None or not _transient(error) or usable_until(entry.token) <= now:
+    if entry is None or not transient(error) or entry.token.usable_until() <= now:
         return None
     note = _read_note(entry.meta, now) or {"first_at": now, "message": str(error)}
     warn_stale_served(entry.token, note, now)
@@ -232,18 +210,13 @@ def claim_renewal(entry: CacheEntry | None, now: float, budget: float) -> CacheE
     to send: the others keep using it for the ``budget`` of this fetch (its
     deadline), instead of queueing on the cache lock behind it.
     """
-    if entry is None or usable_until(entry.token) <= now:
+    if entry is None or entry.token.usable_until() <= now:
         return None
     note = _read_note(entry.meta, now)
     if note is None:
         return None
     note["until"] = max(float(note.get("until", now)), now + budget)
     return CacheEntry(entry.token, {**entry.meta, FAILURE_META: json.dumps(note, sort_keys=True)})
-
-
-def usable_until(token: Token) -> float:
-    """Until when ``token`` may be served although it is due for renewal."""
-    return token.expires_at - STALE_MARGIN if token.access_token else -math.inf
 
 
 def warn_stale_served(token: Token, note: Mapping[str, Any], now: float) -> None:
@@ -255,7 +228,7 @@ def warn_stale_served(token: Token, note: Mapping[str, Any], now: float) -> None
         "more, until the token endpoint is back"
     )
     args = (note.get("message", "token endpoint in trouble"), token.expires_at - now)
-    warn_degraded("stale served", repr(outage), text, *args)
+    warn_once("stale served", repr(outage), text, *args)
 
 
 def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> SharedError | None:
@@ -280,120 +253,3 @@ def _rebuild(note: Mapping[str, Any], why: str, retry_after: float | None) -> Sh
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError):
         return None
     return None
-
-
-# -- the cache itself fails -------------------------------------------------------------
-
-# A WARNING record per cache location (its repr: URL and prefix, no password)
-# at most this often, not on every renewal of every auth object of a fleet.
-UNAVAILABLE_WARNING_INTERVAL = 60.0
-_last_unavailable_warning: dict[str, float] = {}
-_warned_degraded: set[tuple[str, str]] = set()
-
-
-def warn_degraded(cause: str, where: str, message: str, *args: object) -> None:
-    """A degraded but working state: a ``HoxtonAuthWarning`` and a WARNING record.
-
-    Once per cause and location (path, Redis URL, tenant) per process, later
-    ones as DEBUG records: the calls still succeed. The warning reaches users
-    who configured no logging (the package logger has a ``NullHandler``; issue 11).
-    """
-    if (cause, where) in _warned_degraded:
-        logger.debug(message, *args)
-        return
-    _warned_degraded.add((cause, where))
-    logger.warning(message, *args)
-    warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
-
-
-def grant_without_lock(grant: Grant | None, exc: CacheLockTimeoutError) -> Grant:
-    """The cache lock is stuck: the grant to fetch without it, if it is safe to repeat.
-
-    Never a refresh, not even for a password grant with a cached refresh
-    token: that refresh token may be the one the stuck holder is using.
-
-    Raises:
-        CacheLockTimeoutError: The grant is not safe to repeat.
-    """
-    if grant is None or not grant.repeatable:
-        raise CacheLockTimeoutError(
-            f"{exc}; not refreshing without it, because a refresh token used twice "
-            "makes Auth0 revoke the whole login"
-        ) from exc
-    warn_degraded("lockless fetch", str(exc), "%s; fetching a token without the cache", exc)
-    return grant
-
-
-def check_fetch_without_cache(
-    cache: TokenCache,
-    grant: Grant | None,
-    seed_refresh_token: str | None,
-    exc: CacheUnavailableError,
-) -> None:
-    """A transient cache is down: allow a direct fetch only for a repeatable grant.
-
-    Not a switch to memory for good: Redis comes back, and the next renewal
-    shares tokens through it again.
-
-    Raises:
-        CacheUnavailableError: The fetch would need a refresh token.
-    """
-    refuse_refresh_without_cache(grant, seed_refresh_token, exc)
-    _warn_unavailable(
-        cache, "fetch without cache", "%s; fetching tokens directly until it is back", exc
-    )
-
-
-def refuse_refresh_without_cache(
-    grant: Grant | None, seed_refresh_token: str | None, exc: CacheUnavailableError
-) -> None:
-    """Go on without the shared cache only with a grant that is safe to repeat (issue 11).
-
-    A refresh token in the cache, or the constructor's seed, may be held by
-    other processes too: without the shared lock, it may be sent twice.
-
-    Raises:
-        CacheUnavailableError: Renewing would send such a refresh token.
-    """
-    if seed_refresh_token is not None or grant is None or not grant.repeatable:
-        raise CacheUnavailableError(
-            f"{exc}; not refreshing without the shared cache and its lock, because a "
-            "refresh token used twice makes Auth0 revoke the whole login (make the "
-            "cache usable, or set HOXTON_AUTH_CACHE to a file this user owns)"
-        ) from exc
-
-
-def warn_not_stored(cache: TokenCache, entry: CacheEntry, exc: CacheUnavailableError) -> None:
-    """The token is in hand (the call succeeds) but the transient cache missed it."""
-    if not entry.token.refresh_token:
-        _warn_unavailable(cache, "token not stored", "%s; the new token was not shared", exc)
-        return
-    # A WARNING record every time: if the server rotated the refresh token, the
-    # cache still holds the old one, and the next refresh may end the login.
-    message = "%s; a new refresh token could not be saved"
-    if ("refresh token not stored", repr(cache)) in _warned_degraded:
-        logger.warning(message, exc)
-    else:
-        warn_degraded("refresh token not stored", repr(cache), message, exc)
-
-
-def fall_back_to_memory(exc: Exception) -> MemoryTokenCache:
-    """The memory cache that replaces a local cache which cannot be used."""
-    warn_degraded("memory fallback", str(exc), "%s; keeping tokens in memory for this process", exc)
-    return MemoryTokenCache()
-
-
-def _warn_unavailable(cache: TokenCache, cause: str, message: str, *args: object) -> None:
-    """A warning once per cause and location; a WARNING record at most once per interval."""
-    where = repr(cache)
-    if (cause, where) not in _warned_degraded:
-        _last_unavailable_warning[where] = time.monotonic()
-        warn_degraded(cause, where, message, *args)
-        return
-    now = time.monotonic()
-    last = _last_unavailable_warning.get(where)
-    if last is not None and now - last < UNAVAILABLE_WARNING_INTERVAL:
-        logger.debug(message, *args)
-        return
-    _last_unavailable_warning[where] = now
-    logger.warning(message, *args)
