@@ -67,6 +67,11 @@ logger = logging.getLogger("hoxton_auth")
 PathArg = str | os.PathLike[str]
 
 
+# Pruning trusts this process's clock only up to this far past the newest
+# entry that others wrote (see FileTokenCache._write).
+PRUNE_CLOCK_MARGIN = 24 * 3600.0
+
+
 def _prunable(token: Token, now: float) -> bool:
     if token.refresh_token:
         return token.obtained_at < now - PRUNE_REFRESHABLE_AFTER
@@ -264,12 +269,18 @@ class FileTokenCache(TokenCache):
 
     def _write(self, document: dict[str, Any]) -> None:
         now = time.time()
+        parsed = {key: self._parse(key, raw) for key, raw in document.get("entries", {}).items()}
+        # Issue 19: whose clock decides that other users' entries are dead? Not
+        # this process's alone: one running a year ahead would drop every
+        # refresh token in the file. The entries others wrote vouch for the
+        # time: no later than the newest of them, plus a day.
+        others = [e.token.obtained_at for k, e in parsed.items() if e and k not in self._pending]
+        reference = min(now, max(others, default=now) + PRUNE_CLOCK_MARGIN)
         entries = {}
-        for key in sorted(document.get("entries", {})):
-            raw = document["entries"][key]
-            parsed = self._parse(key, raw)
-            if parsed is None or not _prunable(parsed.token, now):
-                entries[key] = raw
+        for key in sorted(parsed):
+            entry = parsed[key]
+            if entry is None or not _prunable(entry.token, reference):
+                entries[key] = document["entries"][key]
         payload = encode(document, entries)
         reservation, self._reservation = self._reservation, None
         replace(self.path, payload, reservation, now)

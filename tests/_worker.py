@@ -11,6 +11,9 @@ line; tests get them from the ``spawn`` fixture in ``conftest.py`` (every
 worker killed and reaped after the test) and release a herd with
 ``conftest.release_together``.
 
+Every command takes ``clock_ahead``: seconds this process's wall clock runs
+ahead of the real one (a host with a skewed clock).
+
 Commands:
     herd   Build an auth object, wait for the release, call the API once.
     hold   Take the cache lock, wait for a line on stdin, then release it.
@@ -244,5 +247,15 @@ def token(args: dict[str, Any]) -> None:
 
 COMMANDS = {"herd": herd, "hold": hold, "rounds": rounds, "token": token, "write": write}
 
+
+def skew_clock(seconds: float) -> None:
+    """Make this process's wall clock run ``seconds`` ahead (a host with a wrong clock)."""
+    real = time.time
+    time.time = lambda: real() + seconds
+
+
 if __name__ == "__main__":
-    COMMANDS[sys.argv[1]](json.loads(sys.argv[2]))
+    arguments = json.loads(sys.argv[2])
+    if "clock_ahead" in arguments:  # every command: this process's clock runs ahead
+        skew_clock(arguments.pop("clock_ahead"))
+    COMMANDS[sys.argv[1]](arguments)

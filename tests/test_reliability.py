@@ -21,6 +21,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +33,7 @@ from conftest import TEST_JWT_KEY, free_port, release_together
 
 from hoxton_auth import (
     CacheEntry,
+    FileTokenCache,
     HoxtonAuth,
     HoxtonAuthError,
     HoxtonAuthWarning,
@@ -1115,3 +1117,99 @@ def test_during_an_outage_nobody_queues_behind_a_renewal(idp: AuthServer) -> Non
         assert renewing.is_alive()  # ordering, not timing: the renewal is still running
     finally:
         renewing.join()
+
+
+# -- clocks that run ahead (issue 19) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("ahead", [300.0, 8 * 3600.0])
+def test_a_failure_note_from_a_clock_ahead_stops_nobody(
+    idp: AuthServer, spawn: Spawn, ahead: float
+) -> None:
+    """A note written by a host whose clock runs ahead is dated in everyone's future:
+    it must neither share its error with a caller nor impose its cooldown."""
+    idp.fail_always(status=503)
+    auth: dict[str, Any] = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+    auth.update(domain=idp.domain, max_attempts=1)
+    writer = spawn("token", {"auth": auth, "catch": True, "clock_ahead": ahead})
+    (failed,) = release_together([writer])
+    assert failed["status"] == 503  # its note is in the shared file now
+    idp.clear_faults()
+
+    assert _client(idp).get_token()  # this process asks the server itself
+    assert idp.count() == 2
+
+
+def test_a_clock_a_year_ahead_does_not_prune_other_users_sessions(
+    idp: AuthServer, spawn: Spawn, isolated_cache: Path
+) -> None:
+    seed = idp.mint_refresh_token()
+    user = HoxtonAuth(
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, refresh_token=seed, domain=idp.domain, **FAST
+    )
+    user.get_token()  # a user's session with a refresh token in the shared file
+    auth: dict[str, Any] = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+    auth.update(domain=idp.domain)
+    ahead = spawn("token", {"auth": auth, "clock_ahead": 401 * 24 * 3600.0})
+
+    release_together([ahead])  # writes its own entry, dated 401 days from now
+
+    kept = [e.token.refresh_token for e in FileTokenCache(isolated_cache).entries().values()]
+    assert any(kept), "the user's refresh token was pruned by a clock a year ahead"
+    user.invalidate()
+    user.get_token()  # and the session still renews, with no reuse
+    assert idp.reuse_detected == 0
+
+
+class PausingCache(FileTokenCache):
+    """A file cache whose next ``load`` waits until the test lets it go on."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.pause_next = threading.Event()
+        self.paused = threading.Event()
+        self.go_on = threading.Event()
+
+    def load(self, key: str) -> CacheEntry | None:
+        if self.pause_next.is_set():
+            self.pause_next.clear()
+            self.paused.set()
+            self.go_on.wait(30)
+        return super().load(key)
+
+
+def test_a_token_declared_dead_is_never_served_stale_to_another_thread(
+    idp: AuthServer, isolated_cache: Path
+) -> None:
+    """Issue 19: after a 401 (or logout), a thread that finds a renewal under way must
+    not be handed the dead token as the outage's stale one."""
+    dead = _client(idp).get_token()
+    cache = PausingCache(isolated_cache)
+    auth = _client(idp, cache=cache)
+    _age_cached_token(auth, expires_in=30)
+    idp.outage = True
+    with pytest.warns(HoxtonAuthWarning, match="using the cached one"):
+        assert auth.get_token() == dead, "not served stale"  # during the outage
+    auth.invalidate()  # as after the API's 401 to it
+
+    got: dict[str, str] = {}
+
+    def call(name: str) -> None:
+        try:  # labels only: a token never reaches the test's output
+            got[name] = "the dead token" if auth.get_token() == dead else "another token"
+        except HoxtonAuthError as exc:
+            got[name] = type(exc).__name__
+
+    renewing = threading.Thread(target=call, args=("renewing",))
+    cache.pause_next.set()
+    renewing.start()
+    assert cache.paused.wait(30)  # the renewal is under way, holding the session's lock
+    waiting = threading.Thread(target=call, args=("waiting",))
+    waiting.start()
+    waiting.join(2)  # handed the dead token at once, or waits for the renewal
+    cache.go_on.set()
+    renewing.join(30)
+    waiting.join(30)
+
+    assert set(got) == {"renewing", "waiting"}
+    assert "the dead token" not in got.values()

@@ -575,6 +575,51 @@ def test_on_token_is_called_after_every_fetch_and_refresh(
     assert server.count() == 2
 
 
+def test_on_token_runs_after_the_store_and_outside_every_lock(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    """Issue 19: a hook that uses the auth object must not deadlock, and the token it
+    hears of is already in the file (Ctrl-C in the hook loses no rotated refresh token)."""
+    stored_when_told: list[bool] = []
+    served: list[str] = []
+    auth: HoxtonAuth
+
+    def hook(info: TokenInfo) -> None:
+        served.append(auth.get_token())  # the session's own lock must be free
+        assert auth.token_info() == info
+        entries = FileTokenCache(isolated_cache).entries().values()
+        stored_when_told.append(any(e.token.obtained_at == info.obtained_at for e in entries))
+
+    auth = user_auth(server, isolated_cache, on_token=hook)
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (auth.get_token(), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(30), "the on_token hook deadlocked on the auth object"
+    auth.invalidate()
+    asyncio.run(auth.aget_token())
+
+    assert stored_when_told == [True, True]
+    assert len(served) == 2
+    assert server.count() == 2
+
+
+def test_invalidate_drops_only_its_own_token_never_a_newer_one(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    first = user_auth(server, isolated_cache)
+    old = first.get_token()
+    other = user_auth(server, isolated_cache)  # another process, say
+    other.invalidate()
+    newer = other.get_token()
+    assert newer != old, "no new token"
+
+    first.invalidate()  # drops the token it served (gone already), not the newer one
+
+    assert user_auth(server, isolated_cache).get_token() == newer, "the newer token was dropped"
+    assert first.get_token() == newer, "not the newer token"
+    assert server.count() == 2
+
+
 def test_a_failing_on_token_hook_is_logged_and_never_breaks_the_call(
     server: AuthServer, isolated_cache: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
