@@ -21,6 +21,8 @@ Markers, HTML comments right before a block (invisible on the site):
 * ``<!-- test: run -->`` (bash): executed; must exit 0.
 * ``<!-- test: setup ... -->``: Python run before the next block, in its
   namespace (``_world`` is the fixture); e.g. setting ``HOXTON_PASSWORD``.
+  Variables it sets in ``os.environ`` are undone after that block. Setups
+  after a page's last block run at its end (to call a test it defined).
 * ``<!-- test: api-refusals N -->`` (anywhere in the file): the page shows N
   API calls refused on purpose.
 
@@ -122,6 +124,14 @@ def blocks(path: Path) -> list[Block]:
         code = textwrap.dedent(match.group("code"))
         found.append(Block(path, line, match.group("lang"), code, markers, setup, pending))
         position = match.end()
+    trailing = [
+        textwrap.dedent(c.group(2).strip()[len("setup") :]).strip("\n")
+        for c in _COMMENT.finditer(text[position:])
+        if c.group(1) == "test" and c.group(2).strip().startswith("setup")
+    ]
+    if trailing:
+        line = text.count("\n", 0, position) + 1
+        found.append(Block(path, line, "python", "", [], trailing, False))
     return found
 
 
@@ -244,13 +254,16 @@ def test_examples_run(path: Path, docs_world: World, tmp_path: Path) -> None:
             if block.pending or _marked(block, "no-run"):
                 _compile(block.code, path, block.line)
                 continue
+            before = dict(os.environ)  # a setup's variables are for its block only
             for setup in block.setup:
                 exec(setup, namespace)  # noqa: S102 - the page's own hidden setup
             if _marked(block, "real-tenant"):
                 _compile(block.code, path, block.line)
                 _run(compile(_construct_only(block), str(path), "exec"), namespace)
-            else:
+            elif block.code.strip():
                 _run(_compile(block.code, path, block.line), namespace)
+            os.environ.clear()
+            os.environ.update(before)
             ran += 1
     finally:
         os.environ.clear()
