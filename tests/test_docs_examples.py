@@ -60,6 +60,7 @@ PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 #: The placeholders the examples use, registered on the world's tenant.
 CLIENT_ID, CLIENT_SECRET, NATIVE_CLIENT_ID = "CLIENT_ID", "CLIENT_SECRET", "NATIVE_CLIENT_ID"
 USERNAME, PASSWORD = "ann@example.com", "correct horse battery staple"
+WEB_REDIRECT_URI = "https://app.example/callback"
 
 #: What a real-tenant block may still run: the constructors of public classes.
 CONSTRUCTORS = frozenset(
@@ -176,6 +177,18 @@ class World:
     proxy: ConnectProxy
     ca_file: Path
 
+    def code(self, verifier: str | None = None, username: str = USERNAME) -> str:
+        """A code for ``CLIENT_ID`` from the tenant's ``/authorize``, as the browser brings it."""
+        from tests.conftest import authorization_code
+
+        return authorization_code(
+            self.tenant,
+            client_id=CLIENT_ID,
+            redirect_uri=WEB_REDIRECT_URI,
+            verifier=verifier,
+            username=username,
+        )
+
 
 @pytest.fixture
 def docs_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
@@ -184,14 +197,14 @@ def docs_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Worl
     from hoxton_auth.testing import AUDIENCE, AuthServer
 
     ca = trustme.CA()
-    certificate = ca.issue_cert(TENANT, API)
+    certificate = ca.issue_cert(TENANT, API, "127.0.0.1")  # 127.0.0.1: World.code
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     certificate.configure_cert(context)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
 
     with AuthServer(ssl_context=context) as tenant:
-        tenant.add_client(CLIENT_ID, CLIENT_SECRET)
+        tenant.add_client(CLIENT_ID, CLIENT_SECRET, redirect_uris=[WEB_REDIRECT_URI])
         tenant.add_client(NATIVE_CLIENT_ID, None)
         tenant.add_user(USERNAME, PASSWORD)
         api = ApiServer(context, tenant.jwks, AUDIENCE)
@@ -256,7 +269,7 @@ def test_examples_run(path: Path, docs_world: World, tmp_path: Path) -> None:
                 continue
             before = dict(os.environ)  # a setup's variables are for its block only
             for setup in block.setup:
-                exec(setup, namespace)  # noqa: S102 - the page's own hidden setup
+                _setup(setup, namespace)
             if _marked(block, "real-tenant"):
                 _compile(block.code, path, block.line)
                 _run(compile(_construct_only(block), str(path), "exec"), namespace)
@@ -275,6 +288,13 @@ def test_examples_run(path: Path, docs_world: World, tmp_path: Path) -> None:
     assert docs_world.proxy.refused == [], f"{path.name} asked for hosts outside the world"
     if ran == 0:
         pytest.skip(f"{path.name} has no example to run")
+
+
+def _setup(source: str, namespace: dict[str, Any]) -> None:
+    """Run a hidden setup: with ``os`` at hand, which it does not lend to the examples."""
+    scope = {"os": os, **namespace}
+    exec(source, scope)  # noqa: S102 - the page's own hidden setup
+    namespace.update({k: v for k, v in scope.items() if k != "os" or "os" in namespace})
 
 
 def _run_shell(block: Block, tmp_path: Path) -> None:
