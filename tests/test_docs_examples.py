@@ -155,11 +155,13 @@ def _run(code: Any, namespace: dict[str, Any]) -> None:
 
 
 def _construct_only(block: Block) -> str:
-    """The imports and public constructors of a real-tenant block, nothing else."""
+    """The imports, constants and public constructors of a real-tenant block, nothing else."""
     tree = ast.parse(block.code)
     kept: list[ast.stmt] = []
     for statement in tree.body:
-        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+        if isinstance(statement, (ast.Import, ast.ImportFrom)) or (
+            isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant)
+        ):
             kept.append(statement)
         elif isinstance(statement, (ast.Assign, ast.Expr)) and isinstance(
             statement.value, ast.Call
