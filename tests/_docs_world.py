@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-__all__ = ["TENANT", "API", "ApiServer", "ConnectProxy"]
+__all__ = ["API", "TENANT", "ApiServer", "ConnectProxy", "running"]
 
 TENANT = "auth.hoxton.ai"
 API = "api.hoxton.cloud"
@@ -64,7 +64,7 @@ class ApiServer:
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
             def _answer(self) -> None:
@@ -94,7 +94,7 @@ class ApiServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer  # noqa: N815 - stdlib names
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

@@ -46,8 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-
-from tests._docs_world import API, TENANT, ApiServer, ConnectProxy, running
+from _docs_world import API, TENANT, ApiServer, ConnectProxy, running
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -81,7 +80,8 @@ CONSTRUCTORS = frozenset(
 )
 
 _FENCE = re.compile(
-    r"^(?P<indent>[ ]*)(?P<fence>```+)(?P<lang>[\w-]*)[^\n]*\n(?P<code>.*?)^(?P=indent)(?P=fence)[ ]*$",
+    r"^(?P<indent>[ ]*)(?P<fence>```+)(?P<lang>[\w-]*)[^\n]*\n"
+    r"(?P<code>.*?)^(?P=indent)(?P=fence)[ ]*$",
     re.MULTILINE | re.DOTALL,
 )
 _COMMENT = re.compile(r"<!--\s*(test|pending|/pending)\b:?(.*?)-->", re.DOTALL)
@@ -159,15 +159,16 @@ def _construct_only(block: Block) -> str:
     tree = ast.parse(block.code)
     kept: list[ast.stmt] = []
     for statement in tree.body:
-        if isinstance(statement, (ast.Import, ast.ImportFrom)) or (
-            isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant)
+        if (
+            isinstance(statement, (ast.Import, ast.ImportFrom))
+            or (isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant))
+            or (
+                isinstance(statement, (ast.Assign, ast.Expr))
+                and isinstance(statement.value, ast.Call)
+                and ast.unparse(statement.value.func) in CONSTRUCTORS
+            )
         ):
             kept.append(statement)
-        elif isinstance(statement, (ast.Assign, ast.Expr)) and isinstance(
-            statement.value, ast.Call
-        ):
-            if ast.unparse(statement.value.func) in CONSTRUCTORS:
-                kept.append(statement)
     assert kept, f"{block.path}:{block.line}: a real-tenant block must import or construct"
     return "\n".join(ast.unparse(statement) for statement in kept)
 
@@ -181,7 +182,7 @@ class World:
 
     def code(self, verifier: str | None = None, username: str = USERNAME) -> str:
         """A code for ``CLIENT_ID`` from the tenant's ``/authorize``, as the browser brings it."""
-        from tests.conftest import authorization_code
+        from conftest import authorization_code
 
         return authorization_code(
             self.tenant,
@@ -303,7 +304,7 @@ def _run_shell(block: Block, tmp_path: Path) -> None:
     environment = dict(os.environ)
     environment["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environment['PATH']}"
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.code],
+        ["bash", "-euo", "pipefail", "-c", block.code],  # noqa: S607 - the shell on PATH, as a reader's
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -389,6 +390,8 @@ def test_every_page_is_collected() -> None:
 
 def test_command_line_parsing() -> None:
     lines = list(
-        _cli_lines('TOKEN=$(hoxton-auth token --min-valid 600)  # x\nhoxton-auth status --check || x')
+        _cli_lines(
+            "TOKEN=$(hoxton-auth token --min-valid 600)  # x\nhoxton-auth status --check || x"
+        )
     )
     assert lines == [["token", "--min-valid", "600"], ["status", "--check"]]

@@ -66,7 +66,10 @@ def _keywords(function: Any, *, expand: bool = True) -> dict[str, inspect.Parame
             typed_dict = vars(sys.modules[function.__module__])[match.group(1)]
             for key in typing.get_type_hints(typed_dict):
                 found.setdefault(key, inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY))
-        elif parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) and name != "self":
+        elif (
+            parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            and name != "self"
+        ):
             found[name] = parameter
     return found
 
