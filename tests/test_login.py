@@ -419,9 +419,10 @@ def test_the_default_ports_are_fixed_and_documented() -> None:
     from hoxton_auth._arguments import LOGIN_PORTS
 
     assert LOGIN_PORTS[0] == 8765
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    guide = Path(__file__).parents[1] / "docs" / "how-to" / "notebooks.md"
+    text = guide.read_text(encoding="utf-8")
     for url in (f"http://127.0.0.1:{port}/callback" for port in LOGIN_PORTS):
-        assert url in readme
+        assert url in text
 
 
 def test_login_port_variable(
