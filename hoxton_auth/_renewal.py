@@ -135,28 +135,31 @@ class SharedEntry:
 
     # -- renewal: single flight through the cache ----------------------------------
 
-    def renew(self, send: SyncTransport, since: float) -> Token:
+    def renew(self, send: SyncTransport, since: float, refused: str | None = None) -> Token:
         """A fresh token from the cache, else fetched with ``send`` and stored.
 
         ``since``: when the caller started waiting; a fetch that failed after
-        it is the one it waited for, and its error is raised.
+        it is the one it waited for, and its error is raised. ``refused``: an
+        access token the API refused (a 401): never returned, and replaced in
+        the cache under the same lock as the renewal (one lock, one read, one
+        write), unless another process replaced it already.
         """
         if not self.exchanged:
             return self.begin_session(send)
-        entry = self._owned(self._peek())
+        entry = self._without(self._owned(self._peek()), refused)
         token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
         try:
             with self.lock():
-                return self._renew_locked(send, since)
+                return self._renew_locked(send, since, refused)
         except CacheError as exc:
             grant = self._repeatable_grant()
             if self._cache_failed(exc, grant is not None) == "memory" or grant is None:
-                return self.renew(send, since)
+                return self.renew(send, since, refused)
         # Without the cache: the holder of a stuck lock may have finished meanwhile.
-        token = self._fresh(self._owned(self._peek()))
+        token = self._fresh(self._without(self._owned(self._peek()), refused))
         return token if token is not None else self._fetch(self._flow_for([grant]), send)
 
     def _repeatable_grant(self) -> Grant | None:
@@ -219,9 +222,10 @@ class SharedEntry:
         self.cache = MemoryTokenCache()  # always available
         return "memory"
 
-    def _renew_locked(self, send: SyncTransport, since: float) -> Token:
+    def _renew_locked(self, send: SyncTransport, since: float, refused: str | None) -> Token:
         stored = self.cache.load(self.key)
-        entry = self._owned(stored)
+        owned = self._owned(stored)
+        entry = self._without(owned, refused)
         fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
@@ -236,6 +240,8 @@ class SharedEntry:
             token = self._fetch(self._obtain_flow(entry), send)
         except HoxtonAuthError as exc:
             noted = self._after_failure(stored, entry, exc)
+            if noted is None and entry is not owned:
+                noted = entry  # the refused token goes, whatever else happens
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     self._store(noted)
@@ -418,6 +424,14 @@ class SharedEntry:
             return self.cache.load(self.key)
         except CacheUnavailableError:
             return None  # taking the lock reports it and decides what to do
+
+    @staticmethod
+    def _without(entry: CacheEntry | None, refused: str | None) -> CacheEntry | None:
+        """``entry`` with the access token the API refused dropped (the same ``entry`` if
+        it does not hold it)."""
+        if entry is None or refused is None or entry.token.access_token != refused:
+            return entry
+        return CacheEntry(entry.token.without_access_token(), entry.meta)
 
     def _fresh(self, entry: CacheEntry | None) -> Token | None:
         if entry is not None and entry.token.is_fresh(time.time(), self.config.leeway):

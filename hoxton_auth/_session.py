@@ -180,13 +180,19 @@ class TokenManager:
         finally:
             self._report()
 
-    def _renew(self, send: SyncTransport, since: float) -> str:
-        """The slow path: one caller per process renews, the others wait and reuse."""
+    def _renew(self, send: SyncTransport, since: float, refused: str | None = None) -> str:
+        """The slow path: one caller per process renews, the others wait and reuse.
+
+        ``refused``: the access token the API answered 401 to, declared dead
+        and replaced (unless another thread replaced it already).
+        """
         with self._thread_lock:
+            if refused is not None:
+                self._declare_dead(refused)
             token = self.cached_access_token()
             if token is not None:
                 return token
-            return self._remember(self.entry.renew(send, since))
+            return self._remember(self.entry.renew(send, since, refused))
 
     def invalidate(self, access_token: str | None = None) -> None:
         """Declare ``access_token`` dead (default: the one this object last served,
@@ -338,14 +344,21 @@ class TokenManager:
         return sent
 
     def replace(self, refused: str, send: SyncTransport) -> str:
-        """Declare ``refused`` dead and get a new token (for the resend after a 401)."""
-        self.invalidate(refused)
-        return self.get_token(send)
+        """Declare ``refused`` dead and get another token, for the resend after a 401."""
+        try:
+            return self._renew(send, time.time(), refused)
+        finally:
+            self._report()
 
     async def areplace(self, refused: str, send: SyncTransport) -> str:
-        """``replace`` for asyncio and trio."""
-        await self.ainvalidate(refused)
-        return await self.aget_token(send)
+        """``replace`` for asyncio and trio: the renewal runs in a worker thread."""
+        import anyio.to_thread  # here, not at the top: see aget_token
+
+        try:
+            async with self._loop_lock():
+                return await anyio.to_thread.run_sync(self._renew, send, time.time(), refused)
+        finally:
+            self._report()
 
     def after_resend(self, token: str, status: int) -> None:
         """The resend with the new ``token`` got ``status``: a 401 marks it refused when new."""
