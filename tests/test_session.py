@@ -592,7 +592,12 @@ def test_on_token_runs_after_the_store_and_outside_every_lock(
 
     auth = user_auth(server, isolated_cache, on_token=hook)
     done = threading.Event()
-    worker = threading.Thread(target=lambda: (auth.get_token(), done.set()), daemon=True)
+
+    def call() -> None:
+        auth.get_token()
+        done.set()
+
+    worker = threading.Thread(target=call, daemon=True)
     worker.start()
     assert done.wait(30), "the on_token hook deadlocked on the auth object"
     auth.invalidate()
