@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
 from ._errors import ConfigError, InsecureTransportError
+from ._freshness import DEFAULT_REFRESH_AHEAD
 
 __all__ = [
     "DEFAULT_AUDIENCE",
@@ -275,6 +276,8 @@ class ClientConfig(_Frozen):
     brute-force protection counts the user's address, not the server's.
     ``network`` holds the TLS and proxy settings of token requests;
     ``allow_insecure_http`` lets API calls send the token over plain http://.
+    ``refresh_ahead`` is the fraction of a token's lifetime before its renewal
+    point when one background renewal starts (``_freshness.py``; 0: never).
     """
 
     client_id: str
@@ -293,6 +296,7 @@ class ClientConfig(_Frozen):
     forwarded_for: str | None
     network: NetworkSettings
     allow_insecure_http: bool
+    refresh_ahead: float
 
     def __init__(
         self,
@@ -312,6 +316,7 @@ class ClientConfig(_Frozen):
         forwarded_for: str | None = None,
         network: NetworkSettings | None = None,
         allow_insecure_http: bool = False,
+        refresh_ahead: float = DEFAULT_REFRESH_AHEAD,
     ) -> None:
         fields = dict(locals())  # every argument, in order: the fields
         del fields["self"]
@@ -345,6 +350,12 @@ class ClientConfig(_Frozen):
         _check_positive("backoff_cap", self.backoff_cap)
         if self.timeout == 0:
             raise ConfigError("timeout must be greater than 0")
+        _check_positive("refresh_ahead", self.refresh_ahead)
+        if self.refresh_ahead > 0.5:
+            raise ConfigError(
+                f"refresh_ahead is a fraction of the token's lifetime, from 0 (off) to 0.5, "
+                f"got {self.refresh_ahead!r}"
+            )
         if (
             isinstance(self.max_attempts, bool)
             or not isinstance(self.max_attempts, int)

@@ -161,10 +161,13 @@ def shared_failure(meta: Mapping[str, str], since: float, now: float) -> SharedE
     return _rebuild(note, why, None)
 
 
-def during_cooldown(entry: CacheEntry | None, now: float, since: float) -> Token | None:
+def during_cooldown(
+    entry: CacheEntry | None, now: float, since: float, *, quiet: bool = False
+) -> Token | None:
     """What a caller gets while a shared cooldown runs: ``None`` if none runs.
 
-    The cached token if it is still good to send (stale-while-failing), else
+    The cached token if it is still good to send (stale-while-failing, with
+    a warning once per outage unless ``quiet``: a background renewal), else
     the noted error, with ``retry_after``, raised without asking the server.
     ``since``: when the caller started waiting (for the error's wording).
 
@@ -178,7 +181,8 @@ def during_cooldown(entry: CacheEntry | None, now: float, since: float) -> Token
     if note is None or now >= float(note["until"] if "until" in note else note["at"]):
         return None
     if entry.token.usable_until() > now:
-        warn_stale_served(entry.token, note, now)
+        if not quiet:
+            warn_stale_served(entry.token, note, now)
         return entry.token
     left = float(note["until"]) - now
     why = f"not asking again for {left:.0f}s: a cooldown shared through the cache"

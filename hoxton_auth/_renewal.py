@@ -146,18 +146,41 @@ class SharedEntry:
         """
         if not self.exchanged:
             return self.begin_session(send)
+        token = self._renew(send, since, refused, wait=True, ahead=False)
+        if token is None:  # pragma: no cover  a waiting renewal always ends with a token
+            raise CacheLockTimeoutError(f"token cache lock not acquired: {self._describe()}")
+        return token
+
+    def renew_unless_busy(self, send: SyncTransport, since: float, *, ahead: bool) -> Token | None:
+        """``renew``, unless someone else (a thread, process or host) is renewing: ``None``.
+
+        Takes the cache's lock without waiting. ``ahead``: a renewal in the
+        background, before the renewal point: the cached token counts as
+        fresh only before its refresh-ahead point, and failures are quiet
+        (noted for the shared cooldown, raised to the caller, never warned).
+        """
+        if not self.exchanged:
+            return None
+        return self._renew(send, since, None, wait=False, ahead=ahead)
+
+    def _renew(
+        self, send: SyncTransport, since: float, refused: str | None, *, wait: bool, ahead: bool
+    ) -> Token | None:
         entry = self._without(self._owned(self._peek()), refused)
-        token = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
+        now = time.time()
+        token = self._fresh(entry, ahead) or during_cooldown(entry, now, since, quiet=ahead)
         if token is not None:
             logger.debug("cache hit without locking: %s", self._describe())
             return token
         try:
-            with self.lock():
-                return self._renew_locked(send, since, refused)
+            with self.cache.lock(self.key, self.lock_timeout if wait else 0.0):
+                return self._renew_locked(send, since, refused, ahead)
         except CacheError as exc:
+            if isinstance(exc, CacheLockTimeoutError) and not wait:
+                return None  # someone else is renewing: nothing to do
             grant = self._repeatable_grant()
             if self._cache_failed(exc, grant is not None) == "memory" or grant is None:
-                return self.renew(send, since, refused)
+                return self._renew(send, since, refused, wait=wait, ahead=ahead)
         # Without the cache: the holder of a stuck lock may have finished meanwhile.
         token = self._fresh(self._without(self._owned(self._peek()), refused))
         return token if token is not None else self._fetch(self._flow_for([grant]), send)
@@ -222,11 +245,14 @@ class SharedEntry:
         self.cache = MemoryTokenCache()  # always available
         return "memory"
 
-    def _renew_locked(self, send: SyncTransport, since: float, refused: str | None) -> Token:
+    def _renew_locked(
+        self, send: SyncTransport, since: float, refused: str | None, ahead: bool
+    ) -> Token:
         stored = self.cache.load(self.key)
         owned = self._owned(stored)
         entry = self._without(owned, refused)
-        fresh = self._fresh(entry) or during_cooldown(entry, time.time(), since)  # issue 12
+        now = time.time()
+        fresh = self._fresh(entry, ahead) or during_cooldown(entry, now, since, quiet=ahead)
         if fresh is not None:
             logger.debug("cache hit: %s", self._describe())
             return fresh
@@ -245,6 +271,8 @@ class SharedEntry:
             if noted is not None:
                 with contextlib.suppress(CacheError):  # the fetch's error matters more
                     self._store(noted)
+            if ahead:
+                raise  # quiet: the caller still has its valid token
             stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
             if stale is not None:
                 return stale
@@ -433,10 +461,16 @@ class SharedEntry:
             return entry
         return CacheEntry(entry.token.without_access_token(), entry.meta)
 
-    def _fresh(self, entry: CacheEntry | None) -> Token | None:
-        if entry is not None and entry.token.is_fresh(time.time(), self.config.leeway):
-            return entry.token
-        return None
+    def _fresh(self, entry: CacheEntry | None, ahead: bool = False) -> Token | None:
+        """``entry``'s token if fresh: before its renewal point, or with ``ahead`` before its
+        refresh-ahead point (``_freshness.py``)."""
+        if entry is None or not entry.token.access_token:
+            return None
+        token, leeway = entry.token, self.config.leeway
+        due = token.refresh_ahead_at(leeway, self.config.refresh_ahead) if ahead else None
+        if due is None:
+            return token if token.is_fresh(time.time(), leeway) else None
+        return token if time.time() < due else None
 
     def _store(self, entry: CacheEntry) -> None:
         try:

@@ -19,6 +19,7 @@ starts with fresh locks (issue 11).
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 import os
@@ -92,6 +93,24 @@ OnToken = Callable[[TokenInfo], None]
 
 
 _managers: weakref.WeakSet[TokenManager] = weakref.WeakSet()
+# Background renewals under way -> how long one may still take (its fetch deadline).
+_background: weakref.WeakKeyDictionary[threading.Thread, float] = weakref.WeakKeyDictionary()
+
+
+def _join_at_exit() -> None:
+    """Let background renewals finish before the interpreter exits.
+
+    A refresh whose rotated refresh token is not stored would leave the cache
+    with the spent one, and the next refresh would end the login: a normal
+    exit waits for it (at most its fetch deadline). A killed process cannot,
+    like any process killed during a renewal; the cache file stays whole (it
+    is replaced atomically).
+    """
+    for thread, deadline in list(_background.items()):
+        thread.join(deadline)
+
+
+atexit.register(_join_at_exit)
 
 
 def _reset_after_fork() -> None:
@@ -119,22 +138,28 @@ class TokenManager:
         self.entry = SharedEntry(config, grant, cache, identity, seed_refresh_token)
         self._on_token = on_token
         self._token: Token | None = None  # the last token served, for token_info()
-        # (access token, renew at): one tuple, swapped atomically between threads.
-        self._current: tuple[str, float] | None = None
+        # (access token, refresh-ahead point, renewal point, usable until): the
+        # token in memory and its timeline (_freshness.py), one tuple swapped
+        # atomically between threads.
+        self._current: tuple[str, float, float, float] | None = None
         # (access token, obtained at, refused by the API when new): the 401 rule, issue 12
         self._obtained: tuple[str, float, bool] | None = None
-        self._stale: tuple[str, float] | None = None  # (token served stale, usable until): issue 12
         self._dead: str | None = None  # the last access token this session declared dead
-        self._thread_lock = threading.Lock()
+        self._thread_lock = threading.Lock()  # held by the one renewal of this process
         self._loop_locks: weakref.WeakKeyDictionary[object, anyio.Lock]
         self._loop_locks = weakref.WeakKeyDictionary()
+        self._ahead: threading.Thread | None = None  # the background renewal, if one runs
+        self._ahead_guard = threading.Lock()  # starts at most one
         _managers.add(self)
 
     def _after_fork(self) -> None:
         # Issue 11: a child forked while another thread renewed would wait
-        # forever on the inherited lock; the child starts with fresh ones.
+        # forever on the inherited lock; the child starts with fresh ones, and
+        # its own background renewal (the parent's thread did not come along).
         self._thread_lock = threading.Lock()
         self._loop_locks = weakref.WeakKeyDictionary()
+        self._ahead = None
+        self._ahead_guard = threading.Lock()
 
     @property
     def cache(self) -> TokenCache:
@@ -158,7 +183,7 @@ class TokenManager:
     # -- the hot path ---------------------------------------------------------
 
     def cached_access_token(self) -> str | None:
-        """The in-memory access token if it is fresh, else ``None``."""
+        """The in-memory access token if it is before its refresh-ahead point, else ``None``."""
         current = self._current
         if current is not None and time.time() < current[1]:
             return current[0]
@@ -172,19 +197,39 @@ class TokenManager:
         if token is not None:
             return token
         since = time.time()  # a fetch that fails after this is the one we waited for
-        stale = self._stale_while_renewing(self._thread_lock.locked())  # issue 12
-        if stale is not None:
-            return stale
+        held = self._held(send, since, self._thread_lock.locked())
+        if held is not None:
+            return held
         try:
             return self._renew(send, since)
         finally:
             self._report()
 
+    def _held(self, send: SyncTransport, now: float, renewing: bool) -> str | None:
+        """The token in memory, to serve at once although past its refresh-ahead point, or
+        ``None``: the caller must renew (and wait).
+
+        Before its renewal point: served, and one background renewal starts.
+        Past it, while still usable: served if a renewal is under way here
+        (``renewing``), as during an outage (issue 12).
+        """
+        current = self._current
+        if current is None or current[0] == self._dead:
+            return None
+        if now < current[2]:
+            self._renew_ahead(send)
+            return current[0]
+        if renewing and now < current[3]:
+            return current[0]
+        return None
+
     def _renew(self, send: SyncTransport, since: float, refused: str | None = None) -> str:
         """The slow path: one caller per process renews, the others wait and reuse.
 
         ``refused``: the access token the API answered 401 to, declared dead
-        and replaced (unless another thread replaced it already).
+        and replaced (unless another thread replaced it already). A caller
+        that holds a usable token does not wait for a renewal another process
+        or host has under way: it keeps its token.
         """
         with self._thread_lock:
             if refused is not None:
@@ -192,7 +237,54 @@ class TokenManager:
             token = self.cached_access_token()
             if token is not None:
                 return token
+            current = self._current
+            if refused is None and current is not None and time.time() < current[3]:
+                renewed = self.entry.renew_unless_busy(send, since, ahead=False)
+                return current[0] if renewed is None else self._remember(renewed)
             return self._remember(self.entry.renew(send, since, refused))
+
+    # -- refresh ahead, in the background (issue 20) --------------------------------
+
+    def _renew_ahead(self, send: SyncTransport) -> None:
+        """Start the one background renewal of this process, unless one is under way."""
+        if self.config.refresh_ahead <= 0 or self._thread_lock.locked():
+            return
+        with self._ahead_guard:
+            if self._ahead is not None and self._ahead.is_alive():
+                return
+            thread = threading.Thread(
+                target=self._renew_in_background,
+                args=(send,),
+                name="hoxton-auth refresh-ahead",
+                daemon=True,  # never keeps a process alive; exit waits for it (_join_at_exit)
+            )
+            try:
+                thread.start()
+            except RuntimeError:  # the interpreter is shutting down: no new threads
+                return
+            self._ahead = thread
+            _background[thread] = self.config.retry_deadline + self.config.timeout
+
+    def _renew_in_background(self, send: SyncTransport) -> None:
+        """One renewal ahead of time, through the same single flight as every renewal.
+
+        Never waits for a lock: if this process, another or another host is
+        renewing, there is nothing to do. Quiet: a failure is noted in the
+        cache (the shared cooldown) and logged at DEBUG; the valid token keeps
+        being served, and from its renewal point on the callers renew (and
+        warn) themselves.
+        """
+        if not self._thread_lock.acquire(blocking=False):
+            return
+        try:
+            renewed = self.entry.renew_unless_busy(send, time.time(), ahead=True)
+            if renewed is not None:
+                self._remember(renewed)
+        except Exception as exc:  # quiet until the renewal point (issue 20)
+            logger.debug("background renewal failed; the valid token is kept: %s", exc)
+        finally:
+            self._thread_lock.release()
+        self._report()
 
     def invalidate(self, access_token: str | None = None) -> None:
         """Declare ``access_token`` dead (default: the one this object last served,
@@ -216,8 +308,6 @@ class TokenManager:
         self._dead = access_token
         if self._current is not None and self._current[0] == access_token:
             self._current = None
-        if self._stale is not None and self._stale[0] == access_token:
-            self._stale = None
         if self._token is not None and self._token.access_token == access_token:
             self._token = None
 
@@ -230,7 +320,7 @@ class TokenManager:
         with self._thread_lock:
             if self._token is not None:
                 self._declare_dead(self._token.access_token)
-            self._current = self._stale = self._token = None
+            self._current = self._token = None
             if not self.entry.exchanged:
                 return  # a code never exchanged: no session to end
             with self.entry.lock():
@@ -279,9 +369,9 @@ class TokenManager:
 
         since = time.time()  # a fetch that fails after this is the one we waited for
         lock = self._loop_lock()
-        stale = self._stale_while_renewing(lock.locked() or self._thread_lock.locked())
-        if stale is not None:
-            return stale
+        held = self._held(send, since, lock.locked() or self._thread_lock.locked())
+        if held is not None:
+            return held
         try:
             async with lock:
                 token = self.cached_access_token()
@@ -368,13 +458,6 @@ class TokenManager:
 
     # -- shared helpers ---------------------------------------------------------------
 
-    def _stale_while_renewing(self, renewing: bool) -> str | None:
-        """During an outage, the valid token served stale, while another caller renews."""
-        stale = self._stale
-        if renewing and stale is not None and time.time() < stale[1] and stale[0] != self._dead:
-            return stale[0]
-        return None
-
     def token_info(self) -> TokenInfo | None:
         """The facts of the token this object uses: the one it last served, else the
         cache's (read without its lock); ``None`` while there is none. Never sends."""
@@ -386,13 +469,12 @@ class TokenManager:
 
     def _remember(self, token: Token) -> str:
         self._token = token
-        now = time.time()
-        served_stale = not token.is_fresh(now, self.config.leeway)  # issue 12: an outage
-        self._stale = (token.access_token, token.usable_until()) if served_stale else None
         known = self._obtained
         if known is None or known[0] != token.access_token:
             self._obtained = (token.access_token, token.obtained_at, False)
-        self._current = (token.access_token, token.renew_at(self.config.leeway))
+        leeway = self.config.leeway
+        ahead_at = token.refresh_ahead_at(leeway, self.config.refresh_ahead)
+        self._current = (token.access_token, ahead_at, token.renew_at(leeway), token.usable_until())
         return token.access_token
 
     def _report(self) -> None:

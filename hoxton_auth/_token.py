@@ -6,6 +6,7 @@ Pure functions: no I/O, no clock (callers pass ``now``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -46,6 +47,20 @@ class Token:
     def renew_at(self, leeway: float) -> float:
         """When to stop using this token (``_freshness.renew_at``)."""
         return _freshness.renew_at(self.expires_at, self.obtained_at, leeway)
+
+    def refresh_ahead_at(self, leeway: float, fraction: float) -> float:
+        """When to start renewing this token in the background (``_freshness.refresh_ahead_at``).
+
+        The jitter comes from the access token itself, so every process and
+        host that shares the token computes the same point, and a fleet's
+        tokens, each obtained at its own moment with its own jitter, do not
+        renew in step.
+        """
+        digest = hashlib.sha256(self.access_token.encode()).digest()
+        jitter = int.from_bytes(digest[:8], "big") / 2**64
+        return _freshness.refresh_ahead_at(
+            self.expires_at, self.obtained_at, leeway, fraction, jitter
+        )
 
     def is_fresh(self, now: float, leeway: float) -> bool:
         """Whether the access token can be sent at ``now`` without renewing it first."""
