@@ -28,7 +28,8 @@ from ._config import (
     normalize_scope,
     read_environment,
 )
-from ._errors import ConfigError
+from ._errors import CacheUnavailableError, ConfigError
+from ._failures import fall_back_to_memory
 from ._file_cache import FileTokenCache
 from ._grants import GRANT_KINDS, check_grant_arguments, grant_for
 from ._identity import identity_for
@@ -165,7 +166,8 @@ CacheArg = TokenCache | str | os.PathLike[str] | None
 def resolve_cache(cache: CacheArg) -> TokenCache:
     """Turn the ``cache=`` argument into a ``TokenCache``.
 
-    ``DEFAULT`` is ``$HOXTON_AUTH_CACHE`` if set, else ``FileTokenCache()``.
+    ``DEFAULT`` is ``$HOXTON_AUTH_CACHE`` if set, else ``FileTokenCache()``,
+    else (no home directory) memory, with one ``HoxtonAuthWarning``.
     ``RedisTokenCache`` is imported only for a Redis URL: redis-py is an
     optional extra.
 
@@ -174,7 +176,12 @@ def resolve_cache(cache: CacheArg) -> TokenCache:
     """
     if cache is DEFAULT:
         configured = read_environment().get("cache")
-        return resolve_cache(configured) if configured else FileTokenCache()
+        if configured:
+            return resolve_cache(configured)
+        try:
+            return FileTokenCache()
+        except CacheUnavailableError as exc:  # no home directory (issue 22): say so once
+            return fall_back_to_memory(exc)
     if cache is None:
         return MemoryTokenCache()
     if isinstance(cache, TokenCache):

@@ -32,7 +32,7 @@ from ._config import (
     read_environment,
     renew_at,
 )
-from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError
+from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError, printable
 from ._identity import client_identity, login_identity
 from ._private_file import default_cache_path, read_document
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-__all__ = ["EXIT_STATUS", "main"]
+__all__ = ["EXIT_STATUS", "EXIT_STATUSES", "TIMEOUT_GRACE", "main"]
 
 _GRANT_VARIABLES = ("username", "password", "refresh_token")
 # What a cached token may hold and still be answered without a full check: the
@@ -182,11 +182,27 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-EXIT_STATUS = (
-    "Exit status: 0 success; 1 authentication failed (token endpoint refused or unreachable, "
-    "login failed or denied, cache unusable, `status --check` found no usable token); "
-    "2 bad arguments or configuration; 130 interrupted."
+#: The exit statuses (DESIGN.md, "CLI exit statuses"); each error class names
+#: its own (``HoxtonAuthError.exit_status``). ``--help`` shows this table.
+EXIT_STATUSES = {
+    0: "success",
+    1: "other failure (login failed or denied, cache unusable, an answer not understood, "
+    "`status --check` found no usable token)",
+    2: "usage or configuration error: nothing was sent",
+    4: "login needed: no session, or the refresh token was refused (run `hoxton-auth login`)",
+    5: "the identity provider or the network could not be reached in time "
+    "(connection refused, timeout, --timeout, HTTP 5xx or 429): retry later",
+    6: "the credentials were refused (wrong client secret or password, blocked user)",
+    130: "interrupted",
+}
+EXIT_STATUS = "exit status:\n" + "\n".join(
+    f"  {status:<4} {meaning}" for status, meaning in EXIT_STATUSES.items()
 )
+#: Seconds ``token --timeout`` waits past its deadline for the library's own
+#: error (which names the cause) before it ends the command itself: the
+#: deadline bounds the requests, this bounds what they cannot (a stuck DNS
+#: look-up, a lock).
+TIMEOUT_GRACE = 2.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -214,13 +230,21 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Tokens for the HoxtonAI API, from the same shared cache as the library.",
         epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the table's lines
     )
     parser.add_argument("--debug", action="store_true", help="log what happens; show tracebacks")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> Any:
-        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub = commands.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=text,
+            epilog=EXIT_STATUS,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.set_defaults(run=run)
         return sub
 
@@ -233,6 +257,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         metavar="SECONDS",
         help="renew first if the token has less than this many seconds left",
+    )
+    token.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up after this many seconds, retries and waits included (exit status 5)",
     )
     login = command(
         "login", cmd_login, "log in (browser, or a device code without one) and cache the tokens"
@@ -291,30 +321,93 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``hoxton-auth``; return the exit status.
+def _one_line_warnings(debug: bool) -> None:
+    """Each warning once, on one line of stderr: ``hoxton-auth: warning: ...`` (issue 22).
 
-    0 success, 1 authentication failed (token endpoint, login, cache, a
-    failed ``status --check``), 2 bad arguments or configuration, 130
-    interrupted.
+    The library reports a degraded state as a log record and a
+    ``HoxtonAuthWarning`` with the same words: the record is printed, the
+    warning then only if no record said it (``--debug`` shows both, with
+    the warning's source line as Python prints it).
+    """
+    import logging
+    import warnings
+
+    from ._cli_commands import PROG
+    from ._errors import HoxtonAuthWarning
+
+    said: set[str] = set()
+
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            text = printable(record.getMessage())
+            said.add(text)
+            return f"{PROG}: {record.levelname.lower()}: {text}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLine())
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
+    if debug:
+        return
+    python_way = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if not issubclass(category, HoxtonAuthWarning):
+            python_way(message, category, filename, lineno, file, line)
+            return
+        text = printable(str(message))
+        if text not in said:
+            said.add(text)
+            sys.stderr.write(f"{PROG}: warning: {text}\n")
+
+    warnings.showwarning = show
+
+
+def _end_after(seconds: float) -> None:
+    """End the process with status 5 if it still runs ``seconds`` (+ grace) from now."""
+    import os
+    import threading
+
+    from ._cli_commands import PROG
+
+    def expire() -> None:
+        sys.stderr.write(
+            f"{PROG}: error: no answer within --timeout {seconds:g}s "
+            f"(+{TIMEOUT_GRACE:g}s grace); try again later\n"
+        )
+        sys.stderr.flush()
+        os._exit(5)  # the main thread may be blocked where no exception can reach it
+
+    timer = threading.Timer(seconds + TIMEOUT_GRACE, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hoxton-auth``; return the exit status (``EXIT_STATUSES``).
+
+    0 success, 1 other failure, 2 bad arguments or configuration, 4 login
+    needed, 5 the identity provider could not be reached (retry later), 6
+    the credentials were refused, 130 interrupted.
     """
     arguments = sys.argv[1:] if argv is None else list(argv)
     token = _token_from_cache(arguments)
     if token is not None:
         sys.stdout.write(token + "\n")
         return 0
-    # Here, not at the top: logging costs ~11 ms of CPU (python -X importtime).
-    import logging
-
-    from ._cli_commands import PROG
+    from ._cli_commands import PROG, hint_for
 
     args = _parser().parse_args(arguments)
     debug = bool(args.debug)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format=f"{PROG}: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _one_line_warnings(debug)
+    if getattr(args, "timeout", None) is not None and args.command == "token":
+        _end_after(args.timeout)
     try:
         status: int = args.run(args)
     except KeyboardInterrupt:
@@ -325,11 +418,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HoxtonAuthError as exc:
         if debug:
             raise
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 2 if isinstance(exc, ConfigError) else 1
+        sys.stderr.write(f"{PROG}: error: {printable(str(exc))}\n")
+        hint = hint_for(exc, args)
+        if hint:
+            sys.stderr.write(f"{PROG}: {hint}\n")
+        return exc.exit_status
     except Exception as exc:  # a bug, or an OSError we did not foresee: still no traceback
         if debug:
             raise
-        sys.stderr.write(f"{PROG}: {type(exc).__name__}: {exc} (--debug shows the traceback)\n")
+        text = printable(f"{type(exc).__name__}: {exc}")
+        sys.stderr.write(f"{PROG}: {text} (--debug shows the traceback)\n")
         return 1
     return status

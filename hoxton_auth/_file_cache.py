@@ -35,7 +35,6 @@ import os
 import time
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from ._cache import (
@@ -52,6 +51,7 @@ from ._private_file import (
     check_before_locking,
     default_cache_path,
     ensure_directory,
+    expand_path,
     read_document,
     release,
     replace,
@@ -93,13 +93,16 @@ class FileTokenCache(TokenCache):
             from its ``retry_deadline`` and ``timeout``.
 
     Raises:
-        ConfigError: ``lock_wait_timeout`` is not a number >= 0.
+        ConfigError: ``lock_wait_timeout`` is not a number >= 0, or ``path``
+            starts with ``~`` and there is no home directory.
+        CacheUnavailableError: No ``path`` and no default: this user has no
+            home directory (``resolve_cache`` then keeps tokens in memory).
     """
 
     def __init__(
         self, path: PathArg | None = None, *, lock_wait_timeout: float | None = None
     ) -> None:
-        chosen = Path(path).expanduser() if path is not None else default_cache_path()
+        chosen = expand_path(path) if path is not None else default_cache_path()
         # Absolute now: a later chdir() must not move the cache.
         self.path = chosen.absolute()
         self.lock_path = self.path.with_name(self.path.name + ".lock")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from ._cache_format import Decoded, decode
 from ._config import read_environment
-from ._errors import CacheUnavailableError, HoxtonAuthWarning, library_logger
+from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthWarning, library_logger
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -40,6 +40,7 @@ __all__ = [
     "check_directory",
     "default_cache_path",
     "ensure_directory",
+    "expand_path",
     "read_document",
     "release",
     "replace",
@@ -75,14 +76,56 @@ def warn_once(key: tuple[object, ...], message: str, *args: object) -> None:
     warnings.warn(message % args, HoxtonAuthWarning, stacklevel=3)
 
 
+def expand_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` expanded.
+
+    Raises:
+        ConfigError: It starts with ``~`` and this user has no home directory
+            (``HOME`` unset and no passwd entry, as in ``docker run --user 4242``).
+    """
+    try:
+        expanded = Path(path).expanduser()
+    except (RuntimeError, KeyError):  # pathlib: "Could not determine home directory"
+        expanded = Path(path)
+    if expanded.parts[:1] and expanded.parts[0].startswith("~"):
+        raise ConfigError(
+            f"token cache path {os.fspath(path)!r} starts with ~, but this user (uid "
+            f"{_uid()}) has no home directory (HOME is unset and there is no passwd "
+            f"entry): give HOXTON_AUTH_CACHE or cache= an absolute path"
+        )
+    return expanded
+
+
+def _uid() -> object:
+    return os.geteuid() if hasattr(os, "geteuid") else "?"
+
+
 def default_cache_path() -> Path:
-    """``$HOXTON_AUTH_CACHE``, else the user cache dir + ``hoxton-auth/tokens.json``."""
+    """``$HOXTON_AUTH_CACHE``, else the user cache dir + ``hoxton-auth/tokens.json``.
+
+    Raises:
+        ConfigError: ``$HOXTON_AUTH_CACHE`` starts with ``~`` and there is no home.
+        CacheUnavailableError: There is no user cache dir: no home directory
+            (a container's uid without a passwd entry, ``env -i``). Never a
+            relative ``~/.cache`` (platformdirs before 4.12 returned one, which
+            would put tokens in ``./~/`` of the working directory).
+    """
     configured = read_environment().get("cache")
     if configured:
-        return Path(configured).expanduser()
+        return expand_path(configured)
     import platformdirs  # imported here: only a process that touches the disk needs it
 
-    return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "tokens.json"
+    try:
+        directory: Path | None = platformdirs.user_cache_path("hoxton-auth", appauthor=False)
+    except (RuntimeError, KeyError, OSError):  # platformdirs >= 4.12: no home directory
+        directory = None
+    if directory is None or not directory.is_absolute() or "~" in directory.parts[0]:
+        raise CacheUnavailableError(
+            f"no default token cache: this user (uid {_uid()}) has no home directory "
+            f"(HOME is unset and there is no passwd entry); set HOXTON_AUTH_CACHE to a "
+            f"file path (or a redis:// URL) to share tokens between processes"
+        )
+    return directory / "tokens.json"
 
 
 # -- is it ours ----------------------------------------------------------------------
