@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
     ENVIRONMENT,
+    LOGIN_PORT_VARIABLE,
     CertArg,
     ClientConfig,
     NetworkSettings,
@@ -300,7 +301,7 @@ REDIRECT_HOSTS = ("127.0.0.1", "localhost")
 #: Allowed Callback URLs (Auth0 matches the port exactly).
 LOGIN_PORTS = (8765, 8766, 8767, 8768)
 #: Overrides ``LOGIN_PORTS`` with one port.
-PORT_VARIABLE = "HOXTON_LOGIN_PORT"
+PORT_VARIABLE = LOGIN_PORT_VARIABLE
 #: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
 #: again even when the browser still has a session at the tenant.
 PROMPTS = ("login", "consent", "select_account", "none")

@@ -18,6 +18,7 @@ False`` stands in for ``typing.TYPE_CHECKING``, and mypy reads both alike.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +32,7 @@ from ._config import (
     ClientConfig,
     read_environment,
     renew_at,
+    unknown_variables,
 )
 from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError, printable
 from ._identity import client_identity, login_identity
@@ -94,9 +96,14 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
     key and verifier are the library's own, so the entry of another
     credential is never answered.
     """
+    if list(argv) != ["token"] or unknown_variables(os.environ):
+        return None  # a misspelt variable: the full path says so, on one line
     environment = read_environment()
-    if list(argv) != ["token"] or any(environment.get(n) for n in _GRANT_VARIABLES):
+    if any(environment.get(n) for n in _GRANT_VARIABLES):
         return None
+    secret = environment.get("client_secret")
+    if secret is not None and secret != secret.strip():
+        return None  # the full path warns about it, on one line
     location = environment.get("cache")
     if location is not None and "://" in location:
         return None  # Redis, or a scheme the full path explains
