@@ -22,7 +22,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from . import __version__
 from ._config import (
@@ -36,7 +35,7 @@ from ._config import (
 )
 from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError, printable
 from ._identity import client_identity, login_identity
-from ._private_file import default_cache_path, read_document
+from ._private_file import default_cache_path, expand_path, read_document
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see above)
 if TYPE_CHECKING:
@@ -115,7 +114,7 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
             audience=environment.get("audience", DEFAULT_AUDIENCE),
             scope=environment.get("scope"),
         )
-        path = Path(location).expanduser() if location else default_cache_path()
+        path = expand_path(location) if location else default_cache_path()
         read = read_document(path.absolute(), quiet=True)
     except (KeyError, ConfigError, CacheUnavailableError):
         return None
@@ -344,14 +343,21 @@ def _one_line_warnings(debug: bool) -> None:
 
     said: set[str] = set()
 
+    def new(text: str) -> bool:
+        # The same event again, perhaps with what the library did about it appended.
+        if any(text.startswith(each) for each in said):
+            return False
+        said.add(text)
+        return True
+
     class OneLine(logging.Formatter):
         def format(self, record: logging.LogRecord) -> str:
-            text = printable(record.getMessage())
-            said.add(text)
-            return f"{PROG}: {record.levelname.lower()}: {text}"
+            return f"{PROG}: {record.levelname.lower()}: {printable(record.getMessage())}"
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(OneLine())
+    if not debug:
+        handler.addFilter(lambda record: new(printable(record.getMessage())))
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     if debug:
         return
@@ -369,8 +375,7 @@ def _one_line_warnings(debug: bool) -> None:
             python_way(message, category, filename, lineno, file, line)
             return
         text = printable(str(message))
-        if text not in said:
-            said.add(text)
+        if new(text):
             sys.stderr.write(f"{PROG}: warning: {text}\n")
 
     warnings.showwarning = show

@@ -258,6 +258,12 @@ def _check_path_arg(name: str, value: object) -> str:
     path = os.fspath(value)
     if not isinstance(path, str) or not path:
         raise ConfigError(f"{name} must be a non-empty path")
+    # Checked now, not at the first token request: there, the TLS library's
+    # OSError would come from frames that hold the encoded form (issue 22).
+    if not os.path.exists(path):
+        raise ConfigError(f"{name}={path!r}: no such file or directory")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}={path!r}: not readable by this user")
     return path
 
 

@@ -1,0 +1,413 @@
+"""Issue 22, an operator's day: exit statuses, containers, typos and hostile text.
+
+Every test runs the installed console script (or an interpreter) as a real
+subprocess against a real local server, a real closed port, a real silent
+socket, a real uid without a passwd entry (``setpriv``) and a real ``env -i``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hoxton_auth import ConfigError, HoxtonAuth, HoxtonAuthWarning
+from hoxton_auth.testing import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    PUBLIC_CLIENT_ID,
+    AuthServer,
+)
+
+CONSOLE_SCRIPT = Path(sys.executable).with_name("hoxton-auth")
+ESCAPES = "\x1b]0;pwned\x07\x1b[2J\x1b[31mFAKE PROMPT\u202e"
+
+
+def _environment(env: dict[str, str]) -> dict[str, str]:
+    full = {**os.environ, **env}
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "TERM"):  # no real browser
+        full.pop(name, None)
+    return full
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script, with the test's environment plus ``env``."""
+    return subprocess.run(
+        [str(CONSOLE_SCRIPT), *args],
+        capture_output=True,
+        text=True,
+        env=_environment(env or {}),
+        timeout=120,
+    )
+
+
+def assert_one_line_each(stderr: str) -> None:
+    """Every line of stderr is one of ours: no traceback, no Python warning source line."""
+    for line in stderr.splitlines():
+        assert line.startswith("hoxton-auth: "), stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.fixture
+def m2m(hoxton_auth_server: AuthServer) -> dict[str, str]:
+    return {
+        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
+        "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+    }
+
+
+@pytest.fixture
+def public(hoxton_auth_server: AuthServer) -> dict[str, str]:
+    return {
+        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
+        "HOXTON_CLIENT_ID": PUBLIC_CLIENT_ID,
+        "HOXTON_LOGIN_PORT": "0",
+    }
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port that refuses connections: bound, never listening, so nobody else takes it."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        yield closed.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        yield silent.getsockname()[1]
+
+
+# -- 1. the exit statuses, one table ---------------------------------------------------
+
+
+def _interrupted_login(public: dict[str, str], server: AuthServer) -> tuple[int, str, str]:
+    server.device_interval = 0.05
+    process = subprocess.Popen(
+        [str(CONSOLE_SCRIPT), "login", "--device"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment(public),
+    )
+    server.wait_for_device_code(timeout=60)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+EXIT_CASES: dict[str, tuple[int, Callable[..., Any], str]] = {
+    "token": (0, lambda e, **_: run("token", env=e["m2m"]), ""),
+    "login times out": (
+        1,
+        lambda e, **_: run("login", "--no-browser", "--timeout", "0.1", env=e["public"]),
+        "within 0.1s",
+    ),
+    "no client id": (2, lambda e, **_: run("token"), "HOXTON_CLIENT_ID"),
+    "empty domain": (
+        2,
+        lambda e, **_: run("token", env={**e["m2m"], "HOXTON_AUTH_DOMAIN": ""}),
+        "domain is empty",
+    ),
+    "endpoint as domain": (
+        2,
+        lambda e, **_: run(
+            "token", env={**e["m2m"], "HOXTON_AUTH_DOMAIN": "https://x.example/oauth/token"}
+        ),
+        "'https://x.example'",
+    ),
+    "not logged in": (4, lambda e, **_: run("token", env=e["public"]), "hoxton-auth login"),
+    "connection refused": (
+        5,
+        lambda e, closed, **_: run(
+            "token", env={**e["m2m"], "HOXTON_AUTH_DOMAIN": f"http://127.0.0.1:{closed}"}
+        ),
+        "could not reach",
+    ),
+    "silent server, --timeout": (
+        5,
+        lambda e, silent, **_: run(
+            "token",
+            "--timeout",
+            "1",
+            env={**e["m2m"], "HOXTON_AUTH_DOMAIN": f"http://127.0.0.1:{silent}"},
+        ),
+        "1s",
+    ),
+    "identity provider down": (5, lambda e, server, **_: _down(e, server), "HTTP 503"),
+    "wrong secret": (
+        6,
+        lambda e, **_: run("token", env={**e["m2m"], "HOXTON_CLIENT_SECRET": "not-the-secret"}),
+        "invalid_client",
+    ),
+    "interrupted": (130, lambda e, server, **_: _interrupted_login(e["public"], server), ""),
+}
+
+
+def _down(e: dict[str, dict[str, str]], server: AuthServer) -> subprocess.CompletedProcess[str]:
+    server.fail_always(status=503)
+    return run("token", "--timeout", "2", env=e["m2m"])
+
+
+@pytest.mark.parametrize("case", list(EXIT_CASES))
+def test_exit_status_table(
+    case: str,
+    m2m: dict[str, str],
+    public: dict[str, str],
+    hoxton_auth_server: AuthServer,
+    closed_port: int,
+    silent_port: int,
+) -> None:
+    status, command, words = EXIT_CASES[case]
+    result = command(
+        {"m2m": m2m, "public": public},
+        server=hoxton_auth_server,
+        closed=closed_port,
+        silent=silent_port,
+    )
+    returncode, stdout, stderr = (
+        result if isinstance(result, tuple) else (result.returncode, result.stdout, result.stderr)
+    )
+
+    assert returncode == status, stderr
+    assert "Traceback" not in stderr
+    assert words in stderr
+    if status:
+        assert stdout == ""
+        assert stderr.splitlines()[-1].startswith("hoxton-auth: ")
+
+
+def test_help_documents_every_exit_status() -> None:
+    from hoxton_auth._cli import EXIT_STATUSES
+
+    for command in ([], ["token"]):
+        shown = run(*command, "--help").stdout
+        for status in EXIT_STATUSES:
+            assert f"\n  {status} " in shown
+    assert "--timeout SECONDS" in run("token", "--help").stdout
+    readme = Path(__file__).parents[1].joinpath("README.md").read_text(encoding="utf-8")
+    for status in EXIT_STATUSES:
+        assert f"| {status} |" in readme
+
+
+# -- 2. containers: no home directory, no passwd entry ------------------------------------
+
+
+def _no_passwd_uid() -> int:
+    import pwd
+
+    for uid in range(4242, 4300):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+    pytest.skip("no free uid without a passwd entry")  # pragma: no cover
+
+
+@pytest.fixture
+def stranger(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run a command as a uid without a passwd entry, with ``env -i`` (a container's user).
+
+    The process keeps CAP_DAC_READ_SEARCH only so that it can reach this
+    interpreter (which may live under a private home); it writes nothing
+    outside its world-writable working directory either way.
+    """
+    setpriv = shutil.which("setpriv")
+    if sys.platform != "linux" or setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs root and setpriv(1) to run as a uid without a passwd entry")
+    uid = _no_passwd_uid()
+    work = tmp_path / "work"
+    work.mkdir()
+    work.chmod(0o777)
+
+    def as_stranger(*command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        prefix = [setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+        caps = ["--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+        variables = [f"{k}={v}" for k, v in env.items()]
+        return subprocess.run(
+            [*prefix, *caps, "env", "-i", *variables, *command],
+            capture_output=True,
+            text=True,
+            cwd=work,
+            timeout=120,
+        )
+
+    as_stranger.work = work  # type: ignore[attr-defined]  # the test looks inside
+    return as_stranger
+
+
+def test_no_home_directory_cli_keeps_tokens_in_memory(
+    stranger: Callable[..., subprocess.CompletedProcess[str]],
+    m2m: dict[str, str],
+    hoxton_auth_server: AuthServer,
+) -> None:
+    result = stranger(str(CONSOLE_SCRIPT), "token", env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(".") == 2  # a JWT, and nothing else
+    assert_one_line_each(result.stderr)
+    (warning,) = result.stderr.splitlines()
+    assert "no home directory" in warning
+    assert "HOXTON_AUTH_CACHE" in warning
+    assert list(stranger.work.iterdir()) == []  # type: ignore[attr-defined]  # no ./~ directory
+    status = stranger(str(CONSOLE_SCRIPT), "status", env={})
+    assert status.returncode == 0, status.stderr
+    assert "Stored in: memory only" in status.stdout
+
+
+def test_no_home_directory_library_warns_once(
+    stranger: Callable[..., subprocess.CompletedProcess[str]],
+    m2m: dict[str, str],
+    hoxton_auth_server: AuthServer,
+) -> None:
+    script = (
+        "import warnings, requests\n"
+        "from hoxton_auth import HoxtonAuth\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    auth = HoxtonAuth.from_env()\n"
+        "    auth.get_token(); auth.get_token()\n"
+        "    HoxtonAuth.from_env().get_token()\n"
+        "print(len(seen)); print(seen[0].message); print(type(auth._manager.cache).__name__)\n"
+    )
+    result = stranger(sys.executable, "-c", script, env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    count, message, cache = result.stdout.splitlines()
+    assert count == "1"
+    assert "HOXTON_AUTH_CACHE" in message
+    assert cache == "MemoryTokenCache"
+    assert list(stranger.work.iterdir()) == []  # type: ignore[attr-defined]
+
+
+def test_a_tilde_cache_path_without_home_is_a_config_error(
+    stranger: Callable[..., subprocess.CompletedProcess[str]], m2m: dict[str, str]
+) -> None:
+    result = stranger(
+        str(CONSOLE_SCRIPT), "token", env={**m2m, "HOXTON_AUTH_CACHE": "~/tokens.json"}
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "absolute path" in result.stderr
+    assert_one_line_each(result.stderr)
+
+
+# -- 3. configuration checks -------------------------------------------------------------
+
+
+def test_misspelt_variables_are_named_once_with_the_closest_known_one(
+    m2m: dict[str, str],
+) -> None:
+    result = run("token", env={**m2m, "HOXTON_DOMAN": "x", "HOXTON_CACHE": "y"})
+
+    assert result.returncode == 0, result.stderr
+    assert_one_line_each(result.stderr)
+    (warning,) = result.stderr.splitlines()
+    assert "HOXTON_DOMAN (did you mean HOXTON_AUTH_DOMAIN?)" in warning
+    assert "HOXTON_CACHE (did you mean HOXTON_AUTH_CACHE?)" in warning
+
+
+def test_whitespace_around_a_secret_is_flagged(hoxton_auth_server: AuthServer) -> None:
+    with pytest.warns(HoxtonAuthWarning, match="client_secret has whitespace") as seen:
+        HoxtonAuth(
+            DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET + "\n", domain=hoxton_auth_server.domain
+        )
+
+    assert DEFAULT_CLIENT_SECRET not in str(seen[0].message)
+
+
+@pytest.mark.parametrize(
+    ("domain", "words"),
+    [
+        ("", "domain is empty"),
+        ("https://tenant.example/oauth/token", "'https://tenant.example'"),
+        ("https://tenant.example/authorize/", "'https://tenant.example'"),
+    ],
+)
+def test_bad_domains_are_refused_before_any_request(domain: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        HoxtonAuth("cid", "secret", domain=domain)
+
+
+# -- 5. hostile text never reaches the terminal ------------------------------------------
+
+
+def test_escape_sequences_from_the_server_are_escaped(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, make_jwt: Callable[..., str]
+) -> None:
+    hoxton_auth_server.fail_next(
+        status=400, body={"error": "invalid_request", "error_description": ESCAPES}
+    )
+    refused = run("token", env=m2m)
+    now = int(time.time())
+    token = make_jwt(sub="x", iat=now, exp=now + 3600)
+    answer = {"access_token": token, "token_type": "Bearer", "expires_in": 3600, "scope": ESCAPES}
+    hoxton_auth_server.fail_next(status=200, body=answer)
+    fetched = run("token", env=m2m)
+    status = run("status", env=m2m)
+    status_json = run("status", "--json", env=m2m)
+
+    assert refused.returncode == 1, refused.stderr
+    assert fetched.returncode == 0, fetched.stderr
+    for result in (refused, status):
+        assert "\x1b" not in result.stdout + result.stderr
+        assert "\x07" not in result.stdout + result.stderr
+        assert "\u202e" not in result.stdout + result.stderr
+    assert "\\x1b]0;pwned\\x07" in refused.stderr
+    assert "\\x1b[2J" in status.stdout
+    # JSON escapes control characters itself, and keeps the value exact.
+    (entry,) = json.loads(status_json.stdout)["entries"]
+    assert entry["scope"] == ESCAPES
+
+
+# -- 8. one line per warning ---------------------------------------------------------------
+
+
+def test_a_refused_cache_is_one_warning_line(m2m: dict[str, str], tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # others could swap the file: refused
+
+    result = run("token", env={**m2m, "HOXTON_AUTH_CACHE": str(shared / "tokens.json")})
+
+    assert result.returncode == 0, result.stderr
+    assert_one_line_each(result.stderr)
+    assert len(result.stderr.splitlines()) == 1
+    assert "writable by others" in result.stderr
+
+
+# -- 6. the truth about storage --------------------------------------------------------------
+
+
+def test_login_that_could_not_be_stored_fails(
+    public: dict[str, str], fake_browser_command: Path, small_filesystem: Path
+) -> None:
+    from conftest import fill_filesystem
+
+    cache = small_filesystem / "cache" / "tokens.json"
+    cache.parent.mkdir(mode=0o700)
+    fill_filesystem(small_filesystem)
+    browser = {"BROWSER": str(fake_browser_command), "FAKE_BROWSER_MODE": "follow"}
+
+    result = run("login", env={**public, **browser, "HOXTON_AUTH_CACHE": str(cache)})
+
+    assert result.returncode == 1, result.stderr
+    assert "could not be stored" in result.stderr
+    assert "Logged in to" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "HoxtonAuthWarning" not in result.stderr  # no Python warning lines
