@@ -401,6 +401,9 @@ def _progress(
 
     def wait(delay: float) -> None:
         nonlocal shown_at
+        # Never past the deadline (the code's life, cut to ``timeout``): a server's
+        # huge interval or many slow_downs must not hold the login (issue 22).
+        delay = min(delay, max(authorization.expires_at - time.time(), 0.0))
         if not out.isatty():
             now = time.time()
             if shown_at is None or now - shown_at >= _PLAIN_PROGRESS_EVERY:

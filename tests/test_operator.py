@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from hoxton_auth import ConfigError, HoxtonAuth, HoxtonAuthWarning
 from hoxton_auth.testing import (
@@ -411,3 +412,65 @@ def test_login_that_could_not_be_stored_fails(
     assert "Logged in to" not in result.stderr
     assert "Traceback" not in result.stderr
     assert "HoxtonAuthWarning" not in result.stderr  # no Python warning lines
+
+
+# -- 5. the device flow trusts nothing it shows or waits for -------------------------------
+
+
+def _device_server(httpserver: HTTPServer, **answer: Any) -> dict[str, str]:
+    """A tenant whose device authorization says ``answer``; every poll is pending."""
+    document = {
+        "device_code": "dc",
+        "user_code": "ABCD-EFGH",
+        "verification_uri": "https://tenant.example/activate",
+        "expires_in": 600,
+        "interval": 5,
+        **answer,
+    }
+    httpserver.expect_request("/oauth/device/code", method="POST").respond_with_json(document)
+    httpserver.expect_request("/oauth/token", method="POST").respond_with_json(
+        {"error": "authorization_pending"}, status=400
+    )
+    return {
+        "HOXTON_AUTH_DOMAIN": httpserver.url_for("/").rstrip("/"),
+        "HOXTON_CLIENT_ID": PUBLIC_CLIENT_ID,
+    }
+
+
+def _polls(httpserver: HTTPServer) -> int:
+    return sum(1 for request, _ in httpserver.log if request.path == "/oauth/token")
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ({"verification_uri": "http://evil.example/activate"}, "not an https:// URL"),
+        ({"verification_uri": "javascript:alert(1)"}, "not an https:// URL"),
+        ({"verification_uri_complete": "https://x.example/\x1b[2J"}, "not a plain URL"),
+        ({"user_code": "AB\x1b]0;pwned\x07CD"}, "user_code has control characters"),
+    ],
+)
+def test_device_prompts_only_plain_https_pages_and_codes(
+    httpserver: HTTPServer, answer: dict[str, Any], words: str
+) -> None:
+    result = run("login", "--device", "--timeout", "5", env=_device_server(httpserver, **answer))
+
+    assert result.returncode == 1, result.stderr
+    assert words in result.stderr
+    assert "\x1b" not in result.stderr
+    assert "open this page" not in result.stderr
+    assert _polls(httpserver) == 0
+
+
+@pytest.mark.parametrize("interval", [0.001, 86400])
+def test_device_interval_is_bounded_and_timeout_wins(
+    httpserver: HTTPServer, interval: float
+) -> None:
+    env = _device_server(httpserver, interval=interval)
+
+    result = run("login", "--device", "--timeout", "2", env=env)
+
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    # At least a second between polls: two seconds allow at most two.
+    assert _polls(httpserver) <= 2
