@@ -358,6 +358,18 @@ class NetworkSettings(_Frozen):
         """
         return cls(verify, cert, proxy, trust_env)
 
+    def for_url(self, url: str) -> NetworkSettings:
+        """The settings to send to ``url`` with: no proxy at all for a cleartext URL.
+
+        A token request carries the client secret or a password. Over
+        ``http://`` (allowed for loopback hosts only) a proxy, given or from
+        ``HTTP_PROXY``, would read it in clear, and would reach its own
+        loopback, not ours: such requests go direct (issue 22).
+        """
+        if url[:7].lower() != "http://":
+            return self
+        return NetworkSettings(self.verify, self.cert, None, trust_env=False)
+
     def __repr__(self) -> str:
         # The proxy URL may carry user:password: show only whether there is one.
         proxy = "set" if self.proxy else None

@@ -108,7 +108,7 @@ def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_N
 
     body, content_type = request.encode()
     # Outside the try: an unreadable cert or CA file is the caller's mistake, not the network's.
-    options = _client_options(network, request.timeout)
+    options = _client_options(network.for_url(request.url), request.timeout)  # issue 22
     deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         with (

@@ -48,6 +48,7 @@ def send_with_requests(request: TokenRequest, network: NetworkSettings = _DEFAUL
     # creates the message dataclasses (each compiles its methods; issue 6).
     from ._wire import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
 
+    network = network.for_url(request.url)  # never a proxy in clear (issue 22)
     body, content_type = request.encode()
     headers = {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
     proxies = {"http": network.proxy, "https": network.proxy} if network.proxy else None

@@ -14,11 +14,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
@@ -474,3 +476,64 @@ def test_device_interval_is_bounded_and_timeout_wins(
     assert "Traceback" not in result.stderr
     # At least a second between polls: two seconds allow at most two.
     assert _polls(httpserver) <= 2
+
+
+# -- 4. no secret to a proxy in clear ----------------------------------------------------------
+
+
+@pytest.fixture
+def recording_proxy() -> Iterator[tuple[str, list[bytes]]]:
+    """A "proxy" that records the bytes it receives and answers 502."""
+    received: list[bytes] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.settimeout(2)
+                try:
+                    received.append(connection.recv(65536))
+                    connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}", received
+    finally:
+        done.set()
+        thread.join()
+        listener.close()
+
+
+def test_a_loopback_http_token_request_never_goes_through_a_proxy(
+    hoxton_auth_server: AuthServer,
+    recording_proxy: tuple[str, list[bytes]],
+    m2m: dict[str, str],
+) -> None:
+    url, received = recording_proxy
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        domain=hoxton_auth_server.domain,
+        proxy=url,
+        cache=None,
+    )
+    assert auth.get_token()
+    with httpx.Client(auth=auth) as client:  # the httpx transport's own token request
+        auth.invalidate()
+        assert client.get(hoxton_auth_server.api_url).status_code == 200
+    from_env = run("token", env={**m2m, "HTTP_PROXY": url, "http_proxy": url, "NO_PROXY": ""})
+
+    assert from_env.returncode == 0, from_env.stderr
+    assert hoxton_auth_server.count() == 3
+    assert received == []
