@@ -537,3 +537,34 @@ def test_a_loopback_http_token_request_never_goes_through_a_proxy(
     assert from_env.returncode == 0, from_env.stderr
     assert hoxton_auth_server.count() == 3
     assert received == []
+
+
+@pytest.mark.parametrize("transport", ["requests", "httpx"])
+def test_a_ca_bundle_gone_since_construction_is_a_config_error_without_secrets(
+    transport: str, tmp_path: Path, closed_port: int
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("not yet a certificate")
+    secret = "s3cret-never-in-a-frame"
+    auth = HoxtonAuth(
+        "cid", secret, domain=f"https://127.0.0.1:{closed_port}", verify=bundle, cache=None
+    )
+    bundle.unlink()  # a stale REQUESTS_CA_BUNDLE, a rotated mount
+
+    def fetch() -> None:
+        if transport == "requests":
+            auth.get_token()
+            return
+        with httpx.Client(auth=auth) as client:
+            client.get(f"https://127.0.0.1:{closed_port}/api")
+
+    with pytest.raises(ConfigError, match=r"verify=.*ca\.pem") as caught:
+        fetch()
+
+    for error in (caught.value, caught.value.__context__):
+        # From below this test's own frames (which hold the secret it passed).
+        traceback = error.__traceback__.tb_next if error and error.__traceback__ else None
+        while traceback is not None:
+            if traceback.tb_frame.f_code.co_name != "fetch":
+                assert secret not in repr(traceback.tb_frame.f_locals)
+            traceback = traceback.tb_next
