@@ -568,3 +568,39 @@ def test_a_ca_bundle_gone_since_construction_is_a_config_error_without_secrets(
             if traceback.tb_frame.f_code.co_name != "fetch":
                 assert secret not in repr(traceback.tb_frame.f_locals)
             traceback = traceback.tb_next
+
+
+# -- 9. the login callback -------------------------------------------------------------------
+
+
+def test_a_non_ascii_state_on_the_callback_is_refused_quietly(public: dict[str, str]) -> None:
+    import re
+    import urllib.error
+    import urllib.request
+
+    process = subprocess.Popen(
+        [str(CONSOLE_SCRIPT), "login", "--browser", "--no-browser", "--timeout", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_environment(public),
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    while not any("redirect_uri=" in line for line in lines):
+        lines.append(process.stderr.readline())
+    port = re.search(r"redirect_uri=http%3A%2F%2F127\.0\.0\.1%3A(\d+)", "".join(lines))
+    assert port is not None
+    callback = f"http://127.0.0.1:{port.group(1)}/callback"
+    statuses = []
+    for state in ("%C3%A9t%C3%A9", "%FF%FE", "%E2%80%AE"):
+        try:
+            urllib.request.urlopen(f"{callback}?state={state}&code=x", timeout=10)  # noqa: S310  a loopback URL built here
+        except urllib.error.HTTPError as exc:
+            statuses.append(exc.code)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+
+    assert statuses == [400, 400, 400]
+    assert "Traceback" not in rest
+    assert "TypeError" not in rest
