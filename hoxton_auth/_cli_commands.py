@@ -42,6 +42,7 @@ from ._errors import (
     printable,
 )
 from ._session import TokenManager
+from ._token import user_of
 
 if TYPE_CHECKING:
     from ._renewal import SyncTransport
@@ -207,15 +208,16 @@ def hint_for(exc: HoxtonAuthError, args: argparse.Namespace) -> str | None:
     )
 
 
-def _stored_login(key: str, location: Any) -> bool:
-    """Whether the entry ``key`` is readable in a fresh look at the cache ``location``."""
+def _stored_login(key: str, location: Any) -> CacheEntry | None:
+    """The entry ``key`` if it is readable in a fresh look at the cache ``location``."""
     # A new cache object: the auth object's own may hold the entry in memory
     # only (a full disk, a cache refused since), which no other process sees.
     cache = resolve_cache(location)
     if isinstance(cache, MemoryTokenCache):
-        return False
+        return None
     entry = cache.load(key)
-    return entry is not None and bool(entry.token.refresh_token or entry.token.access_token)
+    usable = entry is not None and bool(entry.token.refresh_token or entry.token.access_token)
+    return entry if usable else None
 
 
 def cmd_login(args: argparse.Namespace) -> int:
@@ -240,7 +242,8 @@ def cmd_login(args: argparse.Namespace) -> int:
         **common,
     )
     location = given.get("cache", DEFAULT)
-    if not _stored_login(auth._manager.key, location):
+    stored = _stored_login(auth._manager.key, location)
+    if stored is None:
         raise CacheUnavailableError(
             f"logged in to {auth.config.domain} as client {auth.config.client_id}, but the "
             f"session could not be stored in {resolve_cache(location)!r} (see the warning "
@@ -254,6 +257,9 @@ def cmd_login(args: argparse.Namespace) -> int:
         )
         + "\n"
     )
+    user = user_of(stored.token)
+    if user:
+        sys.stderr.write(printable(f"User: {user} (from the ID token, unverified)") + "\n")
     return 0
 
 
@@ -294,6 +300,7 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     elif subject != "client":
         grant = f"{grant} ({subject})"
     fresh = bool(token.access_token) and token.expires_at > now
+    user = user_of(token)
     return {
         "client_id": meta.get("client_id", "?"),
         "token_url": meta.get("token_url", "?"),
@@ -304,6 +311,7 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
         "expires_in": int(token.expires_at - now) if token.access_token else None,
         "valid": fresh,
         "refresh_token": bool(token.refresh_token),
+        "user": f"{user} (from the ID token, unverified)" if user else None,
     }
 
 
@@ -371,6 +379,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  expires   {expiry}",
             f"  refresh   {'yes' if d['refresh_token'] else 'no'}",
         ]
+        if d["user"]:
+            lines.append(f"  user      {d['user']}")
     # Labels come from token answers and the cache file: no escape sequence gets through.
     sys.stdout.write("\n".join(printable(line) for line in lines) + "\n")
     return 0

@@ -604,3 +604,25 @@ def test_a_non_ascii_state_on_the_callback_is_refused_quietly(public: dict[str, 
     assert statuses == [400, 400, 400]
     assert "Traceback" not in rest
     assert "TypeError" not in rest
+
+
+# -- 6. who is logged in, and where the session lives ----------------------------------------
+
+
+def test_login_and_status_say_who_is_logged_in_and_where(
+    public: dict[str, str], fake_browser_command: Path, isolated_cache: Path
+) -> None:
+    browser = {"BROWSER": str(fake_browser_command), "FAKE_BROWSER_MODE": "follow"}
+
+    scope = "openid profile email offline_access"
+    login = run("login", "--scope", scope, env={**public, **browser})
+    status = run("status", env=public)
+
+    assert login.returncode == 0, login.stderr
+    assert "User: " in login.stderr
+    assert "(from the ID token, unverified)" in login.stderr
+    assert status.returncode == 0, status.stderr
+    assert f"Stored in: file {isolated_cache}" in status.stdout
+    (user,) = [line for line in status.stdout.splitlines() if line.startswith("  user ")]
+    assert "unverified" in user
+    assert "@example" in user  # the name and email claims
