@@ -34,6 +34,9 @@ _OURS = (
     r'\s*\{\s*(?:"format"\s*:\s*"hoxton-auth token cache"'
     r'|"entries"\s*:\s*\{|"version"\s*:\s*1\s*,\s*"entries"\s*:\s*\{)'
 )
+# A run of digits at least this long: where a number past int's digit limit is
+# (sys.get_int_max_str_digits, 4,300 by default; a user may only raise it).
+_LONG_NUMBER = r"[0-9]{4000,}"
 _FIRST_WINDOW = 256  # characters a salvage attempt decodes first; doubled while needed
 _MAX_ENTRY_CHARS = 256 * 1024  # far more than one entry (two JWTs and labels) needs
 _NOT_OURS = "it is not a hoxton-auth token cache"
@@ -120,7 +123,13 @@ def salvage(text: str) -> tuple[dict[str, Any], int]:
             except RecursionError:  # nested too deep to be an entry: skip what was seen
                 position = start + len(piece)
                 break
-            except json.JSONDecodeError as exc:
+            except ValueError as exc:
+                if not isinstance(exc, json.JSONDecodeError):
+                    # A number past int's 4,300-digit limit: this entry is damage; the
+                    # scan resumes after that number, so the next entry is found (issue 22).
+                    number = re.compile(_LONG_NUMBER).search(text, start, start + len(piece))
+                    position = number.end() if number else start + len(piece)
+                    break
                 # Failed at the end of the piece (or inside a string running past it):
                 # the text may go on, so look further; else resume a little before
                 # the failure (a cut entry may run into the next one).

@@ -64,7 +64,10 @@ def _plain_token(value: object) -> bool:
 def _time(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an int beyond float's range: damage, not a crash (issue 22)
+        return None
 
 
 def _fresh_access_token(raw: object) -> str | None:

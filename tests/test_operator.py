@@ -626,3 +626,26 @@ def test_login_and_status_say_who_is_logged_in_and_where(
     (user,) = [line for line in status.stdout.splitlines() if line.startswith("  user ")]
     assert "unverified" in user
     assert "@example" in user  # the name and email claims
+
+
+# -- 7. the cache file: numbers past any limit are damage ------------------------------------
+
+
+@pytest.mark.parametrize("digits", [4301, 400])
+def test_huge_numbers_in_the_cache_file_are_damage_not_a_crash(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, isolated_cache: Path, digits: int
+) -> None:
+    token = run("token", env=m2m).stdout.strip()
+    text = isolated_cache.read_text(encoding="utf-8")
+    huge = "9" * digits  # 4301: past int's digit limit; 400: past float's range
+    planted = f'"entries": {{"{"b" * 32}": {{"meta": {{}}, "token": {{"expires_at": {huge}}}}},'
+    isolated_cache.write_text(text.replace('"entries": {', planted, 1), encoding="utf-8")
+
+    again = run("token", env=m2m)
+    status = run("status", env=m2m)
+
+    for result in (again, status):
+        assert result.returncode == 0, result.stderr
+        assert_one_line_each(result.stderr)
+    assert again.stdout.strip() == token  # the good entry is kept and served
+    assert hoxton_auth_server.count() == 1
