@@ -165,6 +165,36 @@ def check_directory(path: Path, *, quiet: bool = False) -> None:
     if open_to_others and not (info.st_mode & stat.S_ISVTX and info.st_uid == euid):
         mode = stat.S_IMODE(info.st_mode)
         raise _refuse(path, f"its directory is writable by others (mode {mode:o})", quiet=quiet)
+    _check_ancestors(path, euid, quiet=quiet)
+
+
+def _check_ancestors(path: Path, euid: int, *, quiet: bool) -> None:
+    """Refuse a cache under a directory others could rename ours away in (issue 22).
+
+    OpenSSH's StrictModes: every directory from the cache's up to the home
+    directory (or ``/``) belongs to this user or root and is not writable by
+    group or others; a sticky directory (``/tmp``) is fine, since others cannot
+    rename what is ours in it.
+    """
+    home = os.environ.get("HOME") or None
+    for ancestor in path.parent.parents:
+        try:
+            info = os.stat(ancestor)
+        except OSError:
+            continue  # missing (created 0700 by the first write) or not searchable
+        if info.st_uid not in (euid, 0):
+            reason = f"its ancestor directory {ancestor} belongs to uid {info.st_uid}"
+            raise _refuse(path, reason, quiet=quiet)
+        writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if writable and not info.st_mode & stat.S_ISVTX:
+            mode = stat.S_IMODE(info.st_mode)
+            reason = (
+                f"its ancestor directory {ancestor} is writable by others (mode {mode:o}): "
+                "they could move the cache's directory away and put theirs in its place"
+            )
+            raise _refuse(path, reason, quiet=quiet)
+        if home is not None and str(ancestor) == home.rstrip("/"):
+            return
 
 
 def _check_file(path: Path, info: os.stat_result, *, quiet: bool = False) -> None:

@@ -649,3 +649,48 @@ def test_huge_numbers_in_the_cache_file_are_damage_not_a_crash(
         assert_one_line_each(result.stderr)
     assert again.stdout.strip() == token  # the good entry is kept and served
     assert hoxton_auth_server.count() == 1
+
+
+# -- 7. every ancestor of the cache is checked (OpenSSH StrictModes) -------------------------
+
+
+def test_a_group_writable_ancestor_is_refused_and_named(
+    m2m: dict[str, str], hoxton_auth_server: AuthServer, tmp_path: Path
+) -> None:
+    team = tmp_path / "team"
+    private = team / "alice" / "cache"
+    private.mkdir(parents=True)
+    (team / "alice").chmod(0o700)
+    private.chmod(0o700)
+    team.chmod(0o775)  # a group member could rename alice/ away and plant their own
+    cache = private / "tokens.json"
+
+    first = run("token", env={**m2m, "HOXTON_AUTH_CACHE": str(cache)})
+
+    assert first.returncode == 0, first.stderr  # served from memory, with one warning
+    assert_one_line_each(first.stderr)
+    assert f"ancestor directory {team} is writable by others (mode 775)" in first.stderr
+    assert not cache.exists()
+    with pytest.warns(HoxtonAuthWarning, match="ancestor directory"):
+        HoxtonAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            domain=hoxton_auth_server.domain,
+            cache=str(cache),
+        ).get_token()
+    assert not cache.exists()
+
+
+def test_a_sticky_ancestor_is_fine(m2m: dict[str, str], tmp_path: Path) -> None:
+    shared = tmp_path / "shared-tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: others cannot rename what is ours
+    private = shared / "mine"
+    private.mkdir(mode=0o700)
+    cache = private / "tokens.json"
+
+    result = run("token", env={**m2m, "HOXTON_AUTH_CACHE": str(cache)})
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert cache.exists()
