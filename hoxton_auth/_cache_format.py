@@ -21,7 +21,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "Decoded", "decode", "encode", "salvage"]
+__all__ = [
+    "FORMAT_MARKER",
+    "FORMAT_VERSION",
+    "NOT_OURS",
+    "Decoded",
+    "decode",
+    "encode",
+    "salvage",
+]
 
 FORMAT_MARKER = "hoxton-auth token cache"
 FORMAT_VERSION = 1
@@ -39,7 +47,8 @@ _OURS = (
 _LONG_NUMBER = r"[0-9]{4000,}"
 _FIRST_WINDOW = 256  # characters a salvage attempt decodes first; doubled while needed
 _MAX_ENTRY_CHARS = 256 * 1024  # far more than one entry (two JWTs and labels) needs
-_NOT_OURS = "it is not a hoxton-auth token cache"
+#: Why a file that is not a hoxton-auth document is refused (``Decoded.refused``).
+NOT_OURS = "it is not a hoxton-auth token cache"
 
 
 class Decoded:
@@ -69,7 +78,7 @@ def decode(text: str) -> Decoded:
         document = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         if not re.match(_OURS, text):
-            return Decoded({}, refused=_NOT_OURS)
+            return Decoded({}, refused=NOT_OURS)
         kept, _ = salvage(text)
         return Decoded(
             {"entries": kept},
@@ -81,7 +90,7 @@ def decode(text: str) -> Decoded:
         and document["version"] == 1
     )
     if not legacy and not (isinstance(document, dict) and document.get("format") == FORMAT_MARKER):
-        return Decoded({}, refused=_NOT_OURS)
+        return Decoded({}, refused=NOT_OURS)
     version = document.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
         return Decoded(

@@ -45,6 +45,7 @@ from ._cache import (
     TokenCache,
 )
 from ._cache_format import encode
+from ._config import read_environment
 from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, HoxtonAuthWarning
 from ._private_file import (
     Reservation,
@@ -103,6 +104,9 @@ class FileTokenCache(TokenCache):
         self, path: PathArg | None = None, *, lock_wait_timeout: float | None = None
     ) -> None:
         chosen = expand_path(path) if path is not None else default_cache_path()
+        # The library's own file in its own directory (no path, no $HOXTON_AUTH_CACHE):
+        # garbage there is moved aside, never at a path the user chose (issue 22).
+        self._own_file = path is None and not read_environment().get("cache")
         # Absolute now: a later chdir() must not move the cache.
         self.path = chosen.absolute()
         self.lock_path = self.path.with_name(self.path.name + ".lock")
@@ -161,7 +165,7 @@ class FileTokenCache(TokenCache):
         Raises:
             CacheUnavailableError: The file is refused, or cannot be read.
         """
-        read = read_document(self.path)
+        read = read_document(self.path, move_aside=self._own_file)
         if read is None:
             return {}
         decoded, info = read

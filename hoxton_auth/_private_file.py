@@ -27,7 +27,7 @@ import stat
 import warnings
 from pathlib import Path
 
-from ._cache_format import Decoded, decode
+from ._cache_format import NOT_OURS, Decoded, decode
 from ._config import read_environment
 from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthWarning, library_logger
 
@@ -226,13 +226,21 @@ def check_before_locking(path: Path, lock_path: Path) -> None:
 # -- reading -----------------------------------------------------------------------------
 
 
-def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_result] | None:
+def read_document(
+    path: Path, *, quiet: bool = False, move_aside: bool = False
+) -> tuple[Decoded, os.stat_result] | None:
     """The decoded file and its ``fstat``, or ``None`` when absent.
 
     ``quiet``: a look that changes and reports nothing (a cached ``hoxton-auth
     token``): a refused file raises with no warning, and a file open to
     other users raises instead of being tightened. The caller then takes the
     full path, which reports it.
+
+    ``move_aside``: ``path`` is the library's own default file, in its own
+    private directory: a file of ours there that is not a hoxton-auth document
+    (garbage, another program's) is renamed ``<name>.unreadable-<time>``
+    (kept, never deleted), with one warning naming it, and reads as absent,
+    so that a fresh cache starts. A path the user chose is never moved.
 
     Raises:
         CacheUnavailableError: The file is refused, or cannot be read.
@@ -256,6 +264,9 @@ def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_
         if size > MAX_FILE_BYTES:
             raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes", quiet=quiet)
         decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
+        if decoded.refused == NOT_OURS and move_aside and not quiet:
+            _move_aside(path, info)
+            return None
         if decoded.refused is not None:
             raise _refuse(path, decoded.refused, quiet=quiet)
         if quiet and _open_to_others(info):
@@ -268,6 +279,33 @@ def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_
     finally:
         os.close(fd)
     return decoded, info
+
+
+def _move_aside(path: Path, info: os.stat_result) -> None:
+    """Rename the unreadable file at ``path`` out of the way, keeping it (issue 22).
+
+    Raises:
+        CacheUnavailableError: It could not be renamed (then it is refused as before).
+    """
+    import time  # here: only a damaged default cache needs it
+
+    moved = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        if moved.exists():  # a second one in the same second: never overwrite the first
+            moved = path.with_name(f"{moved.name}-{info.st_ino}")
+        # Only the file we read: another process may have replaced it since.
+        if os.lstat(path).st_ino != info.st_ino:
+            return
+        os.rename(path, moved)
+    except OSError as exc:
+        raise _refuse(path, f"{NOT_OURS}, and could not be moved aside: {exc}") from exc
+    warn_once(
+        ("moved aside", str(path), info.st_ino),
+        "token cache %s was not a hoxton-auth token cache; moved aside to %s (kept, "
+        "not deleted) and a fresh cache started",
+        path,
+        moved,
+    )
 
 
 def _open_to_others(info: os.stat_result) -> bool:

@@ -694,3 +694,48 @@ def test_a_sticky_ancestor_is_fine(m2m: dict[str, str], tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert cache.exists()
+
+
+# -- 7. garbage in the library's own file is moved aside, a chosen path is left alone ----------
+
+
+def test_garbage_in_the_default_cache_is_moved_aside_and_kept(
+    m2m: dict[str, str],
+    hoxton_auth_server: AuthServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("HOXTON_AUTH_CACHE")
+    home = tmp_path / "home"
+    own = home / ".cache" / "hoxton-auth"
+    own.mkdir(parents=True, mode=0o700)
+    (own / "tokens.json").write_text("GARBAGE from a crashed editor\n")
+    (own / "tokens.json").chmod(0o600)
+    env = {**m2m, "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+
+    first = run("token", env=env)
+    second = run("token", env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert_one_line_each(first.stderr)
+    (moved,) = own.glob("tokens.json.unreadable-*")
+    assert f"moved aside to {moved}" in first.stderr
+    assert moved.read_text() == "GARBAGE from a crashed editor\n"
+    assert json.loads((own / "tokens.json").read_text())["format"] == "hoxton-auth token cache"
+    assert second.returncode == 0, second.stderr
+    assert second.stderr == ""
+    assert second.stdout == first.stdout  # shared again
+    assert hoxton_auth_server.count() == 1
+
+
+def test_garbage_at_a_chosen_path_is_left_alone(m2m: dict[str, str], isolated_cache: Path) -> None:
+    isolated_cache.parent.mkdir(mode=0o700)
+    isolated_cache.write_text("my notes, not tokens\n")
+    isolated_cache.chmod(0o600)
+
+    result = run("token", env=m2m)
+
+    assert result.returncode == 0, result.stderr
+    assert "not a hoxton-auth token cache" in result.stderr
+    assert isolated_cache.read_text() == "my notes, not tokens\n"
+    assert not list(isolated_cache.parent.glob("*.unreadable-*"))
