@@ -195,13 +195,11 @@ def _seconds(text: str) -> float:
 #: its own (``HoxtonAuthError.exit_status``). ``--help`` shows this table.
 EXIT_STATUSES = {
     0: "success",
-    1: "other failure (login failed or denied, cache unusable, an answer not understood, "
-    "`status --check` found no usable token)",
+    1: "other failure (login failed or not stored, cache unusable, answer not understood)",
     2: "usage or configuration error: nothing was sent",
-    4: "login needed: no session, or the refresh token was refused (run `hoxton-auth login`)",
-    5: "the identity provider or the network could not be reached in time "
-    "(connection refused, timeout, --timeout, HTTP 5xx or 429): retry later",
-    6: "the credentials were refused (wrong client secret or password, blocked user)",
+    4: "login needed: no session, or the refresh token was refused",
+    5: "identity provider unreachable, too slow or failing (HTTP 5xx, 429): retry later",
+    6: "credentials refused (wrong client secret or password, blocked user)",
     130: "interrupted",
 }
 EXIT_STATUS = "exit status:\n" + "\n".join(

@@ -739,3 +739,24 @@ def test_garbage_at_a_chosen_path_is_left_alone(m2m: dict[str, str], isolated_ca
     assert "not a hoxton-auth token cache" in result.stderr
     assert isolated_cache.read_text() == "my notes, not tokens\n"
     assert not list(isolated_cache.parent.glob("*.unreadable-*"))
+
+
+def test_a_device_login_the_application_may_not_use_says_what_to_do(
+    httpserver: HTTPServer,
+) -> None:
+    words = "Grant type 'urn:ietf:params:oauth:grant-type:device_code' not allowed for the client."
+    httpserver.expect_request("/oauth/device/code", method="POST").respond_with_json(
+        {"error": "unauthorized_client", "error_description": words}, status=403
+    )
+    env = {
+        "HOXTON_AUTH_DOMAIN": httpserver.url_for("/").rstrip("/"),
+        "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+    }
+
+    result = run("login", "--device", env=env)
+
+    assert result.returncode == 6, result.stderr
+    assert "needs a Native application with the Device Code grant" in result.stderr
+    assert f"client id {DEFAULT_CLIENT_ID!r} (from $HOXTON_CLIENT_ID)" in result.stderr
+    assert_one_line_each(result.stderr)
