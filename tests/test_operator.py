@@ -760,3 +760,104 @@ def test_a_device_login_the_application_may_not_use_says_what_to_do(
     assert "needs a Native application with the Device Code grant" in result.stderr
     assert f"client id {DEFAULT_CLIENT_ID!r} (from $HOXTON_CLIENT_ID)" in result.stderr
     assert_one_line_each(result.stderr)
+
+
+# -- the core's side of it, without a process: exit statuses, device answers, user -----------
+
+
+def test_each_error_carries_its_exit_status() -> None:
+    from hoxton_auth import (
+        CacheUnavailableError,
+        InsecureTransportError,
+        InvalidGrantError,
+        LoginError,
+        LoginRequiredError,
+        MfaRequiredError,
+        NotLoggedInError,
+        TokenEndpointUnreachableError,
+        TokenRequestError,
+    )
+
+    def refusal(status: int, error: str | None) -> TokenRequestError:
+        return TokenRequestError("x", status_code=status, error=error)
+
+    assert ConfigError("x").exit_status == 2
+    assert InsecureTransportError("x").exit_status == 2
+    assert NotLoggedInError("x").exit_status == 4
+    assert LoginRequiredError("x", status_code=403, error="invalid_grant").exit_status == 4
+    assert TokenEndpointUnreachableError("x", url="u", attempts=1).exit_status == 5
+    assert refusal(503, None).exit_status == 5
+    assert refusal(429, "too_many_requests").exit_status == 5
+    assert refusal(401, "invalid_client").exit_status == 6
+    assert refusal(429, "too_many_attempts").exit_status == 6  # a blocked user
+    assert InvalidGrantError("x", status_code=403, error="invalid_grant").exit_status == 6
+    assert refusal(400, "invalid_request").exit_status == 1
+    assert MfaRequiredError("x", status_code=403, error="mfa_required").exit_status == 1
+    assert LoginError("x").exit_status == 1
+    assert CacheUnavailableError("x").exit_status == 1
+
+
+def _device_answer(**answer: Any) -> Any:
+    from hoxton_auth._config import ClientConfig
+    from hoxton_auth._flow import request_device_code
+    from hoxton_auth._wire import TokenResponse
+
+    body = {
+        "device_code": "dc",
+        "user_code": "BCDF-GHJK",
+        "verification_uri": "https://auth.example/activate",
+        "expires_in": 900,
+        "interval": 5,
+        **answer,
+    }
+    flow = request_device_code(ClientConfig("cid"), 1000.0, __import__("random").Random(1))
+    next(flow)
+    with pytest.raises(StopIteration) as done:
+        flow.send(TokenResponse(200, json.dumps(body).encode(), {}, 1000.0))
+    return done.value.value
+
+
+@pytest.mark.parametrize(("given", "kept"), [(0.001, 1.0), (5, 5.0), (86400, 900.0), (3600, 900.0)])
+def test_device_interval_is_kept_within_a_second_and_the_lifetime(
+    given: float, kept: float
+) -> None:
+    assert _device_answer(interval=given).interval == kept
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"verification_uri": "http://evil.example/activate"},
+        {"verification_uri": "file:///etc/passwd"},
+        {"verification_uri_complete": "https://auth.example/\x1b[2J"},
+        {"verification_uri_complete": 42},
+        {"user_code": "AB\u202eCD"},
+    ],
+)
+def test_a_device_answer_unsafe_to_show_is_refused(answer: dict[str, Any]) -> None:
+    from hoxton_auth import TokenRequestError
+
+    with pytest.raises(TokenRequestError, match="refused: its"):
+        _device_answer(**answer)
+
+
+def test_a_loopback_verification_uri_is_fine() -> None:
+    answer = _device_answer(verification_uri="http://127.0.0.1:8080/activate")
+    assert answer.verification_uri == "http://127.0.0.1:8080/activate"
+
+
+def test_who_the_id_token_names(make_jwt: Callable[..., str]) -> None:
+    from hoxton_auth._token import Token, user_of
+
+    def user(id_token: str | None) -> str | None:
+        return user_of(Token("at", 2000.0, 1000.0, id_token=id_token))
+
+    assert user(make_jwt(name="Ann", email="ann@x.example", sub="auth0|1")) == (
+        "Ann <ann@x.example> (auth0|1)"
+    )
+    assert user(make_jwt(email="ann@x.example", name="ann@x.example")) == "ann@x.example"
+    assert user(make_jwt(sub="auth0|1")) == "auth0|1"
+    assert user(make_jwt(aud="x")) is None
+    assert user(None) is None
+    assert user("a.!!!.c") is None
+    assert user("a.WzFd.c") is None  # a JSON list, not claims
