@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
     ENVIRONMENT,
+    LOGIN_PORT_VARIABLE,
     CertArg,
     ClientConfig,
     NetworkSettings,
@@ -28,7 +29,7 @@ from ._config import (
     normalize_scope,
     read_environment,
 )
-from ._errors import ConfigError
+from ._errors import CacheUnavailableError, ConfigError, warn_once
 from ._file_cache import FileTokenCache
 from ._grants import GRANT_KINDS, check_grant_arguments, grant_for
 from ._identity import identity_for
@@ -165,7 +166,8 @@ CacheArg = TokenCache | str | os.PathLike[str] | None
 def resolve_cache(cache: CacheArg) -> TokenCache:
     """Turn the ``cache=`` argument into a ``TokenCache``.
 
-    ``DEFAULT`` is ``$HOXTON_AUTH_CACHE`` if set, else ``FileTokenCache()``.
+    ``DEFAULT`` is ``$HOXTON_AUTH_CACHE`` if set, else ``FileTokenCache()``,
+    else (no home directory) memory, with one ``HoxtonAuthWarning``.
     ``RedisTokenCache`` is imported only for a Redis URL: redis-py is an
     optional extra.
 
@@ -174,7 +176,14 @@ def resolve_cache(cache: CacheArg) -> TokenCache:
     """
     if cache is DEFAULT:
         configured = read_environment().get("cache")
-        return resolve_cache(configured) if configured else FileTokenCache()
+        if configured:
+            return resolve_cache(configured)
+        try:
+            return FileTokenCache()
+        except CacheUnavailableError as exc:  # no home directory (issue 22): say so once
+            message = "%s; keeping tokens in memory for this process"
+            warn_once("memory fallback", str(exc), message, exc)
+            return MemoryTokenCache()
     if cache is None:
         return MemoryTokenCache()
     if isinstance(cache, TokenCache):
@@ -293,7 +302,7 @@ REDIRECT_HOSTS = ("127.0.0.1", "localhost")
 #: Allowed Callback URLs (Auth0 matches the port exactly).
 LOGIN_PORTS = (8765, 8766, 8767, 8768)
 #: Overrides ``LOGIN_PORTS`` with one port.
-PORT_VARIABLE = "HOXTON_LOGIN_PORT"
+PORT_VARIABLE = LOGIN_PORT_VARIABLE
 #: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
 #: again even when the browser still has a session at the tenant.
 PROMPTS = ("login", "consent", "select_account", "none")

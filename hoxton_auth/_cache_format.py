@@ -21,7 +21,15 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cl
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["FORMAT_MARKER", "FORMAT_VERSION", "Decoded", "decode", "encode", "salvage"]
+__all__ = [
+    "FORMAT_MARKER",
+    "FORMAT_VERSION",
+    "NOT_OURS",
+    "Decoded",
+    "decode",
+    "encode",
+    "salvage",
+]
 
 FORMAT_MARKER = "hoxton-auth token cache"
 FORMAT_VERSION = 1
@@ -34,9 +42,13 @@ _OURS = (
     r'\s*\{\s*(?:"format"\s*:\s*"hoxton-auth token cache"'
     r'|"entries"\s*:\s*\{|"version"\s*:\s*1\s*,\s*"entries"\s*:\s*\{)'
 )
+# A run of digits at least this long: where a number past int's digit limit is
+# (sys.get_int_max_str_digits, 4,300 by default; a user may only raise it).
+_LONG_NUMBER = r"[0-9]{4000,}"
 _FIRST_WINDOW = 256  # characters a salvage attempt decodes first; doubled while needed
 _MAX_ENTRY_CHARS = 256 * 1024  # far more than one entry (two JWTs and labels) needs
-_NOT_OURS = "it is not a hoxton-auth token cache"
+#: Why a file that is not a hoxton-auth document is refused (``Decoded.refused``).
+NOT_OURS = "it is not a hoxton-auth token cache"
 
 
 class Decoded:
@@ -66,7 +78,7 @@ def decode(text: str) -> Decoded:
         document = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested too deep
         if not re.match(_OURS, text):
-            return Decoded({}, refused=_NOT_OURS)
+            return Decoded({}, refused=NOT_OURS)
         kept, _ = salvage(text)
         return Decoded(
             {"entries": kept},
@@ -78,7 +90,7 @@ def decode(text: str) -> Decoded:
         and document["version"] == 1
     )
     if not legacy and not (isinstance(document, dict) and document.get("format") == FORMAT_MARKER):
-        return Decoded({}, refused=_NOT_OURS)
+        return Decoded({}, refused=NOT_OURS)
     version = document.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION:
         return Decoded(
@@ -120,7 +132,13 @@ def salvage(text: str) -> tuple[dict[str, Any], int]:
             except RecursionError:  # nested too deep to be an entry: skip what was seen
                 position = start + len(piece)
                 break
-            except json.JSONDecodeError as exc:
+            except ValueError as exc:
+                if not isinstance(exc, json.JSONDecodeError):
+                    # A number past int's 4,300-digit limit: this entry is damage; the
+                    # scan resumes after that number, so the next entry is found (issue 22).
+                    number = re.compile(_LONG_NUMBER).search(text, start, start + len(piece))
+                    position = number.end() if number else start + len(piece)
+                    break
                 # Failed at the end of the piece (or inside a string running past it):
                 # the text may go on, so look further; else resume a little before
                 # the failure (a cut entry may run into the next one).

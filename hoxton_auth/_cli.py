@@ -18,10 +18,10 @@ False`` stands in for ``typing.TYPE_CHECKING``, and mypy reads both alike.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from . import __version__
 from ._config import (
@@ -30,18 +30,19 @@ from ._config import (
     DEFAULT_LEEWAY,
     ClientConfig,
     read_environment,
+    unknown_variables,
 )
-from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError
+from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError, printable
 from ._freshness import is_fresh
 from ._identity import client_identity, login_identity
-from ._private_file import default_cache_path, read_document
+from ._private_file import default_cache_path, expand_path, read_document
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see above)
 if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-__all__ = ["EXIT_STATUS", "main"]
+__all__ = ["EXIT_STATUS", "EXIT_STATUSES", "TIMEOUT_GRACE", "main"]
 
 _GRANT_VARIABLES = ("username", "password", "refresh_token")
 # What a cached token may hold and still be answered without a full check: the
@@ -63,7 +64,10 @@ def _plain_token(value: object) -> bool:
 def _time(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        return float(value) if math.isfinite(value) else None
+    except OverflowError:  # an int beyond float's range: damage, not a crash (issue 22)
+        return None
 
 
 def _fresh_access_token(raw: object) -> str | None:
@@ -94,9 +98,14 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
     key and verifier are the library's own, so the entry of another
     credential is never answered.
     """
+    if list(argv) != ["token"] or unknown_variables(os.environ):
+        return None  # a misspelt variable: the full path says so, on one line
     environment = read_environment()
-    if list(argv) != ["token"] or any(environment.get(n) for n in _GRANT_VARIABLES):
+    if any(environment.get(n) for n in _GRANT_VARIABLES):
         return None
+    secret = environment.get("client_secret")
+    if secret is not None and secret != secret.strip():
+        return None  # the full path warns about it, on one line
     location = environment.get("cache")
     if location is not None and "://" in location:
         return None  # Redis, or a scheme the full path explains
@@ -108,7 +117,7 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
             audience=environment.get("audience", DEFAULT_AUDIENCE),
             scope=environment.get("scope"),
         )
-        path = Path(location).expanduser() if location else default_cache_path()
+        path = expand_path(location) if location else default_cache_path()
         read = read_document(path.absolute(), quiet=True)
     except (KeyError, ConfigError, CacheUnavailableError):
         return None
@@ -182,11 +191,25 @@ def _seconds(text: str) -> float:
     return seconds
 
 
-EXIT_STATUS = (
-    "Exit status: 0 success; 1 authentication failed (token endpoint refused or unreachable, "
-    "login failed or denied, cache unusable, `status --check` found no usable token); "
-    "2 bad arguments or configuration; 130 interrupted."
+#: The exit statuses (DESIGN.md, "CLI exit statuses"); each error class names
+#: its own (``HoxtonAuthError.exit_status``). ``--help`` shows this table.
+EXIT_STATUSES = {
+    0: "success",
+    1: "other failure (login failed or not stored, cache unusable, answer not understood)",
+    2: "usage or configuration error: nothing was sent",
+    4: "login needed: no session, or the refresh token was refused",
+    5: "identity provider unreachable, too slow or failing (HTTP 5xx, 429): retry later",
+    6: "credentials refused (wrong client secret or password, blocked user)",
+    130: "interrupted",
+}
+EXIT_STATUS = "exit status:\n" + "\n".join(
+    f"  {status:<4} {meaning}" for status, meaning in EXIT_STATUSES.items()
 )
+#: Seconds ``token --timeout`` waits past its deadline for the library's own
+#: error (which names the cause) before it ends the command itself: the
+#: deadline bounds the requests, this bounds what they cannot (a stuck DNS
+#: look-up, a lock).
+TIMEOUT_GRACE = 2.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -214,13 +237,21 @@ def _parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Tokens for the HoxtonAI API, from the same shared cache as the library.",
         epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the table's lines
     )
     parser.add_argument("--debug", action="store_true", help="log what happens; show tracebacks")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], text: str) -> Any:
-        sub = commands.add_parser(name, parents=[common], help=text, description=text)
+        sub = commands.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=text,
+            epilog=EXIT_STATUS,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.set_defaults(run=run)
         return sub
 
@@ -233,6 +264,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_seconds,
         metavar="SECONDS",
         help="renew first if the token has less than this many seconds left",
+    )
+    token.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="give up after this many seconds, retries and waits included (exit status 5)",
     )
     login = command(
         "login", cmd_login, "log in (browser, or a device code without one) and cache the tokens"
@@ -291,30 +328,99 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``hoxton-auth``; return the exit status.
+def _one_line_warnings(debug: bool) -> None:
+    """Each warning once, on one line of stderr: ``hoxton-auth: warning: ...`` (issue 22).
 
-    0 success, 1 authentication failed (token endpoint, login, cache, a
-    failed ``status --check``), 2 bad arguments or configuration, 130
-    interrupted.
+    The library reports a degraded state as a log record and a
+    ``HoxtonAuthWarning`` with the same words: the record is printed, the
+    warning then only if no record said it (``--debug`` shows both, with
+    the warning's source line as Python prints it).
+    """
+    import logging
+    import warnings
+
+    from ._cli_commands import PROG
+    from ._errors import HoxtonAuthWarning
+
+    said: set[str] = set()
+
+    def new(text: str) -> bool:
+        # The same event again, perhaps with what the library did about it appended.
+        if any(text.startswith(each) for each in said):
+            return False
+        said.add(text)
+        return True
+
+    class OneLine(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"{PROG}: {record.levelname.lower()}: {printable(record.getMessage())}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLine())
+    if not debug:
+        handler.addFilter(lambda record: new(printable(record.getMessage())))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
+    if debug:
+        return
+    python_way = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if not issubclass(category, HoxtonAuthWarning):
+            python_way(message, category, filename, lineno, file, line)
+            return
+        text = printable(str(message))
+        if new(text):
+            sys.stderr.write(f"{PROG}: warning: {text}\n")
+
+    warnings.showwarning = show
+
+
+def _end_after(seconds: float) -> None:
+    """End the process with status 5 if it still runs ``seconds`` (+ grace) from now."""
+    import os
+    import threading
+
+    from ._cli_commands import PROG
+
+    def expire() -> None:
+        sys.stderr.write(
+            f"{PROG}: error: no answer within --timeout {seconds:g}s "
+            f"(+{TIMEOUT_GRACE:g}s grace); try again later\n"
+        )
+        sys.stderr.flush()
+        os._exit(5)  # the main thread may be blocked where no exception can reach it
+
+    timer = threading.Timer(seconds + TIMEOUT_GRACE, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``hoxton-auth``; return the exit status (``EXIT_STATUSES``).
+
+    0 success, 1 other failure, 2 bad arguments or configuration, 4 login
+    needed, 5 the identity provider could not be reached (retry later), 6
+    the credentials were refused, 130 interrupted.
     """
     arguments = sys.argv[1:] if argv is None else list(argv)
     token = _token_from_cache(arguments)
     if token is not None:
         sys.stdout.write(token + "\n")
         return 0
-    # Here, not at the top: logging costs ~11 ms of CPU (python -X importtime).
-    import logging
-
-    from ._cli_commands import PROG
+    from ._cli_commands import PROG, hint_for
 
     args = _parser().parse_args(arguments)
     debug = bool(args.debug)
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format=f"{PROG}: %(levelname)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _one_line_warnings(debug)
+    if getattr(args, "timeout", None) is not None and args.command == "token":
+        _end_after(args.timeout)
     try:
         status: int = args.run(args)
     except KeyboardInterrupt:
@@ -325,11 +431,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HoxtonAuthError as exc:
         if debug:
             raise
-        sys.stderr.write(f"{PROG}: error: {exc}\n")
-        return 2 if isinstance(exc, ConfigError) else 1
+        sys.stderr.write(f"{PROG}: error: {printable(str(exc))}\n")
+        hint = hint_for(exc, args)
+        if hint:
+            sys.stderr.write(f"{PROG}: {hint}\n")
+        return exc.exit_status
     except Exception as exc:  # a bug, or an OSError we did not foresee: still no traceback
         if debug:
             raise
-        sys.stderr.write(f"{PROG}: {type(exc).__name__}: {exc} (--debug shows the traceback)\n")
+        text = printable(f"{type(exc).__name__}: {exc}")
+        sys.stderr.write(f"{PROG}: {text} (--debug shows the traceback)\n")
         return 1
     return status

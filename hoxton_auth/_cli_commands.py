@@ -31,20 +31,30 @@ from ._arguments import (
     resolve_cache,
     session_from_env,
 )
-from ._cache import CacheEntry, TokenCache
-from ._config import NetworkSettings
-from ._errors import ConfigError, NotLoggedInError
+from ._cache import CacheEntry, MemoryTokenCache, TokenCache
+from ._config import ENVIRONMENT, NetworkSettings
+from ._errors import (
+    CacheUnavailableError,
+    ConfigError,
+    HoxtonAuthError,
+    NotLoggedInError,
+    TokenRequestError,
+    printable,
+)
 from ._session import TokenManager
+from ._token import user_of
 
 if TYPE_CHECKING:
     from ._renewal import SyncTransport
     from ._wire import Reply, TokenRequest
 
-__all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token"]
+__all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token", "hint_for"]
 
 PROG = "hoxton-auth"
 _CLIENT_OPTIONS = ("client_id", "client_secret", "domain", "audience", "scope", "cache")
 _GRANT_OPTIONS = ("username", "password", "refresh_token")
+# What ``--timeout`` leaves of the library's per-request timeout (its default).
+_REQUEST_TIMEOUT = 30.0
 
 
 def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]:
@@ -79,6 +89,14 @@ def _session(args: argparse.Namespace, *, must_exist: bool = True) -> TokenManag
         NotLoggedInError: ``must_exist`` and no login is cached.
     """
     overrides = _overrides(args, _CLIENT_OPTIONS + _GRANT_OPTIONS)
+    seconds = getattr(args, "timeout", None) if args.command == "token" else None
+    if seconds is not None:
+        if seconds <= 0:
+            raise ConfigError(f"--timeout must be more than 0 seconds, got {seconds:g}")
+        # The token endpoint's deadline, retries and the lock's wait included;
+        # main() ends the command TIMEOUT_GRACE later whatever it waits for.
+        overrides["retry_deadline"] = seconds
+        overrides["timeout"] = min(_REQUEST_TIMEOUT, seconds)
     username = overrides.get("username")
     # Never block a script on a prompt nobody sees: only a terminal is asked.
     if username and not gather(None, overrides).get("password") and sys.stdin.isatty():
@@ -160,6 +178,48 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _source(args: argparse.Namespace, name: str) -> str:
+    """Where a client option came from: its flag, else its variable."""
+    if getattr(args, name, None) is not None:
+        return "--" + name.replace("_", "-")
+    return "$" + ENVIRONMENT[name]
+
+
+def hint_for(exc: HoxtonAuthError, args: argparse.Namespace) -> str | None:
+    """What to do about ``exc``, in the terms of this command line (or ``None``)."""
+    if not isinstance(exc, TokenRequestError) or exc.error not in (
+        "invalid_client",
+        "unauthorized_client",
+    ):
+        return None
+    client_id = getattr(args, "client_id", None) or read_environment().get("client_id", "?")
+    said = f"client id {client_id!r} (from {_source(args, 'client_id')})"
+    if exc.error == "unauthorized_client" and args.command == "login":
+        return (
+            f"hint: the application of {said} may not use this login: a device login "
+            "needs a Native application with the Device Code grant enabled in Auth0"
+        )
+    if exc.error == "unauthorized_client":
+        return f"hint: the application of {said} is not allowed this grant in Auth0"
+    secret = _source(args, "client_secret")
+    return (
+        f"hint: the tenant refused {said} with the secret from {secret}: check both "
+        "(a secret of another application or tenant, or a rotated one?)"
+    )
+
+
+def _stored_login(key: str, location: Any) -> CacheEntry | None:
+    """The entry ``key`` if it is readable in a fresh look at the cache ``location``."""
+    # A new cache object: the auth object's own may hold the entry in memory
+    # only (a full disk, a cache refused since), which no other process sees.
+    cache = resolve_cache(location)
+    if isinstance(cache, MemoryTokenCache):
+        return None
+    entry = cache.load(key)
+    usable = entry is not None and bool(entry.token.refresh_token or entry.token.access_token)
+    return entry if usable else None
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     given = {**read_environment(), **_overrides(args, _CLIENT_OPTIONS)}
     if not given.get("client_id"):
@@ -181,10 +241,25 @@ def cmd_login(args: argparse.Namespace) -> int:
         prompt=args.prompt,
         **common,
     )
+    location = given.get("cache", DEFAULT)
+    stored = _stored_login(auth._manager.key, location)
+    if stored is None:
+        raise CacheUnavailableError(
+            f"logged in to {auth.config.domain} as client {auth.config.client_id}, but the "
+            f"session could not be stored in {resolve_cache(location)!r} (see the warning "
+            "above): other commands would not find it. Free space there, or set "
+            "HOXTON_AUTH_CACHE to a file this user can write, and log in again"
+        )
     sys.stderr.write(
-        f"Logged in to {auth.config.domain} as client {auth.config.client_id} "
-        f"(scope: {auth.config.scope or '-'}); tokens cached in {auth.cache!r}.\n"
+        printable(
+            f"Logged in to {auth.config.domain} as client {auth.config.client_id} "
+            f"(scope: {auth.config.scope or '-'}); tokens cached in {auth.cache!r}."
+        )
+        + "\n"
     )
+    user = user_of(stored.token)
+    if user:
+        sys.stderr.write(printable(f"User: {user} (from the ID token, unverified)") + "\n")
     return 0
 
 
@@ -196,8 +271,11 @@ def cmd_logout(args: argparse.Namespace) -> int:
     session.logout(_send(session.config.network))
     c = session.config
     sys.stderr.write(
-        f"Logged out: client_id={c.client_id!r}, domain={c.domain!r}, "
-        f"audience={c.audience!r}, scope={c.scope!r}.\n"
+        printable(
+            f"Logged out: client_id={c.client_id!r}, domain={c.domain!r}, "
+            f"audience={c.audience!r}, scope={c.scope!r}."
+        )
+        + "\n"
     )
     if c.client_secret is None or args.login_session:
         # Revoking the refresh token leaves the browser logged in at the
@@ -222,6 +300,7 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
     elif subject != "client":
         grant = f"{grant} ({subject})"
     fresh = bool(token.access_token) and token.expires_at > now
+    user = user_of(token)
     return {
         "client_id": meta.get("client_id", "?"),
         "token_url": meta.get("token_url", "?"),
@@ -232,6 +311,7 @@ def _describe(entry: CacheEntry, now: float) -> dict[str, Any]:
         "expires_in": int(token.expires_at - now) if token.access_token else None,
         "valid": fresh,
         "refresh_token": bool(token.refresh_token),
+        "user": f"{user} (from the ID token, unverified)" if user else None,
     }
 
 
@@ -242,6 +322,19 @@ def _usable(described: list[dict[str, Any]], client_id: str | None) -> list[dict
         for d in described
         if (client_id is None or d["client_id"] == client_id) and (d["valid"] or d["refresh_token"])
     ]
+
+
+def _where(cache: TokenCache) -> str:
+    """Where ``status`` says the tokens live: a file, Redis, or this process's memory only."""
+    if isinstance(cache, MemoryTokenCache):
+        return (
+            "memory only: nothing outlives this command (set HOXTON_AUTH_CACHE to a file "
+            "this user can write)"
+        )
+    path = getattr(cache, "path", None)
+    if path is not None:
+        return f"file {path}"
+    return f"Redis, {cache!r}" if type(cache).__name__ == "RedisTokenCache" else repr(cache)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -255,15 +348,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         usable = _usable(described, client_id)
         whose = f" of {client_id}" if client_id else ""
         if usable:
-            sys.stderr.write(f"{len(usable)} usable token(s) or session(s){whose} in {cache!r}.\n")
+            said = f"{len(usable)} usable token(s) or session(s){whose} in {cache!r}."
+            sys.stderr.write(printable(said) + "\n")
             return 0
-        sys.stderr.write(f"No usable token or session{whose} in {cache!r}: run `{PROG} login`.\n")
+        said = f"No usable token or session{whose} in {cache!r}: run `{PROG} login`."
+        sys.stderr.write(printable(said) + "\n")
         return 1
     described.sort(key=lambda d: (d["token_url"], d["client_id"], d["grant"], d["scope"]))
     if args.json:
-        sys.stdout.write(json.dumps({"cache": repr(cache), "entries": described}, indent=2) + "\n")
+        document = {"cache": repr(cache), "stored_in": _where(cache), "entries": described}
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 0
-    lines = [f"Cache: {cache!r} ({len(described)} entr{'y' if len(described) == 1 else 'ies'})"]
+    lines = [
+        f"Cache: {cache!r} ({len(described)} entr{'y' if len(described) == 1 else 'ies'})",
+        f"Stored in: {_where(cache)}",
+    ]
     for d in described:
         if d["expires_at"] is None:
             expiry = "no access token"
@@ -280,5 +379,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  expires   {expiry}",
             f"  refresh   {'yes' if d['refresh_token'] else 'no'}",
         ]
-    sys.stdout.write("\n".join(lines) + "\n")
+        if d["user"]:
+            lines.append(f"  user      {d['user']}")
+    # Labels come from token answers and the cache file: no escape sequence gets through.
+    sys.stdout.write("\n".join(printable(line) for line in lines) + "\n")
     return 0

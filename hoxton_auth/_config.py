@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode, urlsplit
 
-from ._errors import ConfigError, InsecureTransportError
+from ._errors import ConfigError, InsecureTransportError, warn_once
 from ._freshness import DEFAULT_REFRESH_AHEAD
 
 __all__ = [
@@ -23,11 +23,13 @@ __all__ = [
     "DEFAULT_DOMAIN",
     "DEFAULT_LEEWAY",
     "ENVIRONMENT",
+    "LOGIN_PORT_VARIABLE",
     "ClientConfig",
     "NetworkSettings",
     "check_bearer_url",
     "normalize_scope",
     "read_environment",
+    "unknown_variables",
 ]
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
@@ -61,10 +63,57 @@ ENVIRONMENT = {
 }
 
 
+#: Overrides the login's callback ports (``_arguments.LOGIN_PORTS``).
+LOGIN_PORT_VARIABLE = "HOXTON_LOGIN_PORT"
+_KNOWN_VARIABLES = (*ENVIRONMENT.values(), LOGIN_PORT_VARIABLE)
+_names_checked = False  # os.environ's HOXTON_* names: checked once per process
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``HOXTON_*`` names hoxton-auth does not read (``HOXTON_TEST_*`` are test suites')."""
+    return sorted(
+        name
+        for name in environ
+        if name.startswith("HOXTON_")
+        and name not in _KNOWN_VARIABLES
+        and not name.startswith("HOXTON_TEST_")
+    )
+
+
+def _warn_unknown(names: list[str]) -> None:
+    """One ``HoxtonAuthWarning`` for every misspelt variable, each with its closest name."""
+    import difflib  # here: only a misspelt variable needs it
+
+    said = []
+    for name in names:
+        close = difflib.get_close_matches(name, _KNOWN_VARIABLES, n=1, cutoff=0.6)
+        said.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    message = (
+        f"hoxton-auth ignores the environment variable(s) {', '.join(said)}; "
+        f"it reads {', '.join(_KNOWN_VARIABLES)}"
+    )
+    warn_once("unknown variables", ",".join(names), "%s", message)
+
+
 def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The constructor arguments set in the environment (empty variables count as unset)."""
+    """The constructor arguments set in the environment.
+
+    Empty variables count as unset, except ``HOXTON_AUTH_DOMAIN``: an empty
+    one is a mistake (a template's ``${TENANT}`` that was never filled in),
+    and treating it as unset would send the client secret to the production
+    tenant. It is kept, and refused (``ConfigError``) before any request.
+    """
+    global _names_checked
+    if environ is None and not _names_checked:
+        _names_checked = True
+        unknown = unknown_variables(os.environ)
+        if unknown:  # a typo would otherwise go to production unnoticed (issue 22)
+            _warn_unknown(unknown)
     environ = os.environ if environ is None else environ
-    return {arg: environ[var] for arg, var in ENVIRONMENT.items() if environ.get(var)}
+    found = {arg: environ[var] for arg, var in ENVIRONMENT.items() if environ.get(var)}
+    if environ.get(ENVIRONMENT["domain"]) == "":
+        found["domain"] = ""
+    return found
 
 
 def normalize_scope(scope: ScopeArg) -> str | None:
@@ -123,9 +172,28 @@ def check_bearer_url(url: str, *, allow_insecure_http: bool) -> None:
     )
 
 
+#: Paths of the tenant's endpoints: a domain ending in one is an endpoint's URL
+#: pasted in place of the tenant's (its token URL would be .../oauth/token/oauth/token).
+_ENDPOINT_PATHS = (
+    "/oauth/token",
+    "/oauth/revoke",
+    "/oauth/device/code",
+    "/authorize",
+    "/userinfo",
+    "/v2/logout",
+    "/.well-known/openid-configuration",
+    "/.well-known/jwks.json",
+)
+
+
 def _check_domain(domain: object) -> str:
     if not isinstance(domain, str):
         raise ConfigError(f"domain must be an https:// URL string, got {type(domain).__name__}")
+    if not domain.strip():
+        raise ConfigError(
+            f"domain is empty (is {ENVIRONMENT['domain']} set to an empty value?): set it "
+            f"to the tenant's https:// URL, or unset it for {DEFAULT_DOMAIN}"
+        )
     parts = urlsplit(domain)
     if "@" in parts.netloc:
         # Not echoed: a user:password in the URL would reach logs and messages.
@@ -143,7 +211,29 @@ def _check_domain(domain: object) -> str:
         )
     if parts.query or parts.fragment:
         raise ConfigError(f"domain must not carry a query or fragment, got {domain!r}")
+    path = parts.path.rstrip("/")
+    for endpoint in _ENDPOINT_PATHS:
+        if path.lower().endswith(endpoint):
+            tenant = f"{parts.scheme}://{parts.netloc}{path[: -len(endpoint)]}"
+            raise ConfigError(
+                f"domain {domain!r} has the path of an endpoint ({endpoint}): give the "
+                f"tenant's address only, {tenant!r}; the library adds the paths"
+            )
+    if domain != domain.strip():
+        raise ConfigError(f"domain has spaces around it: {domain!r}")
     return domain.rstrip("/")
+
+
+def _warn_whitespace(name: str) -> None:
+    # Auth0 never issues one with spaces: most likely a newline from a file or
+    # a copy and paste; sent as given (a password may end in a space), but said.
+
+    message = (
+        f"{name} has whitespace (a space or newline) at its start or end, which Auth0's "
+        f"{name.replace('_', ' ')}s never have; it is sent as given: strip it if the "
+        f"tenant answers invalid_client"
+    )
+    warn_once("whitespace", name, "%s", message)
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -158,6 +248,12 @@ def _check_path_arg(name: str, value: object) -> str:
     path = os.fspath(value)
     if not isinstance(path, str) or not path:
         raise ConfigError(f"{name} must be a non-empty path")
+    # Checked now, not at the first token request: there, the TLS library's
+    # OSError would come from frames that hold the encoded form (issue 22).
+    if not os.path.exists(path):
+        raise ConfigError(f"{name}={path!r}: no such file or directory")
+    if not os.access(path, os.R_OK):
+        raise ConfigError(f"{name}={path!r}: not readable by this user")
     return path
 
 
@@ -252,6 +348,18 @@ class NetworkSettings(_Frozen):
         """
         return cls(verify, cert, proxy, trust_env)
 
+    def for_url(self, url: str) -> NetworkSettings:
+        """The settings to send to ``url`` with: no proxy at all for a cleartext URL.
+
+        A token request carries the client secret or a password. Over
+        ``http://`` (allowed for loopback hosts only) a proxy, given or from
+        ``HTTP_PROXY``, would read it in clear, and would reach its own
+        loopback, not ours: such requests go direct (issue 22).
+        """
+        if url[:7].lower() != "http://":
+            return self
+        return NetworkSettings(self.verify, self.cert, None, trust_env=False)
+
     def __repr__(self) -> str:
         # The proxy URL may carry user:password: show only whether there is one.
         proxy = "set" if self.proxy else None
@@ -335,6 +443,10 @@ class ClientConfig(_Frozen):
             not isinstance(self.client_secret, str) or not self.client_secret
         ):
             raise ConfigError("client_secret must be a non-empty string or None")
+        for name in ("client_id", "client_secret"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value != value.strip():
+                _warn_whitespace(name)
         if not isinstance(self.audience, str) or not self.audience:
             raise ConfigError("audience must be a non-empty string")
         for name in ("organization", "forwarded_for"):

@@ -19,6 +19,14 @@
 
 Messages carry the server's own words and never a secret: no request form,
 no token, no password ever reaches an exception.
+
+Each error has an ``exit_status``: what ``hoxton-auth`` exits with when it
+ends a command (DESIGN.md, "CLI exit statuses"; the table is ``_cli.EXIT_STATUSES``)::
+
+    0 success                       4 login needed (NotLoggedInError, LoginRequiredError)
+    1 any other failure             5 identity provider or network unreachable, or too slow
+    2 usage or configuration        6 the credentials were refused (secret, password, blocked)
+    130 interrupted
 """
 
 from __future__ import annotations
@@ -45,12 +53,27 @@ __all__ = [
 ]
 
 
+# OAuth ``error`` codes that mean "these credentials are refused" (exit status 6):
+# RFC 6749 §5.2, plus Auth0's blocked user (too_many_attempts) and rule denials.
+_CREDENTIALS_REFUSED = frozenset(
+    {"invalid_client", "invalid_grant", "unauthorized_client", "access_denied", "too_many_attempts"}
+)
+
+
 class HoxtonAuthError(Exception):
-    """Base class of every error raised by hoxton_auth."""
+    """Base class of every error raised by hoxton_auth.
+
+    Attributes:
+        exit_status: What ``hoxton-auth`` exits with for this error (``_cli.EXIT_STATUSES``).
+    """
+
+    exit_status = 1
 
 
 class ConfigError(HoxtonAuthError, ValueError):
     """The arguments given to an auth object are missing or contradictory."""
+
+    exit_status = 2
 
 
 class InsecureTransportError(HoxtonAuthError):
@@ -59,6 +82,8 @@ class InsecureTransportError(HoxtonAuthError):
     Raised before anything is sent, for API URLs on a host other than
     loopback; ``allow_insecure_http=True`` lifts the rule.
     """
+
+    exit_status = 2
 
 
 class TokenRequestError(HoxtonAuthError):
@@ -93,6 +118,15 @@ class TokenRequestError(HoxtonAuthError):
         self.attempts = attempts
         self.retry_after = retry_after
 
+    @property
+    def exit_status(self) -> int:  # type: ignore[override]  # a class attribute in the base
+        """6 when the credentials were refused, 5 for a server that cannot answer now, else 1."""
+        if self.error in _CREDENTIALS_REFUSED:
+            return 6
+        if self.status_code >= 500 or self.status_code in (408, 429):
+            return 5
+        return 1
+
 
 class InvalidGrantError(TokenRequestError):
     """The server rejected the grant itself (``invalid_grant``)."""
@@ -106,6 +140,11 @@ class LoginRequiredError(InvalidGrantError):
 
     Log in again (``HoxtonAuth.login`` or ``hoxton-auth login``).
     """
+
+    @property
+    def exit_status(self) -> int:  # type: ignore[override]  # see TokenRequestError
+        """Always 4: log in again."""
+        return 4
 
 
 class MfaRequiredError(TokenRequestError):
@@ -158,6 +197,8 @@ class TokenEndpointUnreachableError(HoxtonAuthError):
         attempts: How many requests were made.
     """
 
+    exit_status = 5
+
     def __init__(
         self, message: str, *, url: str, attempts: int, retry_after: float | None = None
     ) -> None:
@@ -182,6 +223,8 @@ class NotLoggedInError(LoginError):
     ``LoginRequiredError``; ``except (LoginRequiredError, NotLoggedInError)``
     catches every "log in again".
     """
+
+    exit_status = 4
 
 
 class CacheError(HoxtonAuthError, OSError):
@@ -267,3 +310,17 @@ def warn_once(
         logger.warning(message, *args)
     else:
         logger.debug(message, *args)
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control and format characters escaped (``\\x1b``).
+
+    For words from outside (a server's ``error_description``, a device code's
+    URI, a cache file's labels) on their way to a message, a log line or a
+    prompt: an escape sequence could retitle or clear the terminal, or draw
+    spoofed text; a bidi override could reorder what is shown (issue 22).
+    Not in ``__all__``: for the package's modules.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text)

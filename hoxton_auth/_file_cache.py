@@ -34,7 +34,6 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from ._cache import (
@@ -45,12 +44,14 @@ from ._cache import (
     TokenCache,
 )
 from ._cache_format import encode
+from ._config import read_environment
 from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, warn_once
 from ._private_file import (
     Reservation,
     check_before_locking,
     default_cache_path,
     ensure_directory,
+    expand_path,
     read_document,
     release,
     replace,
@@ -96,13 +97,19 @@ class FileTokenCache(TokenCache):
             from its ``retry_deadline`` and ``timeout``.
 
     Raises:
-        ConfigError: ``lock_wait_timeout`` is not a number >= 0.
+        ConfigError: ``lock_wait_timeout`` is not a number >= 0, or ``path``
+            starts with ``~`` and there is no home directory.
+        CacheUnavailableError: No ``path`` and no default: this user has no
+            home directory (``resolve_cache`` then keeps tokens in memory).
     """
 
     def __init__(
         self, path: PathArg | None = None, *, lock_wait_timeout: float | None = None
     ) -> None:
-        chosen = Path(path).expanduser() if path is not None else default_cache_path()
+        chosen = expand_path(path) if path is not None else default_cache_path()
+        # The library's own file in its own directory (no path, no $HOXTON_AUTH_CACHE):
+        # garbage there is moved aside, never at a path the user chose (issue 22).
+        self._own_file = path is None and not read_environment().get("cache")
         # Absolute now: a later chdir() must not move the cache.
         self.path = chosen.absolute()
         self.lock_path = self.path.with_name(self.path.name + ".lock")
@@ -161,7 +168,7 @@ class FileTokenCache(TokenCache):
         Raises:
             CacheUnavailableError: The file is refused, or cannot be read.
         """
-        read = read_document(self.path)
+        read = read_document(self.path, move_aside=self._own_file)
         if read is None:
             return {}
         decoded, info = read

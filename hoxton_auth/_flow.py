@@ -28,8 +28,9 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 
-from ._config import ClientConfig
+from ._config import ClientConfig, check_bearer_url
 from ._errors import (
+    InsecureTransportError,
     InvalidGrantError,
     LoginError,
     LoginRequiredError,
@@ -214,7 +215,7 @@ def post_with_retries(
     Full jitter (delay drawn from 0..min(cap, base * 2**n)). The server's wait
     (``Retry-After``, ``X-RateLimit-Reset``, Auth0's quota reset) is a floor,
     and a wait past ``deadline`` ends the fetch at once (the cache keeps it as
-    a shared cooldown, ``_failures.py``), as does ``config.max_attempts``. A
+    a shared cooldown, ``_outage.py``), as does ``config.max_attempts``. A
     retry's timeout is cut to the time left, so the deadline bounds the whole
     fetch. Never retried (issue 12): every other 4xx, and a 429
     ``too_many_attempts`` (the account is blocked: each try extends the block).
@@ -294,6 +295,9 @@ SLOW_DOWN_SECONDS = 5.0
 DEFAULT_INTERVAL = 5.0
 # After a network failure or a 5xx the interval doubles, up to this (RFC 8628 §3.5).
 MAX_INTERVAL = 60.0
+# The server's interval is kept within [MIN_INTERVAL, the code's lifetime] (issue 22):
+# 0.001 would poll hundreds of times a second, a day would outlive the code.
+MIN_INTERVAL = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -344,8 +348,35 @@ def request_device_code(
     if not (math.isfinite(expires_in) and math.isfinite(interval) and interval > 0):
         message = f"device authorization response from {url} has a bad expires_in or interval"
         raise bad_response(message, response, url, attempts)
+    problem = _unsafe_to_show(authorization)
+    if problem is not None:
+        message = f"device authorization response from {url} refused: {problem}"
+        raise bad_response(message, response, url, attempts)
+    bounded = min(max(interval, MIN_INTERVAL), max(expires_in, MIN_INTERVAL))
+    authorization = dataclasses.replace(authorization, interval=bounded)
     logger.debug("device code issued: expires_in=%.0fs interval=%gs", expires_in, interval)
     return authorization
+
+
+def _unsafe_to_show(authorization: DeviceAuthorization) -> str | None:
+    """Why the codes and URIs the user is told to open cannot be shown, or ``None``.
+
+    A user opens what the prompt says: only an ``https`` (or loopback) page,
+    and no control characters, which could rewrite the terminal (issue 22).
+    """
+    if not authorization.user_code.isprintable():
+        return "its user_code has control characters"
+    for name in ("verification_uri", "verification_uri_complete"):
+        uri = getattr(authorization, name)
+        if uri is None:
+            continue
+        if not isinstance(uri, str) or not uri.isprintable() or " " in uri:
+            return f"its {name} is not a plain URL"
+        try:
+            check_bearer_url(uri, allow_insecure_http=False)
+        except InsecureTransportError:
+            return f"its {name} is not an https:// URL"
+    return None
 
 
 def _text(value: object) -> str:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
+from ._errors import ConfigError
 from ._session import BEARER, TokenManager
 
 if TYPE_CHECKING:
@@ -47,7 +48,21 @@ def _headers(content_type: str, request: TokenRequest) -> dict[str, str]:
 
 
 def _ssl_context(network: NetworkSettings) -> ssl.SSLContext:
-    """The TLS settings as one ``SSLContext`` (httpx 0.28 deprecates path strings and ``cert=``)."""
+    """The TLS settings as one ``SSLContext`` (httpx 0.28 deprecates path strings and ``cert=``).
+
+    Raises:
+        ConfigError: A CA bundle or certificate file is gone, unreadable or not PEM.
+    """
+    try:
+        return _load_ssl_context(network)
+    except (ssl.SSLError, OSError) as exc:  # issue 22: named, and no frames kept
+        exc.__traceback__ = None
+        raise ConfigError(
+            f"cannot load verify={network.verify!r} or cert={network.cert!r}: {exc}"
+        ) from None
+
+
+def _load_ssl_context(network: NetworkSettings) -> ssl.SSLContext:
     if network.verify is True:
         # httpx's own default: certifi, or SSL_CERT_FILE/SSL_CERT_DIR with trust_env.
         context = httpx.create_ssl_context(trust_env=network.trust_env)
@@ -106,9 +121,10 @@ def send_with_httpx(request: TokenRequest, network: NetworkSettings = _DEFAULT_N
     """POST a token request with ``httpx.Client``; network failures are returned."""
     from ._wire import MAX_RESPONSE_BYTES, TransportFailure  # here: see _token_response
 
+    # Outside the try: an unreadable cert or CA file is the caller's mistake, not the
+    # network's; and before the body is encoded, so that no frame of its error holds it.
+    options = _client_options(network.for_url(request.url), request.timeout)  # issue 22
     body, content_type = request.encode()
-    # Outside the try: an unreadable cert or CA file is the caller's mistake, not the network's.
-    options = _client_options(network, request.timeout)
     deadline = time.monotonic() + request.timeout  # bounds the whole answer (issue 12)
     try:
         with (

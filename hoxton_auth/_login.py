@@ -85,7 +85,10 @@ class _Callback:
         # The state check comes first (RFC 6749 §10.12): a redirect we did not start,
         # even an error one, is refused and the login goes on (any local process or
         # web page can send one, and it must not be able to end a login).
-        if state is None or not secrets.compare_digest(state, self.expected_state):
+        # Compared as bytes: compare_digest refuses str with non-ASCII characters
+        # (a TypeError in the handler thread, a traceback on the terminal; issue 22).
+        given = None if state is None else state.encode("utf-8", "surrogateescape")
+        if given is None or not secrets.compare_digest(given, self.expected_state.encode()):
             self.refused += 1
             logger.warning(
                 "login callback with a wrong or missing state refused (a stale tab, or a "
@@ -140,6 +143,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _CallbackServer(ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints the traceback to stderr: whatever a local process or
+        # web page sends to the callback port must not flood the terminal (issue 22).
+        logger.debug("login callback server: a request failed", exc_info=True)
 
     def __init__(self, host: str, port: int, callback: _Callback) -> None:
         self.callback = callback
@@ -374,6 +382,9 @@ def _progress(
 
     def wait(delay: float) -> None:
         nonlocal shown_at
+        # Never past the deadline (the code's life, cut to ``timeout``): a server's
+        # huge interval or many slow_downs must not hold the login (issue 22).
+        delay = min(delay, max(authorization.expires_at - time.time(), 0.0))
         if not out.isatty():
             now = time.time()
             if shown_at is None or now - shown_at >= _PLAIN_PROGRESS_EVERY:

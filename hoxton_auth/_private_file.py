@@ -26,9 +26,9 @@ import os
 import stat
 from pathlib import Path
 
-from ._cache_format import Decoded, decode
+from ._cache_format import NOT_OURS, Decoded, decode
 from ._config import read_environment
-from ._errors import CacheUnavailableError, warn_once
+from ._errors import CacheUnavailableError, ConfigError, warn_once
 
 __all__ = [
     "MAX_FILE_BYTES",
@@ -39,6 +39,7 @@ __all__ = [
     "check_directory",
     "default_cache_path",
     "ensure_directory",
+    "expand_path",
     "read_document",
     "release",
     "replace",
@@ -63,14 +64,56 @@ _O_OPEN |= getattr(os, "O_CLOEXEC", 0)
 Reservation = tuple[int, str]
 
 
+def expand_path(path: str | os.PathLike[str]) -> Path:
+    """``path`` with a leading ``~`` expanded.
+
+    Raises:
+        ConfigError: It starts with ``~`` and this user has no home directory
+            (``HOME`` unset and no passwd entry, as in ``docker run --user 4242``).
+    """
+    try:
+        expanded = Path(path).expanduser()
+    except (RuntimeError, KeyError):  # pathlib: "Could not determine home directory"
+        expanded = Path(path)
+    if expanded.parts[:1] and expanded.parts[0].startswith("~"):
+        raise ConfigError(
+            f"token cache path {os.fspath(path)!r} starts with ~, but this user (uid "
+            f"{_uid()}) has no home directory (HOME is unset and there is no passwd "
+            f"entry): give HOXTON_AUTH_CACHE or cache= an absolute path"
+        )
+    return expanded
+
+
+def _uid() -> object:
+    return os.geteuid() if hasattr(os, "geteuid") else "?"
+
+
 def default_cache_path() -> Path:
-    """``$HOXTON_AUTH_CACHE``, else the user cache dir + ``hoxton-auth/tokens.json``."""
+    """``$HOXTON_AUTH_CACHE``, else the user cache dir + ``hoxton-auth/tokens.json``.
+
+    Raises:
+        ConfigError: ``$HOXTON_AUTH_CACHE`` starts with ``~`` and there is no home.
+        CacheUnavailableError: There is no user cache dir: no home directory
+            (a container's uid without a passwd entry, ``env -i``). Never a
+            relative ``~/.cache`` (platformdirs before 4.12 returned one, which
+            would put tokens in ``./~/`` of the working directory).
+    """
     configured = read_environment().get("cache")
     if configured:
-        return Path(configured).expanduser()
+        return expand_path(configured)
     import platformdirs  # imported here: only a process that touches the disk needs it
 
-    return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "tokens.json"
+    try:
+        directory: Path | None = platformdirs.user_cache_path("hoxton-auth", appauthor=False)
+    except (RuntimeError, KeyError, OSError):  # platformdirs >= 4.12: no home directory
+        directory = None
+    if directory is None or not directory.is_absolute() or "~" in directory.parts[0]:
+        raise CacheUnavailableError(
+            f"no default token cache: this user (uid {_uid()}) has no home directory "
+            f"(HOME is unset and there is no passwd entry); set HOXTON_AUTH_CACHE to a "
+            f"file path (or a redis:// URL) to share tokens between processes"
+        )
+    return directory / "tokens.json"
 
 
 # -- is it ours ----------------------------------------------------------------------
@@ -110,6 +153,36 @@ def check_directory(path: Path, *, quiet: bool = False) -> None:
     if open_to_others and not (info.st_mode & stat.S_ISVTX and info.st_uid == euid):
         mode = stat.S_IMODE(info.st_mode)
         raise _refuse(path, f"its directory is writable by others (mode {mode:o})", quiet=quiet)
+    _check_ancestors(path, euid, quiet=quiet)
+
+
+def _check_ancestors(path: Path, euid: int, *, quiet: bool) -> None:
+    """Refuse a cache under a directory others could rename ours away in (issue 22).
+
+    OpenSSH's StrictModes: every directory from the cache's up to the home
+    directory (or ``/``) belongs to this user or root and is not writable by
+    group or others; a sticky directory (``/tmp``) is fine, since others cannot
+    rename what is ours in it.
+    """
+    home = os.environ.get("HOME") or None
+    for ancestor in path.parent.parents:
+        try:
+            info = os.stat(ancestor)
+        except OSError:
+            continue  # missing (created 0700 by the first write) or not searchable
+        if info.st_uid not in (euid, 0):
+            reason = f"its ancestor directory {ancestor} belongs to uid {info.st_uid}"
+            raise _refuse(path, reason, quiet=quiet)
+        writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if writable and not info.st_mode & stat.S_ISVTX:
+            mode = stat.S_IMODE(info.st_mode)
+            reason = (
+                f"its ancestor directory {ancestor} is writable by others (mode {mode:o}): "
+                "they could move the cache's directory away and put theirs in its place"
+            )
+            raise _refuse(path, reason, quiet=quiet)
+        if home is not None and str(ancestor) == home.rstrip("/"):
+            return
 
 
 def _check_file(path: Path, info: os.stat_result, *, quiet: bool = False) -> None:
@@ -141,13 +214,21 @@ def check_before_locking(path: Path, lock_path: Path) -> None:
 # -- reading -----------------------------------------------------------------------------
 
 
-def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_result] | None:
+def read_document(
+    path: Path, *, quiet: bool = False, move_aside: bool = False
+) -> tuple[Decoded, os.stat_result] | None:
     """The decoded file and its ``fstat``, or ``None`` when absent.
 
     ``quiet``: a look that changes and reports nothing (a cached ``hoxton-auth
     token``): a refused file raises with no warning, and a file open to
     other users raises instead of being tightened. The caller then takes the
     full path, which reports it.
+
+    ``move_aside``: ``path`` is the library's own default file, in its own
+    private directory: a file of ours there that is not a hoxton-auth document
+    (garbage, another program's) is renamed ``<name>.unreadable-<time>``
+    (kept, never deleted), with one warning naming it, and reads as absent,
+    so that a fresh cache starts. A path the user chose is never moved.
 
     Raises:
         CacheUnavailableError: The file is refused, or cannot be read.
@@ -171,6 +252,9 @@ def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_
         if size > MAX_FILE_BYTES:
             raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes", quiet=quiet)
         decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
+        if decoded.refused == NOT_OURS and move_aside and not quiet:
+            _move_aside(path, info)
+            return None
         if decoded.refused is not None:
             raise _refuse(path, decoded.refused, quiet=quiet)
         if quiet and _open_to_others(info):
@@ -183,6 +267,34 @@ def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_
     finally:
         os.close(fd)
     return decoded, info
+
+
+def _move_aside(path: Path, info: os.stat_result) -> None:
+    """Rename the unreadable file at ``path`` out of the way, keeping it (issue 22).
+
+    Raises:
+        CacheUnavailableError: It could not be renamed (then it is refused as before).
+    """
+    import time  # here: only a damaged default cache needs it
+
+    moved = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+    try:
+        if moved.exists():  # a second one in the same second: never overwrite the first
+            moved = path.with_name(f"{moved.name}-{info.st_ino}")
+        # Only the file we read: another process may have replaced it since.
+        if os.lstat(path).st_ino != info.st_ino:
+            return
+        os.rename(path, moved)
+    except OSError as exc:
+        raise _refuse(path, f"{NOT_OURS}, and could not be moved aside: {exc}") from exc
+    warn_once(
+        "moved aside",
+        f"{path} {info.st_ino}",
+        "token cache %s was not a hoxton-auth token cache; moved aside to %s (kept, "
+        "not deleted) and a fresh cache started",
+        path,
+        moved,
+    )
 
 
 def _open_to_others(info: os.stat_result) -> bool:

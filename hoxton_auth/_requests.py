@@ -19,6 +19,7 @@ from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
 from ._config import ClientConfig, NetworkSettings, check_bearer_url
+from ._errors import ConfigError
 from ._session import BEARER, TokenManager
 
 if TYPE_CHECKING:
@@ -48,6 +49,7 @@ def send_with_requests(request: TokenRequest, network: NetworkSettings = _DEFAUL
     # creates the message dataclasses (each compiles its methods; issue 6).
     from ._wire import MAX_RESPONSE_BYTES, TokenResponse, TransportFailure
 
+    network = network.for_url(request.url)  # never a proxy in clear (issue 22)
     body, content_type = request.encode()
     headers = {**request.headers, "Content-Type": content_type, "Accept": "application/json"}
     proxies = {"http": network.proxy, "https": network.proxy} if network.proxy else None
@@ -91,6 +93,12 @@ def send_with_requests(request: TokenRequest, network: NetworkSettings = _DEFAUL
         if isinstance(exc, requests.RequestException):
             exc.request = None  # a PreparedRequest holds the body, secrets and all (issue 12)
         return TransportFailure(exc, time.time())
+    except OSError as exc:  # requests' own: a CA bundle or certificate gone since (issue 22)
+        exc.__traceback__ = None  # its frames hold the encoded body
+        body = b""  # and so would this frame, in the error's traceback
+        raise ConfigError(
+            f"cannot use verify={network.verify!r} or cert={network.cert!r}: {exc}"
+        ) from None
 
 
 class RequestsTransport:

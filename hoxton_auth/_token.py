@@ -13,7 +13,7 @@ from typing import Any
 
 from . import _freshness
 
-__all__ = ["Token", "TokenFormatError", "subject_of"]
+__all__ = ["Token", "TokenFormatError", "subject_of", "user_of"]
 
 # Bounds on what a server may claim about a token's life. A longer claim is
 # clamped (an over-long life is caught by the API's 401 anyway); a token with
@@ -243,3 +243,34 @@ def _lifetime(access_token: str, expires_in: object, now: float) -> float:
     if not usable:
         return UNKNOWN_LIFETIME
     return min(min(usable), MAX_LIFETIME)
+
+
+def user_of(token: Token) -> str | None:
+    """Who the ID token says logged in, for people to read: ``name <email> (sub)``.
+
+    Unverified, and said so wherever it is shown: the signature is not
+    checked (the client is not the party that must trust it). Decoded by hand,
+    not with PyJWT: ``hoxton-auth status`` loads no PyJWT
+    (``tests/test_imports.py``), and only the display depends on it.
+    """
+    import base64
+    import json
+
+    parts = (token.id_token or "").split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        claims = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    said = [claims.get(name) for name in ("name", "email", "sub")]
+    name, email, sub = (value if isinstance(value, str) and value else None for value in said)
+    shown = " ".join(
+        part for part in (name, f"<{email}>" if email and email != name else None) if part
+    )
+    if sub:
+        shown = f"{shown} ({sub})" if shown else sub
+    return shown or None

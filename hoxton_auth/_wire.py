@@ -27,6 +27,7 @@ from ._errors import (
     MfaRequiredError,
     TokenEndpointUnreachableError,
     TokenRequestError,
+    printable,
 )
 from ._grants import SECRET_FIELDS
 from ._token import Token, TokenFormatError
@@ -322,7 +323,7 @@ def final_error(
         error = error_from_response(reply, url, form, attempts)
         error.args = (f"{error.args[0]} (gave up: {reason})",)
         return error
-    cause = _redact(str(reply.error), form)
+    cause = printable(_redact(str(reply.error), form))
     unreachable = TokenEndpointUnreachableError(
         f"could not reach the token endpoint {url} after {_attempts(attempts)} "
         f"(gave up: {reason}): {type(reply.error).__name__}: {cause}",
@@ -391,15 +392,15 @@ def _snippet(body: bytes, form: Mapping[str, str]) -> str:
     text = body[: SNIPPET_CHARS * 4].decode("utf-8", "replace")
     # Masked before whitespace is collapsed and the text cut: either could
     # change a secret just enough to slip past the mask.
-    text = " ".join(_redact(text, form).split())
+    text = printable(" ".join(_redact(text, form).split()))
     if not text:
         return "empty body"
     return text if len(text) <= SNIPPET_CHARS else text[:SNIPPET_CHARS] + "..."
 
 
 def _clip(text: str, limit: int) -> str:
-    """Server words for a one-line message: whitespace collapsed, length capped."""
-    text = " ".join(text.split())
+    """Server words for a one-line message: whitespace collapsed, escapes escaped, length capped."""
+    text = printable(" ".join(text.split()))
     return text if len(text) <= limit else text[:limit] + "..."
 
 

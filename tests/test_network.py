@@ -22,6 +22,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -451,11 +452,16 @@ def test_bad_network_arguments_name_themselves(kwargs: dict[str, object], word: 
         HoxtonAuth("cid", "secret", cache=None, **kwargs)  # type: ignore[call-overload]  # wrong on purpose
 
 
-def test_network_settings_are_normalised() -> None:
-    settings = NetworkSettings.from_args(Path("/ca.pem"), (Path("/c"), Path("/k")), None, True)
-    assert settings.verify == "/ca.pem"
-    assert settings.cert == ("/c", "/k")
-    assert NetworkSettings.from_args(True, Path("/both.pem"), None, True).cert == "/both.pem"
+def test_network_settings_are_normalised(tmp_path: Path) -> None:
+    for name in ("ca.pem", "c", "k", "both.pem"):
+        (tmp_path / name).write_text("x")
+    settings = NetworkSettings.from_args(
+        tmp_path / "ca.pem", (tmp_path / "c", tmp_path / "k"), None, True
+    )
+    assert settings.verify == str(tmp_path / "ca.pem")
+    assert settings.cert == (str(tmp_path / "c"), str(tmp_path / "k"))
+    both = NetworkSettings.from_args(True, tmp_path / "both.pem", None, True)
+    assert both.cert == str(tmp_path / "both.pem")
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
@@ -481,14 +487,20 @@ def _subject_hash(ca: trustme.CA) -> str:
     return result.stdout.decode().strip()
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_missing_certificate_file_is_the_callers_error_not_the_networks(
-    transport: str, tls_server: AuthServer, ca_file: str, tmp_path: Path
+@pytest.mark.parametrize("setting", ["verify", "cert", "key"])
+def test_a_missing_certificate_file_is_a_config_error_at_construction(
+    setting: str, tls_server: AuthServer, ca_file: str, client_pem: str, tmp_path: Path
 ) -> None:
-    auth = _auth(tls_server, verify=ca_file, cert=str(tmp_path / "missing.pem"))
-    with pytest.raises(OSError, match=r"missing\.pem|No such file") as caught:
-        _fetch(transport, auth)
-    assert not isinstance(caught.value, TokenEndpointUnreachableError)
+    missing = str(tmp_path / "missing.pem")
+    choices: dict[str, dict[str, Any]] = {
+        "verify": {"verify": missing},
+        "cert": {"verify": ca_file, "cert": missing},
+        "key": {"verify": ca_file, "cert": (client_pem, missing)},
+    }
+    arguments = choices[setting]
+    name = "cert" if setting == "key" else setting
+    with pytest.raises(ConfigError, match=rf"{name}=.*missing\.pem.*no such file"):
+        _auth(tls_server, **arguments)
     assert tls_server.count() == 0
 
 
