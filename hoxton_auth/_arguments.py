@@ -280,6 +280,9 @@ def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenMan
     kwargs = gather(kind, overrides)
     check_environment(kind, kwargs)
     chosen = grant_kind_of(kwargs) if kind is None else kind
+    # A command exits right after its answer: it never renews in the background
+    # (`token --min-valid` is the scripts' way to renew early; issue 20).
+    kwargs.setdefault("refresh_ahead", 0.0)
     return build_session(
         chosen,
         GRANT_CLASS_NAMES[chosen],
@@ -391,6 +394,7 @@ class Settings(TypedDict, total=False):
     trust_env: bool
     allow_insecure_http: bool
     on_token: OnToken | None
+    refresh_ahead: float | None
 
 
 class PasswordArgs(Settings, total=False):

@@ -105,6 +105,7 @@ class _Constructed(RequestsAuth, HttpxAuth):
         trust_env: bool = True,
         allow_insecure_http: bool = False,
         on_token: OnToken | None = None,
+        refresh_ahead: float | None = None,
     ) -> None:
         self._manager: TokenManager = build_session(
             self.grant_kind,
@@ -133,6 +134,7 @@ class _Constructed(RequestsAuth, HttpxAuth):
             forwarded_for=forwarded_for,
             allow_insecure_http=allow_insecure_http,
             on_token=on_token,
+            refresh_ahead=refresh_ahead,
         )
         self.config = self._manager.config
         # Token requests go through this object's own verify/cert/proxy (issue 14).
@@ -179,8 +181,12 @@ class HoxtonAuth(_Constructed):
         trust_env: Read ``HTTPS_PROXY``, ``SSL_CERT_FILE`` and the like.
         allow_insecure_http: Send the bearer token to non-loopback ``http://`` URLs.
         on_token: Called with a ``TokenInfo`` (no secret) after each fetch or
-            refresh, for metrics and logs; its exceptions are logged, never
-            raised. It runs while the cache lock is held: keep it quick.
+            refresh, for metrics and logs, once the token is stored and every
+            lock released; its exceptions are logged, never raised.
+        refresh_ahead: Start one background renewal this fraction of the
+            token's lifetime before its renewal point (0 to 0.5; 0 turns it
+            off); the valid token is served meanwhile. Default:
+            ``$HOXTON_REFRESH_AHEAD``, else 0.1.
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).

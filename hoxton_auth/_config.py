@@ -27,6 +27,7 @@ __all__ = [
     "ClientConfig",
     "NetworkSettings",
     "check_bearer_url",
+    "default_refresh_ahead",
     "normalize_scope",
     "read_environment",
     "unknown_variables",
@@ -65,7 +66,9 @@ ENVIRONMENT = {
 
 #: Overrides the login's callback ports (``_arguments.LOGIN_PORTS``).
 LOGIN_PORT_VARIABLE = "HOXTON_LOGIN_PORT"
-_KNOWN_VARIABLES = (*ENVIRONMENT.values(), LOGIN_PORT_VARIABLE)
+#: The default of ``refresh_ahead=`` (0 turns refreshing ahead off).
+REFRESH_AHEAD_VARIABLE = "HOXTON_REFRESH_AHEAD"
+_KNOWN_VARIABLES = (*ENVIRONMENT.values(), LOGIN_PORT_VARIABLE, REFRESH_AHEAD_VARIABLE)
 _names_checked = False  # os.environ's HOXTON_* names: checked once per process
 
 
@@ -114,6 +117,24 @@ def read_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]
     if environ.get(ENVIRONMENT["domain"]) == "":
         found["domain"] = ""
     return found
+
+
+def default_refresh_ahead(environ: Mapping[str, str] | None = None) -> float:
+    """``$HOXTON_REFRESH_AHEAD`` if set, else ``DEFAULT_REFRESH_AHEAD``.
+
+    Raises:
+        ConfigError: The variable is not a number.
+    """
+    text = (os.environ if environ is None else environ).get(REFRESH_AHEAD_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_REFRESH_AHEAD
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(
+            f"{REFRESH_AHEAD_VARIABLE} must be a fraction of the token's lifetime from 0 "
+            f"(off) to 0.5, got {text[:20]!r}"
+        ) from None
 
 
 def normalize_scope(scope: ScopeArg) -> str | None:
@@ -385,7 +406,8 @@ class ClientConfig(_Frozen):
     ``network`` holds the TLS and proxy settings of token requests;
     ``allow_insecure_http`` lets API calls send the token over plain http://.
     ``refresh_ahead`` is the fraction of a token's lifetime before its renewal
-    point when one background renewal starts (``_freshness.py``; 0: never).
+    point when one background renewal starts (``_freshness.py``; 0: never;
+    ``None``: ``$HOXTON_REFRESH_AHEAD``, else ``DEFAULT_REFRESH_AHEAD``).
     """
 
     client_id: str
@@ -424,12 +446,27 @@ class ClientConfig(_Frozen):
         forwarded_for: str | None = None,
         network: NetworkSettings | None = None,
         allow_insecure_http: bool = False,
-        refresh_ahead: float = DEFAULT_REFRESH_AHEAD,
+        refresh_ahead: float | None = None,
     ) -> None:
-        fields = dict(locals())  # every argument, in order: the fields
-        del fields["self"]
-        fields["network"] = NetworkSettings() if network is None else network
-        self._set(**fields)
+        self._set(
+            client_id=client_id,
+            client_secret=client_secret,
+            domain=domain,
+            audience=audience,
+            scope=scope,
+            leeway=leeway,
+            timeout=timeout,
+            retry_deadline=retry_deadline,
+            max_attempts=max_attempts,
+            token_request_format=token_request_format,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            organization=organization,
+            forwarded_for=forwarded_for,
+            network=NetworkSettings() if network is None else network,
+            allow_insecure_http=allow_insecure_http,
+            refresh_ahead=default_refresh_ahead() if refresh_ahead is None else refresh_ahead,
+        )
         self._check()
 
     def __repr__(self) -> str:

@@ -201,9 +201,11 @@ class TokenManager:
         if held is not None:
             return held
         try:
-            return self._renew(send, since)
+            token = self._renew(send, since)
         finally:
             self._report()
+        self._served_ahead(send, time.time())  # found in its window: renew it now
+        return token
 
     def _held(self, send: SyncTransport, now: float, renewing: bool) -> str | None:
         """The token in memory, to serve at once although past its refresh-ahead point, or
@@ -213,15 +215,22 @@ class TokenManager:
         Past it, while still usable: served if a renewal is under way here
         (``renewing``), as during an outage (issue 12).
         """
+        served = self._served_ahead(send, now)
+        if served is not None:
+            return served
         current = self._current
-        if current is None or current[0] == self._dead:
-            return None
-        if now < current[2]:
-            self._renew_ahead(send)
-            return current[0]
-        if renewing and now < current[3]:
+        if renewing and current is not None and now < current[3] and current[0] != self._dead:
             return current[0]
         return None
+
+    def _served_ahead(self, send: SyncTransport, now: float) -> str | None:
+        """The token in memory if it is past its refresh-ahead point and before its
+        renewal point, with one background renewal started; else ``None``."""
+        current = self._current
+        if current is None or current[0] == self._dead or not current[1] <= now < current[2]:
+            return None
+        self._renew_ahead(send)
+        return current[0]
 
     def _renew(self, send: SyncTransport, since: float, refused: str | None = None) -> str:
         """The slow path: one caller per process renews, the others wait and reuse.
@@ -379,9 +388,11 @@ class TokenManager:
                     return token
                 # Not abandoned on cancellation: the thread finishes its fetch (and stores
                 # it) before the task ends, so the lock is never left held by a ghost.
-                return await anyio.to_thread.run_sync(self._renew, send, since)
+                token = await anyio.to_thread.run_sync(self._renew, send, since)
         finally:
             self._report()
+        self._served_ahead(send, time.time())  # found in its window: renew it now
+        return token
 
     async def ainvalidate(self, access_token: str | None = None) -> None:
         """``invalidate`` for asyncio and trio: the cache is touched in a worker thread."""

@@ -241,7 +241,9 @@ def token(args: dict[str, Any]) -> None:
                 "found": [phrase for phrase in args.get("look_for", []) if phrase in message],
             }
         )
-    if cache is not None and hasattr(cache, "close"):
+    # ``keep_open``: a background renewal may still be using the cache; the
+    # interpreter's exit waits for it, then closes everything.
+    if cache is not None and hasattr(cache, "close") and not args.get("keep_open"):
         cache.close()
 
 
