@@ -601,43 +601,46 @@ def test_a_second_login_replaces_the_session_and_revokes_the_first(
 
 
 def test_a_failed_revocation_of_the_replaced_login_is_only_a_warning(
-    server: AuthServer, isolated_cache: Path, warnings_log: pytest.LogCaptureFixture
+    server: AuthServer,
+    browser: Callable[[str], None],
+    isolated_cache: Path,
+    warnings_log: pytest.LogCaptureFixture,
 ) -> None:
-    import time
-
-    from hoxton_auth._requests import send_with_requests
-    from hoxton_auth._wire import TokenRequest, TokenResponse
-
-    def login_as(username: str, send: Callable[[TokenRequest], Any]) -> str:
-        # What login() does once the browser came back with a code.
-        code = get_code(server, username)
-        auth = AuthorizationCodeAuth(
+    def login_as(username: str) -> str:
+        browser(username)
+        auth = HoxtonAuth.login(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
-            code=code,
-            redirect_uri=REDIRECT_URI,
             domain=server.domain,
+            timeout=60,
             max_attempts=1,
         )
-        return auth._manager.begin_session(send, login=True)
+        return auth.get_token()
 
-    def revocation_fails(request: TokenRequest) -> Any:
-        if request.url.endswith("/oauth/revoke"):
-            body = b'{"error":"server_error","error_description":"revocation is down"}'
-            headers = {"content-type": "application/json"}
-            return TokenResponse(500, body, headers, time.time())
-        return send_with_requests(request)
-
-    login_as("alice@example.com", send_with_requests)
+    login_as("alice@example.com")
+    (entry,) = FileTokenCache(isolated_cache).entries().values()
+    alices_refresh_token = entry.token.refresh_token
+    assert alices_refresh_token
+    server.revocation_outage = True
     with pytest.warns(HoxtonAuthWarning, match="was not revoked"):
-        bobs = login_as("bob@example.com", revocation_fails)
+        bobs = login_as("bob@example.com")
 
     assert sub_of(bobs) == user_sub("bob@example.com")
     assert "was not revoked" in warnings_log.text
-    assert "revocation is down" in warnings_log.text
+    assert "Revocation is unavailable (outage)" in warnings_log.text
     later = AuthorizationCodeAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
     assert later.get_token() == bobs
-    assert server.revoke_requests == []  # the failing transport never reached the server
+    # One refused revocation of alice's token (no retry), which revoked nothing.
+    assert [r["token"] for r in server.revoke_requests] == [alices_refresh_token]
+    server.revocation_outage = False
+    alices = RefreshTokenAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        refresh_token=alices_refresh_token,
+        domain=server.domain,
+        cache=None,
+    )
+    assert sub_of(alices.get_token()) == user_sub("alice@example.com")
 
 
 def test_an_unknown_login_hint_is_an_error_redirect(server: AuthServer) -> None:
