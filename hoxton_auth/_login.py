@@ -344,6 +344,16 @@ def device_login(session: TokenManager, timeout: float, sleep: Callable[[float],
         LoginError: The code expired or was denied, ``timeout`` passed, or
             the token endpoint refused the approved code.
     """
+    with _KeptInterrupts() as interrupts:
+        _device_login(session, timeout, sleep, interrupts)
+
+
+def _device_login(
+    session: TokenManager,
+    timeout: float,
+    sleep: Callable[[float], None],
+    interrupts: _KeptInterrupts,
+) -> None:
     config = session.config
     started = time.time()
     # The user's verify=/cert=/proxy= apply to the device requests too (issue 14).
@@ -364,7 +374,8 @@ def device_login(session: TokenManager, timeout: float, sleep: Callable[[float],
         authorization, expires_at=min(authorization.expires_at, started + timeout)
     )
     try:
-        token = drive(poll_device_code(config, bounded), send, _progress(bounded, sleep, out))
+        wait = _progress(bounded, sleep, out)
+        token = drive(poll_device_code(config, bounded), send, interrupts.checked(wait))
     finally:
         if out.isatty():
             out.write("\n")
@@ -372,6 +383,51 @@ def device_login(session: TokenManager, timeout: float, sleep: Callable[[float],
     # The same storing call as a browser login's: it replaces the cached session.
     session.store_login(token, send)
     logger.debug("logged in with a device code: client_id=%s", config.client_id)
+
+
+class _KeptInterrupts:
+    """Ctrl-C always ends a device login, even when CPython drops its ``KeyboardInterrupt``.
+
+    A ``KeyboardInterrupt`` raised while a finalizer or ``__del__`` runs cannot
+    propagate: CPython prints "Exception ignored in: <finalize object ...>" and
+    carries on. Each poll's requests session closes its urllib3 connection
+    pool, whose ``weakref.finalize`` closes the sockets, so a Ctrl-C has a fair
+    chance of landing there, and the login then polled on until its timeout
+    (the hang of ``tests/test_cli.py::test_interrupted_login_exits_130``).
+    While the login runs, ``sys.unraisablehook`` notes such an interrupt
+    (other unraisable errors go to the previous hook) and the next wait
+    between polls raises it again.
+    """
+
+    def __init__(self) -> None:
+        self._seen = False
+        self._previous = sys.unraisablehook
+
+    def __enter__(self) -> _KeptInterrupts:
+        self._previous = sys.unraisablehook
+        sys.unraisablehook = self._note
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if sys.unraisablehook == self._note:  # not if someone else replaced it meanwhile
+            sys.unraisablehook = self._previous
+
+    def _note(self, unraisable: sys.UnraisableHookArgs) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            self._seen = True
+        else:
+            self._previous(unraisable)
+
+    def checked(self, sleep: Callable[[float], None]) -> Callable[[float], None]:
+        """``sleep``, raising ``KeyboardInterrupt`` first if one was dropped."""
+
+        def wait(delay: float) -> None:
+            if self._seen:
+                self._seen = False
+                raise KeyboardInterrupt
+            sleep(delay)
+
+        return wait
 
 
 def _progress(

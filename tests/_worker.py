@@ -131,6 +131,7 @@ def herd(args: dict[str, Any]) -> None:
     import requests
 
     from hoxton_auth import FileTokenCache, HoxtonAuth
+    from hoxton_auth.testing import cached_entry
 
     cache = FileTokenCache(args["cache"], lock_wait_timeout=args.get("lock_wait_timeout"))
     auth = HoxtonAuth(
@@ -145,7 +146,7 @@ def herd(args: dict[str, Any]) -> None:
         released_at = float(sys.stdin.readline())
         response = session.get(args["api_url"], auth=auth, timeout=60)
         done_at = time.time()
-    entry = cache.load(auth._manager.key)
+    entry = cached_entry(auth, cache)
     say(
         {
             "status": response.status_code,

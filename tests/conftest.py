@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 
     from hoxton_auth.testing import AuthServer
 
+# The package's own pytest plugin (the ``hoxton_auth_server`` fixture) loads
+# here, not through its ``pytest11`` entry point (``-p no:hoxton_auth`` in
+# pyproject.toml): entry points load before pytest-cov starts measuring, in
+# every xdist worker, so ``hoxton_auth`` would be imported unmeasured and its
+# module-level lines missed (88% instead of the real figure); conftest files
+# load after.
+pytest_plugins = ["hoxton_auth.testing.pytest_plugin"]
+
 #: The redirect URI the test server's clients accept in these tests (any loopback URL).
 REDIRECT_URI = "http://127.0.0.1:8765/callback"
 #: A scope that gets a refresh token.

@@ -24,7 +24,7 @@ from _worker import SILENCE_LIMIT, Worker, digest
 from conftest import release_together
 
 from hoxton_auth import CacheEntry, CacheError, FileTokenCache, HoxtonAuth, HoxtonAuthWarning
-from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer, cache_key
 
 # A real identity provider answers in about this long (DESIGN.md): shorter
 # delays would hide the races a herd runs into in production.
@@ -93,7 +93,7 @@ def test_8_processes_with_an_expired_token_make_one_refresh_request(
         cache=cache,
     )
     seeder.get_token()
-    key = seeder._manager.key
+    key = cache_key(seeder)
     expire_access_token(cache, key)
     rotated = refresh_token_in(cache, key)
     assert rotated != original

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 import hoxton_auth
-from hoxton_auth import _errors
-from hoxton_auth._errors import (
+from hoxton_auth import (
     CacheError,
     ConfigError,
     HoxtonAuthError,
@@ -17,6 +16,7 @@ from hoxton_auth._errors import (
     NotLoggedInError,
     TokenEndpointUnreachableError,
     TokenRequestError,
+    _errors,
 )
 
 TREE = [

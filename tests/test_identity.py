@@ -41,6 +41,7 @@ from hoxton_auth.testing import (
     DEFAULT_CLIENT_SECRET,
     PUBLIC_CLIENT_ID,
     AuthServer,
+    cache_key,
 )
 
 SCOPE = OFFLINE
@@ -301,7 +302,7 @@ def test_a_code_never_exchanged_touches_no_entry(server: AuthServer) -> None:
     auth.logout()
     assert cache.entries() == {}
     with pytest.raises(LookupError):
-        _ = auth._manager.key
+        cache_key(auth)
 
 
 # -- wrong credentials ----------------------------------------------------------------
@@ -414,20 +415,28 @@ def test_a_user_of_another_realm_is_another_identity(server: AuthServer) -> None
     assert server.count("http://auth0.com/oauth/grant-type/password-realm") == 2
 
 
-def test_the_verifier_is_computed_once_and_reused(server: AuthServer) -> None:
+def test_the_verifier_is_computed_once_and_reused(
+    server: AuthServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = MemoryTokenCache()
     args = arguments(server, "password", "alice@example.com")
     HoxtonAuth(**args, cache=cache).get_token()
     (stored,) = cache.entries().values()
+    real_scrypt = hashlib.scrypt
+    salts: list[bytes] = []
+
+    def scrypt(password: bytes, *, salt: bytes, **params: Any) -> bytes:
+        salts.append(salt)  # counted, then computed for real
+        return real_scrypt(password, salt=salt, **params)
+
+    monkeypatch.setattr(hashlib, "scrypt", scrypt)
     later = HoxtonAuth(**args, cache=cache)
     later.get_token()
     later.invalidate()
     later.get_token()  # a renewal: stored again, with the same verifier
     (entry,) = cache.entries().values()
     assert entry.meta["verifier"] == stored.meta["verifier"]
-    verifier = later._manager.identity.verifier
-    assert isinstance(verifier, PasswordVerifier)
-    assert len(verifier._digests) == 1
+    assert len(salts) == 1  # one scrypt, for the stored salt, remembered after
 
 
 # -- no secret in the cache -----------------------------------------------------------
@@ -502,7 +511,7 @@ def test_a_session_without_sub_gets_a_session_of_its_own(server: AuthServer) -> 
 def test_keys_are_per_subject_and_scope_spelling_does_not_matter(server: AuthServer) -> None:
     def key(**kwargs: Any) -> str:
         made: HoxtonAuth = HoxtonAuth(**kwargs, domain=server.domain, cache=None)
-        return made._manager.key
+        return cache_key(made)
 
     base = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
     assert key(**base, scope="a b") == key(**base, scope=["b", "a"])
@@ -513,7 +522,7 @@ def test_keys_are_per_subject_and_scope_spelling_does_not_matter(server: AuthSer
     assert key(**base, refresh_token="r1") != key(**base, refresh_token="r2")
     login = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, scope="openid", domain=server.domain)
     other = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain, cache=None)
-    assert login._manager.key == other._manager.key
+    assert cache_key(login) == cache_key(other)
 
 
 def test_entries_written_by_0_1_0_are_never_served(
@@ -523,7 +532,9 @@ def test_entries_written_by_0_1_0_are_never_served(
     import time
 
     from hoxton_auth import Token
-    from hoxton_auth._cache import cache_key
+
+    def key_of_0_1_0(*parts: str) -> str:  # how 0.1.0 made its keys
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:32]
 
     cache = FileTokenCache(isolated_cache)
     now = time.time()
@@ -531,8 +542,8 @@ def test_entries_written_by_0_1_0_are_never_served(
     auth = HoxtonAuth(**arguments(server, "password", "alice@example.com"), cache=cache)
     old_meta = {"token_url": f"{server.domain}/oauth/token", "client_id": DEFAULT_CLIENT_ID}
     for key in (
-        cache_key(server.domain + "/oauth/token", DEFAULT_CLIENT_ID, "", "user", ""),
-        auth._manager.key,  # even under the new key, an entry without subject is nobody's
+        key_of_0_1_0(server.domain + "/oauth/token", DEFAULT_CLIENT_ID, "", "user", ""),
+        cache_key(auth),  # even under the new key, an entry without subject is nobody's
     ):
         with cache.lock(key, 5):
             cache.store(key, CacheEntry(stale, old_meta))
@@ -590,43 +601,46 @@ def test_a_second_login_replaces_the_session_and_revokes_the_first(
 
 
 def test_a_failed_revocation_of_the_replaced_login_is_only_a_warning(
-    server: AuthServer, isolated_cache: Path, warnings_log: pytest.LogCaptureFixture
+    server: AuthServer,
+    browser: Callable[[str], None],
+    isolated_cache: Path,
+    warnings_log: pytest.LogCaptureFixture,
 ) -> None:
-    import time
-
-    from hoxton_auth._requests import send_with_requests
-    from hoxton_auth._wire import TokenRequest, TokenResponse
-
-    def login_as(username: str, send: Callable[[TokenRequest], Any]) -> str:
-        # What login() does once the browser came back with a code.
-        code = get_code(server, username)
-        auth = AuthorizationCodeAuth(
+    def login_as(username: str) -> str:
+        browser(username)
+        auth = HoxtonAuth.login(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
-            code=code,
-            redirect_uri=REDIRECT_URI,
             domain=server.domain,
+            timeout=60,
             max_attempts=1,
         )
-        return auth._manager.begin_session(send, login=True)
+        return auth.get_token()
 
-    def revocation_fails(request: TokenRequest) -> Any:
-        if request.url.endswith("/oauth/revoke"):
-            body = b'{"error":"server_error","error_description":"revocation is down"}'
-            headers = {"content-type": "application/json"}
-            return TokenResponse(500, body, headers, time.time())
-        return send_with_requests(request)
-
-    login_as("alice@example.com", send_with_requests)
+    login_as("alice@example.com")
+    (entry,) = FileTokenCache(isolated_cache).entries().values()
+    alices_refresh_token = entry.token.refresh_token
+    assert alices_refresh_token
+    server.revocation_outage = True
     with pytest.warns(HoxtonAuthWarning, match="was not revoked"):
-        bobs = login_as("bob@example.com", revocation_fails)
+        bobs = login_as("bob@example.com")
 
     assert sub_of(bobs) == user_sub("bob@example.com")
     assert "was not revoked" in warnings_log.text
-    assert "revocation is down" in warnings_log.text
+    assert "Revocation is unavailable (outage)" in warnings_log.text
     later = AuthorizationCodeAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
     assert later.get_token() == bobs
-    assert server.revoke_requests == []  # the failing transport never reached the server
+    # One refused revocation of alice's token (no retry), which revoked nothing.
+    assert [r["token"] for r in server.revoke_requests] == [alices_refresh_token]
+    server.revocation_outage = False
+    alices = RefreshTokenAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        refresh_token=alices_refresh_token,
+        domain=server.domain,
+        cache=None,
+    )
+    assert sub_of(alices.get_token()) == user_sub("alice@example.com")
 
 
 def test_an_unknown_login_hint_is_an_error_redirect(server: AuthServer) -> None:

@@ -599,6 +599,48 @@ def test_device_polling_waits_the_interval_and_slows_down(
     assert "\r" not in err
 
 
+class _Mortal:
+    """An object that can have a ``weakref.finalize``."""
+
+
+def test_ctrl_c_dropped_in_a_finalizer_still_ends_a_device_login(
+    hoxton_auth_server: AuthServer,
+) -> None:
+    """CPython drops a KeyboardInterrupt raised in a finalizer ("Exception ignored in");
+    each poll runs one (urllib3 closing a pool), so Ctrl-C often landed there and the
+    login polled on to its timeout (``test_interrupted_login_exits_130`` hung)."""
+    import weakref
+
+    from hoxton_auth._arguments import LoginOptions
+    from hoxton_auth._auth import run_login
+
+    hoxton_auth_server.device_interval = 1
+    waits: list[float] = []
+    hook = sys.unraisablehook
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 1:
+            weakref.finalize(_Mortal(), ctrl_c)  # dies at once: Ctrl-C inside its finalizer
+        elif len(waits) == 3:
+            hoxton_auth_server.approve_device()  # without the fix the login would succeed
+
+    with pytest.raises(KeyboardInterrupt):
+        run_login(
+            PUBLIC_CLIENT_ID,
+            scope=LOGIN_SCOPE,
+            domain=hoxton_auth_server.domain,
+            options=LoginOptions(device=True, sleep=sleep),
+        )
+
+    assert waits == [1.0]  # the next wait raised it
+    assert hoxton_auth_server.device_polls() == 1
+    assert sys.unraisablehook is hook  # the login's own hook is gone
+
+
 def test_device_code_never_shown_or_logged(
     hoxton_auth_server: AuthServer,
     caplog: pytest.LogCaptureFixture,

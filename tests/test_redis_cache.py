@@ -49,6 +49,7 @@ from hoxton_auth.testing import (
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
     AuthServer,
+    cache_key,
 )
 
 pytestmark = pytest.mark.redis
@@ -492,7 +493,7 @@ def test_a_cancelled_waiter_never_keeps_the_lock(
 ) -> None:
     cache = make_cache(redis_url)  # lock TTL 15 s: a leaked lock would outlast the check
     auth = _client_auth(auth_server, cache)
-    key = auth._manager.key
+    key = cache_key(auth)
     release = threading.Event()
 
     async def main() -> None:

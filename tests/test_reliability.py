@@ -46,7 +46,6 @@ from hoxton_auth import (
     TokenEndpointUnreachableError,
     TokenRequestError,
 )
-from hoxton_auth._cache import cache_key
 from hoxton_auth._config import ClientConfig
 from hoxton_auth._flow import request_token
 from hoxton_auth._grants import ClientCredentials, Grant, Password
@@ -68,6 +67,8 @@ from hoxton_auth.testing import (
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
     AuthServer,
+    cache_key,
+    cached_entry,
 )
 
 CLIENT_ID = "reliability-client"
@@ -151,7 +152,7 @@ def make_manager(
     if grant is None and seed is None:
         grant = ClientCredentials()
     meta = {"token_url": config.token_url, "client_id": CLIENT_ID}
-    identity = Identity(cache_key(domain), meta)
+    identity = Identity(hashlib.sha256(domain.encode()).hexdigest(), meta)  # any key will do
     return TokenManager(config, grant, MemoryTokenCache(), identity, seed)
 
 
@@ -757,11 +758,11 @@ def idp() -> Iterator[AuthServer]:
 
 def _age_cached_token(auth: HoxtonAuth, expires_in: float) -> None:
     """Move the cached token into its renewal window: ``expires_in`` seconds left."""
-    entry = auth.cache.load(auth._manager.key)
+    entry = cached_entry(auth)
     assert entry is not None
     now = time.time()
     old = dataclasses.replace(entry.token, obtained_at=now - 86400, expires_at=now + expires_in)
-    auth.cache.store(auth._manager.key, CacheEntry(old, entry.meta))
+    auth.cache.store(cache_key(auth), CacheEntry(old, entry.meta))
 
 
 def _client(idp: AuthServer, **extra: Any) -> HoxtonAuth:
@@ -965,9 +966,8 @@ def test_realm_forwarded_for_and_organization_are_sent(idp: AuthServer) -> None:
     assert idp.token_requests[-1]["organization"] == "org_abc123"
     assert idp.forwarded_for[-1] is None
     # Another organization, another cache entry.
-    assert (
-        _client(idp, organization="org_other")._manager.key
-        != _client(idp, organization="org_abc123")._manager.key
+    assert cache_key(_client(idp, organization="org_other")) != cache_key(
+        _client(idp, organization="org_abc123")
     )
 
 
@@ -1086,12 +1086,12 @@ def test_cooldown_notes_from_a_clock_ahead_are_ignored() -> None:
 
 def _end_cooldown(auth: HoxtonAuth) -> None:
     """Date the cache's failure note back so that its cooldown has passed."""
-    entry = auth.cache.load(auth._manager.key)
+    entry = cached_entry(auth)
     assert entry is not None
     note = json.loads(entry.meta[FAILURE_META])
     note["at"] = note["until"] = time.time() - 1
     auth.cache.store(
-        auth._manager.key, CacheEntry(entry.token, {**entry.meta, FAILURE_META: json.dumps(note)})
+        cache_key(auth), CacheEntry(entry.token, {**entry.meta, FAILURE_META: json.dumps(note)})
     )
 
 

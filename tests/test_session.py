@@ -41,13 +41,16 @@ from hoxton_auth import (
     TokenEndpointUnreachableError,
     TokenInfo,
 )
-from hoxton_auth._renewal import LOCK_MARGIN
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     DEFAULT_PASSWORD,
     DEFAULT_USERNAME,
     AuthServer,
+    cache_key,
+    cached_entry,
+    lock_timeout,
+    owner_meta,
 )
 
 
@@ -105,7 +108,7 @@ def user_auth(server: AuthServer, cache: TokenCache | Path | None, **options: An
 
 def cached_token(cache: FileTokenCache, auth: HoxtonAuth) -> Token:
     """The token the file holds for ``auth``, read by an independent reader."""
-    entry = FileTokenCache(cache.path).load(auth._manager.key)
+    entry = cached_entry(auth, FileTokenCache(cache.path))
     assert entry is not None
     return entry.token
 
@@ -171,7 +174,7 @@ def test_a_token_near_expiry_is_renewed_under_the_lock(
     first_auth = machine_auth(server, isolated_cache)
     first = first_auth.get_token()
     file_cache = FileTokenCache(isolated_cache)
-    key = first_auth._manager.key
+    key = cache_key(first_auth)
     entry = file_cache.load(key)
     assert entry is not None
     # A day-long token with 30 s left, inside the default 60 s leeway.
@@ -213,7 +216,7 @@ def test_the_cache_is_read_again_after_taking_the_lock(
     cache = LateFiller(isolated_cache, None)
     auth = machine_auth(server, cache)
     # Another process of the same client (same secret) writes while we wait.
-    cache.pending = CacheEntry(theirs, auth._manager.identity.meta_for(None))
+    cache.pending = CacheEntry(theirs, owner_meta(auth))
 
     token = auth.get_token()
 
@@ -244,7 +247,7 @@ def test_the_token_is_in_the_file_before_the_lock_is_released(
     token = auth.get_token()
 
     [seen] = cache.seen_at_release
-    assert seen[auth._manager.key].token.access_token == token
+    assert seen[cache_key(auth)].token.access_token == token
 
 
 def test_the_lock_wait_defaults_to_the_fetch_deadline_plus_a_margin(
@@ -257,10 +260,19 @@ def test_the_lock_wait_defaults_to_the_fetch_deadline_plus_a_margin(
         timeout=7,
         retry_deadline=20,
     )
+    other = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        domain=server.domain,
+        timeout=3,
+        retry_deadline=40,
+    )
     quick = machine_auth(server, FileTokenCache(isolated_cache, lock_wait_timeout=0.5))
 
-    assert auth._manager.entry.lock_timeout == 20 + 7 + LOCK_MARGIN
-    assert quick._manager.entry.lock_timeout == 0.5
+    margin = lock_timeout(auth) - (20 + 7)
+    assert margin > 0
+    assert lock_timeout(other) == 40 + 3 + margin  # the same margin on any deadline
+    assert lock_timeout(quick) == 0.5
 
 
 def test_a_stuck_lock_makes_a_password_grant_skip_the_cached_refresh_token(
@@ -270,7 +282,7 @@ def test_a_stuck_lock_makes_a_password_grant_skip_the_cached_refresh_token(
     holder = FileTokenCache(isolated_cache)  # its own lock file handle: as another process
     cache = FileTokenCache(isolated_cache, lock_wait_timeout=0.05)
     auth = user_auth(server, cache)
-    key = auth._manager.key
+    key = cache_key(auth)
     expired = dataclasses.replace(cached_token(cache, auth), expires_at=time.time() - 1)
     with holder.lock(key, timeout=1):
         holder.store(key, CacheEntry(expired, {}))
@@ -379,14 +391,16 @@ def test_invalidate_keeps_the_refresh_token(server: AuthServer, isolated_cache: 
 def test_invalidating_an_old_token_keeps_a_newer_one_from_another_process(
     server: AuthServer, isolated_cache: Path
 ) -> None:
-    auth = machine_auth(server, isolated_cache)
-    old = auth.get_token()
-    auth.invalidate()
-    newer = machine_auth(server, isolated_cache).get_token()  # another process
     cache = CountingCache(isolated_cache)
     late = machine_auth(server, cache)
+    old = late.get_token()
+    other = machine_auth(server, isolated_cache)  # another process
+    other.invalidate()  # drops the old token from the file
+    newer = other.get_token()
+    assert newer != old
+    cache.calls.clear()
 
-    late._manager.invalidate(old)
+    late.invalidate()  # the token it was given, old: not the newer one the file holds
 
     assert cache.calls["lock"] == 0  # seen without the lock: nothing to do
     assert cached_token(cache, late).access_token == newer
@@ -409,7 +423,7 @@ def test_logout_revokes_the_refresh_token_and_removes_the_entry(
     auth.logout()
 
     assert [r.get("token") for r in server.revoke_requests] == [refresh_token]
-    assert set(cache.entries()) == {keep._manager.key}  # only this identity's entry went
+    assert set(cache.entries()) == {cache_key(keep)}  # only this identity's entry went
     auth.get_token()  # logged out here: a new password grant, not a cached token
     assert [r["grant_type"] for r in server.token_requests] == [
         "password",
@@ -504,11 +518,11 @@ def test_a_rejected_refresh_token_is_forgotten(
 
     cache = FileTokenCache(tmp_path / "tokens.json")
     auth = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain, cache=cache)
-    key = auth._manager.key
+    key = cache_key(auth)
     with cache.lock(key, 5):
         an_hour_ago = time.time() - 3600  # recent: an old entry would be pruned on write
         dead = Token("", an_hour_ago, an_hour_ago, refresh_token="rt-revoked-elsewhere")
-        cache.store(key, CacheEntry(dead, auth._manager.identity.meta_for(None)))
+        cache.store(key, CacheEntry(dead, owner_meta(auth)))
 
     def get() -> str:
         if mode == "sync":

@@ -1274,3 +1274,46 @@ def test_dripping_endpoint_trickles_the_answer(server: AuthServer) -> None:
         pieces = list(iter(lambda: response.raw.read1(65536), b""))  # as they arrive
     assert len(pieces) > 10  # byte by byte, not one write
     assert b"".join(pieces).startswith(b"{")
+
+
+# -- looking at an auth object's cache entry ------------------------------------------
+
+
+def test_the_entry_helpers_show_an_auth_objects_entry_and_no_secret(
+    hoxton_auth_server: AuthServer,
+) -> None:
+    import json
+
+    from hoxton_auth import CacheEntry, HoxtonAuth, MemoryTokenCache, Token
+    from hoxton_auth.testing import cache_key, cached_entry, lock_timeout, owner_meta
+
+    cache = MemoryTokenCache()
+    options: dict[str, Any] = {
+        "username": DEFAULT_USERNAME,
+        "password": DEFAULT_PASSWORD,
+        "domain": hoxton_auth_server.domain,
+        "cache": cache,
+    }
+    auth = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, **options)
+    assert cached_entry(auth) is None
+    token = auth.get_token()
+
+    entry = cached_entry(auth)
+    assert entry is not None
+    assert entry.token.access_token == token
+    assert set(cache.entries()) == {cache_key(auth)}
+    assert cache_key(HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, **options)) == (
+        cache_key(auth)
+    )
+    assert lock_timeout(auth) > 0
+    meta = owner_meta(auth)
+    for secret in (DEFAULT_CLIENT_SECRET, DEFAULT_PASSWORD):
+        assert secret not in cache_key(auth) + json.dumps(meta)
+    # A token planted with the owner's metadata is served to a new object of that identity.
+    now = time.time()
+    planted = Token("planted-access-token", now + 3600, now)
+    cache.store(cache_key(auth), CacheEntry(planted, meta))
+    assert HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, **options).get_token() == (
+        "planted-access-token"
+    )
+    assert hoxton_auth_server.count() == 1

@@ -8,6 +8,9 @@ Use it from pytest through the `hoxton_auth_server` fixture (plugin
 
 or from a shell with ``python -m hoxton_auth.testing serve``.
 
+``cache_key``, ``cached_entry``, ``owner_meta`` and ``lock_timeout`` let a
+test look at an auth object's cache entry without touching its internals.
+
 Importing this package is cheap: PyJWT and cryptography load when a server
 starts.
 """
@@ -22,6 +25,7 @@ from hoxton_auth.testing._constants import (
     DEFAULT_USERNAME,
     PUBLIC_CLIENT_ID,
 )
+from hoxton_auth.testing._entries import cache_key, cached_entry, lock_timeout, owner_meta
 from hoxton_auth.testing._server import AuthServer
 
 __all__ = [
@@ -32,4 +36,8 @@ __all__ = [
     "DEFAULT_USERNAME",
     "PUBLIC_CLIENT_ID",
     "AuthServer",
+    "cache_key",
+    "cached_entry",
+    "lock_timeout",
+    "owner_meta",
 ]

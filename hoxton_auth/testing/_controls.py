@@ -100,6 +100,17 @@ class ServerControls:
         with self._state.lock:
             self._state.outage = value
 
+    @property
+    def revocation_outage(self) -> bool:
+        """While True, `/oauth/revoke` logs each request and answers 503
+        `temporarily_unavailable`, revoking nothing; settable."""
+        return self._state.revocation_outage
+
+    @revocation_outage.setter
+    def revocation_outage(self, value: bool) -> None:
+        with self._state.lock:
+            self._state.revocation_outage = value
+
     def exhaust_quota(self, reset_in: float = 3540.0) -> None:
         """Answer client credentials with Auth0's 429 for a spent M2M token quota.
 

@@ -130,6 +130,8 @@ def revoke(
         return exc.reply
     with state.lock:
         state.revoke_requests.append(fields)
+        if state.revocation_outage:
+            return oauth_error(503, "temporarily_unavailable", "Revocation is unavailable (outage)")
         try:
             client = client_for(state, fields)
             token = require(fields, "token")

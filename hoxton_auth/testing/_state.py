@@ -167,6 +167,7 @@ class AuthState:
         self.reuse_detected = 0
         # Auth0's bad days (issue 12); see ServerControls.
         self.outage = False
+        self.revocation_outage = False
         self.quota_exhausted: float | None = None  # seconds to the quota's reset
         self.block_after_failed_logins: int | None = None
         self.failed_logins: dict[str, int] = {}
