@@ -287,7 +287,7 @@ def test_no_home_directory_library_warns_once(
         "    auth = HoxtonAuth.from_env()\n"
         "    auth.get_token(); auth.get_token()\n"
         "    HoxtonAuth.from_env().get_token()\n"
-        "print(len(seen)); print(seen[0].message); print(type(auth._manager.cache).__name__)\n"
+        "print(len(seen)); print(seen[0].message); print(type(auth.cache).__name__)\n"
     )
     result = stranger(sys.executable, "-c", script, env=m2m)
 
