@@ -32,6 +32,8 @@ from ._config import read_environment
 from ._errors import CacheUnavailableError, HoxtonAuthWarning, library_logger
 
 __all__ = [
+    "LOGIN_KEY_BYTES",
+    "LOGIN_KEY_VARIABLE",
     "MAX_FILE_BYTES",
     "RESERVE_MARGIN",
     "STALE_TEMP_AFTER",
@@ -40,7 +42,9 @@ __all__ = [
     "check_directory",
     "default_cache_path",
     "ensure_directory",
+    "login_key_path",
     "read_document",
+    "read_login_key",
     "release",
     "replace",
     "reserve",
@@ -355,3 +359,115 @@ def _allocate(fd: int, size: int) -> None:
     while remaining:
         remaining -= os.write(fd, bytes(min(remaining, 65536)))
     os.lseek(fd, 0, os.SEEK_SET)
+
+
+# -- the login key: what makes a logged-in session this user's (issue 21) ----------------
+
+#: Overrides the login key's path (default: beside the default cache file).
+LOGIN_KEY_VARIABLE = "HOXTON_AUTH_LOGIN_KEY"
+LOGIN_KEY_BYTES = 32
+_NOT_A_KEY = "it is not a hoxton-auth login key"
+
+
+def login_key_path() -> Path:
+    """``$HOXTON_AUTH_LOGIN_KEY``, else the user cache dir + ``hoxton-auth/login.key``.
+
+    Not beside ``$HOXTON_AUTH_CACHE``: a cache may be shared (Redis, a file on a
+    shared disk), the key never is.
+    """
+    configured = os.environ.get(LOGIN_KEY_VARIABLE, "").strip()
+    if configured:
+        return Path(configured).expanduser().absolute()
+    import platformdirs  # imported here: see default_cache_path
+
+    return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "login.key"
+
+
+def read_login_key(path: Path, *, create: bool, quiet: bool = False) -> bytes | None:
+    """This user's login key at ``path``; with ``create``, made first if missing.
+
+    The key is 32 random bytes (hex) in a private file of this user (0600, in
+    a directory others cannot write to, never a symbolic link): only who can
+    read it can reach the logged-in session it binds. Created atomically
+    (``os.link`` of a complete temporary file), so two processes logging in
+    at once end up with the same key.
+
+    Returns:
+        The key, or ``None`` when there is none and ``create`` is false.
+
+    Raises:
+        CacheUnavailableError: The file is refused (open to others, not ours,
+            not a key) or cannot be read or created.
+    """
+    check_directory(path, quiet=quiet)
+    found = _read_key(path, quiet=quiet)
+    if found is not None or not create:
+        return found
+    key = os.urandom(LOGIN_KEY_BYTES)
+    try:
+        ensure_directory(path)
+        check_directory(path, quiet=quiet)
+        fd, temp_name = _create_temp(path)
+        try:
+            try:
+                os.write(fd, key.hex().encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(temp_name, path)  # never replaces: a concurrent creator's key wins
+        except FileExistsError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+    except OSError as exc:
+        if isinstance(exc, CacheUnavailableError):
+            raise
+        raise CacheUnavailableError(f"cannot create the login key {path}: {exc}") from exc
+    _sync_directory(path)
+    return _read_key(path, quiet=quiet)
+
+
+def _read_key(path: Path, *, quiet: bool) -> bytes | None:
+    try:
+        fd = os.open(path, _O_OPEN)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):  # ELOOP from O_NOFOLLOW
+            raise _refuse_key(path, "it is a symbolic link", quiet) from exc
+        raise CacheUnavailableError(f"cannot read the login key {path}: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refuse_key(path, "it is not a regular file", quiet)
+        if os.name == "posix" and info.st_uid != os.geteuid():
+            raise _refuse_key(path, f"it belongs to uid {info.st_uid}, not to this user", quiet)
+        if _open_to_others(info):
+            # Whoever could read it may hold the session: it is not used, not repaired.
+            mode = stat.S_IMODE(info.st_mode)
+            raise _refuse_key(path, f"it is open to other users (mode {mode:o})", quiet)
+        text = os.read(fd, 4 * LOGIN_KEY_BYTES).decode("ascii", errors="replace").strip()
+    except OSError as exc:
+        if isinstance(exc, CacheUnavailableError):
+            raise
+        raise CacheUnavailableError(f"cannot read the login key {path}: {exc}") from exc
+    finally:
+        os.close(fd)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != LOGIN_KEY_BYTES:
+        raise _refuse_key(path, _NOT_A_KEY, quiet)
+    return key
+
+
+def _refuse_key(path: Path, reason: str, quiet: bool) -> CacheUnavailableError:
+    message = (
+        f"login key {path} refused: {reason}; hoxton-auth does not use, change or replace "
+        f"it (remove it and log in again, or set {LOGIN_KEY_VARIABLE} to another file)"
+    )
+    if not quiet:
+        warn_once(("refused", str(path), reason), "%s", message)
+    return CacheUnavailableError(message)
