@@ -352,7 +352,7 @@ _process_login_key: list[bytes] = []
 def _login_key() -> bytes:
     path = login_key_path()
     try:
-        key = read_login_key(path, create=True)
+        key = read_login_key(path, create=True, quiet=True)  # warned below, once
     except CacheUnavailableError as exc:
         key = None
         reason = str(exc)
