@@ -269,10 +269,15 @@ class SharedEntry:
                 exc,
             )
 
-    def _exchange_code(self, send: SyncTransport) -> Token:
-        """Exchange the code (never from the cache), then store under the user's entry."""
+    def _exchange_code(self, send: SyncTransport, identity: Identity | None = None) -> Token:
+        """Exchange the code (never from the cache), then store under the user's entry.
+
+        ``identity``: where to store it instead (a web session's, issue 21).
+        """
         token = self._fetch(self._flow_for(self._take_code()), send)
-        self.identity = session_identity(self.config, subject_of(token))
+        if identity is None:
+            identity = session_identity(self.config, subject_of(token))
+        self.identity = identity
         try:
             with self.lock():
                 self._store(self._entry_for(token, None))
@@ -285,6 +290,28 @@ class SharedEntry:
             )
         logger.debug("code exchanged: %s", self._describe())
         return token
+
+    # -- web back ends (issue 21): a session filed under its own random id ----------
+
+    def begin_web_session(self, send: SyncTransport, identity: Identity) -> Token:
+        """Exchange the code now (never from the cache) and store its token under ``identity``.
+
+        Raises:
+            LoginRequiredError: There is no grant to exchange (it was used).
+        """
+        return self._exchange_code(send, identity)
+
+    def resume(self, identity: Identity) -> bool:
+        """From now on use ``identity``'s entry, renewed by its refresh token only.
+
+        Returns whether the cache holds that entry (read without the lock).
+
+        Raises:
+            CacheUnavailableError: The cache cannot be read (not a missing session).
+        """
+        self.identity = identity
+        self._grant = None
+        return self._owned(self.cache.load(self.key)) is not None
 
     def _take_code(self) -> list[Grant]:
         plan = [self._grant] if self._grant is not None else []

@@ -285,6 +285,19 @@ class TokenManager:
         with self._thread_lock:
             return self._remember(self.entry.begin_session(send, login=login))
 
+    # -- web back ends (issue 21) ------------------------------------------------------
+
+    def begin_web_session(self, send: SyncTransport, identity: Identity) -> str:
+        """Exchange the code now and store its token under a web session's ``identity``."""
+        with self._thread_lock:
+            return self._remember(self.entry.begin_web_session(send, identity))
+
+    def resume(self, identity: Identity) -> bool:
+        """Use the web session ``identity`` from now on; whether the cache holds it."""
+        with self._thread_lock:
+            self._current = self._token = None
+            return self.entry.resume(identity)
+
     # -- event loops (asyncio, trio): the same slow path, in a worker thread ------
 
     async def aget_token(self, send: SyncTransport) -> str:
