@@ -2,9 +2,10 @@
 
 How it stays safe on a shared machine (issue 11; StrictModes in OpenSSH):
 the file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a
-regular file of the effective user, at most ``MAX_FILE_BYTES`` long, in a
+regular file of the effective user, in a
 directory that no other user can write to (unless sticky and ours), holding a
-hoxton-auth document (``_cache_format.py``). Anything else is *refused*:
+hoxton-auth document (``_cache_format.py``; of a file that does not begin as
+one, at most ``MAX_FILE_BYTES`` are read). Anything else is *refused*:
 ``CacheUnavailableError`` naming the path, the reason and ``HOXTON_AUTH_CACHE``,
 with one ``HoxtonAuthWarning``, and the file is never chmod-ed, truncated or
 replaced. The lock file gets the same type and owner checks before it is locked.
@@ -27,11 +28,12 @@ import stat
 import warnings
 from pathlib import Path
 
-from ._cache_format import Decoded, decode
+from ._cache_format import Decoded, begins_as_ours, decode
 from ._config import read_environment
 from ._errors import CacheUnavailableError, HoxtonAuthWarning, library_logger
 
 __all__ = [
+    "LARGE_FILE_BYTES",
     "LOGIN_KEY_BYTES",
     "LOGIN_KEY_VARIABLE",
     "MAX_FILE_BYTES",
@@ -51,7 +53,13 @@ __all__ = [
     "warn_once",
 ]
 
-MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is not ours
+# Read at most this much of a file that does not begin as ours (issue 11). A
+# file of ours is read whole however large (issue 21: a back end with 2,150
+# sessions outgrew the 4 MiB cap and refused its own file); from
+# LARGE_FILE_BYTES on, one warning points to RedisTokenCache, because every
+# write rewrites the whole file (benchmarks/bench_file_cache_size.py).
+MAX_FILE_BYTES = 4 * 1024 * 1024
+LARGE_FILE_BYTES = 4 * 1024 * 1024  # about 2,000 sessions: where 0.2 refused its own file
 # Temporary files are only written under the lock, so one older than this
 # belongs to a writer that died mid-write.
 STALE_TEMP_AFTER = 600.0
@@ -185,7 +193,12 @@ def read_document(path: Path, *, quiet: bool = False) -> tuple[Decoded, os.stat_
             chunks.append(chunk)
             size += len(chunk)
         if size > MAX_FILE_BYTES:
-            raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes", quiet=quiet)
+            start = chunks[0][:4096].decode("utf-8", errors="replace")
+            if not begins_as_ours(start):
+                raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes", quiet=quiet)
+            while chunk := os.read(fd, max(info.st_size - size, 0) + 65536):
+                chunks.append(chunk)  # ours: read whole, at linear cost (issue 21)
+                size += len(chunk)
         decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
         if decoded.refused is not None:
             raise _refuse(path, decoded.refused, quiet=quiet)
@@ -306,7 +319,7 @@ def reserve(path: Path) -> Reservation:
         CacheUnavailableError: There is no room for it (or no way to create it).
     """
     try:
-        size = min(os.stat(path).st_size, MAX_FILE_BYTES)
+        size = os.stat(path).st_size
     except OSError:
         size = 0
     size += RESERVE_MARGIN
