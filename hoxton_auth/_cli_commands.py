@@ -34,6 +34,7 @@ from ._arguments import (
 from ._cache import CacheEntry, TokenCache
 from ._config import NetworkSettings
 from ._errors import ConfigError, NotLoggedInError
+from ._identity import USED_STATE_SUBJECT
 from ._session import TokenManager
 
 if TYPE_CHECKING:
@@ -249,7 +250,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     location = args.cache or environment.get("cache") or DEFAULT
     cache: TokenCache = resolve_cache(location)
     now = time.time()
-    described = [_describe(e, now) for e in cache.entries().values()]
+    entries = cache.entries().values()
+    # A web login's used state is a marker, not a session (issue 21).
+    described = [_describe(e, now) for e in entries if e.meta.get("subject") != USED_STATE_SUBJECT]
     if getattr(args, "check", False):
         client_id = getattr(args, "client_id", None) or environment.get("client_id")
         usable = _usable(described, client_id)

@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEY_VERSION",
+    "USED_STATE_SUBJECT",
     "VERIFIER_META",
     "Identity",
     "PasswordVerifier",
@@ -92,6 +93,8 @@ __all__ = [
 KEY_VERSION = "hoxton-auth/3"
 VERIFIER_META = "verifier"
 SUBJECT_META = "subject"
+#: The subject label of a web login's used ``state`` (a marker, not a session).
+USED_STATE_SUBJECT = "used-state"
 SALT_BYTES = 16
 
 # scrypt cost (RFC 7914): N=2**14, r=8 uses 16 MiB and ~60 ms of CPU on the
@@ -425,5 +428,5 @@ def used_state_identity(config: ClientConfig, state: str) -> Identity:
     """The marker of a web login's ``state`` already used: a callback is finished once."""
     base = _base(config, scope=False)
     return Identity(
-        _key(base, "used-state", state), _meta(base, "authorization_code", "used-state")
+        _key(base, "used-state", state), _meta(base, "authorization_code", USED_STATE_SUBJECT)
     )

@@ -285,3 +285,25 @@ def test_begin_finish_resume_across_workers_renew_once_and_log_out_for_all(
     assert after[0] == {"error": "NotLoggedInError"}
     assert after[1]["sub"] == sub_of_user(server, "bob@example.com")
     assert len(server.token_requests) == sent  # bob's token was fresh; alice's is gone
+
+
+def test_status_lists_web_sessions_but_not_used_login_states(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    import subprocess
+    import sys
+
+    request = begin(server)
+    request.finish(log_in_at_authorize(request, "alice@example.com"), WEB_CLIENT_SECRET)
+    assert len(FileTokenCache(isolated_cache).entries()) == 2  # the session and the used state
+
+    status = subprocess.run(
+        [sys.executable, "-m", "hoxton_auth", "status", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    (entry,) = json.loads(status.stdout)["entries"]
+    assert entry["grant"] == "authorization_code (web-session)"
+    assert entry["refresh_token"] is True
