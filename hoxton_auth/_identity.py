@@ -240,7 +240,7 @@ class Identity:
         self._resolve = resolve
 
     def __repr__(self) -> str:
-        return f"Identity(key={self.key!r}, meta={self.meta!r})"
+        return f"Identity(key={self._key!r}, meta={self.meta!r})"  # never resolves (no I/O)
 
     def _resolved(self) -> None:
         resolve = self._resolve

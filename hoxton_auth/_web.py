@@ -153,6 +153,8 @@ class LoginRequest:
             )
         identity_settings = {name: getattr(self, name) for name in _IDENTITY_SETTINGS}
         _check_settings(settings, "finish")
+        if "scope" in settings:
+            raise ConfigError("finish() takes the scope from the login request (begin's scope=)")
         for name, value in identity_settings.items():
             if name in settings and settings[name] != value:
                 raise ConfigError(f"{name}={settings[name]!r} differs from the login request's")
