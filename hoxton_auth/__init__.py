@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ._redis_cache import RedisTokenCache
     from ._session import TokenInfo
     from ._token import Token
+    from ._web import LoginRequest
 
 __version__ = "0.2.0.dev0"
 
@@ -61,6 +62,7 @@ __all__ = [
     "InsecureTransportError",
     "InvalidGrantError",
     "LoginError",
+    "LoginRequest",
     "LoginRequiredError",
     "MemoryTokenCache",
     "MfaRequiredError",
@@ -98,6 +100,7 @@ _LAZY = {
     "RedisTokenCache": "_redis_cache",
     "TokenInfo": "_session",
     "Token": "_token",
+    "LoginRequest": "_web",
 }
 
 

@@ -46,6 +46,8 @@ from ._session import OnToken, TokenInfo, TokenManager
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
 
+    from ._web import LoginRequest
+
 __all__ = [
     "LOGIN_SCOPE",
     "AuthorizationCodeAuth",
@@ -377,6 +379,86 @@ class AuthorizationCodeAuth(_GrantAuth):
     """
 
     grant_kind = "authorization_code"
+    _session_id: str | None = None
+
+    # -- web back ends (issue 21): the logic is in _web.py --------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The web session's opaque id (from ``LoginRequest.finish`` or ``resume``), else None.
+
+        Unguessable and not derived from the user: keep it server-side (in the
+        app's session store), like a session cookie's value.
+        """
+        return self._session_id
+
+    @classmethod
+    def begin(
+        cls,
+        client_id: str,
+        *,
+        redirect_uri: str,
+        scope: str | Sequence[str] | None = LOGIN_SCOPE,
+        prompt: str | None = None,
+        **settings: Any,
+    ) -> LoginRequest:
+        """Begin a web back end's login: the ``/authorize`` URL and what its callback needs.
+
+        Redirect the browser to ``request.url``; keep ``request.to_json()`` in
+        the user's server-side session; on the callback, in any worker,
+        ``LoginRequest.from_json(text).finish(callback_url, client_secret, cache=...)``.
+
+        Args:
+            client_id: The OAuth client's id.
+            redirect_uri: Your callback URL, registered in the Auth0 application.
+            scope: Scopes to ask for; ``offline_access`` brings a refresh token.
+            prompt: Auth0's ``prompt`` (``"login"`` asks for credentials again).
+            **settings: ``domain``, ``audience`` and ``organization`` are kept
+                in the request; the constructor's other settings are accepted
+                (one settings dict for ``begin``, ``finish`` and ``resume``)
+                and belong to ``finish``.
+
+        Raises:
+            ConfigError: Bad arguments (named).
+        """
+        # Here, not at the top: _web builds AuthorizationCodeAuth objects (it imports this module).
+        from ._web import begin_login
+
+        return begin_login(client_id, redirect_uri, scope, prompt, settings)
+
+    @classmethod
+    def resume(
+        cls,
+        session_id: str,
+        client_id: str,
+        client_secret: str | None = None,
+        *,
+        cache: CacheArg = DEFAULT,
+        **settings: Any,
+    ) -> AuthorizationCodeAuth:
+        """The web session ``session_id`` (from ``finish``), in this worker.
+
+        Any process or host sharing the cache can resume it; their renewals
+        are single flight (one refresh per expiry), and ``logout()`` ends it
+        for all. No token request is made here.
+
+        Args:
+            session_id: ``auth.session_id`` of the ``finish``-ed login.
+            client_id: The OAuth client's id.
+            client_secret: The client's secret (a wrong one finds nothing).
+            cache: The cache ``finish`` used.
+            **settings: The constructor's other keyword arguments; ``domain``,
+                ``audience`` and ``organization`` must be ``finish``'s.
+
+        Raises:
+            NotLoggedInError: No such session (unknown, tampered, logged out,
+                expired, or another client secret).
+            ConfigError: Bad arguments (named).
+            CacheError: The cache cannot be read.
+        """
+        from ._web import resume_session  # here, not at the top: see begin
+
+        return resume_session(cls, session_id, client_id, client_secret, cache, settings)
 
 
 class RefreshTokenAuth(_GrantAuth):

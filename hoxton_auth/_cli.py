@@ -35,7 +35,13 @@ from ._config import (
 from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError, printable
 from ._freshness import is_fresh
 from ._identity import client_identity, login_identity
-from ._private_file import default_cache_path, expand_path, read_document
+from ._private_file import (
+    default_cache_path,
+    expand_path,
+    login_key_path,
+    read_document,
+    read_login_key,
+)
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see above)
 if TYPE_CHECKING:
@@ -123,7 +129,16 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
         return None
     if read is None or read[0].damage is not None:
         return None
-    identity = client_identity(config) if config.client_secret else login_identity(config)
+    if config.client_secret:
+        identity = client_identity(config)
+    else:
+        try:  # the login key, read quietly and never created here (issue 21)
+            login_key = read_login_key(login_key_path(), create=False, quiet=True)
+        except CacheUnavailableError:
+            return None
+        if login_key is None:
+            return None
+        identity = login_identity(config, login_key)
     entries = read[0].document.get("entries")
     entry = entries.get(identity.key) if isinstance(entries, dict) else None
     if not isinstance(entry, dict) or not isinstance(entry.get("meta"), dict):

@@ -41,6 +41,7 @@ from ._errors import (
     TokenRequestError,
     printable,
 )
+from ._identity import USED_STATE_SUBJECT
 from ._session import TokenManager
 from ._token import user_of
 
@@ -342,7 +343,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     location = args.cache or environment.get("cache") or DEFAULT
     cache: TokenCache = resolve_cache(location)
     now = time.time()
-    described = [_describe(e, now) for e in cache.entries().values()]
+    entries = cache.entries().values()
+    # A web login's used state is a marker, not a session (issue 21).
+    described = [_describe(e, now) for e in entries if e.meta.get("subject") != USED_STATE_SUBJECT]
     if getattr(args, "check", False):
         client_id = getattr(args, "client_id", None) or environment.get("client_id")
         usable = _usable(described, client_id)

@@ -68,7 +68,14 @@ ENVIRONMENT = {
 LOGIN_PORT_VARIABLE = "HOXTON_LOGIN_PORT"
 #: The default of ``refresh_ahead=`` (0 turns refreshing ahead off).
 REFRESH_AHEAD_VARIABLE = "HOXTON_REFRESH_AHEAD"
-_KNOWN_VARIABLES = (*ENVIRONMENT.values(), LOGIN_PORT_VARIABLE, REFRESH_AHEAD_VARIABLE)
+#: Where this OS user's login key lives (``_private_file.login_key_path``).
+LOGIN_KEY_VARIABLE = "HOXTON_AUTH_LOGIN_KEY"
+_KNOWN_VARIABLES = (
+    *ENVIRONMENT.values(),
+    LOGIN_PORT_VARIABLE,
+    REFRESH_AHEAD_VARIABLE,
+    LOGIN_KEY_VARIABLE,
+)
 _names_checked = False  # os.environ's HOXTON_* names: checked once per process
 
 

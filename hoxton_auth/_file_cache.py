@@ -47,6 +47,7 @@ from ._cache_format import encode
 from ._config import read_environment
 from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, warn_once
 from ._private_file import (
+    LARGE_FILE_BYTES,
     Reservation,
     check_before_locking,
     default_cache_path,
@@ -172,6 +173,17 @@ class FileTokenCache(TokenCache):
         if read is None:
             return {}
         decoded, info = read
+        if info.st_size >= LARGE_FILE_BYTES:  # issue 21: said once, long before it hurts
+            warn_once(
+                "large",
+                str(self.path),
+                "token cache %s holds %d entries (%.0f MiB) and every renewal rewrites it "
+                "whole, so each one costs more as it grows: for a back end with many users' "
+                "sessions use RedisTokenCache (pip install 'hoxton-auth[redis]')",
+                self.path,
+                len(decoded.document.get("entries", {})),
+                info.st_size / 2**20,
+            )
         if decoded.damage is not None:
             warn_once(
                 "damaged",

@@ -11,7 +11,17 @@ written by 0.1.0 (which had no subject) are simply never looked up again.
 | password                      | ``password:<username>``  | salted scrypt of password     |
 | refresh token (constructor)   | ``lineage:<hash>``       | the key: sha256 of the seed   |
 | authorization code, exchanged | ``user:<sub>``           | the code, exchanged each time |
-| ``login()``                   | ``login`` (no scope)     | this OS user's cache          |
+| ``login()``                   | ``login`` (no scope)     | the login key, client secret  |
+| web session (``finish()``)    | ``web-session`` (no scope) | the session id, client secret |
+
+The key is a hash of its parts JSON-encoded (issue 21: no ``realm/user``
+spelling can collide with a username). A logged-in session is bound to a
+*login key*: 32 random bytes in a private file of the OS user who logged in
+(``_private_file.read_login_key``), whose HMAC is part of the entry's key and
+keys its verifier. On a cache others reach (Redis, a shared disk) another OS
+user or host computes another key: a miss, never the token, and their own
+login neither replaces nor revokes this one. A web session's key and
+verifier come from its random ``session_id`` the same way.
 
 A verifier is stored in the entry's meta as ``scheme$salt$digest``. An
 entry whose verifier does not match ours is someone else's: a miss. No
@@ -20,8 +30,9 @@ high-entropy key, so a salted HMAC keyed by it is enough; a password is not,
 so it goes through a salted ``scrypt`` (about 16 MiB and some tens of
 milliseconds), computed at most once per auth object and salt.
 
-Pure functions and small value objects; ``os.urandom`` for salts is the only
-outside input. On the path of a ``hoxton-auth token`` answered from the cache,
+Pure functions and small value objects; ``os.urandom`` for salts and the
+login key file (read when a logged-in session's key is first needed) are the
+only outside inputs. On the path of a ``hoxton-auth token`` answered from the cache,
 so no dataclasses (see ``_config.py``) and the grant classes load only when
 an identity is made from a grant object.
 """
@@ -30,10 +41,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from ._errors import CacheUnavailableError, warn_once
+from ._private_file import login_key_path, read_login_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
 if TYPE_CHECKING:
@@ -60,6 +75,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KEY_VERSION",
+    "USED_STATE_SUBJECT",
     "VERIFIER_META",
     "Identity",
     "PasswordVerifier",
@@ -68,11 +84,17 @@ __all__ = [
     "identity_for",
     "login_identity",
     "session_identity",
+    "used_state_identity",
+    "web_session_identity",
 ]
 
-KEY_VERSION = "hoxton-auth/2"  # in every key: entries of 0.1.0 are unreachable
+# In every key: entries of 0.1.0 (no subject) and of 0.2 (ambiguous keys, a
+# logged-in session nobody's own: issue 21) are unreachable.
+KEY_VERSION = "hoxton-auth/3"
 VERIFIER_META = "verifier"
 SUBJECT_META = "subject"
+#: The subject label of a web login's used ``state`` (a marker, not a session).
+USED_STATE_SUBJECT = "used-state"
 SALT_BYTES = 16
 
 # scrypt cost (RFC 7914): N=2**14, r=8 uses 16 MiB and ~60 ms of CPU on the
@@ -84,8 +106,11 @@ SCRYPT_P = 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 
 
-def _key(*parts: str) -> str:
-    return hashlib.sha256("\x00".join((KEY_VERSION, *parts)).encode()).hexdigest()[:32]
+def _key(base: Mapping[str, str], kind: str, *subject: str) -> str:
+    # JSON: every part is delimited and named, so no two identities share a key.
+    parts = [KEY_VERSION, sorted(base.items()), kind, list(subject)]
+    text = json.dumps(parts, ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # Issue 11: a child forked while another thread held a guard would wait on it
@@ -194,20 +219,47 @@ class Identity:
     """Where an auth object's tokens live in the cache, and what binds them to it.
 
     ``key`` is ``None`` for an authorization code not exchanged yet: its
-    subject (the user) is known only from the token.
+    subject (the user) is known only from the token. A logged-in session's
+    key and verifier are *resolved* when first needed (``resolve``), so that
+    building an auth object reads no file.
     """
 
-    __slots__ = ("key", "meta", "verifier")
+    __slots__ = ("_key", "_resolve", "_verifier", "meta")
 
     def __init__(
-        self, key: str | None, meta: Mapping[str, str], verifier: Verifier | None = None
+        self,
+        key: str | None,
+        meta: Mapping[str, str],
+        verifier: Verifier | None = None,
+        *,
+        resolve: Callable[[], tuple[str, Verifier]] | None = None,
     ) -> None:
-        self.key = key
+        self._key = key
         self.meta = meta
-        self.verifier = verifier
+        self._verifier = verifier
+        self._resolve = resolve
 
     def __repr__(self) -> str:
-        return f"Identity(key={self.key!r}, meta={self.meta!r})"
+        return f"Identity(key={self._key!r}, meta={self.meta!r})"  # never resolves (no I/O)
+
+    def _resolved(self) -> None:
+        resolve = self._resolve
+        if resolve is not None:
+            # Two threads may both resolve: they read the same key file, so agree.
+            self._key, self._verifier = resolve()
+            self._resolve = None
+
+    @property
+    def key(self) -> str | None:
+        """The cache key (a hash, no secret in it)."""
+        self._resolved()
+        return self._key
+
+    @property
+    def verifier(self) -> Verifier | None:
+        """What binds an entry to this identity's credential, if anything."""
+        self._resolved()
+        return self._verifier
 
     @property
     def slow(self) -> bool:
@@ -223,39 +275,34 @@ class Identity:
         """Whether an entry with ``meta`` belongs to this identity."""
         if meta.get(SUBJECT_META) != self.meta.get(SUBJECT_META):
             return False  # written by 0.1.0, or (after a hash collision) by someone else
-        return self.verifier is None or self.verifier.matches(meta.get(VERIFIER_META))
+        verifier = self.verifier
+        return verifier is None or verifier.matches(meta.get(VERIFIER_META))
 
     def meta_for(self, stored: Mapping[str, str] | None) -> dict[str, str]:
         """The meta to store, reusing ``stored``'s verifier when it is ours."""
         meta = dict(self.meta)
-        if self.verifier is not None:
+        verifier = self.verifier
+        if verifier is not None:
             previous = stored.get(VERIFIER_META) if stored is not None else None
-            meta[VERIFIER_META] = self.verifier.stamp(previous)
+            meta[VERIFIER_META] = verifier.stamp(previous)
         return meta
 
 
-def _base(config: ClientConfig) -> dict[str, str]:
-    scope = " ".join(sorted(set(config.scope.split()))) if config.scope else ""
+def _base(config: ClientConfig, *, scope: bool = True) -> dict[str, str]:
+    normalised = " ".join(sorted(set(config.scope.split()))) if config.scope else ""
     base = {
         "token_url": config.token_url,
         "client_id": config.client_id,
         "audience": config.audience,
-        "scope": scope,
+        "scope": normalised if scope else "",
     }
     if config.organization:  # issue 12: another organization, another entry
         base["organization"] = config.organization
     return base
 
 
-def _identity(
-    base: Mapping[str, str],
-    grant: str,
-    kind: str,
-    subject: str,
-    label: str,
-) -> tuple[str, dict[str, str]]:
-    key = _key(*base.values(), kind, subject)
-    return key, {**base, "grant": grant, SUBJECT_META: label}
+def _meta(base: Mapping[str, str], grant: str, label: str) -> dict[str, str]:
+    return {**base, "grant": grant, SUBJECT_META: label}
 
 
 def identity_for(
@@ -274,33 +321,81 @@ def identity_for(
     if isinstance(grant, ClientCredentials):
         return client_identity(config)
     if isinstance(grant, Password):
-        label = f"password:{grant.username}"
         # A realm names the user directory (Auth0 connection): alice of one
-        # directory is not alice of another.
-        user = f"{grant.realm}/{grant.username}" if grant.realm else grant.username
-        key, meta = _identity(base, "password", "password", user, label)
+        # directory is not alice of another. Two parts, never "realm/user".
+        key = _key(base, "password", grant.realm or "", grant.username)
+        meta = _meta(base, "password", f"password:{grant.username}")
         return Identity(key, meta, PasswordVerifier(grant.password, config.client_secret, key))
     if seed_refresh_token is not None:
         # A refresh token is a long random string: its unsalted hash reveals nothing.
         lineage = hashlib.sha256(seed_refresh_token.encode()).hexdigest()
-        key, meta = _identity(base, "refresh_token", "lineage", lineage, f"lineage:{lineage[:12]}")
-        return Identity(key, meta)
+        key = _key(base, "lineage", lineage)
+        return Identity(key, _meta(base, "refresh_token", f"lineage:{lineage[:12]}"))
     if grant is None:
         return login_identity(config)
-    return Identity(None, {**base, "grant": "authorization_code", SUBJECT_META: ""})
+    return Identity(None, _meta(base, "authorization_code", ""))
 
 
 def client_identity(config: ClientConfig) -> Identity:
     """The identity of the client credentials grant: the client itself, bound by its secret."""
-    key, meta = _identity(_base(config), "client_credentials", "client", "", "client")
-    return Identity(key, meta, SecretVerifier(config.client_secret or "", key))
+    base = _base(config)
+    key = _key(base, "client")
+    return Identity(key, _meta(base, "client_credentials", "client"), _secret_verifier(config, key))
 
 
-def login_identity(config: ClientConfig) -> Identity:
-    """The logged-in session of (domain, client, audience) for this OS user; no scope."""
-    base = {**_base(config), "scope": ""}
-    key, meta = _identity(base, "login", "login", "", "login")
-    return Identity(key, meta)
+def _secret_verifier(config: ClientConfig, key: str, bound_to: str = "") -> SecretVerifier:
+    """A verifier of the client secret, and of ``bound_to`` (a login key, a session id)."""
+    return SecretVerifier(f"{bound_to}\x00{config.client_secret or ''}", key)
+
+
+# A login key for this process only, when the user's key file cannot be used.
+_process_login_key: list[bytes] = []
+
+
+def _login_key() -> bytes:
+    path = login_key_path()
+    try:
+        key = read_login_key(path, create=True, quiet=True)  # warned below, once
+    except CacheUnavailableError as exc:
+        key = None
+        reason = str(exc)
+    else:
+        reason = ""
+    if key is not None:
+        return key
+    warn_once(
+        "login key",
+        str(path),
+        "%s: the logged-in session is kept for this process only",
+        reason or f"no login key at {path}",
+    )
+    if not _process_login_key:
+        _process_login_key.append(os.urandom(32))
+    return _process_login_key[0]
+
+
+def login_identity(config: ClientConfig, login_key: bytes | None = None) -> Identity:
+    """The logged-in session of (domain, client, audience) of whoever holds ``login_key``.
+
+    No scope: any scope spelling finds it. ``login_key`` ``None``: this OS
+    user's (``$HOXTON_AUTH_LOGIN_KEY``, else ``login.key`` in the user cache
+    dir), read or created when the key is first needed. The key's HMAC is
+    part of the cache key; the verifier binds the entry to the key and to the
+    client secret (a wrong secret is a miss).
+    """
+    base = _base(config, scope=False)
+    meta = _meta(base, "login", "login")
+
+    def resolve() -> tuple[str, Verifier]:
+        secret = login_key if login_key is not None else _login_key()
+        holder = hmac.new(secret, b"hoxton-auth logged-in session", hashlib.sha256).hexdigest()
+        key = _key(base, "login", holder)
+        return key, _secret_verifier(config, key, secret.hex())
+
+    if login_key is not None:
+        key, verifier = resolve()
+        return Identity(key, meta, verifier)
+    return Identity(None, meta, resolve=resolve)
 
 
 def session_identity(config: ClientConfig, sub: str | None) -> Identity:
@@ -310,5 +405,29 @@ def session_identity(config: ClientConfig, sub: str | None) -> Identity:
     none, the session is one of its own.
     """
     kind, subject = ("user", sub) if sub is not None else ("session", os.urandom(16).hex())
-    key, meta = _identity(_base(config), "authorization_code", kind, subject, f"{kind}:{subject}")
-    return Identity(key, meta)
+    base = _base(config)
+    return Identity(
+        _key(base, kind, subject), _meta(base, "authorization_code", f"{kind}:{subject}")
+    )
+
+
+def web_session_identity(config: ClientConfig, session_id: str) -> Identity:
+    """Where a web back end's session lives: under its random ``session_id`` (issue 21).
+
+    One entry per login, not per user: two browsers of one user are two
+    sessions, each with its own refresh token, ended one at a time. No scope:
+    ``resume`` need not repeat it. The verifier binds it to the id and the
+    client secret, so a wrong secret is a miss as well as a wrong id.
+    """
+    base = _base(config, scope=False)
+    key = _key(base, "web-session", session_id)
+    meta = _meta(base, "authorization_code", "web-session")
+    return Identity(key, meta, _secret_verifier(config, key, session_id))
+
+
+def used_state_identity(config: ClientConfig, state: str) -> Identity:
+    """The marker of a web login's ``state`` already used: a callback is finished once."""
+    base = _base(config, scope=False)
+    return Identity(
+        _key(base, "used-state", state), _meta(base, "authorization_code", USED_STATE_SUBJECT)
+    )

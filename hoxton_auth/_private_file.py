@@ -2,9 +2,10 @@
 
 How it stays safe on a shared machine (issue 11; StrictModes in OpenSSH):
 the file is opened with ``O_NOFOLLOW | O_NONBLOCK`` and used only if it is a
-regular file of the effective user, at most ``MAX_FILE_BYTES`` long, in a
+regular file of the effective user, in a
 directory that no other user can write to (unless sticky and ours), holding a
-hoxton-auth document (``_cache_format.py``). Anything else is *refused*:
+hoxton-auth document (``_cache_format.py``; of a file that does not begin as
+one, at most ``MAX_FILE_BYTES`` are read). Anything else is *refused*:
 ``CacheUnavailableError`` naming the path, the reason and ``HOXTON_AUTH_CACHE``,
 with one ``HoxtonAuthWarning``, and the file is never chmod-ed, truncated or
 replaced. The lock file gets the same type and owner checks before it is locked.
@@ -26,11 +27,14 @@ import os
 import stat
 from pathlib import Path
 
-from ._cache_format import NOT_OURS, Decoded, decode
-from ._config import read_environment
+from ._cache_format import NOT_OURS, Decoded, begins_as_ours, decode
+from ._config import LOGIN_KEY_VARIABLE, read_environment
 from ._errors import CacheUnavailableError, ConfigError, warn_once
 
 __all__ = [
+    "LARGE_FILE_BYTES",
+    "LOGIN_KEY_BYTES",
+    "LOGIN_KEY_VARIABLE",
     "MAX_FILE_BYTES",
     "RESERVE_MARGIN",
     "STALE_TEMP_AFTER",
@@ -40,13 +44,21 @@ __all__ = [
     "default_cache_path",
     "ensure_directory",
     "expand_path",
+    "login_key_path",
     "read_document",
+    "read_login_key",
     "release",
     "replace",
     "reserve",
 ]
 
-MAX_FILE_BYTES = 4 * 1024 * 1024  # a thousand entries fit in far less; more is not ours
+# Read at most this much of a file that does not begin as ours (issue 11). A
+# file of ours is read whole however large (issue 21: a back end with 2,150
+# sessions outgrew the 4 MiB cap and refused its own file); from
+# LARGE_FILE_BYTES on, one warning points to RedisTokenCache, because every
+# write rewrites the whole file (benchmarks/bench_file_cache_size.py).
+MAX_FILE_BYTES = 4 * 1024 * 1024
+LARGE_FILE_BYTES = 4 * 1024 * 1024  # about 2,000 sessions: where 0.2 refused its own file
 # Temporary files are only written under the lock, so one older than this
 # belongs to a writer that died mid-write.
 STALE_TEMP_AFTER = 600.0
@@ -250,7 +262,12 @@ def read_document(
             chunks.append(chunk)
             size += len(chunk)
         if size > MAX_FILE_BYTES:
-            raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes", quiet=quiet)
+            start = chunks[0][:4096].decode("utf-8", errors="replace")
+            if not begins_as_ours(start):
+                raise _refuse(path, f"it is larger than {MAX_FILE_BYTES} bytes", quiet=quiet)
+            while chunk := os.read(fd, max(info.st_size - size, 0) + 65536):
+                chunks.append(chunk)  # ours: read whole, at linear cost (issue 21)
+                size += len(chunk)
         decoded = decode(b"".join(chunks).decode("utf-8", errors="replace"))
         if decoded.refused == NOT_OURS and move_aside and not quiet:
             _move_aside(path, info)
@@ -404,7 +421,7 @@ def reserve(path: Path) -> Reservation:
         CacheUnavailableError: There is no room for it (or no way to create it).
     """
     try:
-        size = min(os.stat(path).st_size, MAX_FILE_BYTES)
+        size = os.stat(path).st_size
     except OSError:
         size = 0
     size += RESERVE_MARGIN
@@ -457,3 +474,113 @@ def _allocate(fd: int, size: int) -> None:
     while remaining:
         remaining -= os.write(fd, bytes(min(remaining, 65536)))
     os.lseek(fd, 0, os.SEEK_SET)
+
+
+# -- the login key: what makes a logged-in session this user's (issue 21) ----------------
+
+LOGIN_KEY_BYTES = 32
+_NOT_A_KEY = "it is not a hoxton-auth login key"
+
+
+def login_key_path() -> Path:
+    """``$HOXTON_AUTH_LOGIN_KEY``, else the user cache dir + ``hoxton-auth/login.key``.
+
+    Not beside ``$HOXTON_AUTH_CACHE``: a cache may be shared (Redis, a file on a
+    shared disk), the key never is.
+    """
+    configured = os.environ.get(LOGIN_KEY_VARIABLE, "").strip()
+    if configured:
+        return Path(configured).expanduser().absolute()
+    import platformdirs  # imported here: see default_cache_path
+
+    return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "login.key"
+
+
+def read_login_key(path: Path, *, create: bool, quiet: bool = False) -> bytes | None:
+    """This user's login key at ``path``; with ``create``, made first if missing.
+
+    The key is 32 random bytes (hex) in a private file of this user (0600, in
+    a directory others cannot write to, never a symbolic link): only who can
+    read it can reach the logged-in session it binds. Created atomically
+    (``os.link`` of a complete temporary file), so two processes logging in
+    at once end up with the same key.
+
+    Returns:
+        The key, or ``None`` when there is none and ``create`` is false.
+
+    Raises:
+        CacheUnavailableError: The file is refused (open to others, not ours,
+            not a key) or cannot be read or created.
+    """
+    check_directory(path, quiet=quiet)
+    found = _read_key(path, quiet=quiet)
+    if found is not None or not create:
+        return found
+    key = os.urandom(LOGIN_KEY_BYTES)
+    try:
+        ensure_directory(path)
+        check_directory(path, quiet=quiet)
+        fd, temp_name = _create_temp(path)
+        try:
+            try:
+                os.write(fd, key.hex().encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(temp_name, path)  # never replaces: a concurrent creator's key wins
+        except FileExistsError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+    except OSError as exc:
+        if isinstance(exc, CacheUnavailableError):
+            raise
+        raise CacheUnavailableError(f"cannot create the login key {path}: {exc}") from exc
+    _sync_directory(path)
+    return _read_key(path, quiet=quiet)
+
+
+def _read_key(path: Path, *, quiet: bool) -> bytes | None:
+    try:
+        fd = os.open(path, _O_OPEN)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if os.path.islink(path):  # ELOOP from O_NOFOLLOW
+            raise _refuse_key(path, "it is a symbolic link", quiet) from exc
+        raise CacheUnavailableError(f"cannot read the login key {path}: {exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refuse_key(path, "it is not a regular file", quiet)
+        if os.name == "posix" and info.st_uid != os.geteuid():
+            raise _refuse_key(path, f"it belongs to uid {info.st_uid}, not to this user", quiet)
+        if _open_to_others(info):
+            # Whoever could read it may hold the session: it is not used, not repaired.
+            mode = stat.S_IMODE(info.st_mode)
+            raise _refuse_key(path, f"it is open to other users (mode {mode:o})", quiet)
+        text = os.read(fd, 4 * LOGIN_KEY_BYTES).decode("ascii", errors="replace").strip()
+    except OSError as exc:
+        if isinstance(exc, CacheUnavailableError):
+            raise
+        raise CacheUnavailableError(f"cannot read the login key {path}: {exc}") from exc
+    finally:
+        os.close(fd)
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != LOGIN_KEY_BYTES:
+        raise _refuse_key(path, _NOT_A_KEY, quiet)
+    return key
+
+
+def _refuse_key(path: Path, reason: str, quiet: bool) -> CacheUnavailableError:
+    message = (
+        f"login key {path} refused: {reason}; hoxton-auth does not use, change or replace "
+        f"it (remove it and log in again, or set {LOGIN_KEY_VARIABLE} to another file)"
+    )
+    if not quiet:
+        warn_once("refused", f"{path}: {reason}", "%s", message)
+    return CacheUnavailableError(message)

@@ -373,6 +373,31 @@ class SharedEntry:
                 exc,
             )
 
+    # -- web back ends (issue 21): a session filed under its own random id ----------
+
+    def begin_web_session(self, send: SyncTransport, identity: Identity) -> Token:
+        """Exchange the code now (never from the cache) and store its token under ``identity``.
+
+        Raises:
+            NotLoggedInError: There is no code to exchange (it was used).
+        """
+        token = self._fetch(self._flow_for(self._take_code()), send)
+        self.identity = identity
+        self._keep(token)
+        return token
+
+    def resume(self, identity: Identity) -> bool:
+        """From now on use ``identity``'s entry, renewed by its refresh token only.
+
+        Returns whether the cache holds that entry (read without the lock).
+
+        Raises:
+            CacheUnavailableError: The cache cannot be read (not a missing session).
+        """
+        self.identity = identity
+        self._grant = None
+        return self._owned(self.cache.load(self.key)) is not None
+
     def _take_code(self) -> list[Grant]:
         plan = [self._grant] if self._grant is not None else []
         self._grant = None  # an authorization code is single-use: never send it again

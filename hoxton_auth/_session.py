@@ -359,6 +359,22 @@ class TokenManager:
             self._remember(token)
         self._tell(token)
 
+    # -- web back ends (issue 21) ------------------------------------------------------
+
+    def begin_web_session(self, send: SyncTransport, identity: Identity) -> str:
+        """Exchange the code now and store its token under a web session's ``identity``."""
+        try:
+            with self._thread_lock:
+                return self._remember(self.entry.begin_web_session(send, identity))
+        finally:
+            self._report()
+
+    def resume(self, identity: Identity) -> bool:
+        """Use the web session ``identity`` from now on; whether the cache holds it."""
+        with self._thread_lock:
+            self._current = self._token = None
+            return self.entry.resume(identity)
+
     # -- event loops (asyncio, trio): the same slow path, in a worker thread ------
 
     async def aget_token(self, send: SyncTransport) -> str:

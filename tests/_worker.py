@@ -24,6 +24,11 @@ Commands:
     token  Build an auth object (file or Redis cache, else the default one),
            wait for the release, get one token; reports its full SHA-256 (to
            compare with the parent's), or with ``catch`` the error it got.
+    web    A web back end's worker (issue 21), after the release: ``finish`` a
+           login request (read from a file; the session id is written to a
+           file), or ``resume`` a session (id from a file) and get a token, then
+           ``logout`` if asked; reports the token's ``sub`` and hash, or the
+           name of the error.
 """
 
 from __future__ import annotations
@@ -248,7 +253,48 @@ def token(args: dict[str, Any]) -> None:
         cache.close()
 
 
-COMMANDS = {"herd": herd, "hold": hold, "rounds": rounds, "token": token, "write": write}
+def web(args: dict[str, Any]) -> None:
+    """``finish`` a login request or ``resume`` a session (see the module docstring)."""
+    import jwt
+
+    from hoxton_auth import AuthorizationCodeAuth, HoxtonAuthError, LoginRequest
+
+    cache = make_cache(args)
+    say("ready")
+    sys.stdin.readline()
+    try:
+        if args["step"] == "finish":
+            request = LoginRequest.from_json(Path(args["request_file"]).read_text())
+            auth = request.finish(args["callback_url"], args.get("client_secret"), cache=cache)
+            assert auth.session_id is not None
+            Path(args["session_file"]).write_text(auth.session_id)
+        else:
+            session_id = Path(args["session_file"]).read_text() + args.get("tamper", "")
+            auth = AuthorizationCodeAuth.resume(
+                session_id,
+                args["client_id"],
+                args.get("client_secret"),
+                cache=cache,
+                domain=args["domain"],
+            )
+        access = auth.get_token()
+        if args.get("logout"):
+            auth.logout()
+    except HoxtonAuthError as exc:
+        say({"error": type(exc).__name__})
+        return
+    claims = jwt.decode(access, options={"verify_signature": False})
+    say({"sub": claims["sub"], "access": digest(access)})
+
+
+COMMANDS = {
+    "herd": herd,
+    "hold": hold,
+    "rounds": rounds,
+    "token": token,
+    "web": web,
+    "write": write,
+}
 
 
 def skew_clock(seconds: float) -> None:

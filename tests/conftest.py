@@ -86,7 +86,8 @@ def authorization_code(
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point ``$HOXTON_AUTH_CACHE`` at a fresh file; clear other HOXTON_ variables."""
+    """Point ``$HOXTON_AUTH_CACHE`` and ``$HOXTON_AUTH_LOGIN_KEY`` at fresh files; clear
+    other HOXTON_ variables."""
     path = tmp_path / "cache" / "tokens.json"
     for name in (
         "HOXTON_CLIENT_ID",
@@ -100,6 +101,8 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOXTON_AUTH_CACHE", str(path))
+    # The login key (issue 21) is private to each test too, never the real user's.
+    monkeypatch.setenv("HOXTON_AUTH_LOGIN_KEY", str(tmp_path / "login-key" / "login.key"))
     return path
 
 

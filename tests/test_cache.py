@@ -7,6 +7,7 @@ Cross-process behaviour (herds, SIGKILL, stuck holders) is in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -31,8 +32,8 @@ from hoxton_auth import (
     Token,
 )
 from hoxton_auth._cache import cache_key
-from hoxton_auth._cache_format import FORMAT_MARKER, FORMAT_VERSION
-from hoxton_auth._private_file import STALE_TEMP_AFTER
+from hoxton_auth._cache_format import FORMAT_MARKER, FORMAT_VERSION, encode
+from hoxton_auth._private_file import LARGE_FILE_BYTES, MAX_FILE_BYTES, STALE_TEMP_AFTER
 from hoxton_auth.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
@@ -322,15 +323,11 @@ def test_deleting_from_an_absent_file_creates_nothing(isolated_cache: Path) -> N
 
 def valid_document_text(entries: dict[str, CacheEntry]) -> str:
     """The exact text FileTokenCache writes for ``entries``."""
-    document = {
-        "format": FORMAT_MARKER,
-        "version": FORMAT_VERSION,
-        "entries": {
-            key: {"meta": dict(entry.meta), "token": entry.token.to_dict()}
-            for key, entry in sorted(entries.items())
-        },
+    raw = {
+        key: {"meta": dict(entry.meta), "token": entry.token.to_dict()}
+        for key, entry in entries.items()
     }
-    return json.dumps(document, indent=1)
+    return encode({}, raw).decode()
 
 
 KEPT = cache_key("kept")
@@ -621,12 +618,62 @@ def test_dev_null_as_root_is_refused_and_stays_a_device() -> None:
     assert not os.path.lexists("/dev/null.lock")
 
 
-def test_a_file_larger_than_the_cap_is_refused(isolated_cache: Path) -> None:
-    write_private(isolated_cache, b'{"format": "hoxton-auth token cache", ' + b" " * 5_000_000)
+def test_a_file_larger_than_the_cap_that_is_not_ours_is_refused(isolated_cache: Path) -> None:
+    write_private(isolated_cache, b'{"entries-of-something-else": ' + b" " * 5_000_000)
 
     with pytest.warns(HoxtonAuthWarning, match="larger than"):
         try_everything(FileTokenCache(isolated_cache), lock=False)
     assert isolated_cache.stat().st_size > 5_000_000
+
+
+def many_sessions(path: Path, sessions: int) -> list[str]:
+    """A cache file of ``sessions`` entries as large as a web session's (~1.9 KB); their keys."""
+    now = time.time()
+    entries = {
+        cache_key(f"session {n}"): make_entry(
+            f"access-{n}-" + "a" * 800, refresh_token=f"refresh-{n}-" + "r" * 50
+        )
+        for n in range(sessions)
+    }
+    for key, entry in entries.items():
+        entries[key] = CacheEntry(
+            dataclasses.replace(entry.token, id_token="i" * 700, obtained_at=now), entry.meta
+        )
+    write_private(path, valid_document_text(entries).encode())
+    return list(entries)
+
+
+def test_a_cache_of_20000_sessions_keeps_working_and_said_so_once_long_before(
+    isolated_cache: Path,
+) -> None:
+    # Issue 21: 0.2 refused its own file past 4 MiB (about 2,150 sessions).
+    # benchmarks/bench_file_cache_size.py measures the cost; this checks that it works.
+    keys = many_sessions(isolated_cache, 20_000)
+    assert isolated_cache.stat().st_size > 8 * LARGE_FILE_BYTES
+    cache = FileTokenCache(isolated_cache)
+
+    with pytest.warns(HoxtonAuthWarning, match="20000 entries.*use RedisTokenCache") as caught:
+        found = cache.load(keys[12_345])
+    assert found is not None
+    renewed = make_entry("renewed")
+    with cache.lock(keys[0], timeout=60):
+        cache.store(keys[0], renewed)  # no second warning: filterwarnings = error
+    assert cache.load(keys[0]) == renewed
+    assert len(FileTokenCache(isolated_cache).entries()) == 20_000
+    assert len(caught) == 1
+
+
+def test_the_size_warning_comes_before_the_old_cap_and_not_for_a_small_back_end(
+    isolated_cache: Path,
+) -> None:
+    keys = many_sessions(isolated_cache, 1_000)  # about 2 MiB: no warning
+    assert isolated_cache.stat().st_size < LARGE_FILE_BYTES
+    assert FileTokenCache(isolated_cache).load(keys[0]) is not None  # filterwarnings=error
+
+    keys = many_sessions(isolated_cache, 2_400)  # past the 4 MiB 0.2 refused
+    assert isolated_cache.stat().st_size > MAX_FILE_BYTES >= LARGE_FILE_BYTES
+    with pytest.warns(HoxtonAuthWarning, match="2400 entries.*RedisTokenCache"):
+        assert FileTokenCache(isolated_cache).load(keys[-1]) is not None
 
 
 def test_a_directory_others_can_write_is_refused_unless_sticky(tmp_path: Path) -> None:

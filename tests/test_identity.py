@@ -9,6 +9,12 @@ checked by its ``sub``.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +36,7 @@ from hoxton_auth import (
     HoxtonAuth,
     HoxtonAuthWarning,
     MemoryTokenCache,
+    NotLoggedInError,
     PasswordAuth,
     RefreshTokenAuth,
     TokenCache,
@@ -681,3 +688,196 @@ def test_a_code_exchanged_under_a_stuck_lock_is_used_with_a_warning(
     assert sub_of(token) == user_sub("alice@example.com")
     assert holder.entries() == {}  # nothing written without the lock
     assert server.count() == 1
+
+
+# -- a logged-in session belongs to the person who logged in (issue 21) -----------------
+
+NOBODY = 65534
+needs_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="needs root: a process of a second uid is started with setpriv",
+)
+
+
+def as_nobody(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as uid/gid 65534: a real second OS user, with ``env`` only."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv is not installed")
+    prefix = [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    probe = subprocess.run(  # this interpreter (and redis-py) may be out of that user's reach
+        [*prefix, sys.executable, "-c", "import hoxton_auth, redis"],
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=60,
+        cwd="/",
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"uid {NOBODY} cannot run this interpreter with redis-py")
+    return subprocess.run(
+        [*prefix, *command], env=env, capture_output=True, text=True, timeout=120, cwd="/"
+    )
+
+
+@pytest.fixture
+def nobodys_home() -> Iterator[Path]:
+    """A home directory of uid 65534 (where its login key would live)."""
+    home = Path(tempfile.mkdtemp(prefix="hoxton-nobody-", dir="/tmp"))
+    os.chown(home, NOBODY, NOBODY)
+    try:
+        yield home
+    finally:
+        shutil.rmtree(home)
+
+
+@needs_root
+def test_a_login_on_redis_is_invisible_to_another_os_user(
+    server: AuthServer,
+    browser: Callable[[str], None],
+    own_redis: Any,
+    nobodys_home: Path,
+) -> None:
+    browser("alice@example.com")
+    alice = HoxtonAuth.login(
+        PUBLIC_CLIENT_ID, domain=server.domain, timeout=60, cache=own_redis.url
+    )
+    alices_token = alice.get_token()
+    assert sub_of(alices_token) == user_sub("alice@example.com")
+    sent_before = len(server.token_requests)
+
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(nobodys_home),
+        "XDG_CACHE_HOME": str(nobodys_home / ".cache"),
+        "HOXTON_CLIENT_ID": PUBLIC_CLIENT_ID,
+        "HOXTON_AUTH_DOMAIN": server.domain,
+        "HOXTON_AUTH_CACHE": own_redis.url,
+    }
+    result = as_nobody([sys.executable, "-m", "hoxton_auth", "token"], env)
+
+    assert result.returncode != 0, result.stdout  # no login of theirs: nothing of alice's
+    assert "no login of" in result.stderr
+    assert alices_token not in result.stdout + result.stderr
+    assert len(server.token_requests) == sent_before  # not even a refresh with her token
+    assert server.revoke_requests == []
+    assert alice.get_token() == alices_token
+
+
+def test_a_second_persons_login_on_a_shared_cache_neither_replaces_nor_revokes_the_first(
+    server: AuthServer,
+    browser: Callable[[str], None],
+    redis_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hoxton_auth import RedisTokenCache
+
+    cache = RedisTokenCache(redis_url, prefix=f"test-{uuid.uuid4().hex}:")
+    browser("alice@example.com")
+    alice = HoxtonAuth.login(PUBLIC_CLIENT_ID, domain=server.domain, timeout=60, cache=cache)
+    # Bob: another login key (another OS user, or another host), the same Redis.
+    monkeypatch.setenv("HOXTON_AUTH_LOGIN_KEY", str(tmp_path / "bob" / "login.key"))
+    browser("bob@example.com")
+    bob = HoxtonAuth.login(PUBLIC_CLIENT_ID, domain=server.domain, timeout=60, cache=cache)
+
+    assert server.revoke_requests == []
+    assert len(cache.entries()) == 2
+    server.expire_access_tokens()
+    alice.invalidate()
+    bob.invalidate()
+    assert sub_of(alice.get_token()) == user_sub("alice@example.com")  # her refresh token works
+    assert sub_of(bob.get_token()) == user_sub("bob@example.com")
+    assert server.count("refresh_token") == 2
+    assert server.reuse_detected == 0
+    # A new object of each person finds that person's session only.
+    later_bob = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain, cache=cache)
+    assert sub_of(later_bob.get_token()) == user_sub("bob@example.com")
+    monkeypatch.setenv("HOXTON_AUTH_LOGIN_KEY", str(tmp_path / "carol" / "login.key"))
+    with pytest.raises(NotLoggedInError):
+        AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain, cache=cache).get_token()
+
+
+def test_a_confidential_clients_login_is_bound_to_its_secret(
+    server: AuthServer, browser: Callable[[str], None]
+) -> None:
+    browser("alice@example.com")
+    alice = HoxtonAuth.login(
+        DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, timeout=60
+    )
+    token = alice.get_token()
+    sent = len(server.token_requests)
+
+    wrong = AuthorizationCodeAuth(DEFAULT_CLIENT_ID, "not-the-secret", domain=server.domain)
+    with pytest.raises(NotLoggedInError):
+        wrong.get_token()
+    assert len(server.token_requests) == sent
+    right = AuthorizationCodeAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain)
+    assert right.get_token() == token
+
+
+def test_a_login_key_open_to_others_is_refused_and_left_alone(
+    server: AuthServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "keys" / "login.key"
+    key_file.parent.mkdir(mode=0o700)
+    key_file.write_text("ab" * 32 + "\n")
+    key_file.chmod(0o644)
+    monkeypatch.setenv("HOXTON_AUTH_LOGIN_KEY", str(key_file))
+    auth = AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain)
+
+    with (
+        pytest.warns(HoxtonAuthWarning, match="open to other users.*this process only"),
+        pytest.raises(NotLoggedInError),
+    ):
+        auth.get_token()
+    assert key_file.read_text() == "ab" * 32 + "\n"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o644
+
+
+def test_the_login_key_is_created_private_and_once(
+    server: AuthServer, browser: Callable[[str], None], tmp_path: Path
+) -> None:
+    key_file = Path(os.environ["HOXTON_AUTH_LOGIN_KEY"])
+    assert not key_file.exists()
+    browser("alice@example.com")
+    HoxtonAuth.login(PUBLIC_CLIENT_ID, domain=server.domain, timeout=60)
+    first = key_file.read_bytes()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(bytes.fromhex(first.decode().strip())) == 32
+    HoxtonAuth.login(PUBLIC_CLIENT_ID, domain=server.domain, timeout=60)
+    assert key_file.read_bytes() == first  # the same person's next login: the same key
+    assert first.decode().strip() not in (tmp_path / "cache" / "tokens.json").read_text()
+
+
+def test_cache_keys_encode_their_parts_unambiguously(server: AuthServer) -> None:
+    from hoxton_auth._grants import Password
+
+    config = HoxtonAuth(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain).config
+    realm_and_user = identity_for(config, Password("u", "pw", realm="r"), None)
+    slash_user = identity_for(config, Password("r/u", "pw"), None)
+    assert realm_and_user.key != slash_user.key
+
+
+def test_logged_in_sessions_written_before_key_version_3_are_never_served(
+    server: AuthServer, isolated_cache: Path
+) -> None:
+    import time
+
+    from hoxton_auth import Token
+
+    now = time.time()
+    token_url = f"{server.domain}/oauth/token"
+    # 0.2 keyed the logged-in session by (token URL, client, audience, no scope), no verifier.
+    parts = ("hoxton-auth/2", token_url, PUBLIC_CLIENT_ID, "https://api.hoxton.cloud", "")
+    old_key = hashlib.sha256("\x00".join((*parts, "login", "")).encode()).hexdigest()[:32]
+    old_meta = {"token_url": token_url, "client_id": PUBLIC_CLIENT_ID, "subject": "login"}
+    cache = FileTokenCache(isolated_cache)
+    with cache.lock(old_key, 5):
+        cache.store(
+            old_key, CacheEntry(Token("old-access", now + 3600, now, refresh_token="r"), old_meta)
+        )
+
+    with pytest.raises(NotLoggedInError):
+        AuthorizationCodeAuth(PUBLIC_CLIENT_ID, domain=server.domain).get_token()
+    assert server.token_requests == []

@@ -34,6 +34,7 @@ PUBLIC = [
     "InsecureTransportError",
     "InvalidGrantError",
     "LoginError",
+    "LoginRequest",
     "LoginRequiredError",
     "MemoryTokenCache",
     "MfaRequiredError",

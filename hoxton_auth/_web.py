@@ -1,0 +1,305 @@
+"""Web back ends: a login begun in one worker, finished in another, resumed in any (issue 21).
+
+``AuthorizationCodeAuth.begin`` makes a ``LoginRequest``: the ``/authorize``
+URL (state, PKCE S256, audience, scope) and what its callback needs, as JSON
+the app keeps in its server-side session. ``LoginRequest.finish`` checks the
+callback's ``state``, records it as used in the shared cache under the cache
+lock (so a callback is finished once, in whichever process, and a replay
+exchanges nothing), exchanges the code and files the tokens under a new random
+``session_id``. ``AuthorizationCodeAuth.resume`` finds that session again in
+any worker or host sharing the cache; its renewals are the cache's single
+flight, and ``logout()`` deletes the one entry every worker reads.
+
+One entry per login, not per user: two browsers of one user are two sessions,
+each with its own refresh token (family), ended one at a time. The cache key
+and verifier come from the ``session_id`` and the client secret
+(``_identity.web_session_identity``): an unknown, tampered or logged-out id,
+or a wrong secret, is a miss, and ``resume`` says so without a token request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from ._arguments import DEFAULT, PROMPTS, CacheArg, Settings
+from ._auth import AuthorizationCodeAuth
+from ._cache import CacheEntry
+from ._config import ClientConfig, normalize_scope
+from ._errors import ConfigError, LoginError, NotLoggedInError, TokenRequestError
+from ._grants import authorize_url
+from ._identity import used_state_identity, web_session_identity
+from ._renewal import LOCK_MARGIN
+from ._token import Token
+
+__all__ = ["LOGIN_REQUEST_LIFETIME", "LoginRequest", "begin_login", "resume_session"]
+
+#: Seconds a ``LoginRequest`` can be finished after ``begin`` (Auth0's codes
+#: live 10 minutes; a user may linger on the login page longer).
+LOGIN_REQUEST_LIFETIME = 3600.0
+_FORMAT = "hoxton-auth login request"
+_VERSION = 1
+# The settings that name the identity and the /authorize URL: kept in the request.
+_IDENTITY_SETTINGS = ("domain", "audience", "organization")
+_SETTINGS = frozenset(Settings.__optional_keys__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginRequest:
+    """A web login on its way: the ``/authorize`` URL and what its callback needs.
+
+    Keep it server-side (``to_json``), in the user's session of your app: it
+    holds the PKCE verifier. Any worker can ``finish`` it, once.
+
+    Attributes:
+        url: Redirect the browser here (``/authorize`` with ``state``, PKCE
+            S256, ``audience`` and ``scope``).
+        client_id: The OAuth client's id.
+        redirect_uri: Your callback URL, as registered in Auth0.
+        scope: The scopes asked for.
+        domain: The Auth0 tenant.
+        audience: The API the tokens are for.
+        organization: The Auth0 Organization, if any.
+        created_at: When ``begin`` made it (seconds since the epoch).
+    """
+
+    url: str = dataclasses.field(repr=False)
+    client_id: str
+    redirect_uri: str
+    scope: str | None
+    domain: str
+    audience: str
+    organization: str | None
+    created_at: float
+    state: str = dataclasses.field(repr=False)
+    code_verifier: str = dataclasses.field(repr=False)
+
+    def to_json(self) -> str:
+        """This request as JSON text (it holds the PKCE verifier: keep it server-side)."""
+        fields = dataclasses.asdict(self)
+        return json.dumps({"format": _FORMAT, "version": _VERSION, **fields}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> LoginRequest:
+        """The request ``to_json`` wrote.
+
+        Raises:
+            ConfigError: ``text`` is not a login request of this version.
+        """
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"not a LoginRequest: invalid JSON ({exc})") from None
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ConfigError("not a LoginRequest: no hoxton-auth login request format marker")
+        if data.get("version") != _VERSION:
+            raise ConfigError(
+                f"LoginRequest version {data.get('version')!r} is not {_VERSION}: begin again"
+            )
+        kwargs: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            value = data.get(field.name)
+            optional = field.name in ("scope", "organization")
+            if field.name == "created_at":
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            else:
+                ok = (isinstance(value, str) and bool(value)) or (optional and value is None)
+            if not ok:
+                raise ConfigError(f"not a LoginRequest: {field.name!r} is missing or malformed")
+            kwargs[field.name] = value
+        return cls(**kwargs)
+
+    def finish(
+        self,
+        callback_url: str,
+        client_secret: str | None = None,
+        *,
+        cache: CacheArg = DEFAULT,
+        **settings: Any,
+    ) -> AuthorizationCodeAuth:
+        """Check the callback, exchange its code once, and start the web session.
+
+        Args:
+            callback_url: The URL the browser was redirected to (with its
+                query: ``code`` and ``state``, or ``error``).
+            client_secret: The client's secret (confidential clients).
+            cache: The cache every worker shares (a Redis URL for many hosts).
+            **settings: The constructor's other keyword arguments (``timeout``,
+                ``verify``, ...); ``domain``, ``audience`` and ``organization``
+                come from the request.
+
+        Returns:
+            An ``AuthorizationCodeAuth`` whose ``session_id`` finds the session
+            again in any worker (``AuthorizationCodeAuth.resume``).
+
+        Raises:
+            LoginError: A wrong or missing ``state`` (nothing is exchanged), the
+                identity provider's error, a callback already finished (here or
+                in another process: nothing is exchanged), an expired request,
+                or the token endpoint refused the code.
+            ConfigError: Bad settings, or ones that contradict the request.
+            CacheError: The cache cannot record the callback as used.
+        """
+        code = self._code_of(callback_url)
+        if time.time() > self.created_at + LOGIN_REQUEST_LIFETIME:
+            raise LoginError(
+                f"this login request is older than {LOGIN_REQUEST_LIFETIME:g}s: "
+                "begin the login again"
+            )
+        identity_settings = {name: getattr(self, name) for name in _IDENTITY_SETTINGS}
+        _check_settings(settings, "finish")
+        if "scope" in settings:
+            raise ConfigError("finish() takes the scope from the login request (begin's scope=)")
+        for name, value in identity_settings.items():
+            if name in settings and settings[name] != value:
+                raise ConfigError(f"{name}={settings[name]!r} differs from the login request's")
+        auth = AuthorizationCodeAuth(
+            self.client_id,
+            client_secret,
+            code=code,
+            redirect_uri=self.redirect_uri,
+            code_verifier=self.code_verifier,
+            cache=cache,
+            **{**settings, "scope": self.scope, **identity_settings},
+        )
+        self._mark_used(auth)
+        session_id = secrets.token_urlsafe(32)
+        identity = web_session_identity(auth.config, session_id)
+        try:
+            auth._manager.begin_web_session(auth._send_requests, identity)
+        except TokenRequestError as exc:
+            raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
+        auth._session_id = session_id
+        return auth
+
+    def _code_of(self, callback_url: str) -> str:
+        """The callback's code, once its ``state`` is this request's (RFC 6749 §10.12)."""
+        if not isinstance(callback_url, str):
+            raise ConfigError(f"callback_url must be a string, got {type(callback_url).__name__}")
+        query = parse_qs(urlsplit(callback_url).query)
+
+        def first(name: str) -> str | None:
+            values = query.get(name)
+            return values[0] if values else None
+
+        state = first("state")
+        if state is None or not secrets.compare_digest(state, self.state):
+            raise LoginError(
+                "the callback's state does not match this login request (a stale tab, "
+                "another login's callback, or a forged request); nothing was exchanged"
+            )
+        error = first("error")
+        if error is not None:
+            description = first("error_description")
+            words = f"{error}: {description}" if description else error
+            raise LoginError(f"the identity provider refused the login: {words}")
+        code = first("code")
+        if not code:
+            raise LoginError("the callback has no code; nothing was exchanged")
+        return code
+
+    def _mark_used(self, auth: AuthorizationCodeAuth) -> None:
+        """Record this request's state as used, under the cache lock; refuse a second time.
+
+        Raises:
+            LoginError: It was used already (in any process sharing the cache).
+        """
+        cache = auth.cache
+        marker = used_state_identity(auth.config, self.state)
+        key = marker.key
+        if key is None:  # pragma: no cover  a used-state identity always has a key
+            raise LoginError("no cache key for the login's state")
+        config = auth.config
+        wait = cache.lock_wait_timeout
+        timeout = wait if wait is not None else config.retry_deadline + config.timeout + LOCK_MARGIN
+        with cache.lock(key, timeout):
+            if cache.load(key) is not None:
+                raise LoginError(
+                    "this login callback was already finished (here or in another "
+                    "process); nothing was exchanged: begin the login again"
+                )
+            now = time.time()
+            expires_at = self.created_at + LOGIN_REQUEST_LIFETIME
+            cache.store(key, CacheEntry(Token("", expires_at, now), marker.meta_for(None)))
+
+
+def _check_settings(settings: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(settings) - _SETTINGS)
+    if unknown:
+        raise ConfigError(f"{where}() does not take {', '.join(unknown)}")
+
+
+def begin_login(
+    client_id: str,
+    redirect_uri: str,
+    scope: str | Sequence[str] | None,
+    prompt: str | None,
+    settings: Mapping[str, Any],
+) -> LoginRequest:
+    """``AuthorizationCodeAuth.begin`` (documented there).
+
+    Raises:
+        ConfigError: Bad arguments (named).
+    """
+    # Here, not at the top: _login loads http.server and webbrowser (~34 ms, see
+    # _auth.run_login), which no token needs; only its PKCE pair is used here.
+    from ._login import pkce_pair
+
+    _check_settings(settings, "begin")
+    if not isinstance(redirect_uri, str) or urlsplit(redirect_uri).scheme not in ("https", "http"):
+        raise ConfigError(f"redirect_uri must be an http(s) URL, got {redirect_uri!r}")
+    if prompt is not None and prompt not in PROMPTS:
+        raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+    config = ClientConfig(
+        client_id,
+        scope=normalize_scope(scope),
+        **{name: settings[name] for name in _IDENTITY_SETTINGS if name in settings},
+    )
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(32)
+    return LoginRequest(
+        url=authorize_url(config, redirect_uri, state, challenge, prompt),
+        client_id=config.client_id,
+        redirect_uri=redirect_uri,
+        scope=config.scope,
+        domain=config.domain,
+        audience=config.audience,
+        organization=config.organization,
+        created_at=time.time(),
+        state=state,
+        code_verifier=verifier,
+    )
+
+
+def resume_session(
+    cls: type[AuthorizationCodeAuth],
+    session_id: str,
+    client_id: str,
+    client_secret: str | None,
+    cache: CacheArg,
+    settings: Mapping[str, Any],
+) -> AuthorizationCodeAuth:
+    """``AuthorizationCodeAuth.resume`` (documented there).
+
+    Raises:
+        NotLoggedInError: No such session in the cache (unknown, tampered,
+            logged out, expired, or another client secret).
+        ConfigError: Bad arguments (named).
+        CacheError: The cache cannot be read.
+    """
+    if not isinstance(session_id, str):
+        raise ConfigError(f"session_id must be a string, got {type(session_id).__name__}")
+    _check_settings(settings, "resume")
+    auth = cls(client_id, client_secret, cache=cache, **settings)
+    if not auth._manager.resume(web_session_identity(auth.config, session_id)):
+        raise NotLoggedInError(
+            "no such web session in the cache (unknown, logged out or expired id, or "
+            "another client secret): send the user through AuthorizationCodeAuth.begin() again"
+        )
+    auth._session_id = session_id
+    return auth
