@@ -15,7 +15,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
@@ -395,6 +395,8 @@ class Settings(TypedDict, total=False):
     allow_insecure_http: bool
     on_token: OnToken | None
     refresh_ahead: float | None
+    allowed_origins: Sequence[str] | str | None
+    other_origins: Literal["warn", "raise"]
 
 
 class PasswordArgs(Settings, total=False):

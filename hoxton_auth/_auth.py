@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
 from ._arguments import (
     DEFAULT,
@@ -39,8 +39,8 @@ from ._config import (
     VerifyArg,
 )
 from ._errors import LoginError, TokenRequestError
-from ._httpx import HttpxAuth, HttpxTransport
-from ._requests import RequestsAuth, RequestsTransport
+from ._httpx import HttpxAuth, HttpxTransport, token_hosts
+from ._requests import RequestsAuth, RequestsTransport, token_prefixes
 from ._session import OnToken, TokenInfo, TokenManager
 
 if TYPE_CHECKING:
@@ -108,6 +108,8 @@ class _Constructed(RequestsAuth, HttpxAuth):
         allow_insecure_http: bool = False,
         on_token: OnToken | None = None,
         refresh_ahead: float | None = None,
+        allowed_origins: Sequence[str] | str | None = None,
+        other_origins: Literal["warn", "raise"] = "warn",
     ) -> None:
         self._manager: TokenManager = build_session(
             self.grant_kind,
@@ -137,11 +139,16 @@ class _Constructed(RequestsAuth, HttpxAuth):
             allow_insecure_http=allow_insecure_http,
             on_token=on_token,
             refresh_ahead=refresh_ahead,
+            allowed_origins=allowed_origins,
+            other_origins=other_origins,
         )
         self.config = self._manager.config
         # Token requests go through this object's own verify/cert/proxy (issue 14).
         self._send_requests = RequestsTransport(self.config.network)
         self._send_httpx = HttpxTransport(self.config.network)
+        # Where the token goes, precomputed for the adapters' hot paths (issue 21).
+        self._token_prefixes = token_prefixes(self.config)
+        self._token_hosts = token_hosts(self.config)
 
 
 class HoxtonAuth(_Constructed):
@@ -189,6 +196,14 @@ class HoxtonAuth(_Constructed):
             token's lifetime before its renewal point (0 to 0.5; 0 turns it
             off); the valid token is served meanwhile. Default:
             ``$HOXTON_REFRESH_AHEAD``, else 0.1.
+        allowed_origins: More origins (``https://host[:port]``) that get the
+            token besides the audience's, for example a second API host.
+            Default: ``$HOXTON_ALLOWED_ORIGINS`` (space or comma separated).
+            Loopback always gets it; any other origin gets the request
+            without the token.
+        other_origins: ``"warn"`` (the default): a request to another origin
+            goes out without the token, with one ``HoxtonAuthWarning`` per
+            origin; ``"raise"``: it raises ``InsecureTransportError``.
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).

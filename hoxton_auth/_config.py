@@ -70,11 +70,14 @@ LOGIN_PORT_VARIABLE = "HOXTON_LOGIN_PORT"
 REFRESH_AHEAD_VARIABLE = "HOXTON_REFRESH_AHEAD"
 #: Where this OS user's login key lives (``_private_file.login_key_path``).
 LOGIN_KEY_VARIABLE = "HOXTON_AUTH_LOGIN_KEY"
+#: The default of ``allowed_origins=``: more origins that get the token.
+ALLOWED_ORIGINS_VARIABLE = "HOXTON_ALLOWED_ORIGINS"
 _KNOWN_VARIABLES = (
     *ENVIRONMENT.values(),
     LOGIN_PORT_VARIABLE,
     REFRESH_AHEAD_VARIABLE,
     LOGIN_KEY_VARIABLE,
+    ALLOWED_ORIGINS_VARIABLE,
 )
 _names_checked = False  # os.environ's HOXTON_* names: checked once per process
 
@@ -172,6 +175,57 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: lower case, the scheme's default port left out.
+
+    Raises:
+        ValueError: ``url`` has no host, or a port that is not a number.
+    """
+    parts = urlsplit(url.strip())
+    scheme, host, port = parts.scheme.lower(), parts.hostname, parts.port
+    if not scheme or not host:
+        raise ValueError("not an absolute URL")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}"
+
+
+def _allowed_origins(given: Sequence[str] | str | None, audience: str) -> tuple[str, ...]:
+    """The origins that get the token: the audience's ``https`` origin, plus those given
+    (``None``: ``$HOXTON_ALLOWED_ORIGINS``, space or comma separated).
+
+    Raises:
+        ConfigError: A given origin is not ``https://host[:port]`` (or ``http://``, which
+            gets the token only with ``allow_insecure_http`` or on loopback).
+    """
+    if given is None:
+        given = os.environ.get(ALLOWED_ORIGINS_VARIABLE, "")
+    if isinstance(given, str):
+        given = given.replace(",", " ").split()
+    origins: list[str] = []
+    if audience[:8].lower() == "https://":
+        origins.append(origin_of(audience))
+    for text in given:
+        try:
+            origin = origin_of(text) if isinstance(text, str) else ""
+        except ValueError:
+            origin = ""
+        parts = urlsplit(text.strip()) if isinstance(text, str) else None
+        bare = parts is not None and parts.path in ("", "/") and not parts.query
+        bare = bare and parts is not None and not parts.fragment and not parts.username
+        if not origin.startswith(("https://", "http://")) or not bare:
+            raise ConfigError(
+                f"allowed_origins: {str(text)[:80]!r} is not an origin like https://files.example "
+                f"(a scheme and a host, with a port if not the default, no path)"
+            )
+        origins.append(origin)
+    return tuple(dict.fromkeys(origins))
 
 
 def check_bearer_url(url: str, *, allow_insecure_http: bool) -> None:
@@ -434,6 +488,8 @@ class ClientConfig(_Frozen):
     network: NetworkSettings
     allow_insecure_http: bool
     refresh_ahead: float
+    allowed_origins: tuple[str, ...]
+    other_origins: str
 
     def __init__(
         self,
@@ -454,6 +510,8 @@ class ClientConfig(_Frozen):
         network: NetworkSettings | None = None,
         allow_insecure_http: bool = False,
         refresh_ahead: float | None = None,
+        allowed_origins: Sequence[str] | str | None = None,
+        other_origins: str = "warn",
     ) -> None:
         self._set(
             client_id=client_id,
@@ -473,6 +531,10 @@ class ClientConfig(_Frozen):
             network=NetworkSettings() if network is None else network,
             allow_insecure_http=allow_insecure_http,
             refresh_ahead=default_refresh_ahead() if refresh_ahead is None else refresh_ahead,
+            allowed_origins=_allowed_origins(allowed_origins, audience)
+            if isinstance(audience, str)
+            else (),
+            other_origins=other_origins,
         )
         self._check()
 
@@ -506,6 +568,10 @@ class ClientConfig(_Frozen):
         _check_positive("backoff_cap", self.backoff_cap)
         if self.timeout == 0:
             raise ConfigError("timeout must be greater than 0")
+        if self.other_origins not in ("warn", "raise"):
+            raise ConfigError(
+                f"other_origins must be 'warn' or 'raise', got {self.other_origins!r}"
+            )
         _check_positive("refresh_ahead", self.refresh_ahead)
         if self.refresh_ahead > 0.5:
             raise ConfigError(
@@ -528,6 +594,51 @@ class ClientConfig(_Frozen):
             raise ConfigError(
                 f"token_request_format must be 'form' or 'json', got {self.token_request_format!r}"
             )
+
+    def may_send_token(self, url: str) -> bool:
+        """Whether a request to ``url`` may carry the bearer token (DESIGN.md, "Where the
+        token goes"): the API's origins (the audience's ``https`` origin and
+        ``allowed_origins``) and loopback, never over cleartext to another host.
+
+        With an audience that is not an ``https`` URL (Auth0 allows any
+        identifier) and no ``allowed_origins``, any ``https`` origin: nothing
+        says where the API is.
+
+        Returns ``False`` for another origin, which then gets the request
+        without the token, with one ``HoxtonAuthWarning`` per origin.
+
+        Raises:
+            InsecureTransportError: ``url`` is cleartext to a host other than
+                loopback (and ``allow_insecure_http`` is off), or another origin
+                with ``other_origins="raise"``.
+        """
+        check_bearer_url(url, allow_insecure_http=self.allow_insecure_http)
+        try:
+            origin = origin_of(url)
+        except ValueError:
+            return False  # no host: nowhere to send a token
+        if origin in self.allowed_origins or _is_loopback(urlsplit(origin).hostname or ""):
+            return True
+        if not self.allowed_origins:  # nothing pins the API to an origin: say so once
+            warn_once(
+                "unpinned",
+                self.audience,
+                "the audience %r is not an https URL, so nothing says where the API is: the "
+                "token goes to every https origin; set allowed_origins= (or %s) to the API's "
+                "origin to keep it there",
+                self.audience,
+                ALLOWED_ORIGINS_VARIABLE,
+            )
+            return True
+        message = (
+            f"not sending the Hoxton token to {origin}: it is not the API's origin "
+            f"({', '.join(self.allowed_origins)}); add it to allowed_origins= (or "
+            f"{ALLOWED_ORIGINS_VARIABLE}) if it should get the token"
+        )
+        if self.other_origins == "raise":
+            raise InsecureTransportError(message)
+        warn_once("other origin", f"{origin} {self.allowed_origins}", "%s", message)
+        return False
 
     @property
     def token_url(self) -> str:

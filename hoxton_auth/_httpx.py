@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._config import ClientConfig, NetworkSettings, check_bearer_url
+from ._config import ClientConfig, NetworkSettings
 from ._errors import ConfigError
 from ._session import BEARER, TokenManager
 
@@ -36,6 +36,7 @@ __all__ = [
     "HttpxAuth",
     "HttpxTransport",
     "send_with_httpx",
+    "token_hosts",
 ]
 
 logger = logging.getLogger("hoxton_auth")
@@ -199,6 +200,16 @@ def _seekable(file: Any) -> bool:
         return False
 
 
+def token_hosts(config: ClientConfig) -> frozenset[bytes] | None:
+    """The ``netloc`` s (as httpx spells them) of the ``https`` origins that get the token;
+    ``None`` when no origin is pinned: every ``https`` URL. Anything else goes
+    through ``config.may_send_token``."""
+    if not config.allowed_origins:
+        return None
+    https = (o for o in config.allowed_origins if o.startswith("https://"))
+    return frozenset(o.removeprefix("https://").encode("ascii") for o in https)
+
+
 class HttpxAuth(httpx.Auth):
     """The httpx side of ``HoxtonAuth``: one retry after a 401, sync and async.
 
@@ -208,6 +219,7 @@ class HttpxAuth(httpx.Auth):
 
     _manager: TokenManager
     _send_httpx: HttpxTransport
+    _token_hosts: frozenset[bytes] | None  # see token_hosts
     config: ClientConfig
 
     def sync_auth_flow(
@@ -215,11 +227,16 @@ class HttpxAuth(httpx.Auth):
     ) -> Generator[httpx.Request, httpx.Response, None]:
         """Set the header; after a 401 to our token, renew it once and resend once.
 
+        A request to another origin than the API's goes out without the token.
+
         Raises:
             InsecureTransportError: The URL is ``http://`` on a host other
-                than loopback, and ``allow_insecure_http`` is off.
+                than loopback, and ``allow_insecure_http`` is off; or another
+                origin, with ``other_origins="raise"``.
         """
-        self._check_url(request)
+        if not self._sends_token(request):
+            yield request  # another origin: no token, so no 401 of ours either
+            return
         rewind = _rewinder(request)  # before the first send: where a file starts
         request.headers["Authorization"] = BEARER + self._manager.get_token(self._send_httpx)
         response = yield request
@@ -241,7 +258,9 @@ class HttpxAuth(httpx.Auth):
         Raises:
             InsecureTransportError: As ``sync_auth_flow``.
         """
-        self._check_url(request)
+        if not self._sends_token(request):
+            yield request
+            return
         rewind = _rewinder(request)
         token = await self._manager.aget_token(self._send_httpx)
         request.headers["Authorization"] = BEARER + token
@@ -264,6 +283,14 @@ class HttpxAuth(httpx.Auth):
         authorization = response.request.headers.get("Authorization")
         return self._manager.refused_by_401(authorization, rewind is not None)
 
-    def _check_url(self, request: httpx.Request) -> None:
-        if request.url.scheme != "https":
-            check_bearer_url(str(request.url), allow_insecure_http=self.config.allow_insecure_http)
+    def _sends_token(self, request: httpx.Request) -> bool:
+        """Whether ``request`` gets the token (``ClientConfig.may_send_token``).
+
+        Raises:
+            InsecureTransportError: As ``ClientConfig.may_send_token``.
+        """
+        url = request.url
+        hosts = self._token_hosts
+        if url.scheme == "https" and (hosts is None or url.netloc in hosts):
+            return True  # the hot path: the API's own origin
+        return self.config.may_send_token(str(url))

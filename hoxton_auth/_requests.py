@@ -18,14 +18,14 @@ import urllib3.exceptions
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-from ._config import ClientConfig, NetworkSettings, check_bearer_url
+from ._config import ClientConfig, NetworkSettings
 from ._errors import ConfigError
 from ._session import BEARER, TokenManager
 
 if TYPE_CHECKING:
     from ._wire import Reply, TokenRequest
 
-__all__ = ["RequestsAuth", "RequestsTransport", "send_with_requests"]
+__all__ = ["RequestsAuth", "RequestsTransport", "send_with_requests", "token_prefixes"]
 
 logger = logging.getLogger("hoxton_auth")
 
@@ -114,23 +114,39 @@ class RequestsTransport:
         return send_with_requests(request, self.network)
 
 
+def token_prefixes(config: ClientConfig) -> tuple[str, ...]:
+    """The URL prefixes of the origins that get the token, as requests spells a URL.
+
+    Anything else goes through ``config.may_send_token`` (loopback, another
+    spelling of the same origin, or another origin). With no origin pinned,
+    every ``https`` URL (requests lower-cases the scheme).
+    """
+    return tuple(f"{origin}/" for origin in config.allowed_origins) or ("https://",)
+
+
 class RequestsAuth(requests.auth.AuthBase):
     """The requests side of ``HoxtonAuth``."""
 
     _manager: TokenManager
     _send_requests: RequestsTransport
+    _token_prefixes: tuple[str, ...]  # URL prefixes of the origins that get the token
     config: ClientConfig
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """Set ``Authorization: Bearer <token>``; arrange one retry after a 401.
 
+        A request to another origin than the API's goes out without the token
+        (``ClientConfig.may_send_token``).
+
         Raises:
             InsecureTransportError: The URL is ``http://`` on a host other
-                than loopback, and ``allow_insecure_http`` is off.
+                than loopback, and ``allow_insecure_http`` is off; or another
+                origin, with ``other_origins="raise"``.
         """
         url = request.url or ""
-        if not url.startswith("https://"):  # the hot path: requests lower-cases the scheme
-            check_bearer_url(url, allow_insecure_http=self.config.allow_insecure_http)
+        # The hot path: a URL of the API's own origin (a precomputed prefix check).
+        if not url.startswith(self._token_prefixes) and not self.config.may_send_token(url):
+            return request  # another origin: no token, so no 401 of ours either
         request.headers["Authorization"] = BEARER + self._manager.get_token(self._send_requests)
         # Appended directly: register_hook's isinstance(hook, Callable) check
         # costs more than the rest of this method (issue 6), for a bound method.

@@ -26,6 +26,8 @@ import re
 import socket
 import ssl
 import threading
+import uuid
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -44,6 +46,7 @@ import hoxton_auth
 from hoxton_auth import (
     FileTokenCache,
     HoxtonAuth,
+    HoxtonAuthWarning,
     InsecureTransportError,
     MemoryTokenCache,
     TokenRequestError,
@@ -125,6 +128,53 @@ class AdapterCases:
         self.send("GET", httpserver.url_for("/plain"), auth, self.modes[0])
         (request, _) = httpserver.log[-1]
         assert request.headers["Authorization"] == f"Bearer {auth.get_token()}"
+
+    # -- where the token goes (issue 21) ------------------------------------------------------
+
+    def test_the_token_goes_to_the_apis_origin_only(
+        self, server: AuthServer, auth: HoxtonAuth, origins: Origins
+    ) -> None:
+        assert self.send("GET", "https://api.hoxton.cloud/data", auth, self.modes[0]).status == 200
+        with pytest.warns(
+            HoxtonAuthWarning,
+            match=f"not sending the Hoxton token to https://{origins.storage_host}",
+        ):
+            result = self.send("GET", f"https://{origins.storage_host}/data", auth, self.modes[0])
+        assert result.status == 200
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # one warning per origin, not per request
+            for mode in self.modes:
+                self.send("GET", f"https://{origins.storage_host}/data", auth, mode)
+        assert origins.token_seen(origins.api) == [True]
+        assert origins.token_seen(origins.storage) == [False] * (1 + len(self.modes))
+
+    def test_a_401_from_another_origin_renews_nothing(
+        self, server: AuthServer, auth: HoxtonAuth, origins: Origins
+    ) -> None:
+        self.send("GET", "https://api.hoxton.cloud/data", auth, self.modes[0])
+        with pytest.warns(HoxtonAuthWarning, match=origins.storage_host):
+            result = self.send("GET", f"https://{origins.storage_host}/refuse", auth, self.modes[0])
+        assert result.status == 401
+        assert server.count() == 1
+        assert origins.token_seen(origins.storage) == [False]
+
+    def test_allowed_origins_get_the_token(self, server: AuthServer, origins: Origins) -> None:
+        auth = HoxtonAuth(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+            domain=server.domain,
+            allowed_origins=[f"https://{origins.storage_host}"],
+        )
+        self.send("GET", f"https://{origins.storage_host}/data", auth, self.modes[0])
+        assert origins.token_seen(origins.storage) == [True]
+
+    def test_other_origins_can_raise(self, server: AuthServer, origins: Origins) -> None:
+        auth = HoxtonAuth(
+            DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, domain=server.domain, other_origins="raise"
+        )
+        with pytest.raises(InsecureTransportError, match=origins.storage_host):
+            self.send("GET", f"https://{origins.storage_host}/data", auth, self.modes[0])
+        assert origins.storage.log == []
 
     # -- 401: renew once, retry once --------------------------------------------------------------
 
@@ -310,6 +360,7 @@ class AdapterCases:
             DEFAULT_CLIENT_SECRET,
             domain=server.domain,
             allow_insecure_http=True,
+            allowed_origins=[lan_server.url_for("/").rstrip("/")],  # not the API's origin
         )
         result = self.send("GET", lan_server.url_for("/api"), auth, self.modes[0])
         assert result.status == 200
@@ -456,6 +507,56 @@ def tls_httpserver(
     finally:
         server.clear()
         server.stop()
+
+
+@dataclasses.dataclass
+class Origins:
+    """The API at ``https://api.hoxton.cloud`` and a storage host, over TLS behind a proxy.
+
+    The storage host (a pre-signed download URL's) has a name of its own in each
+    test: the warning about an origin is given once per process.
+    """
+
+    api: HTTPServer
+    storage: HTTPServer
+    storage_host: str
+
+    def token_seen(self, server: HTTPServer) -> list[bool]:
+        """Whether each request ``server`` got carried an ``Authorization`` header."""
+        return [request.headers.get("Authorization") is not None for request, _ in server.log]
+
+
+@pytest.fixture
+def origins(
+    test_ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Origins]:
+    """Two real HTTPS origins on loopback, reached by name through an HTTPS proxy (as the
+    docs' world does), so that neither counts as loopback for the token."""
+    from _docs_world import ConnectProxy, running
+
+    storage = f"files-{uuid.uuid4().hex[:12]}.hoxton.example"
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca.issue_cert("api.hoxton.cloud", storage).configure_cert(context)
+    bundle = tmp_path / "origins-ca.pem"
+    test_ca.cert_pem.write_to_path(str(bundle))
+    servers = [HTTPServer(host="127.0.0.1", port=0, ssl_context=context) for _ in range(2)]
+    for server in servers:
+        server.start()
+        server.expect_request("/data").respond_with_data("ok")
+        server.expect_request("/refuse").respond_with_data("no", status=401)
+    proxy = ConnectProxy(
+        {"api.hoxton.cloud:443": servers[0].port, f"{storage}:443": servers[1].port}
+    )
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    try:
+        with running(proxy):
+            yield Origins(servers[0], servers[1], storage)
+    finally:
+        for server in servers:
+            server.clear()
+            server.stop()
 
 
 def _threads(count: int, call: Any) -> list[int]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from hoxton_auth import ConfigError
+from hoxton_auth import ConfigError, HoxtonAuthWarning, InsecureTransportError
 from hoxton_auth._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
@@ -189,3 +189,50 @@ def test_normalize_scope(scope: Any, expected: str | None) -> None:
 )
 def test_wants_refresh_token(scope: str | None, wants: bool) -> None:
     assert config(scope=scope).wants_refresh_token is wants
+
+
+# -- where the token goes (issue 21) ----------------------------------------------------------
+
+
+def test_the_audiences_origin_and_the_allowed_ones_get_the_token() -> None:
+    c = config(allowed_origins=["https://Files.Example:443", "https://other.example:8443"])
+    assert c.allowed_origins == (
+        "https://api.hoxton.cloud",
+        "https://files.example",
+        "https://other.example:8443",
+    )
+    assert c.may_send_token("https://api.hoxton.cloud/v1/x?q=1")
+    assert c.may_send_token("https://API.hoxton.cloud:443/v1")
+    assert c.may_send_token("https://files.example/blob")
+    assert c.may_send_token("http://127.0.0.1:8080/api")  # loopback, for local testing
+    assert c.may_send_token("https://[::1]:9443/api")
+
+
+def test_the_variable_adds_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOXTON_ALLOWED_ORIGINS", "https://a.example, https://b.example:8443")
+    assert config().allowed_origins[1:] == ("https://a.example", "https://b.example:8443")
+    assert config(allowed_origins=()).allowed_origins == ("https://api.hoxton.cloud",)
+
+
+@pytest.mark.parametrize(
+    "origin", ["files.example", "https://files.example/path", "ftp://files.example", "https://"]
+)
+def test_an_allowed_origin_must_be_an_origin(origin: str) -> None:
+    with pytest.raises(ConfigError, match="allowed_origins"):
+        config(allowed_origins=[origin])
+
+
+def test_an_audience_that_is_no_url_pins_nothing_and_says_so_once() -> None:
+    c = config(audience="urn:hoxton-api-test-unpinned")
+    assert c.allowed_origins == ()
+    assert c.may_send_token("http://127.0.0.1:8080/")  # loopback: nothing to say
+    with pytest.warns(HoxtonAuthWarning, match="allowed_origins"):
+        assert c.may_send_token("https://anywhere.example/x")
+    assert c.may_send_token("https://elsewhere.example/x")  # said once
+    with pytest.raises(InsecureTransportError):
+        c.may_send_token("http://anywhere.example/x")  # never cleartext
+
+
+def test_other_origins_must_be_warn_or_raise() -> None:
+    with pytest.raises(ConfigError, match="other_origins"):
+        config(other_origins="ignore")
