@@ -2,7 +2,7 @@
 
 Which grant they choose (``grant_kind_of``), the ``HOXTON_*`` variables, the
 ``cache=`` argument (``resolve_cache``), the session they build
-(``build_session``), ``login()``'s own arguments (``LoginOptions``), and their
+(``build_session``), and their
 types for the overloads of ``HoxtonAuth(...)``. ``HoxtonAuth`` and the CLI
 both use it; it imports neither requests nor httpx, so ``hoxton-auth token``
 answered from the cache never loads them.
@@ -10,17 +10,14 @@ answered from the cache never loads them.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
     ENVIRONMENT,
-    LOGIN_PORT_VARIABLE,
     CertArg,
     ClientConfig,
     NetworkSettings,
@@ -43,20 +40,15 @@ __all__ = [
     "ENVIRONMENT",
     "GRANT_ARGUMENTS",
     "GRANT_CLASS_NAMES",
-    "LOGIN_PORTS",
     "LOGIN_SCOPE",
-    "PORT_VARIABLE",
-    "PROMPTS",
     "AllArgs",
     "CacheArg",
     "CodeArgs",
-    "LoginOptions",
     "PasswordArgs",
     "RefreshArgs",
     "Settings",
     "build_session",
     "check_environment",
-    "check_login_arguments",
     "gather",
     "grant_kind_of",
     "read_environment",
@@ -299,77 +291,6 @@ def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenMan
 
 LOGIN_SCOPE = "openid profile offline_access"
 """What ``login()`` asks for by default: an ID token and a refresh token."""
-REDIRECT_HOSTS = ("127.0.0.1", "localhost")
-#: Callback ports tried in order when none is given: register
-#: ``http://127.0.0.1:<port>/callback`` for each in the Auth0 application's
-#: Allowed Callback URLs (Auth0 matches the port exactly).
-LOGIN_PORTS = (8765, 8766, 8767, 8768)
-#: Overrides ``LOGIN_PORTS`` with one port.
-PORT_VARIABLE = LOGIN_PORT_VARIABLE
-#: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
-#: again even when the browser still has a session at the tenant.
-PROMPTS = ("login", "consent", "select_account", "none")
-
-
-@dataclasses.dataclass(frozen=True)
-class LoginOptions:
-    """``login()``'s own arguments (documented at ``HoxtonAuth.login``).
-
-    ``sleep`` waits between device polls (tests pass one that does not sleep).
-    """
-
-    port: int | None = None
-    redirect_host: str = "127.0.0.1"
-    open_browser: bool = True
-    timeout: float = 300.0
-    device: bool | None = None
-    prompt: str | None = None
-    sleep: Callable[[float], None] = time.sleep
-
-
-def check_login_arguments(options: LoginOptions, common: Mapping[str, Any]) -> tuple[int, ...]:
-    """Check ``login()``'s own arguments; return the callback ports to try.
-
-    Raises:
-        ConfigError: A bad argument (named).
-    """
-    redirect_host, timeout, prompt = options.redirect_host, options.timeout, options.prompt
-    if redirect_host not in REDIRECT_HOSTS:
-        raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if options.device not in (True, False, None):
-        raise ConfigError(f"device must be True, False or None, got {options.device!r}")
-    if prompt is not None and prompt not in PROMPTS:
-        raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
-    for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
-        if name in common:
-            raise ConfigError(f"login() does not take {name}: it obtains the code itself")
-    return _ports(options.port, os.environ)
-
-
-def _check_port(port: object) -> int:
-    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
-        raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
-    return port
-
-
-def _ports(port: int | None, environ: Mapping[str, str]) -> tuple[int, ...]:
-    """The ports to try, in order: the one given, else $HOXTON_LOGIN_PORT, else LOGIN_PORTS."""
-    if port is not None:
-        return (_check_port(port),)
-    value = environ.get(PORT_VARIABLE, "").strip()
-    if not value:
-        return LOGIN_PORTS
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(f"${PORT_VARIABLE} must be a port number, got {value!r}") from None
-    try:
-        return (_check_port(number),)
-    except ConfigError as exc:
-        raise ConfigError(f"${PORT_VARIABLE}: {exc}") from None
-
 
 # -- the arguments' types, for the overloads of HoxtonAuth(...) ---------------------------
 

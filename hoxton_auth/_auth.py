@@ -18,13 +18,11 @@ from ._arguments import (
     AllArgs,
     CacheArg,
     CodeArgs,
-    LoginOptions,
     PasswordArgs,
     RefreshArgs,
     Settings,
     build_session,
     check_environment,
-    check_login_arguments,
     gather,
     grant_kind_of,
 )
@@ -44,8 +42,9 @@ from ._requests import RequestsAuth, RequestsTransport, token_prefixes
 from ._session import OnToken, TokenInfo, TokenManager
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
+    from typing_extensions import Unpack
 
+    from ._login import LoginOptions  # typing.Unpack is 3.11+; only type checkers read it
     from ._web import LoginRequest
 
 __all__ = [
@@ -290,6 +289,10 @@ class HoxtonAuth(_Constructed):
             ConfigError: Arguments missing or contradictory.
             TokenEndpointUnreachableError: The network failed after retries.
         """
+        # Here, not at the top: only a login loads the login module (http.server,
+        # webbrowser, the device flow; tests/test_imports.py).
+        from ._login import LoginOptions
+
         options = LoginOptions(port, redirect_host, open_browser, timeout, device, prompt)
         return run_login(client_id, client_secret, scope=scope, options=options, **common)
 
@@ -376,13 +379,9 @@ class _GrantAuth(HoxtonAuth):
 class ClientCredentialsAuth(_GrantAuth):
     """Machine-to-machine tokens with the client's id and secret."""
 
-    grant_kind = "client_credentials"
-
 
 class PasswordAuth(_GrantAuth):
     """A user's tokens from their username and password (resource owner grant)."""
-
-    grant_kind = "password"
 
 
 class AuthorizationCodeAuth(_GrantAuth):
@@ -392,8 +391,6 @@ class AuthorizationCodeAuth(_GrantAuth):
     user's ``sub``; without, it uses this OS user's logged-in session (the last
     ``login()``), whatever the scope.
     """
-
-    grant_kind = "authorization_code"
     _session_id: str | None = None
 
     # -- web back ends (issue 21): the logic is in _web.py --------------------------------
@@ -484,15 +481,14 @@ class RefreshTokenAuth(_GrantAuth):
     working. Another refresh token is another session.
     """
 
-    grant_kind = "refresh_token"
 
-
+#: Grant kind -> its class: the one table is ``_arguments.GRANT_CLASS_NAMES``, which
+#: names them for messages; each class learns its kind from it.
 _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
-    cls.grant_kind: cls
-    for cls in (ClientCredentialsAuth, PasswordAuth, AuthorizationCodeAuth, RefreshTokenAuth)
+    kind: globals()[name] for kind, name in GRANT_CLASS_NAMES.items()
 }
-# One class per grant kind, named as _arguments.py's messages name it.
-assert {k: c.__name__ for k, c in _GRANT_CLASSES.items()} == GRANT_CLASS_NAMES  # noqa: S101  import-time check
+for _kind, _class in _GRANT_CLASSES.items():
+    _class.grant_kind = _kind
 
 
 def run_login(
@@ -504,10 +500,7 @@ def run_login(
     **common: Any,
 ) -> AuthorizationCodeAuth:
     """``HoxtonAuth.login`` (documented there), with its own arguments in ``options``."""
-    # Here, not at the top: _login (http.server, webbrowser, the device flow)
-    # adds ~34 ms to this module's ~275 ms of imports (perf_counter around the
-    # import, CPython 3.11, a shared machine), and no token needs it.
-    from ._login import obtain_login
+    from ._login import check_login_arguments, obtain_login  # here: see HoxtonAuth.login
 
     ports = check_login_arguments(options, common)
     session = AuthorizationCodeAuth(client_id, client_secret, scope=scope, **common)

@@ -21,6 +21,7 @@ from ._errors import ConfigError
 
 __all__ = [
     "GRANT_KINDS",
+    "PROMPTS",
     "SECRET_FIELDS",
     "AuthorizationCode",
     "ClientCredentials",
@@ -333,6 +334,11 @@ def device_authorization_fields(config: ClientConfig) -> dict[str, str]:
 def revocation_fields(config: ClientConfig, refresh_token: str) -> dict[str, str]:
     """Fields of a ``/oauth/revoke`` request for a refresh token (RFC 7009 §2.1)."""
     return {**_client_fields(config), "token": refresh_token}
+
+
+#: Values of Auth0's ``prompt`` parameter; ``login`` asks for the password
+#: again even when the browser still has a session at the tenant.
+PROMPTS = ("login", "consent", "select_account", "none")
 
 
 def authorize_url(

@@ -30,15 +30,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._arguments import PORT_VARIABLE, LoginOptions
-from ._errors import LoginError
+from ._config import LOGIN_PORT_VARIABLE
+from ._errors import ConfigError, LoginError
 from ._flow import DeviceAuthorization, poll_device_code, request_device_code
-from ._grants import authorize_url
+from ._grants import PROMPTS, authorize_url
 from ._renewal import drive
 from ._requests import RequestsTransport
 from ._session import TokenManager
 
-__all__ = ["BrowserCode", "browser_available", "callback_urls", "obtain_login"]
+__all__ = [
+    "LOGIN_PORTS",
+    "PORT_VARIABLE",
+    "BrowserCode",
+    "LoginOptions",
+    "browser_available",
+    "callback_urls",
+    "check_login_arguments",
+    "obtain_login",
+]
 
 logger = logging.getLogger("hoxton_auth")
 
@@ -53,6 +62,77 @@ _PAGE = """<!DOCTYPE html>
 padding:0 1em;color:#222}}</style></head>
 <body><h1>{title}</h1><p>{detail}</p><p>You can close this tab.</p></body></html>
 """
+
+
+# -- login()'s own arguments ----------------------------------------------------------
+
+REDIRECT_HOSTS = ("127.0.0.1", "localhost")
+#: Callback ports tried in order when none is given: register
+#: ``http://127.0.0.1:<port>/callback`` for each in the Auth0 application's
+#: Allowed Callback URLs (Auth0 matches the port exactly).
+LOGIN_PORTS = (8765, 8766, 8767, 8768)
+#: Overrides ``LOGIN_PORTS`` with one port.
+PORT_VARIABLE = LOGIN_PORT_VARIABLE
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginOptions:
+    """``login()``'s own arguments (documented at ``HoxtonAuth.login``).
+
+    ``sleep`` waits between device polls (tests pass one that does not sleep).
+    """
+
+    port: int | None = None
+    redirect_host: str = "127.0.0.1"
+    open_browser: bool = True
+    timeout: float = 300.0
+    device: bool | None = None
+    prompt: str | None = None
+    sleep: Callable[[float], None] = time.sleep
+
+
+def check_login_arguments(options: LoginOptions, common: Mapping[str, Any]) -> tuple[int, ...]:
+    """Check ``login()``'s own arguments; return the callback ports to try.
+
+    Raises:
+        ConfigError: A bad argument (named).
+    """
+    redirect_host, timeout, prompt = options.redirect_host, options.timeout, options.prompt
+    if redirect_host not in REDIRECT_HOSTS:
+        raise ConfigError(f"redirect_host must be one of {REDIRECT_HOSTS}, got {redirect_host!r}")
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
+        raise ConfigError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if options.device not in (True, False, None):
+        raise ConfigError(f"device must be True, False or None, got {options.device!r}")
+    if prompt is not None and prompt not in PROMPTS:
+        raise ConfigError(f"prompt must be one of {PROMPTS}, got {prompt!r}")
+    for name in ("code", "redirect_uri", "code_verifier", "username", "password"):
+        if name in common:
+            raise ConfigError(f"login() does not take {name}: it obtains the code itself")
+    return _ports(options.port, os.environ)
+
+
+def _check_port(port: object) -> int:
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port <= 65535:
+        raise ConfigError(f"port must be an integer from 0 to 65535, got {port!r}")
+    return port
+
+
+def _ports(port: int | None, environ: Mapping[str, str]) -> tuple[int, ...]:
+    """The ports to try, in order: the one given, else $HOXTON_LOGIN_PORT, else LOGIN_PORTS."""
+    if port is not None:
+        return (_check_port(port),)
+    value = environ.get(PORT_VARIABLE, "").strip()
+    if not value:
+        return LOGIN_PORTS
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"${PORT_VARIABLE} must be a port number, got {value!r}") from None
+    try:
+        return (_check_port(number),)
+    except ConfigError as exc:
+        raise ConfigError(f"${PORT_VARIABLE}: {exc}") from None
 
 
 def pkce_pair() -> tuple[str, str]:

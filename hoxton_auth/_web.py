@@ -27,12 +27,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ._arguments import DEFAULT, PROMPTS, CacheArg, Settings
+from ._arguments import DEFAULT, CacheArg, Settings
 from ._auth import AuthorizationCodeAuth
 from ._cache import CacheEntry
 from ._config import ClientConfig, normalize_scope
 from ._errors import ConfigError, LoginError, NotLoggedInError, TokenRequestError
-from ._grants import authorize_url
+from ._grants import PROMPTS, authorize_url
 from ._identity import used_state_identity, web_session_identity
 from ._renewal import LOCK_MARGIN
 from ._token import Token

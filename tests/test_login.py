@@ -385,7 +385,7 @@ def test_busy_default_ports_fall_back_to_the_next(
 ) -> None:
     held, ports = _free_ports(3)
     held[2].close()  # the third is free again: the login must end up there
-    monkeypatch.setattr("hoxton_auth._arguments.LOGIN_PORTS", tuple(ports))
+    monkeypatch.setattr("hoxton_auth._login.LOGIN_PORTS", tuple(ports))
     monkeypatch.delenv("HOXTON_LOGIN_PORT", raising=False)
     try:
         login(hoxton_auth_server, port=None)
@@ -401,7 +401,7 @@ def test_all_ports_busy_names_the_callback_urls_to_register(
     hoxton_auth_server: AuthServer, browser: FakeBrowser, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held, ports = _free_ports(3)
-    monkeypatch.setattr("hoxton_auth._arguments.LOGIN_PORTS", tuple(ports))
+    monkeypatch.setattr("hoxton_auth._login.LOGIN_PORTS", tuple(ports))
     monkeypatch.delenv("HOXTON_LOGIN_PORT", raising=False)
     try:
         with pytest.raises(LoginError, match="every callback port is busy") as caught:
@@ -416,7 +416,7 @@ def test_all_ports_busy_names_the_callback_urls_to_register(
 
 
 def test_the_default_ports_are_fixed_and_documented() -> None:
-    from hoxton_auth._arguments import LOGIN_PORTS
+    from hoxton_auth._login import LOGIN_PORTS
 
     assert LOGIN_PORTS[0] == 8765
     guide = Path(__file__).parents[1] / "docs" / "how-to" / "notebooks.md"
@@ -571,8 +571,8 @@ def test_device_polling_waits_the_interval_and_slows_down(
     hoxton_auth_server: AuthServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A sleep that only records: the server sees polls too fast and says slow_down."""
-    from hoxton_auth._arguments import LoginOptions
     from hoxton_auth._auth import run_login
+    from hoxton_auth._login import LoginOptions
 
     hoxton_auth_server.device_interval = 1
     waits: list[float] = []
@@ -611,8 +611,8 @@ def test_ctrl_c_dropped_in_a_finalizer_still_ends_a_device_login(
     login polled on to its timeout (``test_interrupted_login_exits_130`` hung)."""
     import weakref
 
-    from hoxton_auth._arguments import LoginOptions
     from hoxton_auth._auth import run_login
+    from hoxton_auth._login import LoginOptions
 
     hoxton_auth_server.device_interval = 1
     waits: list[float] = []
@@ -716,8 +716,8 @@ class _Terminal(io.StringIO):
 def test_device_login_shows_a_countdown_on_a_terminal(
     hoxton_auth_server: AuthServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hoxton_auth._arguments import LoginOptions
     from hoxton_auth._auth import run_login
+    from hoxton_auth._login import LoginOptions
 
     hoxton_auth_server.device_interval = 2.5
     terminal = _Terminal()
