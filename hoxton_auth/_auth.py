@@ -155,7 +155,8 @@ class HoxtonAuth(_Constructed):
 
     ``HoxtonAuth(...)`` picks the grant from its arguments and returns a
     ``ClientCredentialsAuth``, ``PasswordAuth``, ``AuthorizationCodeAuth`` or
-    ``RefreshTokenAuth``. See the README for every argument.
+    ``RefreshTokenAuth``. Every argument, its default and its ``HOXTON_*``
+    variable: ``docs/reference/configuration.md``.
 
     Args:
         client_id: The OAuth client's id.

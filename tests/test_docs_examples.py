@@ -196,6 +196,19 @@ class World:
             username=username,
         )
 
+    def browse(self, authorize_url: str, username: str = USERNAME) -> str:
+        """Where the tenant's ``/authorize`` sends the browser back: the callback URL,
+        with its ``code`` and ``state`` (``username`` logs in)."""
+        from urllib.parse import quote
+
+        import requests
+
+        hint = "&" if "?" in authorize_url else "?"
+        url = f"{authorize_url}{hint}login_hint={quote(username)}"
+        with requests.get(url, allow_redirects=False, timeout=30) as response:
+            assert response.status_code == 302, response.text
+            return response.headers["Location"]
+
 
 @pytest.fixture
 def docs_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:

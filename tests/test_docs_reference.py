@@ -8,6 +8,9 @@
 - ``docs/reference/cli.md``: every option of every command, from the
   installed parser's ``--help``, is on the page, and nothing else.
 
+A row marked ``<!-- pending: ... -->`` documents a setting being merged: it
+counts once the code has that name, and is not required before.
+
 Read through the public surface only (signatures, ``--help``, the package's
 source text), so the check survives a restructuring of the private modules.
 """
@@ -51,6 +54,20 @@ def _table(marker: str) -> list[list[str]]:
 
 def _names(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
+
+
+def _pending(row: list[str]) -> bool:
+    return any("<!-- pending:" in cell for cell in row)
+
+
+def _documented(marker: str, code: typing.Collection[str], column: int = 1) -> dict[str, str]:
+    """Name -> the cell in ``column`` of each row; a pending row's names only once in ``code``."""
+    return {
+        name: row[column]
+        for row in _table(marker)
+        for name in _names(row[0].split("<!--")[0])
+        if not _pending(row) or name in code
+    }
 
 
 def _keywords(function: Any, *, expand: bool = True) -> dict[str, inspect.Parameter]:
@@ -105,8 +122,7 @@ def test_constructor_keywords_are_documented() -> None:
     code: dict[str, inspect.Parameter] = {}
     for cls in classes:
         code.update(_keywords(cls.__init__))
-    documented = {name: row[1] for row in _table("constructor") for name in _names(row[0])}
-    _check(documented, code)
+    _check(_documented("constructor", code), code)
 
 
 def test_login_keywords_are_documented() -> None:
@@ -115,16 +131,14 @@ def test_login_keywords_are_documented() -> None:
         for name, parameter in _keywords(hoxton_auth.HoxtonAuth.login, expand=False).items()
         if parameter.kind is inspect.Parameter.KEYWORD_ONLY
     }
-    documented = {name: row[1] for row in _table("login") for name in _names(row[0])}
-    _check(documented, code)
+    _check(_documented("login", code), code)
 
 
 def test_every_variable_is_documented() -> None:
     read = set()
     for path in (ROOT / "hoxton_auth").glob("*.py"):  # the kit's own modules read none
         read |= set(re.findall(r"\bHOXTON_[A-Z_]*[A-Z]\b", path.read_text(encoding="utf-8")))
-    documented = {_names(row[0])[0] for row in _table("environment")}
-    assert documented == read
+    assert set(_documented("environment", read)) == read
 
 
 def _help(command: str) -> set[str]:
@@ -165,5 +179,6 @@ def test_every_cli_option_is_documented(command: str) -> None:
 
 def test_the_table_reader_sees_every_row() -> None:
     rows = _table("environment")
-    assert len(rows) == 10
+    assert len(rows) == 13
     assert _names(_table("constructor")[0][0]) == ["client_id"]
+    assert "HOXTON_CLIENT_ID" in _documented("environment", set())
