@@ -134,7 +134,7 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
     else:
         try:  # the login key, read quietly and never created here (issue 21)
             login_key = read_login_key(login_key_path(), create=False, quiet=True)
-        except CacheUnavailableError:
+        except (CacheUnavailableError, ConfigError):
             return None
         if login_key is None:
             return None

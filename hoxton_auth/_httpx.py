@@ -16,6 +16,7 @@ requests adapter does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -51,16 +52,30 @@ def _headers(content_type: str, request: TokenRequest) -> dict[str, str]:
 def _ssl_context(network: NetworkSettings) -> ssl.SSLContext:
     """The TLS settings as one ``SSLContext`` (httpx 0.28 deprecates path strings and ``cert=``).
 
+    Always built here, never left to httpx: with ``trust_env`` httpx would read
+    ``SSL_CERT_FILE`` itself, and a stale one would raise a raw ``OSError``
+    from a frame that holds the encoded form. Loaded once per settings and
+    environment (loading a CA bundle takes milliseconds).
+
     Raises:
         ConfigError: A CA bundle or certificate file is gone, unreadable or not PEM.
     """
+    environment = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    return _cached_ssl_context(network, environment if network.trust_env else (None, None))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_ssl_context(
+    network: NetworkSettings, environment: tuple[str | None, str | None]
+) -> ssl.SSLContext:
     try:
         return _load_ssl_context(network)
     except (ssl.SSLError, OSError) as exc:  # issue 22: named, and no frames kept
         exc.__traceback__ = None
-        raise ConfigError(
-            f"cannot load verify={network.verify!r} or cert={network.cert!r}: {exc}"
-        ) from None
+        where = f"verify={network.verify!r} or cert={network.cert!r}"
+        if network.verify is True and network.trust_env and any(environment):
+            where += f" (SSL_CERT_FILE={environment[0]!r}, SSL_CERT_DIR={environment[1]!r})"
+        raise ConfigError(f"cannot load {where}: {exc}") from None
 
 
 def _load_ssl_context(network: NetworkSettings) -> ssl.SSLContext:
@@ -86,8 +101,7 @@ def _client_options(network: NetworkSettings, timeout: float) -> dict[str, Any]:
     options: dict[str, Any] = {"timeout": timeout, "trust_env": network.trust_env}
     if network.proxy is not None:
         options["proxy"] = network.proxy
-    if network.verify is not True or network.cert is not None:
-        options["verify"] = _ssl_context(network)
+    options["verify"] = _ssl_context(network)
     return options
 
 

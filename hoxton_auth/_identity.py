@@ -47,7 +47,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping
 
-from ._errors import CacheUnavailableError, warn_once
+from ._errors import CacheUnavailableError, ConfigError, warn_once
 from ._private_file import login_key_path, read_login_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
@@ -353,10 +353,11 @@ _process_login_key: list[bytes] = []
 
 
 def _login_key() -> bytes:
-    path = login_key_path()
+    path: object = "(no path)"
     try:
-        key = read_login_key(path, create=True, quiet=True)  # warned below, once
-    except CacheUnavailableError as exc:
+        key_path = path = login_key_path()
+        key = read_login_key(key_path, create=True, quiet=True)  # warned below, once
+    except (CacheUnavailableError, ConfigError) as exc:
         key = None
         reason = str(exc)
     else:

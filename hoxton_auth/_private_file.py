@@ -113,6 +113,21 @@ def default_cache_path() -> Path:
     configured = read_environment().get("cache")
     if configured:
         return expand_path(configured)
+    return _user_cache_dir(
+        "no default token cache", "HOXTON_AUTH_CACHE to a file path (or a redis:// URL)"
+    ) / "tokens.json"
+
+
+def _user_cache_dir(what: str, instead: str) -> Path:
+    """This user's private cache directory for hoxton-auth (platformdirs).
+
+    Raises:
+        CacheUnavailableError: There is none: no home directory (a container's
+            uid without a passwd entry, ``env -i``). Never a relative
+            ``~/.cache`` (platformdirs before 4.12 returned one, which would put
+            files in ``./~/`` of the working directory). The message says
+            ``what`` is missing and to set ``instead``.
+    """
     import platformdirs  # imported here: only a process that touches the disk needs it
 
     try:
@@ -121,11 +136,10 @@ def default_cache_path() -> Path:
         directory = None
     if directory is None or not directory.is_absolute() or "~" in directory.parts[0]:
         raise CacheUnavailableError(
-            f"no default token cache: this user (uid {_uid()}) has no home directory "
-            f"(HOME is unset and there is no passwd entry); set HOXTON_AUTH_CACHE to a "
-            f"file path (or a redis:// URL) to share tokens between processes"
+            f"{what}: this user (uid {_uid()}) has no home directory (HOME is unset and "
+            f"there is no passwd entry); set {instead}"
         )
-    return directory / "tokens.json"
+    return directory
 
 
 # -- is it ours ----------------------------------------------------------------------
@@ -485,15 +499,17 @@ _NOT_A_KEY = "it is not a hoxton-auth login key"
 def login_key_path() -> Path:
     """``$HOXTON_AUTH_LOGIN_KEY``, else the user cache dir + ``hoxton-auth/login.key``.
 
+    Raises:
+        ConfigError: ``$HOXTON_AUTH_LOGIN_KEY`` starts with ``~`` and there is no home.
+        CacheUnavailableError: There is no user cache dir (no home directory).
+
     Not beside ``$HOXTON_AUTH_CACHE``: a cache may be shared (Redis, a file on a
     shared disk), the key never is.
     """
     configured = os.environ.get(LOGIN_KEY_VARIABLE, "").strip()
     if configured:
-        return Path(configured).expanduser().absolute()
-    import platformdirs  # imported here: see default_cache_path
-
-    return platformdirs.user_cache_path("hoxton-auth", appauthor=False) / "login.key"
+        return expand_path(configured).absolute()
+    return _user_cache_dir("no login key", f"{LOGIN_KEY_VARIABLE} to a file path") / "login.key"
 
 
 def read_login_key(path: Path, *, create: bool, quiet: bool = False) -> bytes | None:

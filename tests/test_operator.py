@@ -7,6 +7,7 @@ socket, a real uid without a passwd entry (``setpriv``) and a real ``env -i``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -571,6 +572,31 @@ def test_a_ca_bundle_gone_since_construction_is_a_config_error_without_secrets(
             traceback = traceback.tb_next
 
 
+def test_a_stale_ssl_cert_file_is_a_config_error_without_secrets(
+    tmp_path: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """httpx reads SSL_CERT_FILE itself with trust_env; a stale one must not raise a raw
+    OSError from a frame that holds the encoded form."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "gone.pem"))
+    secret = "s3cret-never-in-a-frame"
+    auth = HoxtonAuth("cid", secret, domain=f"https://127.0.0.1:{closed_port}", cache=None)
+
+    with pytest.raises(ConfigError, match="SSL_CERT_FILE") as caught:
+        asyncio.run(auth.aget_token())  # token requests through the httpx transport
+
+    error: BaseException | None = caught.value
+    while error is not None:
+        traceback = error.__traceback__
+        while traceback is not None:
+            if (
+                traceback.tb_frame.f_code.co_name
+                != "test_a_stale_ssl_cert_file_is_a_config_error_without_secrets"
+            ):
+                assert secret not in repr(traceback.tb_frame.f_locals)
+            traceback = traceback.tb_next
+        error = error.__context__
+
+
 # -- 9. the login callback -------------------------------------------------------------------
 
 
@@ -862,3 +888,32 @@ def test_who_the_id_token_names(make_jwt: Callable[..., str]) -> None:
     assert user(None) is None
     assert user("a.!!!.c") is None
     assert user("a.WzFd.c") is None  # a JSON list, not claims
+
+
+def test_no_home_directory_a_logged_in_session_is_a_clear_miss(
+    stranger: Callable[..., subprocess.CompletedProcess[str]],
+    m2m: dict[str, str],
+    hoxton_auth_server: AuthServer,
+) -> None:
+    """Without a home there is no login key either: `login` sessions live in memory,
+    and asking for one that does not exist says "log in", never a RuntimeError."""
+    public = {k: v for k, v in m2m.items() if k != "HOXTON_CLIENT_SECRET"}
+    result = stranger(str(CONSOLE_SCRIPT), "token", env=public)
+
+    assert result.returncode == 4, result.stderr  # login needed
+    assert "RuntimeError" not in result.stderr
+    assert "Traceback" not in result.stderr
+    script = (
+        "import warnings\n"
+        "from hoxton_auth import AuthorizationCodeAuth, NotLoggedInError\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    try:\n"
+        "        AuthorizationCodeAuth.from_env().get_token()\n"
+        "    except NotLoggedInError:\n"
+        "        print('not logged in')\n"
+        "print(any('HOXTON_AUTH_LOGIN_KEY' in str(w.message) for w in seen))\n"
+    )
+    library = stranger(sys.executable, "-c", script, env=public)
+    assert library.returncode == 0, library.stderr
+    assert library.stdout.splitlines() == ["not logged in", "True"]
