@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
     ENVIRONMENT,
+    GRANT_ARGUMENTS,
+    GRANT_KINDS,
     CertArg,
     ClientConfig,
     NetworkSettings,
@@ -28,7 +30,7 @@ from ._config import (
 )
 from ._errors import CacheUnavailableError, ConfigError, warn_once
 from ._file_cache import FileTokenCache
-from ._grants import GRANT_KINDS, check_grant_arguments, grant_for
+from ._grants import check_grant_arguments, grant_for
 from ._identity import identity_for
 from ._session import OnToken, TokenManager
 
@@ -64,9 +66,6 @@ GRANT_CLASS_NAMES: Mapping[str, str] = {
     "authorization_code": "AuthorizationCodeAuth",
     "refresh_token": "RefreshTokenAuth",
 }
-
-#: The constructor arguments that choose and carry a grant.
-GRANT_ARGUMENTS = tuple(name for names in GRANT_KINDS.values() for name in names)
 
 
 # -- which grant -----------------------------------------------------------------------

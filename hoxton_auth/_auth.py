@@ -392,6 +392,7 @@ class AuthorizationCodeAuth(_GrantAuth):
     user's ``sub``; without, it uses this OS user's logged-in session (the last
     ``login()``), whatever the scope.
     """
+
     _session_id: str | None = None
 
     # -- web back ends (issue 21): the logic is in _web.py --------------------------------

@@ -20,13 +20,12 @@ import abc
 import contextlib
 import dataclasses
 import hashlib
-import os
 import threading
-import weakref
 from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
 from ._errors import CacheLockTimeoutError, library_logger
+from ._fork import reset_after_fork
 from ._token import Token
 
 __all__ = [
@@ -110,19 +109,6 @@ class TokenCache(abc.ABC):
         """
 
 
-# Issue 11: fresh locks in a forked child (os.fork, multiprocessing's "fork").
-_memory_caches: weakref.WeakSet[MemoryTokenCache] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for cache in list(_memory_caches):
-        cache._after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
 class MemoryTokenCache(TokenCache):
     """Tokens in this process's memory; share one instance between auth objects."""
 
@@ -130,7 +116,7 @@ class MemoryTokenCache(TokenCache):
         self._entries: dict[str, CacheEntry] = {}
         self._guard = threading.Lock()
         self._locks: dict[str, threading.Lock] = {}
-        _memory_caches.add(self)
+        reset_after_fork(self)
 
     def _after_fork(self) -> None:
         # A lock held by another thread at fork would never open in the child.

@@ -30,6 +30,7 @@ from ._config import (
     DEFAULT_LEEWAY,
     ClientConfig,
     read_environment,
+    token_session,
     unknown_variables,
 )
 from ._errors import CacheUnavailableError, ConfigError, HoxtonAuthError, printable
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EXIT_STATUS", "EXIT_STATUSES", "TIMEOUT_GRACE", "main"]
 
-_GRANT_VARIABLES = ("username", "password", "refresh_token")
 # What a cached token may hold and still be answered without a full check: the
 # characters of an RFC 6750 b64token (a JWT has only these), 64 KiB at most.
 _TOKEN_CHARACTERS = frozenset(
@@ -107,7 +107,8 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
     if list(argv) != ["token"] or unknown_variables(os.environ):
         return None  # a misspelt variable: the full path says so, on one line
     environment = read_environment()
-    if any(environment.get(n) for n in _GRANT_VARIABLES):
+    session = token_session(environment)
+    if session == "grant":
         return None
     secret = environment.get("client_secret")
     if secret is not None and secret != secret.strip():
@@ -129,7 +130,7 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
         return None
     if read is None or read[0].damage is not None:
         return None
-    if config.client_secret:
+    if session == "client":
         identity = client_identity(config)
     else:
         try:  # the login key, read quietly and never created here (issue 21)

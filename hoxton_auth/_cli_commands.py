@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._arguments import (
     DEFAULT,
-    GRANT_ARGUMENTS,
     LOGIN_SCOPE,
     gather,
     read_environment,
@@ -32,7 +31,7 @@ from ._arguments import (
     session_from_env,
 )
 from ._cache import CacheEntry, MemoryTokenCache, TokenCache
-from ._config import ENVIRONMENT, NetworkSettings
+from ._config import ENVIRONMENT, NetworkSettings, token_session
 from ._errors import (
     CacheUnavailableError,
     ConfigError,
@@ -102,9 +101,7 @@ def _session(args: argparse.Namespace, *, must_exist: bool = True) -> TokenManag
     # Never block a script on a prompt nobody sees: only a terminal is asked.
     if username and not gather(None, overrides).get("password") and sys.stdin.isatty():
         overrides["password"] = getpass.getpass(f"Password for {username}: ")
-    merged = gather(None, overrides)
-    no_grant = not any(merged.get(name) for name in GRANT_ARGUMENTS)
-    if not (args.login_session or (no_grant and not merged.get("client_secret"))):
+    if token_session(gather(None, overrides), args.login_session) != "login":
         return session_from_env(None, overrides)
     overrides = {k: v for k, v in overrides.items() if k not in _GRANT_OPTIONS}
     # The logged-in session of (domain, client, audience) is one entry whatever

@@ -23,6 +23,8 @@ __all__ = [
     "DEFAULT_DOMAIN",
     "DEFAULT_LEEWAY",
     "ENVIRONMENT",
+    "GRANT_ARGUMENTS",
+    "GRANT_KINDS",
     "LOGIN_PORT_VARIABLE",
     "ClientConfig",
     "NetworkSettings",
@@ -30,6 +32,7 @@ __all__ = [
     "default_refresh_ahead",
     "normalize_scope",
     "read_environment",
+    "token_session",
     "unknown_variables",
 ]
 
@@ -62,6 +65,32 @@ ENVIRONMENT = {
     "domain": "HOXTON_AUTH_DOMAIN",
     "cache": "HOXTON_AUTH_CACHE",
 }
+
+
+#: Grant kind -> the constructor arguments that carry it (the one list).
+GRANT_KINDS: Mapping[str, tuple[str, ...]] = {
+    "client_credentials": (),
+    "password": ("username", "password"),
+    "authorization_code": ("code", "redirect_uri", "code_verifier"),
+    "refresh_token": ("refresh_token",),
+}
+#: Every argument that carries a grant.
+GRANT_ARGUMENTS = tuple(name for names in GRANT_KINDS.values() for name in names)
+
+
+def token_session(given: Mapping[str, object], login_session: bool = False) -> str:
+    """Which session ``hoxton-auth token`` means for the ``given`` arguments (options and
+    variables merged): ``"grant"`` (the grant they carry), ``"client"`` (client
+    credentials: a secret and no grant) or ``"login"`` (the session of
+    ``hoxton-auth login``: no secret, no grant, or ``--login-session``).
+
+    The one answer for the CLI's cached fast path and its full path.
+    """
+    if login_session:
+        return "login"
+    if any(given.get(name) for name in GRANT_ARGUMENTS):
+        return "grant"
+    return "client" if given.get("client_secret") else "login"
 
 
 #: Overrides the login's callback ports (``_arguments.LOGIN_PORTS``).

@@ -1,7 +1,7 @@
 """The OAuth grants: one frozen dataclass each, turning itself into token-request fields.
 
-Also which constructor arguments carry each grant (``GRANT_KINDS``), their
-checks and the grant they build (``grant_for``), and the fields of the
+Also the checks of the constructor arguments that carry each grant
+(``_config.GRANT_KINDS``), the grant they build (``grant_for``), and the fields of the
 protocol's other requests: the ``/authorize`` URL, device authorization and
 revocation. Only this module writes a ``grant_type``, and it names the fields
 whose values are secrets (``SECRET_FIELDS``; ``mask_secrets`` hides them from
@@ -16,11 +16,10 @@ from collections.abc import Callable, Mapping
 from typing import ClassVar
 from urllib.parse import urlencode
 
-from ._config import ClientConfig
+from ._config import GRANT_KINDS, ClientConfig
 from ._errors import ConfigError
 
 __all__ = [
-    "GRANT_KINDS",
     "PROMPTS",
     "SECRET_FIELDS",
     "AuthorizationCode",
@@ -219,16 +218,6 @@ class DeviceCode:
 
 
 Grant = ClientCredentials | Password | AuthorizationCode | RefreshToken | DeviceCode | MfaOtp
-
-
-#: Grant kind -> the constructor arguments that carry it. The one list of
-#: grant arguments: everything else (choice, checks, environment) reads it.
-GRANT_KINDS: Mapping[str, tuple[str, ...]] = {
-    "client_credentials": (),
-    "password": ("username", "password"),
-    "authorization_code": ("code", "redirect_uri", "code_verifier"),
-    "refresh_token": ("refresh_token",),
-}
 
 
 def check_grant_arguments(

@@ -44,10 +44,10 @@ import hmac
 import json
 import os
 import threading
-import weakref
 from collections.abc import Callable, Mapping
 
 from ._errors import CacheUnavailableError, ConfigError, warn_once
+from ._fork import reset_after_fork
 from ._private_file import login_key_path, read_login_key
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
@@ -113,20 +113,6 @@ def _key(base: Mapping[str, str], kind: str, *subject: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-# Issue 11: a child forked while another thread held a guard would wait on it
-# forever; each child gets fresh locks, as filelock does.
-_verifiers: weakref.WeakSet[_SaltedVerifier] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for verifier in list(_verifiers):
-        verifier._after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_reset_after_fork)
-
-
 class _SaltedVerifier:
     """A verifier ``scheme$salt$digest``; digests remembered per salt."""
 
@@ -136,7 +122,7 @@ class _SaltedVerifier:
     def __init__(self) -> None:
         self._digests: dict[str, str] = {}
         self._guard = threading.Lock()
-        _verifiers.add(self)
+        reset_after_fork(self)
 
     def _after_fork(self) -> None:
         self._guard = threading.Lock()  # a lock held by another thread at fork never opens

@@ -113,9 +113,12 @@ def default_cache_path() -> Path:
     configured = read_environment().get("cache")
     if configured:
         return expand_path(configured)
-    return _user_cache_dir(
-        "no default token cache", "HOXTON_AUTH_CACHE to a file path (or a redis:// URL)"
-    ) / "tokens.json"
+    return (
+        _user_cache_dir(
+            "no default token cache", "HOXTON_AUTH_CACHE to a file path (or a redis:// URL)"
+        )
+        / "tokens.json"
+    )
 
 
 def _user_cache_dir(what: str, instead: str) -> Path:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
-import os
 import threading
 import time
 import weakref
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from ._cache import TokenCache
 from ._config import ClientConfig
+from ._fork import reset_after_fork
 from ._grants import Grant
 from ._identity import Identity
 from ._renewal import SharedEntry, SyncTransport
@@ -92,7 +92,6 @@ class TokenInfo:
 OnToken = Callable[[TokenInfo], None]
 
 
-_managers: weakref.WeakSet[TokenManager] = weakref.WeakSet()
 # Background renewals under way -> how long one may still take (its fetch deadline).
 _background: weakref.WeakKeyDictionary[threading.Thread, float] = weakref.WeakKeyDictionary()
 
@@ -111,15 +110,6 @@ def _join_at_exit() -> None:
 
 
 atexit.register(_join_at_exit)
-
-
-def _reset_after_fork() -> None:
-    for manager in list(_managers):
-        manager._after_fork()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class TokenManager:
@@ -150,7 +140,7 @@ class TokenManager:
         self._loop_locks = weakref.WeakKeyDictionary()
         self._ahead: threading.Thread | None = None  # the background renewal, if one runs
         self._ahead_guard = threading.Lock()  # starts at most one
-        _managers.add(self)
+        reset_after_fork(self)
 
     def _after_fork(self) -> None:
         # Issue 11: a child forked while another thread renewed would wait
