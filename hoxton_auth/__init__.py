@@ -34,6 +34,7 @@ if TYPE_CHECKING:
         AuthorizationCodeAuth,
         ClientCredentialsAuth,
         HoxtonAuth,
+        LoginRequest,
         PasswordAuth,
         RefreshTokenAuth,
     )
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from ._redis_cache import RedisTokenCache
     from ._session import TokenInfo
     from ._token import Token
-    from ._web import LoginRequest
 
 __version__ = "0.2.0.dev0"
 
@@ -80,12 +80,10 @@ __all__ = [
 
 # Where each public name not imported above lives. They load on first use
 # (PEP 562), each once: the auth classes subclass requests' and httpx's base
-# classes (`import requests, httpx` costs +228 ms of CPU over `python -c pass`,
-# 48 ms, getrusage of 20 runs, CPython 3.11, shared 2-core machine), the
-# caches and Token are dataclasses (`import dataclasses` and their generated
-# methods cost ~25 ms), and RedisTokenCache needs redis-py (an optional extra:
-# `hoxton-auth[redis]`). A cached `hoxton-auth token` needs none of them
-# (issue 15: within 2x `python -c pass`, benchmarks/bench_cli.py).
+# classes, the caches and Token are dataclasses, and RedisTokenCache needs
+# redis-py (an optional extra: `hoxton-auth[redis]`). A cached `hoxton-auth
+# token` needs none of them (tests/test_imports.py, NOT_FOR_CLI_FAST_TOKEN;
+# the cost: benchmarks/bench_cli.py).
 _LAZY = {
     "DEFAULT": "_arguments",
     "AuthorizationCodeAuth": "_auth",
@@ -100,7 +98,7 @@ _LAZY = {
     "RedisTokenCache": "_redis_cache",
     "TokenInfo": "_session",
     "Token": "_token",
-    "LoginRequest": "_web",
+    "LoginRequest": "_auth",
 }
 
 

@@ -8,6 +8,8 @@ the requests and httpx adapters it inherits from.
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
 
@@ -36,22 +38,31 @@ from ._config import (
     RequestFormat,
     VerifyArg,
 )
-from ._errors import LoginError, TokenRequestError
+from ._errors import ConfigError, LoginError, TokenRequestError
 from ._httpx import HttpxAuth, HttpxTransport, token_hosts
+from ._identity import web_session_identity
 from ._requests import RequestsAuth, RequestsTransport, token_prefixes
 from ._session import OnToken, TokenInfo, TokenManager
+from ._web import (
+    IDENTITY_SETTINGS,
+    LOGIN_REQUEST_LIFETIME,
+    LoginRequestData,
+    begin_login,
+    check_settings,
+    resume_session,
+)
 
 if TYPE_CHECKING:
-    from typing_extensions import Unpack
+    from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
 
-    from ._login import LoginOptions  # typing.Unpack is 3.11+; only type checkers read it
-    from ._web import LoginRequest
+    from ._login import LoginOptions
 
 __all__ = [
     "LOGIN_SCOPE",
     "AuthorizationCodeAuth",
     "ClientCredentialsAuth",
     "HoxtonAuth",
+    "LoginRequest",
     "PasswordAuth",
     "RefreshTokenAuth",
     "run_login",
@@ -435,10 +446,7 @@ class AuthorizationCodeAuth(_GrantAuth):
         Raises:
             ConfigError: Bad arguments (named).
         """
-        # Here, not at the top: _web builds AuthorizationCodeAuth objects (it imports this module).
-        from ._web import begin_login
-
-        return begin_login(client_id, redirect_uri, scope, prompt, settings)
+        return begin_login(LoginRequest, client_id, redirect_uri, scope, prompt, settings)
 
     @classmethod
     def resume(
@@ -470,7 +478,6 @@ class AuthorizationCodeAuth(_GrantAuth):
             ConfigError: Bad arguments (named).
             CacheError: The cache cannot be read.
         """
-        from ._web import resume_session  # here, not at the top: see begin
 
         return resume_session(cls, session_id, client_id, client_secret, cache, settings)
 
@@ -491,6 +498,78 @@ _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
 }
 for _kind, _class in _GRANT_CLASSES.items():
     _class.grant_kind = _kind
+
+
+class LoginRequest(LoginRequestData):
+    """A web login on its way: the ``/authorize`` URL and what its callback needs.
+
+    Made by ``AuthorizationCodeAuth.begin``. Keep it server-side
+    (``to_json``, ``from_json``), in the user's session of your app: it holds
+    the PKCE verifier. Any worker can ``finish`` it, once.
+    """
+
+    def finish(
+        self,
+        callback_url: str,
+        client_secret: str | None = None,
+        *,
+        cache: CacheArg = DEFAULT,
+        **settings: Any,
+    ) -> AuthorizationCodeAuth:
+        """Check the callback, exchange its code once, and start the web session.
+
+        Args:
+            callback_url: The URL the browser was redirected to (with its
+                query: ``code`` and ``state``, or ``error``).
+            client_secret: The client's secret (confidential clients).
+            cache: The cache every worker shares (a Redis URL for many hosts).
+            **settings: The constructor's other keyword arguments (``timeout``,
+                ``verify``, ...); ``domain``, ``audience`` and ``organization``
+                come from the request.
+
+        Returns:
+            An ``AuthorizationCodeAuth`` whose ``session_id`` finds the session
+            again in any worker (``AuthorizationCodeAuth.resume``).
+
+        Raises:
+            LoginError: A wrong or missing ``state`` (nothing is exchanged), the
+                identity provider's error, a callback already finished (here or
+                in another process: nothing is exchanged), an expired request,
+                or the token endpoint refused the code.
+            ConfigError: Bad settings, or ones that contradict the request.
+            CacheError: The cache cannot record the callback as used.
+        """
+        code = self.code_of(callback_url)
+        if time.time() > self.created_at + LOGIN_REQUEST_LIFETIME:
+            raise LoginError(
+                f"this login request is older than {LOGIN_REQUEST_LIFETIME:g}s: "
+                "begin the login again"
+            )
+        identity_settings = {name: getattr(self, name) for name in IDENTITY_SETTINGS}
+        check_settings(settings, "finish")
+        if "scope" in settings:
+            raise ConfigError("finish() takes the scope from the login request (begin's scope=)")
+        for name, value in identity_settings.items():
+            if name in settings and settings[name] != value:
+                raise ConfigError(f"{name}={settings[name]!r} differs from the login request's")
+        auth = AuthorizationCodeAuth(
+            self.client_id,
+            client_secret,
+            code=code,
+            redirect_uri=self.redirect_uri,
+            code_verifier=self.code_verifier,
+            cache=cache,
+            **{**settings, "scope": self.scope, **identity_settings},
+        )
+        self.mark_used(auth.cache, auth.config)
+        session_id = secrets.token_urlsafe(32)
+        identity = web_session_identity(auth.config, session_id)
+        try:
+            auth._manager.begin_web_session(auth._send_requests, identity)
+        except TokenRequestError as exc:
+            raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
+        auth._session_id = session_id
+        return auth
 
 
 def run_login(

@@ -11,8 +11,9 @@ file with the same checks, key and verifier as the library and changes
 nothing; whenever it is in any doubt (another option, another grant, no entry,
 a token near its renewal time, a file refused, damaged or open to others) it
 steps aside and the command runs in full, which fetches, repairs and reports.
-The modules that look import no ``typing`` either (~6 ms): ``TYPE_CHECKING =
-False`` stands in for ``typing.TYPE_CHECKING``, and mypy reads both alike.
+The modules that look import no ``typing`` either (tests/test_imports.py,
+NOT_FOR_CLI_FAST_TOKEN): ``TYPE_CHECKING = False`` stands in for
+``typing.TYPE_CHECKING``, and mypy reads both alike.
 """
 
 from __future__ import annotations
@@ -229,9 +230,9 @@ TIMEOUT_GRACE = 2.0
 
 
 def _parser() -> argparse.ArgumentParser:
-    # Here, not at the top: argparse costs ~7 ms of CPU and the commands' modules
-    # (sessions, caches) ~40 ms (python -X importtime), which a bare `hoxton-auth
-    # token` answered from the cache never needs (see the module docstring).
+    # Here, not at the top: a bare `hoxton-auth token` answered from the cache
+    # never loads argparse or the commands' modules (tests/test_imports.py,
+    # NOT_FOR_CLI_FAST_TOKEN).
     import argparse
 
     from ._arguments import LOGIN_SCOPE

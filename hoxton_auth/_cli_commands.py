@@ -65,13 +65,13 @@ def _overrides(args: argparse.Namespace, names: Sequence[str]) -> dict[str, Any]
 def _send(network: NetworkSettings) -> SyncTransport:
     """A transport that imports requests on its first request, not before.
 
-    ``import requests`` costs +186 ms of CPU over ``python -c pass`` (48 ms)
-    on this shared machine (getrusage of 20 runs, CPython 3.11); a token
-    found in the cache sends nothing, so ``hoxton-auth token`` must not pay for it.
+    A token found in the cache sends nothing, so ``hoxton-auth token`` and
+    ``status`` never load requests (tests/test_imports.py,
+    NOT_FOR_CLI_CACHED_TOKEN).
     """
 
     def send(request: TokenRequest) -> Reply:
-        from ._requests import RequestsTransport  # here: see the docstring (+186 ms)
+        from ._requests import RequestsTransport  # here: see the docstring
 
         return RequestsTransport(network)(request)
 
@@ -224,8 +224,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     if not given.get("client_id"):
         raise ConfigError("HOXTON_CLIENT_ID is not set (nor --client-id given)")
     common = {k: given[k] for k in ("domain", "audience", "cache") if k in given}
-    # Here, not at the top: the auth classes import requests and httpx (+228 ms
-    # of CPU over `python -c pass`, see __init__.py), which only a login needs.
+    # Here, not at the top: the auth classes import requests and httpx, which
+    # only a login needs (tests/test_imports.py, NOT_FOR_CLI_CACHED_TOKEN).
     from ._auth import HoxtonAuth
 
     auth = HoxtonAuth.login(

@@ -1,11 +1,12 @@
 """Client configuration: where to ask for tokens, who is asking, and how patiently.
 
-Also the ``HOXTON_*`` variables (read here only). No
-dataclasses here: this module is on the path of a ``hoxton-auth token``
-answered from the cache, where ``import dataclasses`` (it imports ``inspect``)
-and the generated methods of two classes cost ~25 ms of CPU, half a bare
-interpreter start-up (``benchmarks/bench_cli.py``). ``_Frozen`` gives the two
-value classes the equality, hashing and immutability a frozen dataclass would.
+Also the ``HOXTON_*`` variables (read here only), the one list of grant
+arguments (``GRANT_KINDS``) and which session ``hoxton-auth token`` means
+(``token_session``). No dataclasses here: this module is on the path of a
+``hoxton-auth token`` answered from the cache, which loads neither
+``dataclasses`` nor ``inspect`` (tests/test_imports.py, NOT_FOR_CLI_FAST_TOKEN).
+``_Frozen`` gives the two value classes the equality, hashing and
+immutability a frozen dataclass would.
 """
 
 from __future__ import annotations
@@ -196,8 +197,8 @@ def normalize_scope(scope: ScopeArg) -> str | None:
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
-    # Here, not at the top: ipaddress costs ~2 ms of import (python -X importtime)
-    # that an https:// domain, as on a cached `hoxton-auth token`, never needs.
+    # Here, not at the top: an https:// domain, as on a cached `hoxton-auth
+    # token`, never needs ipaddress.
     import ipaddress
 
     try:

@@ -258,9 +258,9 @@ def library_logger() -> logging.Logger:
     (rather than to stderr through ``logging.lastResort``) when it configured
     none: degraded states are also ``HoxtonAuthWarning`` s, which do show.
     """
-    # Here, not at the top: `import logging` costs ~11 ms of CPU (python
-    # -X importtime), a fifth of a bare interpreter start-up, on the path of a
-    # cached `hoxton-auth token`, which logs only when something is wrong.
+    # Here, not at the top: a cached `hoxton-auth token`, which logs only when
+    # something is wrong, never loads logging (tests/test_imports.py,
+    # NOT_FOR_CLI_FAST_TOKEN).
     import logging
 
     logger = logging.getLogger("hoxton_auth")

@@ -343,9 +343,9 @@ class FileTokenCache(TokenCache):
 
     @contextlib.contextmanager
     def _hold_lock(self, timeout: float) -> Iterator[None]:
-        # Here and below, not at the top: filelock costs ~57 ms of import (python
-        # -X importtime; it loads asyncio), which a token read from the cache,
-        # without the lock, never pays (tests/test_imports.py).
+        # Here and below, not at the top: filelock loads asyncio, and a token read
+        # from the cache without the lock never loads either (tests/test_imports.py,
+        # NOT_FOR_CACHED_TOKEN).
         import filelock
 
         self._prepare_lock()

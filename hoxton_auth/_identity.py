@@ -299,8 +299,8 @@ def identity_for(
     ``grant`` is ``None`` with a seed (refresh token) or for the logged-in
     session (no code); an authorization code gets ``key=None``.
     """
-    # Here, not at the top: the grant dataclasses cost ~9 ms of import (python
-    # -X importtime), which a cached `hoxton-auth token` (client_identity) skips.
+    # Here, not at the top: a cached `hoxton-auth token` (client_identity) never
+    # loads the grant dataclasses (tests/test_imports.py, NOT_FOR_CLI_FAST_TOKEN).
     from ._grants import ClientCredentials, Password
 
     base = _base(config)

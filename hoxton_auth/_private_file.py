@@ -373,8 +373,8 @@ def ensure_directory(path: Path) -> None:
 
 def _create_temp(path: Path) -> Reservation:
     # mkstemp creates it 0600, in the cache's directory so os.replace is atomic.
-    # Here, not at the top: tempfile costs ~6 ms of import (python -X importtime),
-    # and a cached `hoxton-auth token` only reads.
+    # Here, not at the top: a cached `hoxton-auth token` only reads, and never
+    # loads tempfile (tests/test_imports.py, NOT_FOR_CLI_FAST_TOKEN).
     import tempfile
 
     return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -15,6 +15,11 @@ each with its own refresh token (family), ended one at a time. The cache key
 and verifier come from the ``session_id`` and the client secret
 (``_identity.web_session_identity``): an unknown, tampered or logged-out id,
 or a wrong secret, is a miss, and ``resume`` says so without a token request.
+
+This module holds the request's data and checks and the two steps that take
+an auth class (``begin_login``, ``resume_session``); the public
+``LoginRequest`` and its ``finish``, which make auth objects, are in
+``_auth.py`` (this module imports no auth class: no cycle).
 """
 
 from __future__ import annotations
@@ -24,20 +29,34 @@ import json
 import secrets
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ._arguments import DEFAULT, CacheArg, Settings
-from ._auth import AuthorizationCodeAuth
-from ._cache import CacheEntry
+from ._arguments import CacheArg, Settings
+from ._cache import CacheEntry, TokenCache
 from ._config import ClientConfig, normalize_scope
-from ._errors import ConfigError, LoginError, NotLoggedInError, TokenRequestError
+from ._errors import ConfigError, LoginError, NotLoggedInError
 from ._grants import PROMPTS, authorize_url
 from ._identity import used_state_identity, web_session_identity
 from ._renewal import LOCK_MARGIN
 from ._token import Token
 
-__all__ = ["LOGIN_REQUEST_LIFETIME", "LoginRequest", "begin_login", "resume_session"]
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._auth import AuthorizationCodeAuth  # for the checker only: _auth imports this module
+
+LoginRequestT = TypeVar("LoginRequestT", bound="LoginRequestData")
+AuthT = TypeVar("AuthT", bound="AuthorizationCodeAuth")
+
+__all__ = [
+    "IDENTITY_SETTINGS",
+    "LOGIN_REQUEST_LIFETIME",
+    "LoginRequestData",
+    "begin_login",
+    "check_settings",
+    "resume_session",
+]
 
 #: Seconds a ``LoginRequest`` can be finished after ``begin`` (Auth0's codes
 #: live 10 minutes; a user may linger on the login page longer).
@@ -45,13 +64,16 @@ LOGIN_REQUEST_LIFETIME = 3600.0
 _FORMAT = "hoxton-auth login request"
 _VERSION = 1
 # The settings that name the identity and the /authorize URL: kept in the request.
-_IDENTITY_SETTINGS = ("domain", "audience", "organization")
+IDENTITY_SETTINGS = ("domain", "audience", "organization")
 _SETTINGS = frozenset(Settings.__optional_keys__)
 
 
 @dataclasses.dataclass(frozen=True)
-class LoginRequest:
+class LoginRequestData:
     """A web login on its way: the ``/authorize`` URL and what its callback needs.
+
+    The data and its checks; ``hoxton_auth.LoginRequest`` (``_auth.py``) adds
+    ``finish``, which makes the auth object.
 
     Keep it server-side (``to_json``), in the user's session of your app: it
     holds the PKCE verifier. Any worker can ``finish`` it, once.
@@ -85,7 +107,7 @@ class LoginRequest:
         return json.dumps({"format": _FORMAT, "version": _VERSION, **fields}, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> LoginRequest:
+    def from_json(cls, text: str | bytes) -> Self:
         """The request ``to_json`` wrote.
 
         Raises:
@@ -114,70 +136,7 @@ class LoginRequest:
             kwargs[field.name] = value
         return cls(**kwargs)
 
-    def finish(
-        self,
-        callback_url: str,
-        client_secret: str | None = None,
-        *,
-        cache: CacheArg = DEFAULT,
-        **settings: Any,
-    ) -> AuthorizationCodeAuth:
-        """Check the callback, exchange its code once, and start the web session.
-
-        Args:
-            callback_url: The URL the browser was redirected to (with its
-                query: ``code`` and ``state``, or ``error``).
-            client_secret: The client's secret (confidential clients).
-            cache: The cache every worker shares (a Redis URL for many hosts).
-            **settings: The constructor's other keyword arguments (``timeout``,
-                ``verify``, ...); ``domain``, ``audience`` and ``organization``
-                come from the request.
-
-        Returns:
-            An ``AuthorizationCodeAuth`` whose ``session_id`` finds the session
-            again in any worker (``AuthorizationCodeAuth.resume``).
-
-        Raises:
-            LoginError: A wrong or missing ``state`` (nothing is exchanged), the
-                identity provider's error, a callback already finished (here or
-                in another process: nothing is exchanged), an expired request,
-                or the token endpoint refused the code.
-            ConfigError: Bad settings, or ones that contradict the request.
-            CacheError: The cache cannot record the callback as used.
-        """
-        code = self._code_of(callback_url)
-        if time.time() > self.created_at + LOGIN_REQUEST_LIFETIME:
-            raise LoginError(
-                f"this login request is older than {LOGIN_REQUEST_LIFETIME:g}s: "
-                "begin the login again"
-            )
-        identity_settings = {name: getattr(self, name) for name in _IDENTITY_SETTINGS}
-        _check_settings(settings, "finish")
-        if "scope" in settings:
-            raise ConfigError("finish() takes the scope from the login request (begin's scope=)")
-        for name, value in identity_settings.items():
-            if name in settings and settings[name] != value:
-                raise ConfigError(f"{name}={settings[name]!r} differs from the login request's")
-        auth = AuthorizationCodeAuth(
-            self.client_id,
-            client_secret,
-            code=code,
-            redirect_uri=self.redirect_uri,
-            code_verifier=self.code_verifier,
-            cache=cache,
-            **{**settings, "scope": self.scope, **identity_settings},
-        )
-        self._mark_used(auth)
-        session_id = secrets.token_urlsafe(32)
-        identity = web_session_identity(auth.config, session_id)
-        try:
-            auth._manager.begin_web_session(auth._send_requests, identity)
-        except TokenRequestError as exc:
-            raise LoginError(f"the token endpoint refused the authorization code: {exc}") from exc
-        auth._session_id = session_id
-        return auth
-
-    def _code_of(self, callback_url: str) -> str:
+    def code_of(self, callback_url: str) -> str:
         """The callback's code, once its ``state`` is this request's (RFC 6749 §10.12)."""
         if not isinstance(callback_url, str):
             raise ConfigError(f"callback_url must be a string, got {type(callback_url).__name__}")
@@ -203,18 +162,16 @@ class LoginRequest:
             raise LoginError("the callback has no code; nothing was exchanged")
         return code
 
-    def _mark_used(self, auth: AuthorizationCodeAuth) -> None:
+    def mark_used(self, cache: TokenCache, config: ClientConfig) -> None:
         """Record this request's state as used, under the cache lock; refuse a second time.
 
         Raises:
             LoginError: It was used already (in any process sharing the cache).
         """
-        cache = auth.cache
-        marker = used_state_identity(auth.config, self.state)
+        marker = used_state_identity(config, self.state)
         key = marker.key
         if key is None:  # pragma: no cover  a used-state identity always has a key
             raise LoginError("no cache key for the login's state")
-        config = auth.config
         wait = cache.lock_wait_timeout
         timeout = wait if wait is not None else config.retry_deadline + config.timeout + LOCK_MARGIN
         with cache.lock(key, timeout):
@@ -228,29 +185,30 @@ class LoginRequest:
             cache.store(key, CacheEntry(Token("", expires_at, now), marker.meta_for(None)))
 
 
-def _check_settings(settings: Mapping[str, Any], where: str) -> None:
+def check_settings(settings: Mapping[str, Any], where: str) -> None:
     unknown = sorted(set(settings) - _SETTINGS)
     if unknown:
         raise ConfigError(f"{where}() does not take {', '.join(unknown)}")
 
 
 def begin_login(
+    cls: type[LoginRequestT],
     client_id: str,
     redirect_uri: str,
     scope: str | Sequence[str] | None,
     prompt: str | None,
     settings: Mapping[str, Any],
-) -> LoginRequest:
-    """``AuthorizationCodeAuth.begin`` (documented there).
+) -> LoginRequestT:
+    """``AuthorizationCodeAuth.begin`` (documented there): a request of class ``cls``.
 
     Raises:
         ConfigError: Bad arguments (named).
     """
-    # Here, not at the top: _login loads http.server and webbrowser (~34 ms, see
-    # _auth.run_login), which no token needs; only its PKCE pair is used here.
+    # Here, not at the top: _login loads http.server and webbrowser, which no
+    # token needs (tests/test_imports.py, NOT_FOR_IMPORT); only its PKCE pair is used.
     from ._login import pkce_pair
 
-    _check_settings(settings, "begin")
+    check_settings(settings, "begin")
     if not isinstance(redirect_uri, str) or urlsplit(redirect_uri).scheme not in ("https", "http"):
         raise ConfigError(f"redirect_uri must be an http(s) URL, got {redirect_uri!r}")
     if prompt is not None and prompt not in PROMPTS:
@@ -258,11 +216,11 @@ def begin_login(
     config = ClientConfig(
         client_id,
         scope=normalize_scope(scope),
-        **{name: settings[name] for name in _IDENTITY_SETTINGS if name in settings},
+        **{name: settings[name] for name in IDENTITY_SETTINGS if name in settings},
     )
     verifier, challenge = pkce_pair()
     state = secrets.token_urlsafe(32)
-    return LoginRequest(
+    return cls(
         url=authorize_url(config, redirect_uri, state, challenge, prompt),
         client_id=config.client_id,
         redirect_uri=redirect_uri,
@@ -277,14 +235,14 @@ def begin_login(
 
 
 def resume_session(
-    cls: type[AuthorizationCodeAuth],
+    cls: type[AuthT],
     session_id: str,
     client_id: str,
     client_secret: str | None,
     cache: CacheArg,
     settings: Mapping[str, Any],
-) -> AuthorizationCodeAuth:
-    """``AuthorizationCodeAuth.resume`` (documented there).
+) -> AuthT:
+    """``AuthorizationCodeAuth.resume`` (documented there), for ``cls``.
 
     Raises:
         NotLoggedInError: No such session in the cache (unknown, tampered,
@@ -294,7 +252,7 @@ def resume_session(
     """
     if not isinstance(session_id, str):
         raise ConfigError(f"session_id must be a string, got {type(session_id).__name__}")
-    _check_settings(settings, "resume")
+    check_settings(settings, "resume")
     auth = cls(client_id, client_secret, cache=cache, **settings)
     if not auth._manager.resume(web_session_identity(auth.config, session_id)):
         raise NotLoggedInError(
