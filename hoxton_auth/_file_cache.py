@@ -131,6 +131,7 @@ class FileTokenCache(TokenCache):
         # Entries whose write failed after a reservation: served by load()
         # and written again at every later lock() and store().
         self._pending: dict[str, CacheEntry] = {}
+        self._written_at: float | None = None  # the file's mtime when last read
 
     def __repr__(self) -> str:
         return f"FileTokenCache({str(self.path)!r})"
@@ -171,8 +172,10 @@ class FileTokenCache(TokenCache):
         """
         read = read_document(self.path, move_aside=self._own_file)
         if read is None:
+            self._written_at = None
             return {}
         decoded, info = read
+        self._written_at = info.st_mtime  # the last writer's time, for pruning (_write)
         if info.st_size >= LARGE_FILE_BYTES:  # issue 21: said once, long before it hurts
             warn_once(
                 "large",
@@ -291,9 +294,12 @@ class FileTokenCache(TokenCache):
         parsed = {key: self._parse(key, raw) for key, raw in document.get("entries", {}).items()}
         # Issue 19: whose clock decides that other users' entries are dead? Not
         # this process's alone: one running a year ahead would drop every
-        # refresh token in the file. The entries others wrote vouch for the
-        # time: no later than the newest of them, plus a day.
+        # refresh token in the file. The file's last write and the entries
+        # others wrote vouch for the time: no later than the newest of them,
+        # plus a day.
         others = [e.token.obtained_at for k, e in parsed.items() if e and k not in self._pending]
+        if self._written_at is not None:
+            others.append(self._written_at)
         reference = min(now, max(others, default=now) + PRUNE_CLOCK_MARGIN)
         entries = {}
         for key in sorted(parsed):

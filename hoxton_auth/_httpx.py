@@ -43,6 +43,8 @@ __all__ = [
 logger = logging.getLogger("hoxton_auth")
 
 _DEFAULT_NETWORK = NetworkSettings()
+#: Origins an auth object remembers as approved for the token, at most.
+MAX_APPROVED = 16
 
 
 def _headers(content_type: str, request: TokenRequest) -> dict[str, str]:
@@ -234,6 +236,7 @@ class HttpxAuth(httpx.Auth):
     _manager: TokenManager
     _send_httpx: HttpxTransport
     _token_hosts: frozenset[bytes] | None  # see token_hosts
+    _approved: frozenset[tuple[str, bytes]] = frozenset()  # other origins approved so far
     config: ClientConfig
 
     def sync_auth_flow(
@@ -307,4 +310,11 @@ class HttpxAuth(httpx.Auth):
         hosts = self._token_hosts
         if url.scheme == "https" and (hosts is None or url.netloc in hosts):
             return True  # the hot path: the API's own origin
-        return self.config.may_send_token(str(url))
+        origin = (url.scheme, url.netloc)
+        if origin in self._approved:
+            return True  # loopback, or another spelling of the API's origin, seen before
+        if not self.config.may_send_token(str(url)):
+            return False
+        if len(self._approved) < MAX_APPROVED:
+            self._approved = self._approved | {origin}  # swapped atomically
+        return True

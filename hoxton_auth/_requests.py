@@ -18,7 +18,7 @@ import urllib3.exceptions
 from requests.cookies import extract_cookies_to_jar
 from requests.utils import rewind_body
 
-from ._config import ClientConfig, NetworkSettings
+from ._config import ClientConfig, NetworkSettings, origin_of
 from ._errors import ConfigError
 from ._session import BEARER, TokenManager
 
@@ -30,6 +30,8 @@ __all__ = ["RequestsAuth", "RequestsTransport", "send_with_requests", "token_pre
 logger = logging.getLogger("hoxton_auth")
 
 _DEFAULT_NETWORK = NetworkSettings()
+#: Origins an auth object remembers as approved for the token, at most.
+MAX_PREFIXES = 16
 
 
 def _session(network: NetworkSettings) -> requests.Session:
@@ -145,13 +147,23 @@ class RequestsAuth(requests.auth.AuthBase):
         """
         url = request.url or ""
         # The hot path: a URL of the API's own origin (a precomputed prefix check).
-        if not url.startswith(self._token_prefixes) and not self.config.may_send_token(url):
+        if not url.startswith(self._token_prefixes) and not self._approve(url):
             return request  # another origin: no token, so no 401 of ours either
         request.headers["Authorization"] = BEARER + self._manager.get_token(self._send_requests)
         # Appended directly: register_hook's isinstance(hook, Callable) check
         # costs more than the rest of this method (issue 6), for a bound method.
         request.hooks["response"].append(self._retry_once_after_401)
         return request
+
+    def _approve(self, url: str) -> bool:
+        """``config.may_send_token(url)``; an approved origin (loopback, another spelling
+        of the API's) joins the hot path's prefixes, up to ``MAX_PREFIXES``."""
+        if not self.config.may_send_token(url):
+            return False
+        prefixes = self._token_prefixes
+        if len(prefixes) < MAX_PREFIXES:
+            self._token_prefixes = (*prefixes, origin_of(url) + "/")  # swapped atomically
+        return True
 
     def _retry_once_after_401(
         self, response: requests.Response, **kwargs: Any

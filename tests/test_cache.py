@@ -302,6 +302,19 @@ def test_dead_entries_are_pruned_on_write_and_live_ones_kept(isolated_cache: Pat
     }
 
 
+def test_dead_entries_are_pruned_when_no_other_writer_is_recent(isolated_cache: Path) -> None:
+    """Pruning needs no fresh entry of another writer: the file's own write time vouches."""
+    day = 24 * 3600.0
+    dead = {cache_key(f"expired {n}"): make_entry(age=3 * day, expires_in=day) for n in range(20)}
+    write_document(isolated_cache, dead)
+    cache = FileTokenCache(isolated_cache)
+
+    with cache.lock(KEY, timeout=1):
+        cache.store(KEY, make_entry())
+
+    assert set(cache.entries()) == {KEY}
+
+
 def test_delete_removes_one_entry_and_keeps_the_others(isolated_cache: Path) -> None:
     write_document(isolated_cache, {KEY: make_entry(), OTHER_KEY: make_entry("other")})
     cache = FileTokenCache(isolated_cache)
