@@ -238,6 +238,29 @@ def _summary(
     }
 
 
+def run_stalls(
+    api_url: str, rows: Sequence[str] = ROWS, delay: float = 2.0, before: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Run ``rows`` at once, one process each, against the API at ``api_url``.
+
+    Returns what each row saw (``_summary``), by row.
+    """
+    workers = {}
+    for row in rows:
+        command = [sys.executable, __file__, "--worker", row, "--api", api_url]
+        command += ["--delay", str(delay)]
+        if before:
+            command += ["--before", before]
+        workers[row] = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    results = {}
+    for row, worker in workers.items():
+        output, _ = worker.communicate()
+        if worker.returncode != 0:
+            raise RuntimeError(f"row {row!r} failed (exit {worker.returncode})")
+        results[row] = json.loads(output)
+    return results
+
+
 def _load() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
@@ -262,19 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.insert(rows.index(HOXTON_INLINE) + 1, BEFORE)
     started, load_before = time.time(), _load()
     with api_server() as api:
-        workers = {}
-        for row in rows:
-            command = [sys.executable, __file__, "--worker", row, "--api", api + "/v1/things"]
-            command += ["--delay", str(args.delay)]
-            if args.before:
-                command += ["--before", args.before]
-            workers[row] = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-        results = {}
-        for row, worker in workers.items():
-            output, _ = worker.communicate()
-            if worker.returncode != 0:
-                raise RuntimeError(f"row {row!r} failed (exit {worker.returncode})")
-            results[row] = json.loads(output)
+        results = run_stalls(api + "/v1/things", rows, args.delay, args.before)
     print(
         "| library | client | token lifetime | renewal margin | slowest call, no renewal "
         "| slowest call across the renewal | median call | renewals | renewed token first sent "
