@@ -20,6 +20,7 @@ it, exactly as it would to Auth0.
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import shutil
@@ -152,6 +153,7 @@ def use_before(checkout: str | os.PathLike[str]) -> str:
     if not (source / "__init__.py").is_file():
         raise ValueError(f"no hoxton_auth package in {checkout}")
     parent = Path(tempfile.mkdtemp(prefix="hoxton-before-"))
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
     skip = shutil.ignore_patterns("testing", "__pycache__")
     shutil.copytree(source, parent / "hoxton_auth_before", ignore=skip)
     sys.path.insert(0, str(parent))
