@@ -16,10 +16,14 @@ hold another ``hoxton_auth``)::
 
     python benchmarks/bench_401_trace.py
     (cd /tmp && PYTHONPATH=/path/to/old/tree python /path/to/bench_401_trace.py)
+
+``--functions _identity`` (repeatable) adds the calls per function of that
+module, to see which of its calls repeat.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import os
 import sys
@@ -54,6 +58,7 @@ class Trace:
 
     def __init__(self) -> None:
         self.calls: collections.Counter[str] = collections.Counter()
+        self.functions: collections.Counter[str] = collections.Counter()
         self.hops = 0
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
@@ -63,6 +68,7 @@ class Trace:
         if callee is None:
             return
         self.calls[callee] += 1
+        self.functions[f"{callee}.{frame.f_code.co_qualname}"] += 1
         caller = _module(frame.f_back)
         if caller is not None and caller != callee:
             self.hops += 1
@@ -102,6 +108,15 @@ def measure() -> dict[str, Trace]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--functions",
+        metavar="MODULE",
+        action="append",
+        default=[],
+        help="also count calls per function of this module (e.g. _identity); repeatable",
+    )
+    args = parser.parse_args()
     traces = measure()
     modules = sorted(set().union(*(t.calls for t in traces.values())))
     print(f"hoxton_auth at {PACKAGE}")
@@ -114,6 +129,19 @@ def main() -> None:
     print(f"| {'calls, total':<16} | {totals} |")
     hops = " | ".join(f"{t.hops:>5}" for t in traces.values())
     print(f"| {'module hops':<16} | {hops} |")
+    for module in args.functions:
+        names = sorted(
+            {f for t in traces.values() for f in t.functions if f.startswith(module + ".")}
+        )
+        if not names:
+            print(f"\nno calls into {module}")
+            continue
+        width = max(len(name) for name in names)
+        print(f"\n| {'function':<{width}} | " + " | ".join(f"{n:>5}" for n in traces) + " |")
+        print(f"|{'-' * (width + 2)}|" + "|".join("-" * 7 for _ in traces) + "|")
+        for name in names:
+            row = " | ".join(f"{traces[t].functions[name]:>5}" for t in traces)
+            print(f"| {name:<{width}} | {row} |")
 
 
 if __name__ == "__main__":

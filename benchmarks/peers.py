@@ -20,7 +20,12 @@ it, exactly as it would to Auth0.
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +38,7 @@ import requests
 __all__ = [
     "ASYNC_LIBRARIES",
     "BASELINE",
+    "BEFORE",
     "HOXTON",
     "HTTPX_LIBRARIES",
     "PEERS",
@@ -41,6 +47,7 @@ __all__ = [
     "make_async",
     "make_httpx",
     "make_requests",
+    "use_before",
     "use_peer_file_cache",
     "use_peer_memory_cache",
 ]
@@ -50,6 +57,7 @@ os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
 
 BASELINE = "static header"
 HOXTON = "hoxton_auth"
+BEFORE = "hoxton_auth before"  # another checkout's package, loaded by use_before()
 HTTPX_AUTH = "httpx-auth"
 REQUESTS_AUTH = "requests-auth"
 REQUESTS_OAUTHLIB = "requests-oauthlib"
@@ -126,6 +134,43 @@ def hoxton(ends: Endpoints) -> Any:
         domain=ends.domain,
         audience=ends.audience,
         cache=ends.cache_path,
+    )
+
+
+_before: Any = None
+
+
+def use_before(checkout: str | os.PathLike[str]) -> str:
+    """Load ``checkout``'s ``hoxton_auth`` beside this one, as ``hoxton_auth_before``.
+
+    The package imports itself relatively, so a copy under another name is a
+    second, independent package in the same process (its own locks, threads
+    and caches). Its ``testing`` subpackage is left out: this install's test
+    server serves both. Returns where the copy was loaded from.
+    """
+    global _before
+    source = Path(checkout) / "hoxton_auth"
+    if not (source / "__init__.py").is_file():
+        raise ValueError(f"no hoxton_auth package in {checkout}")
+    parent = Path(tempfile.mkdtemp(prefix="hoxton-before-"))
+    atexit.register(shutil.rmtree, parent, ignore_errors=True)
+    skip = shutil.ignore_patterns("testing", "__pycache__")
+    shutil.copytree(source, parent / "hoxton_auth_before", ignore=skip)
+    sys.path.insert(0, str(parent))
+    _before = importlib.import_module("hoxton_auth_before")
+    return str(Path(_before.__file__).parent)
+
+
+def hoxton_before(ends: Endpoints) -> Any:
+    """``hoxton(ends)`` built with the package loaded by ``use_before`` (its own cache file)."""
+    if _before is None:
+        raise RuntimeError("use_before() first")
+    return _before.HoxtonAuth(
+        ends.client_id,
+        ends.client_secret,
+        domain=ends.domain,
+        audience=ends.audience,
+        cache=ends.cache_path.with_name(ends.cache_path.stem + "-before.json"),
     )
 
 
@@ -227,6 +272,8 @@ def make_requests(name: str, ends: Endpoints, token: str) -> tuple[SyncGet, Call
             session.auth = static_auth(token)
         elif name == HOXTON:
             session.auth = hoxton(ends)
+        elif name == BEFORE:
+            session.auth = hoxton_before(ends)
         elif name == REQUESTS_AUTH:
             session.auth = requests_auth_auth(ends)
         else:
@@ -254,6 +301,8 @@ def make_httpx(name: str, ends: Endpoints, token: str) -> tuple[SyncGet, Callabl
         client = httpx.Client(auth=static_auth(token))
     elif name == HOXTON:
         client = httpx.Client(auth=hoxton(ends))
+    elif name == BEFORE:
+        client = httpx.Client(auth=hoxton_before(ends))
     elif name == HTTPX_AUTH:
         client = httpx.Client(auth=httpx_auth_auth(ends))
     else:
@@ -283,6 +332,8 @@ async def make_async(
         client = httpx.AsyncClient(auth=static_auth(token))
     elif name == HOXTON:
         client = httpx.AsyncClient(auth=hoxton(ends))
+    elif name == BEFORE:
+        client = httpx.AsyncClient(auth=hoxton_before(ends))
     elif name == HTTPX_AUTH:
         client = httpx.AsyncClient(auth=httpx_auth_auth(ends))
     else:

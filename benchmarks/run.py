@@ -8,7 +8,9 @@ Usage (from the repository root, with ``pip install -e ".[bench]"``)::
 It starts the package's own token server (``hoxton_auth.testing.AuthServer``)
 and a minimal keep-alive API server in a separate process (``apiserver.py``),
 then measures, in this order: the hot path (figure 1), the cold process
-(3), memory and the cache file (4), and the crowds (2). The markdown table
+(3), memory and the cache file (4), the crowds (2), the renewal stall (issue
+20, ``bench_renewal_stall.py``) and the outage with leeway=600 s and with
+default settings (``bench_outage.py``). The markdown table
 goes to stdout, followed by the machine and the command.
 """
 
@@ -22,6 +24,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import peers
 from apiserver import api_server
@@ -29,7 +32,9 @@ from bench_cold import CLIENTS_OF, COLD_LIBRARIES, run_cold
 from bench_concurrency import Count, run_concurrency
 from bench_hotpath import HotPath, run_hot_path
 from bench_memory import DEAD_ENTRIES, CacheFile, cache_file_growth, memory_growth
-from bench_outage import LONG_LEEWAY, installed, run_all
+from bench_outage import HOXTON_DEFAULT_LEEWAY, LONG_LEEWAY, installed, run_all
+from bench_renewal_stall import ROWS as STALL_ROWS
+from bench_renewal_stall import run_stalls
 from peers import BASELINE, HOXTON, PEERS, Endpoints
 
 HOT_PATH_LIMIT = 1.02
@@ -51,13 +56,20 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         "--outage-scale",
         type=float,
         default=10.0,
-        help="time compression of the outage row (issue 12; about 2.5 min at 10); 0 skips it",
+        help="time compression of the outage rows (issues 12, 20; about 5 min at 10); 0 skips them",
+    )
+    parser.add_argument(
+        "--no-stall",
+        dest="stall",
+        action="store_false",
+        help="skip the renewal stall row (issue 20, bench_renewal_stall.py; about 40 s)",
     )
     parser.add_argument("--quick", action="store_true", help="few rounds, small crowds")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.cold_rounds, args.processes = 50, 3, "4"
         args.outage_scale = 0.0
+        args.stall = False
     return args
 
 
@@ -189,6 +201,55 @@ def _memory_rows(grown: dict[str, float], files: dict[str, CacheFile]) -> list[R
     ]
 
 
+def _stall_row(stalls: dict[str, dict[str, Any]]) -> Row:
+    """The renewal stall row (issue 20): the slowest call across a renewal."""
+    cells = []
+    for name in (HOXTON, *PEERS):
+        if name not in STALL_ROWS:
+            cells.append("n/a (not in bench_renewal_stall.py)")
+        elif stalls[name]["across_max_ms"] is None:
+            cells.append("no renewal")
+        else:
+            cells.append(f"{stalls[name]['across_max_ms']:.0f} ms")
+    ours = stalls[HOXTON]["across_max_ms"]
+    # Noise: the slowest call of any row's stream before its renewal began.
+    quiet = max(result["quiet_max_ms"] for result in stalls.values())
+    return [
+        "renewal stall: slowest API call across a renewal, token endpoint 2 s, a call every "
+        f"50 ms, default margins (bench_renewal_stall.py; slowest call with no renewal, any "
+        f"row: {quiet:.0f} ms)",
+        *cells,
+        "≤ the slowest call with no renewal",
+        _verdict(ours is not None and ours <= quiet),
+    ]
+
+
+def _outage_rows(scale: float) -> list[Row]:
+    """The outage rows (issues 12 and 20): leeway=600 s, and every library's defaults."""
+    results = run_all(scale, installed(), leeways=(LONG_LEEWAY, None))
+    rows = []
+    for leeway, title in (
+        (LONG_LEEWAY, "leeway=600 s or the peer's closest"),
+        (HOXTON_DEFAULT_LEEWAY, "default settings (each library's default margin)"),
+    ):
+        outages = {r.library: r for r in results if r.leeway_simulated == leeway}
+        rows.append(
+            [
+                "outage: API calls failed during a 5-min IdP outage starting as the renewal "
+                f"window opens, {title} (time / {scale:g}, see bench_outage.py)",
+                *[
+                    f"{outages[name].failed} of {outages[name].calls}"
+                    if name in outages
+                    else "not installed"
+                    for name in (HOXTON, *PEERS)
+                ],
+                "0",
+                _verdict(outages[HOXTON].failed == 0),
+            ]
+        )
+    return rows
+
+
 def _machine() -> str:
     model = "unknown CPU"
     try:
@@ -256,34 +317,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         files = cache_file_growth(server, ends, workdir / "files")
         print("figure 2: crowds...", file=sys.stderr)
         crowds = run_concurrency(server, ends, workdir / "crowds", processes)
+        stalls = None
+        if args.stall:
+            print("renewal stall...", file=sys.stderr)
+            stalls = run_stalls(ends.api_url)
 
     rows += _concurrency_rows(crowds)
     rows.append(_cold_row(cold.extra_ms, cold.median_ms))
     rows.extend(_cold_client_rows(cold.over_client_ms, cold.median_ms))
     rows += _memory_rows(grown, files)
+    if stalls is not None:
+        rows.append(_stall_row(stalls))
     if args.outage_scale:
         print("outage...", file=sys.stderr)
-        measured = installed()
-        outages = {
-            result.library: result
-            for result in run_all(args.outage_scale, measured, leeways=(LONG_LEEWAY,))
-        }
-        outage = outages[HOXTON]
-        rows.append(
-            [
-                "outage: API calls failed during a 5-min IdP outage starting as the renewal "
-                f"window opens, leeway=600 s or the peer's closest (time / "
-                f"{args.outage_scale:g}, see bench_outage.py)",
-                *[
-                    f"{outages[name].failed} of {outages[name].calls}"
-                    if name in outages
-                    else "not installed"
-                    for name in (HOXTON, *PEERS)
-                ],
-                "0",
-                _verdict(outage.failed == 0),
-            ]
-        )
+        rows += _outage_rows(args.outage_scale)
     _print_table(rows)
     print()
     print(f"- machine: {_machine()}; load average before / after: {load_before} / {_load()}")
