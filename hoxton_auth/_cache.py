@@ -99,6 +99,15 @@ class TokenCache(abc.ABC):
     def entries(self) -> dict[str, CacheEntry]:
         """Every readable entry (for ``hoxton-auth status``)."""
 
+    def prepare(self) -> None:  # noqa: B027  an optional hook: doing nothing is right for most
+        """Load now whatever ``lock`` and ``store`` will import later.
+
+        Called on the caller's thread before a renewal runs in a background
+        thread: there, an import at interpreter exit can fail (modules that
+        register exit handlers, such as asyncio, refuse to load once the
+        interpreter is shutting down). The default does nothing.
+        """
+
     @abc.abstractmethod
     def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[None]:
         """Exclusive access to ``key`` for everyone sharing this cache.

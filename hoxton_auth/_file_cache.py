@@ -332,6 +332,10 @@ class FileTokenCache(TokenCache):
 
     # -- locking -----------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Import filelock (and with it asyncio) now, not in a background renewal."""
+        import filelock  # noqa: F401  here: see _hold_lock
+
     def lock(self, key: str, timeout: float) -> contextlib.AbstractContextManager[None]:
         """Hold ``<path>.lock`` (all entries share the one file, so one lock).
 

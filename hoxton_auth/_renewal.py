@@ -151,6 +151,21 @@ class SharedEntry:
             raise CacheLockTimeoutError(f"token cache lock not acquired: {self._describe()}")
         return token
 
+    def prepare_background(self) -> None:
+        """Load, on the caller's thread, what a renewal in a background thread will import.
+
+        At interpreter exit a background renewal may still be running (the
+        exit waits for it), and modules that register exit handlers refuse to
+        load then: the flows (and the token parsing they do) and the cache's
+        lock are imported here, once per process, by the call that starts the
+        first background renewal.
+        """
+        import jwt  # noqa: F401  what _token reads a new token's exp with
+
+        from . import _flow  # noqa: F401  here, not at the top: see _flow_for
+
+        self.cache.prepare()
+
     def renew_unless_busy(self, send: SyncTransport, since: float, *, ahead: bool) -> Token | None:
         """``renew``, unless someone else (a thread, process or host) is renewing: ``None``.
 

@@ -251,6 +251,8 @@ class TokenManager:
         with self._ahead_guard:
             if self._ahead is not None and self._ahead.is_alive():
                 return
+            if self._ahead is None:
+                self.entry.prepare_background()  # once: no import may wait for an exit
             thread = threading.Thread(
                 target=self._renew_in_background,
                 args=(send,),
