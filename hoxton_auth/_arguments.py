@@ -33,7 +33,9 @@ from ._identity import identity_for
 from ._session import OnToken, TokenManager
 
 if TYPE_CHECKING:
-    from typing_extensions import Required  # typing.Required is 3.11+; only type checkers read it
+    from typing_extensions import Required
+
+    from ._client_key import PrivateKeyArg  # typing.Required is 3.11+; only type checkers read it
 
 __all__ = [
     "DEFAULT",
@@ -128,10 +130,11 @@ def check_environment(kind: str | None, kwargs: Mapping[str, Any]) -> None:
                 raise ConfigError(f"{ENVIRONMENT[name]} is not set (nor {name} given)")
     if kind == "refresh_token" and not given("refresh_token"):
         raise ConfigError("HOXTON_REFRESH_TOKEN is not set (nor refresh_token given)")
-    if chosen == "client_credentials" and not given("client_secret"):
+    if chosen == "client_credentials" and not (given("client_secret") or given("private_key")):
         raise ConfigError(
             "HOXTON_CLIENT_SECRET is not set (nor client_secret given): the "
-            "client_credentials grant needs it; for a user's tokens set "
+            "client_credentials grant needs it (or HOXTON_PRIVATE_KEY_FILE, for Private "
+            "Key JWT); for a user's tokens set "
             "HOXTON_USERNAME and HOXTON_PASSWORD or HOXTON_REFRESH_TOKEN, or log in "
             "(`hoxton-auth login`) and use AuthorizationCodeAuth.from_env()"
         )
@@ -247,7 +250,12 @@ def build_session(
         **arguments,
     )
     grant = grant_for(
-        kind, owner, grant_arguments, client_secret=client_secret, realm=realm, otp=otp
+        kind,
+        owner,
+        grant_arguments,
+        client_credential=config.client_credential,
+        realm=realm,
+        otp=otp,
     )
     token_cache = resolve_cache(cache)
     refresh_token = grant_arguments.get("refresh_token")
@@ -318,6 +326,9 @@ class Settings(TypedDict, total=False):
     refresh_ahead: float | None
     allowed_origins: Sequence[str] | str | None
     other_origins: Literal["warn", "raise"]
+    private_key: PrivateKeyArg | None
+    key_id: str | None
+    signing_algorithm: Literal["RS256", "RS384", "PS256", "ES256", "ES384"] | None
 
 
 class PasswordArgs(Settings, total=False):

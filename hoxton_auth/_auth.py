@@ -44,6 +44,7 @@ from ._session import OnToken, TokenInfo, TokenManager
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._client_key import PrivateKeyArg
     from ._login import LoginOptions  # typing.Unpack is 3.11+; only type checkers read it
     from ._web import LoginRequest
 
@@ -109,6 +110,9 @@ class _Constructed(RequestsAuth, HttpxAuth):
         refresh_ahead: float | None = None,
         allowed_origins: Sequence[str] | str | None = None,
         other_origins: Literal["warn", "raise"] = "warn",
+        private_key: PrivateKeyArg | None = None,
+        key_id: str | None = None,
+        signing_algorithm: Literal["RS256", "RS384", "PS256", "ES256", "ES384"] | None = None,
     ) -> None:
         self._manager: TokenManager = build_session(
             self.grant_kind,
@@ -140,6 +144,9 @@ class _Constructed(RequestsAuth, HttpxAuth):
             refresh_ahead=refresh_ahead,
             allowed_origins=allowed_origins,
             other_origins=other_origins,
+            private_key=private_key,
+            key_id=key_id,
+            signing_algorithm=signing_algorithm,
         )
         self.config = self._manager.config
         # Token requests go through this object's own verify/cert/proxy (issue 14).
@@ -204,6 +211,13 @@ class HoxtonAuth(_Constructed):
         other_origins: ``"warn"`` (the default): a request to another origin
             goes out without the token, with one ``HoxtonAuthWarning`` per
             origin; ``"raise"``: it raises ``InsecureTransportError``.
+        private_key: Private Key JWT (RFC 7523) instead of a client secret: a
+            PEM file's path (or PEM text or bytes) of an RSA or EC P-256 key;
+            every token request carries a fresh assertion signed with it.
+            Default: ``$HOXTON_PRIVATE_KEY_FILE``.
+        key_id: The ``kid`` of the key's credential in Auth0 (``$HOXTON_KEY_ID``).
+        signing_algorithm: ``RS256`` (an RSA key's default), ``RS384`` or
+            ``PS256``; ``ES256`` for an EC P-256 key.
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).
@@ -392,6 +406,7 @@ class AuthorizationCodeAuth(_GrantAuth):
     user's ``sub``; without, it uses this OS user's logged-in session (the last
     ``login()``), whatever the scope.
     """
+
     _session_id: str | None = None
 
     # -- web back ends (issue 21): the logic is in _web.py --------------------------------

@@ -52,7 +52,16 @@ if TYPE_CHECKING:
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token", "hint_for"]
 
 PROG = "hoxton-auth"
-_CLIENT_OPTIONS = ("client_id", "client_secret", "domain", "audience", "scope", "cache")
+_CLIENT_OPTIONS = (
+    "client_id",
+    "client_secret",
+    "private_key",
+    "key_id",
+    "domain",
+    "audience",
+    "scope",
+    "cache",
+)
 _GRANT_OPTIONS = ("username", "password", "refresh_token")
 # What ``--timeout`` leaves of the library's per-request timeout (its default).
 _REQUEST_TIMEOUT = 30.0
@@ -104,7 +113,8 @@ def _session(args: argparse.Namespace, *, must_exist: bool = True) -> TokenManag
         overrides["password"] = getpass.getpass(f"Password for {username}: ")
     merged = gather(None, overrides)
     no_grant = not any(merged.get(name) for name in GRANT_ARGUMENTS)
-    if not (args.login_session or (no_grant and not merged.get("client_secret"))):
+    confidential = merged.get("client_secret") or merged.get("private_key")
+    if not (args.login_session or (no_grant and not confidential)):
         return session_from_env(None, overrides)
     overrides = {k: v for k, v in overrides.items() if k not in _GRANT_OPTIONS}
     # The logged-in session of (domain, client, audience) is one entry whatever
@@ -226,7 +236,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     given = {**read_environment(), **_overrides(args, _CLIENT_OPTIONS)}
     if not given.get("client_id"):
         raise ConfigError("HOXTON_CLIENT_ID is not set (nor --client-id given)")
-    common = {k: given[k] for k in ("domain", "audience", "cache") if k in given}
+    names = ("domain", "audience", "cache", "private_key", "key_id")
+    common = {k: given[k] for k in names if k in given}
     # Here, not at the top: the auth classes import requests and httpx (+228 ms
     # of CPU over `python -c pass`, see __init__.py), which only a login needs.
     from ._auth import HoxtonAuth
@@ -279,7 +290,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
         )
         + "\n"
     )
-    if c.client_secret is None or args.login_session:
+    if c.client_credential is None or args.login_session:
         # Revoking the refresh token leaves the browser logged in at the
         # tenant: the next browser login would be silent, as the same person.
         sys.stderr.write(

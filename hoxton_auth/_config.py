@@ -37,6 +37,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cl
 if TYPE_CHECKING:
     from typing import Literal
 
+    from ._client_key import PrivateKey, PrivateKeyArg
+
     RequestFormat = Literal["form", "json"]
 else:
     RequestFormat = str  # importable at run time, where annotations are never evaluated
@@ -61,6 +63,8 @@ ENVIRONMENT = {
     "audience": "HOXTON_AUDIENCE",
     "domain": "HOXTON_AUTH_DOMAIN",
     "cache": "HOXTON_AUTH_CACHE",
+    "private_key": "HOXTON_PRIVATE_KEY_FILE",
+    "key_id": "HOXTON_KEY_ID",
 }
 
 
@@ -451,6 +455,38 @@ class NetworkSettings(_Frozen):
         )
 
 
+def _load_private_key(
+    config: ClientConfig,
+    private_key: PrivateKeyArg | PrivateKey | None,
+    key_id: str | None,
+    signing_algorithm: str | None,
+) -> PrivateKey | None:
+    """The ``PrivateKey`` of ``private_key=`` (issue 24), checked against the other arguments.
+
+    Raises:
+        ConfigError: A secret and a key together, ``key_id`` or
+            ``signing_algorithm`` without a key, or a key that does not load.
+    """
+    if private_key is None:
+        if key_id is not None or signing_algorithm is not None:
+            raise ConfigError("key_id and signing_algorithm need private_key")
+        return None
+    if config.client_secret is not None:
+        raise ConfigError(
+            "client_secret and private_key are two ways for the client to authenticate: "
+            f"give one (is {ENVIRONMENT['client_secret']} or {ENVIRONMENT['private_key']} "
+            "left in the environment?)"
+        )
+    # Here, not at the top: cryptography costs tens of ms a client secret never pays.
+    from ._client_key import PrivateKey
+
+    if isinstance(private_key, PrivateKey):
+        if key_id is not None or signing_algorithm is not None:
+            raise ConfigError("key_id and signing_algorithm belong to the PrivateKey given")
+        return private_key
+    return PrivateKey(private_key, key_id, signing_algorithm)
+
+
 class ClientConfig(_Frozen):
     """Everything about the OAuth client that is the same for every grant.
 
@@ -490,6 +526,7 @@ class ClientConfig(_Frozen):
     refresh_ahead: float
     allowed_origins: tuple[str, ...]
     other_origins: str
+    private_key: PrivateKey | None
 
     def __init__(
         self,
@@ -512,6 +549,9 @@ class ClientConfig(_Frozen):
         refresh_ahead: float | None = None,
         allowed_origins: Sequence[str] | str | None = None,
         other_origins: str = "warn",
+        private_key: PrivateKeyArg | PrivateKey | None = None,
+        key_id: str | None = None,
+        signing_algorithm: str | None = None,
     ) -> None:
         self._set(
             client_id=client_id,
@@ -535,8 +575,12 @@ class ClientConfig(_Frozen):
             if isinstance(audience, str)
             else (),
             other_origins=other_origins,
+            private_key=None,
         )
         self._check()
+        object.__setattr__(
+            self, "private_key", _load_private_key(self, private_key, key_id, signing_algorithm)
+        )
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "client_secret")
@@ -639,6 +683,19 @@ class ClientConfig(_Frozen):
             raise InsecureTransportError(message)
         warn_once("other origin", f"{origin} {self.allowed_origins}", "%s", message)
         return False
+
+    @property
+    def client_credential(self) -> str | None:
+        """What authenticates the client, for binding cache entries (``_identity.py``):
+        the secret, or the private key's public thumbprint; ``None`` for a public client."""
+        if self.private_key is not None:
+            return f"private-key-jwt:{self.private_key.thumbprint}"
+        return self.client_secret
+
+    @property
+    def assertion_audience(self) -> str:
+        """The ``aud`` of a client assertion: the tenant's URL with a trailing slash (Auth0)."""
+        return self.domain + "/"
 
     @property
     def token_url(self) -> str:
