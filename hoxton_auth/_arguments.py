@@ -21,6 +21,7 @@ from ._config import (
     CertArg,
     ClientConfig,
     NetworkSettings,
+    PrivateKeyArg,
     RequestFormat,
     VerifyArg,
     normalize_scope,
@@ -33,9 +34,7 @@ from ._identity import identity_for
 from ._session import OnToken, TokenManager
 
 if TYPE_CHECKING:
-    from typing_extensions import Required
-
-    from ._client_key import PrivateKeyArg  # typing.Required is 3.11+; only type checkers read it
+    from typing_extensions import Required  # typing.Required is 3.11+; only type checkers read it
 
 __all__ = [
     "DEFAULT",

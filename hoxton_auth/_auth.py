@@ -33,6 +33,7 @@ from ._config import (
     CertArg,
     ClientConfig,
     NetworkSettings,
+    PrivateKeyArg,
     RequestFormat,
     VerifyArg,
 )
@@ -44,7 +45,6 @@ from ._session import OnToken, TokenInfo, TokenManager
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._client_key import PrivateKeyArg
     from ._login import LoginOptions  # typing.Unpack is 3.11+; only type checkers read it
     from ._web import LoginRequest
 

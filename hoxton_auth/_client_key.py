@@ -26,19 +26,17 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from ._config import PrivateKeyArg
 from ._errors import ConfigError
 
 __all__ = [
     "ASSERTION_LIFETIME",
     "MaskedBytes",
     "PrivateKey",
-    "PrivateKeyArg",
 ]
 
 #: Seconds an assertion is valid: it is single-use, so short (Auth0 allows up to 5 minutes).
 ASSERTION_LIFETIME = 60
-
-PrivateKeyArg = str | bytes | os.PathLike[str]
 
 _RSA_ALGORITHMS = ("RS256", "RS384", "PS256")
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384"}

@@ -37,7 +37,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cl
 if TYPE_CHECKING:
     from typing import Literal
 
-    from ._client_key import PrivateKey, PrivateKeyArg
+    from ._client_key import PrivateKey
 
     RequestFormat = Literal["form", "json"]
 else:
@@ -51,6 +51,8 @@ ScopeArg = str | Sequence[str] | None
 PathArg = str | os.PathLike[str]
 VerifyArg = bool | PathArg
 CertArg = PathArg | tuple[PathArg, PathArg] | None
+#: ``private_key=``: a PEM file's path, or PEM text or bytes (``_client_key.py``).
+PrivateKeyArg = str | bytes | os.PathLike[str]
 
 #: Constructor argument -> the variable it is read from (read in this module only).
 ENVIRONMENT = {
