@@ -480,7 +480,12 @@ def _load_private_key(
             "left in the environment?)"
         )
     # Here, not at the top: cryptography costs tens of ms a client secret never pays.
-    from ._client_key import PrivateKey
+    try:
+        from ._client_key import PrivateKey
+    except ImportError:
+        raise ConfigError(
+            "private_key needs the cryptography package: pip install 'hoxton-auth[private-key-jwt]'"
+        ) from None
 
     if isinstance(private_key, PrivateKey):
         if key_id is not None or signing_algorithm is not None:

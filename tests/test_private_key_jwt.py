@@ -386,3 +386,141 @@ def test_from_env_and_the_cli_read_the_key_file(
     assert "invalid_client" in run.stderr
     assert not any(line in run.stderr for line in key_body(rsa_key))
     assert server.count() == 2
+
+
+# -- an independent server: Authlib's private_key_jwt client authentication -----------
+
+
+class _AuthlibClient:
+    """The one registered client of the Authlib-checked endpoint."""
+
+    def __init__(self, client_id: str, public_pem: bytes, key_type: str) -> None:
+        self.client_id = client_id
+        self.public_pem = public_pem
+        self.key_type = key_type
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return endpoint == "token"
+
+
+class _AuthlibTokenEndpoint:
+    """A loopback token endpoint whose client authentication is Authlib's alone.
+
+    Authlib's ``AuthorizationServer`` wants a web framework; its client
+    authentication method (``JWTBearerClientAssertion``, RFC 7523) is a plain
+    callable over a request's form, which this endpoint calls as is. A client
+    it authenticates gets an opaque token; any other gets Authlib's
+    ``invalid_client`` and its description.
+    """
+
+    def __init__(self, client: _AuthlibClient) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from types import SimpleNamespace
+        from urllib.parse import parse_qsl
+
+        from authlib.oauth2.rfc6749 import InvalidClientError  # type: ignore[import-untyped]
+        from authlib.oauth2.rfc7523 import JWTBearerClientAssertion  # type: ignore[import-untyped]
+        from joserfc import jwk  # Authlib's JOSE library
+
+        seen: set[str] = set()
+        self.answers: list[tuple[int, dict[str, Any]]] = []
+        endpoint = self
+
+        class Assertion(JWTBearerClientAssertion):  # type: ignore[misc]
+            def get_audiences(self) -> list[str]:
+                return [endpoint.domain + "/"]  # the tenant, as Auth0 wants it
+
+            def validate_jti(self, claims: Any, jti: str) -> bool:
+                if jti in seen:
+                    return False
+                seen.add(jti)
+                return True
+
+            def resolve_client_public_key(self, client: _AuthlibClient) -> Any:
+                if client.key_type == "EC":
+                    return jwk.ECKey.import_key(client.public_pem)
+                return jwk.RSAKey.import_key(client.public_pem)
+
+        check = Assertion()
+
+        def query(client_id: str) -> _AuthlibClient | None:
+            return client if client_id == client.client_id else None
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                form = dict(parse_qsl(self.rfile.read(length).decode()))
+                body: dict[str, Any]
+                try:
+                    authenticated = check(query, SimpleNamespace(form=form, client=None))
+                except InvalidClientError as exc:
+                    status = 401
+                    body = {"error": "invalid_client", "error_description": exc.description}
+                else:
+                    status = 200 if authenticated is not None else 401
+                    body = {"access_token": os.urandom(16).hex(), "expires_in": 3600}
+                    body["token_type"] = "Bearer"
+                    if authenticated is None:
+                        body = {"error": "invalid_client"}
+                endpoint.answers.append((status, body))
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.domain = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> _AuthlibTokenEndpoint:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("kind", ["rsa", "ec"])
+def test_authlib_accepts_our_assertions_and_refuses_a_replay_or_another_key(kind: str) -> None:
+    pytest.importorskip("authlib")
+    key = new_key(kind)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with _AuthlibTokenEndpoint(_AuthlibClient(CLIENT, public_pem, kind.upper())) as endpoint:
+        auth = HoxtonAuth(CLIENT, private_key=pem_of(key), domain=endpoint.domain, cache=None)
+        assert auth.get_token()
+        auth.invalidate()
+        assert auth.get_token()  # a second request, a second assertion: accepted too
+        assert [status for status, _ in endpoint.answers] == [200, 200]
+
+        other = HoxtonAuth(
+            CLIENT, private_key=pem_of(new_key(kind)), domain=endpoint.domain, cache=None
+        )
+        with pytest.raises(TokenRequestError) as caught:
+            other.get_token()
+        assert caught.value.error == "invalid_client"
+
+    # A replayed assertion: Authlib's jti check refuses it.
+    with _AuthlibTokenEndpoint(_AuthlibClient(CLIENT, public_pem, kind.upper())) as endpoint:
+        auth = HoxtonAuth(CLIENT, private_key=pem_of(key), domain=endpoint.domain, cache=None)
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": CLIENT,
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": auth.config.private_key.assertion(  # type: ignore[union-attr]
+                CLIENT, endpoint.domain + "/"
+            ),
+        }
+        first = requests.post(endpoint.domain + "/oauth/token", data=form, timeout=10)
+        again = requests.post(endpoint.domain + "/oauth/token", data=form, timeout=10)
+        assert (first.status_code, again.status_code) == (200, 401)
+        assert "JWT ID" in again.json()["error_description"]
