@@ -77,6 +77,8 @@ def _read_pem(source: PrivateKeyArg) -> MaskedBytes:
     path = os.fspath(source)
     if not isinstance(path, str) or not path:
         raise ConfigError("private_key must be a non-empty path or PEM text")
+    if not os.path.exists(os.path.expanduser(path)):
+        raise ConfigError(f"private_key={path!r}: no such file or directory")
     try:
         with open(os.path.expanduser(path), "rb") as file:
             return MaskedBytes(file.read())

@@ -3,7 +3,8 @@
 A client registered with a public key proves itself with a JWT signed by its
 private key, as Auth0 checks it: the signature (RS256, RS384, PS256, ES256,
 ES384), ``iss`` and ``sub`` the client id, ``aud`` the tenant (its URL with a
-trailing slash; the token URL is accepted too, as RFC 7523 allows), ``exp``
+trailing slash; the token URL is accepted too, as RFC 7523 allows, and any
+``AuthServer.accept_assertion_audience`` added, like a custom domain), ``exp``
 in the future and at most five minutes after ``iat``, and a ``jti`` never
 seen before: an assertion is single-use.
 """
@@ -69,7 +70,12 @@ def check_assertion(state: AuthState, client: Client, fields: dict[str, str]) ->
             assertion,
             client.public_key,
             algorithms=list(ASSERTION_ALGORITHMS),
-            audience=[issuer, issuer.rstrip("/"), issuer + "oauth/token"],
+            audience=[
+                issuer,
+                issuer.rstrip("/"),
+                issuer + "oauth/token",
+                *state.assertion_audiences,
+            ],
             issuer=client.client_id,
             options={
                 "require": ["iss", "sub", "aud", "exp", "jti"],

@@ -239,6 +239,17 @@ class AuthServer(ServerControls):
             key = public_key_of(public_key)
         self._state.add_client(client_id, client_secret, redirect_uris, key)
 
+    def accept_assertion_audience(self, audience: str) -> None:
+        """Accept client assertions (Private Key JWT) addressed to ``audience`` too.
+
+        By default an assertion's ``aud`` must be this server: its `domain`
+        with a trailing slash (as Auth0 wants it), without, or its token URL.
+        A server reached under another name (a custom domain, a proxy's host)
+        is told that name here, e.g. ``"https://auth.example.com/"``.
+        """
+        with self._state.lock:
+            self._state.assertion_audiences.append(audience)
+
     def add_user(self, username: str, password: str) -> None:
         """Register (or replace) a user for the password grant."""
         self._state.add_user(username, password)

@@ -164,6 +164,7 @@ class AuthState:
         self.refresh_tokens: dict[str, str] = {}
         self.issued_jtis: set[str] = set()
         self.assertion_jtis: set[str] = set()  # client assertions seen: each is single-use
+        self.assertion_audiences: list[str] = []  # more `aud` values (a custom domain)
         self.revoked_jtis: set[str] = set()
         self.expired_jtis: set[str] = set()
         self.faults: collections.deque[Fault] = collections.deque()
