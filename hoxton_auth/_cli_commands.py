@@ -193,7 +193,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _source(args: argparse.Namespace, name: str) -> str:
     """Where a client option came from: its flag, else its variable."""
     if getattr(args, name, None) is not None:
-        return "--" + name.replace("_", "-")
+        return "--private-key-file" if name == "private_key" else "--" + name.replace("_", "-")
     return "$" + ENVIRONMENT[name]
 
 
@@ -213,6 +213,13 @@ def hint_for(exc: HoxtonAuthError, args: argparse.Namespace) -> str | None:
         )
     if exc.error == "unauthorized_client":
         return f"hint: the application of {said} is not allowed this grant in Auth0"
+    if getattr(args, "private_key", None) or read_environment().get("private_key"):
+        key = _source(args, "private_key")
+        return (
+            f"hint: the tenant refused {said} with the key from {key}: check that Auth0 "
+            "has its public key among the application's Private Key JWT credentials "
+            "(and the --key-id, if given)"
+        )
     secret = _source(args, "client_secret")
     return (
         f"hint: the tenant refused {said} with the secret from {secret}: check both "

@@ -384,6 +384,7 @@ def test_from_env_and_the_cli_read_the_key_file(
     assert run.returncode != 0
     assert run.stdout == ""
     assert "invalid_client" in run.stderr
+    assert "with the key from --private-key-file" in run.stderr  # the hint names the key
     assert not any(line in run.stderr for line in key_body(rsa_key))
     assert server.count() == 2
 
