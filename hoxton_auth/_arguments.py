@@ -23,6 +23,7 @@ from ._config import (
     CertArg,
     ClientConfig,
     NetworkSettings,
+    PrivateKeyArg,
     RequestFormat,
     VerifyArg,
     normalize_scope,
@@ -127,10 +128,11 @@ def check_environment(kind: str | None, kwargs: Mapping[str, Any]) -> None:
                 raise ConfigError(f"{ENVIRONMENT[name]} is not set (nor {name} given)")
     if kind == "refresh_token" and not given("refresh_token"):
         raise ConfigError("HOXTON_REFRESH_TOKEN is not set (nor refresh_token given)")
-    if chosen == "client_credentials" and not given("client_secret"):
+    if chosen == "client_credentials" and not (given("client_secret") or given("private_key")):
         raise ConfigError(
             "HOXTON_CLIENT_SECRET is not set (nor client_secret given): the "
-            "client_credentials grant needs it; for a user's tokens set "
+            "client_credentials grant needs it (or HOXTON_PRIVATE_KEY_FILE, for Private "
+            "Key JWT); for a user's tokens set "
             "HOXTON_USERNAME and HOXTON_PASSWORD or HOXTON_REFRESH_TOKEN, or log in "
             "(`hoxton-auth login`) and use AuthorizationCodeAuth.from_env()"
         )
@@ -246,7 +248,12 @@ def build_session(
         **arguments,
     )
     grant = grant_for(
-        kind, owner, grant_arguments, client_secret=client_secret, realm=realm, otp=otp
+        kind,
+        owner,
+        grant_arguments,
+        client_credential=config.client_credential,
+        realm=realm,
+        otp=otp,
     )
     token_cache = resolve_cache(cache)
     refresh_token = grant_arguments.get("refresh_token")
@@ -317,6 +324,9 @@ class Settings(TypedDict, total=False):
     refresh_ahead: float | None
     allowed_origins: Sequence[str] | str | None
     other_origins: Literal["warn", "raise"]
+    private_key: PrivateKeyArg | None
+    key_id: str | None
+    signing_algorithm: Literal["RS256", "RS384", "PS256", "ES256", "ES384"] | None
 
 
 class PasswordArgs(Settings, total=False):

@@ -35,6 +35,7 @@ from ._config import (
     CertArg,
     ClientConfig,
     NetworkSettings,
+    PrivateKeyArg,
     RequestFormat,
     VerifyArg,
 )
@@ -120,6 +121,9 @@ class _Constructed(RequestsAuth, HttpxAuth):
         refresh_ahead: float | None = None,
         allowed_origins: Sequence[str] | str | None = None,
         other_origins: Literal["warn", "raise"] = "warn",
+        private_key: PrivateKeyArg | None = None,
+        key_id: str | None = None,
+        signing_algorithm: Literal["RS256", "RS384", "PS256", "ES256", "ES384"] | None = None,
     ) -> None:
         self._manager: TokenManager = build_session(
             self.grant_kind,
@@ -151,6 +155,9 @@ class _Constructed(RequestsAuth, HttpxAuth):
             refresh_ahead=refresh_ahead,
             allowed_origins=allowed_origins,
             other_origins=other_origins,
+            private_key=private_key,
+            key_id=key_id,
+            signing_algorithm=signing_algorithm,
         )
         self.config = self._manager.config
         # Token requests go through this object's own verify/cert/proxy (issue 14).
@@ -215,6 +222,13 @@ class HoxtonAuth(_Constructed):
         other_origins: ``"warn"`` (the default): a request to another origin
             goes out without the token, with one ``HoxtonAuthWarning`` per
             origin; ``"raise"``: it raises ``InsecureTransportError``.
+        private_key: Private Key JWT (RFC 7523) instead of a client secret: a
+            PEM file's path (or PEM text or bytes) of an RSA or EC P-256 key;
+            every token request carries a fresh assertion signed with it.
+            Default: ``$HOXTON_PRIVATE_KEY_FILE``.
+        key_id: The ``kid`` of the key's credential in Auth0 (``$HOXTON_KEY_ID``).
+        signing_algorithm: ``RS256`` (an RSA key's default), ``RS384`` or
+            ``PS256``; ``ES256`` for an EC P-256 key.
 
     Raises:
         ConfigError: Arguments missing or contradictory (a ``ValueError``).

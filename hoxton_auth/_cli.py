@@ -111,6 +111,8 @@ def _token_from_cache(argv: Sequence[str]) -> str | None:
     session = token_session(environment)
     if session == "grant":
         return None
+    if environment.get("private_key"):
+        return None  # Private Key JWT: the full path loads the key (cryptography)
     secret = environment.get("client_secret")
     if secret is not None and secret != secret.strip():
         return None  # the full path warns about it, on one line
@@ -160,6 +162,14 @@ def _client_options(commands_parser: argparse.ArgumentParser, scope_default: str
         help="client secret ($HOXTON_CLIENT_SECRET; prefer the variable: "
         "other users can read command lines)",
     )
+    add(
+        "--private-key-file",
+        dest="private_key",
+        metavar="PATH",
+        help="Private Key JWT instead of a secret: the client's PEM private key "
+        "($HOXTON_PRIVATE_KEY_FILE)",
+    )
+    add("--key-id", metavar="KID", help="the kid of that key's credential ($HOXTON_KEY_ID)")
     add(
         "--domain", metavar="URL", help=f"Auth0 tenant ($HOXTON_AUTH_DOMAIN, else {DEFAULT_DOMAIN})"
     )

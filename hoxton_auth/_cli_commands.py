@@ -51,7 +51,16 @@ if TYPE_CHECKING:
 __all__ = ["PROG", "cmd_login", "cmd_logout", "cmd_status", "cmd_token", "hint_for"]
 
 PROG = "hoxton-auth"
-_CLIENT_OPTIONS = ("client_id", "client_secret", "domain", "audience", "scope", "cache")
+_CLIENT_OPTIONS = (
+    "client_id",
+    "client_secret",
+    "private_key",
+    "key_id",
+    "domain",
+    "audience",
+    "scope",
+    "cache",
+)
 _GRANT_OPTIONS = ("username", "password", "refresh_token")
 # What ``--timeout`` leaves of the library's per-request timeout (its default).
 _REQUEST_TIMEOUT = 30.0
@@ -180,7 +189,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _source(args: argparse.Namespace, name: str) -> str:
     """Where a client option came from: its flag, else its variable."""
     if getattr(args, name, None) is not None:
-        return "--" + name.replace("_", "-")
+        return "--private-key-file" if name == "private_key" else "--" + name.replace("_", "-")
     return "$" + ENVIRONMENT[name]
 
 
@@ -200,6 +209,13 @@ def hint_for(exc: HoxtonAuthError, args: argparse.Namespace) -> str | None:
         )
     if exc.error == "unauthorized_client":
         return f"hint: the application of {said} is not allowed this grant in Auth0"
+    if getattr(args, "private_key", None) or read_environment().get("private_key"):
+        key = _source(args, "private_key")
+        return (
+            f"hint: the tenant refused {said} with the key from {key}: check that Auth0 "
+            "has its public key among the application's Private Key JWT credentials "
+            "(and the --key-id, if given)"
+        )
     secret = _source(args, "client_secret")
     return (
         f"hint: the tenant refused {said} with the secret from {secret}: check both "
@@ -223,7 +239,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     given = {**read_environment(), **_overrides(args, _CLIENT_OPTIONS)}
     if not given.get("client_id"):
         raise ConfigError("HOXTON_CLIENT_ID is not set (nor --client-id given)")
-    common = {k: given[k] for k in ("domain", "audience", "cache") if k in given}
+    names = ("domain", "audience", "cache", "private_key", "key_id")
+    common = {k: given[k] for k in names if k in given}
     # Here, not at the top: the auth classes import requests and httpx, which
     # only a login needs (tests/test_imports.py, NOT_FOR_CLI_CACHED_TOKEN).
     from ._auth import HoxtonAuth
@@ -276,7 +293,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
         )
         + "\n"
     )
-    if c.client_secret is None or args.login_session:
+    if c.client_credential is None or args.login_session:
         # Revoking the refresh token leaves the browser logged in at the
         # tenant: the next browser login would be silent, as the same person.
         sys.stderr.write(

@@ -41,6 +41,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cl
 if TYPE_CHECKING:
     from typing import Literal
 
+    from ._client_key import PrivateKey
+
     RequestFormat = Literal["form", "json"]
 else:
     RequestFormat = str  # importable at run time, where annotations are never evaluated
@@ -53,6 +55,8 @@ ScopeArg = str | Sequence[str] | None
 PathArg = str | os.PathLike[str]
 VerifyArg = bool | PathArg
 CertArg = PathArg | tuple[PathArg, PathArg] | None
+#: ``private_key=``: a PEM file's path, or PEM text or bytes (``_client_key.py``).
+PrivateKeyArg = str | bytes | os.PathLike[str]
 
 #: Constructor argument -> the variable it is read from (read in this module only).
 ENVIRONMENT = {
@@ -65,6 +69,8 @@ ENVIRONMENT = {
     "audience": "HOXTON_AUDIENCE",
     "domain": "HOXTON_AUTH_DOMAIN",
     "cache": "HOXTON_AUTH_CACHE",
+    "private_key": "HOXTON_PRIVATE_KEY_FILE",
+    "key_id": "HOXTON_KEY_ID",
 }
 
 
@@ -82,8 +88,9 @@ GRANT_ARGUMENTS = tuple(name for names in GRANT_KINDS.values() for name in names
 def token_session(given: Mapping[str, object], login_session: bool = False) -> str:
     """Which session ``hoxton-auth token`` means for the ``given`` arguments (options and
     variables merged): ``"grant"`` (the grant they carry), ``"client"`` (client
-    credentials: a secret and no grant) or ``"login"`` (the session of
-    ``hoxton-auth login``: no secret, no grant, or ``--login-session``).
+    credentials: a secret or a private key, and no grant) or ``"login"`` (the
+    session of ``hoxton-auth login``: no client credential, no grant, or
+    ``--login-session``).
 
     The one answer for the CLI's cached fast path and its full path.
     """
@@ -91,7 +98,8 @@ def token_session(given: Mapping[str, object], login_session: bool = False) -> s
         return "login"
     if any(given.get(name) for name in GRANT_ARGUMENTS):
         return "grant"
-    return "client" if given.get("client_secret") else "login"
+    confidential = given.get("client_secret") or given.get("private_key")
+    return "client" if confidential else "login"
 
 
 #: Overrides the login's callback ports (``_arguments.LOGIN_PORTS``).
@@ -481,6 +489,43 @@ class NetworkSettings(_Frozen):
         )
 
 
+def _load_private_key(
+    config: ClientConfig,
+    private_key: PrivateKeyArg | PrivateKey | None,
+    key_id: str | None,
+    signing_algorithm: str | None,
+) -> PrivateKey | None:
+    """The ``PrivateKey`` of ``private_key=`` (issue 24), checked against the other arguments.
+
+    Raises:
+        ConfigError: A secret and a key together, ``key_id`` or
+            ``signing_algorithm`` without a key, or a key that does not load.
+    """
+    if private_key is None:
+        if key_id is not None or signing_algorithm is not None:
+            raise ConfigError("key_id and signing_algorithm need private_key")
+        return None
+    if config.client_secret is not None:
+        raise ConfigError(
+            "client_secret and private_key are two ways for the client to authenticate: "
+            f"give one (is {ENVIRONMENT['client_secret']} or {ENVIRONMENT['private_key']} "
+            "left in the environment?)"
+        )
+    # Here, not at the top: cryptography costs tens of ms a client secret never pays.
+    try:
+        from ._client_key import PrivateKey
+    except ImportError:
+        raise ConfigError(
+            "private_key needs the cryptography package: pip install 'hoxton-auth[private-key-jwt]'"
+        ) from None
+
+    if isinstance(private_key, PrivateKey):
+        if key_id is not None or signing_algorithm is not None:
+            raise ConfigError("key_id and signing_algorithm belong to the PrivateKey given")
+        return private_key
+    return PrivateKey(private_key, key_id, signing_algorithm)
+
+
 class ClientConfig(_Frozen):
     """Everything about the OAuth client that is the same for every grant.
 
@@ -520,6 +565,7 @@ class ClientConfig(_Frozen):
     refresh_ahead: float
     allowed_origins: tuple[str, ...]
     other_origins: str
+    private_key: PrivateKey | None
 
     def __init__(
         self,
@@ -542,6 +588,9 @@ class ClientConfig(_Frozen):
         refresh_ahead: float | None = None,
         allowed_origins: Sequence[str] | str | None = None,
         other_origins: str = "warn",
+        private_key: PrivateKeyArg | PrivateKey | None = None,
+        key_id: str | None = None,
+        signing_algorithm: str | None = None,
     ) -> None:
         self._set(
             client_id=client_id,
@@ -565,8 +614,12 @@ class ClientConfig(_Frozen):
             if isinstance(audience, str)
             else (),
             other_origins=other_origins,
+            private_key=None,
         )
         self._check()
+        object.__setattr__(
+            self, "private_key", _load_private_key(self, private_key, key_id, signing_algorithm)
+        )
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "client_secret")
@@ -669,6 +722,19 @@ class ClientConfig(_Frozen):
             raise InsecureTransportError(message)
         warn_once("other origin", f"{origin} {self.allowed_origins}", "%s", message)
         return False
+
+    @property
+    def client_credential(self) -> str | None:
+        """What authenticates the client, for binding cache entries (``_identity.py``):
+        the secret, or the private key's public thumbprint; ``None`` for a public client."""
+        if self.private_key is not None:
+            return f"private-key-jwt:{self.private_key.thumbprint}"
+        return self.client_secret
+
+    @property
+    def assertion_audience(self) -> str:
+        """The ``aud`` of a client assertion: the tenant's URL with a trailing slash (Auth0)."""
+        return self.domain + "/"
 
     @property
     def token_url(self) -> str:

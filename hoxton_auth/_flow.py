@@ -47,6 +47,7 @@ from ._grants import (
     device_authorization_fields,
     mask_secrets,
     revocation_fields,
+    with_fresh_assertion,
 )
 from ._token import Token
 from ._wire import (
@@ -228,6 +229,8 @@ def post_with_retries(
     while True:
         attempt += 1
         as_json = config.token_request_format == "json"  # noqa: S105  a format name
+        if attempt > 1:  # a client assertion is single-use: each retry signs its own
+            form = with_fresh_assertion(config, form)
         reply = yield TokenRequest(url, form, as_json, timeout, dict(headers or {}))
         if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:
             return reply, attempt
@@ -326,7 +329,7 @@ def request_device_code(
         TokenEndpointUnreachableError: The network failed after retries.
     """
     url = config.device_code_url
-    form = device_authorization_fields(config)
+    form = mask_secrets(device_authorization_fields(config))
     response, attempts = yield from post_with_retries(
         config, url, form, now + config.retry_deadline, rng
     )
@@ -403,7 +406,7 @@ def poll_device_code(config: ClientConfig, authorization: DeviceAuthorization) -
             or ``unauthorized_client``), in the server's words.
     """
     grant = DeviceCode(authorization.device_code)
-    form = grant.fields(config)
+    form: Mapping[str, str] = grant.fields(config)
     url = config.token_url
     interval = authorization.interval
     as_json = config.token_request_format == "json"  # noqa: S105  a format name
@@ -415,6 +418,8 @@ def poll_device_code(config: ClientConfig, authorization: DeviceAuthorization) -
                 f"the device code expired before the login was approved "
                 f"(user code {authorization.user_code}): run the login again"
             )
+        if polls:  # a client assertion is single-use: each poll signs its own
+            form = with_fresh_assertion(config, form)
         polls += 1
         reply = _reply((yield TokenRequest(url, form, as_json, config.timeout)))
         if isinstance(reply, TokenResponse) and 200 <= reply.status < 300:

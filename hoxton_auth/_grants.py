@@ -6,7 +6,9 @@ protocol's other requests: the ``/authorize`` URL, device authorization and
 revocation. Only this module writes a ``grant_type``, and it names the fields
 whose values are secrets (``SECRET_FIELDS``; ``mask_secrets`` hides them from
 ``repr``). Field sets follow the Hoxton docs and RFC 6749: client credentials
-travel in the body (``client_secret_post``).
+travel in the body (``client_secret_post``), or, with a private key, as a
+signed client assertion (``private_key_jwt``, RFC 7523 §2.2), fresh for every
+request sent (``with_fresh_assertion``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ._config import GRANT_KINDS, ClientConfig
 from ._errors import ConfigError
 
 __all__ = [
+    "CLIENT_ASSERTION_TYPE",
     "PROMPTS",
     "SECRET_FIELDS",
     "AuthorizationCode",
@@ -36,6 +39,7 @@ __all__ = [
     "grant_for",
     "mask_secrets",
     "revocation_fields",
+    "with_fresh_assertion",
 ]
 
 # Form fields whose values are secrets (issue 12, item 8).
@@ -49,6 +53,7 @@ SECRET_FIELDS = (
     "mfa_token",
     "token",  # /oauth/revoke's refresh token
     "device_code",
+    "client_assertion",  # a signed, single-use proof of the client's key (issue 24)
 )
 
 
@@ -74,11 +79,32 @@ def mask_secrets(form: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+#: ``client_assertion_type`` of Private Key JWT (RFC 7523 §2.2); Auth0 spells it so.
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
 def _client_fields(config: ClientConfig) -> dict[str, str]:
     fields = {"client_id": config.client_id}
     if config.client_secret is not None:
         fields["client_secret"] = config.client_secret
+    elif config.private_key is not None:
+        fields["client_assertion_type"] = CLIENT_ASSERTION_TYPE
+        fields["client_assertion"] = Secret(
+            config.private_key.assertion(config.client_id, config.assertion_audience)
+        )
     return fields
+
+
+def with_fresh_assertion(config: ClientConfig, form: Mapping[str, str]) -> Mapping[str, str]:
+    """``form`` with a new client assertion, if it carries one; else ``form`` itself.
+
+    An assertion is single-use (its ``jti``): every request sent, a retry
+    or a device-code poll included, gets its own.
+    """
+    if "client_assertion" not in form or config.private_key is None:
+        return form
+    assertion = config.private_key.assertion(config.client_id, config.assertion_audience)
+    return {**form, "client_assertion": Secret(assertion)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,7 +278,7 @@ def grant_for(
     owner: str,
     arguments: Mapping[str, str | None],
     *,
-    client_secret: str | None,
+    client_credential: str | None,
     realm: str | None = None,
     otp: Callable[[], str] | None = None,
 ) -> Grant | None:
@@ -262,7 +288,8 @@ def grant_for(
         kind: One of ``GRANT_KINDS``.
         owner: The class name, for messages.
         arguments: Every grant argument (``None`` when not given).
-        client_secret: The client's secret, if any.
+        client_credential: What authenticates the client (a secret or a
+            private key: ``ClientConfig.client_credential``), if anything.
         realm: Password grant only: Auth0's password-realm connection.
         otp: Password grant only: a callable returning a one-time code.
 
@@ -275,9 +302,9 @@ def grant_for(
     """
     check_grant_arguments(kind, owner, arguments, realm=realm, otp=otp)
     if kind == "client_credentials":
-        if client_secret is None:
+        if client_credential is None:
             raise ConfigError(
-                "client_secret is required for the client_credentials grant "
+                "client_secret (or private_key) is required for the client_credentials grant "
                 "(or pass username/password, code/redirect_uri or refresh_token)"
             )
         return ClientCredentials()
@@ -315,6 +342,8 @@ def device_authorization_fields(config: ClientConfig) -> dict[str, str]:
     ``audience`` is sent because Auth0 issues an API token only when asked for one.
     """
     fields = {"client_id": config.client_id, "audience": config.audience}
+    if config.private_key is not None:  # a key's client proves itself here too (issue 24)
+        fields.update(_client_fields(config))
     if config.scope:
         fields["scope"] = config.scope
     return fields

@@ -23,6 +23,10 @@ user or host computes another key: a miss, never the token, and their own
 login neither replaces nor revokes this one. A web session's key and
 verifier come from its random ``session_id`` the same way.
 
+A client that authenticates with a private key (Private Key JWT) is bound
+the same way, by its public key's RFC 7638 thumbprint in place of the secret
+(``ClientConfig.client_credential``): another key is a miss.
+
 A verifier is stored in the entry's meta as ``scheme$salt$digest``. An
 entry whose verifier does not match ours is someone else's: a miss. No
 verifier lets a secret be read back cheaply: the client secret is a
@@ -311,7 +315,8 @@ def identity_for(
         # directory is not alice of another. Two parts, never "realm/user".
         key = _key(base, "password", grant.realm or "", grant.username)
         meta = _meta(base, "password", f"password:{grant.username}")
-        return Identity(key, meta, PasswordVerifier(grant.password, config.client_secret, key))
+        verifier = PasswordVerifier(grant.password, config.client_credential, key)
+        return Identity(key, meta, verifier)
     if seed_refresh_token is not None:
         # A refresh token is a long random string: its unsalted hash reveals nothing.
         lineage = hashlib.sha256(seed_refresh_token.encode()).hexdigest()
@@ -330,8 +335,12 @@ def client_identity(config: ClientConfig) -> Identity:
 
 
 def _secret_verifier(config: ClientConfig, key: str, bound_to: str = "") -> SecretVerifier:
-    """A verifier of the client secret, and of ``bound_to`` (a login key, a session id)."""
-    return SecretVerifier(f"{bound_to}\x00{config.client_secret or ''}", key)
+    """A verifier of the client's credential, and of ``bound_to`` (a login key, a session id).
+
+    The credential is the client secret, or for Private Key JWT the public
+    key's thumbprint (issue 24): another key is another verifier, a miss.
+    """
+    return SecretVerifier(f"{bound_to}\x00{config.client_credential or ''}", key)
 
 
 # A login key for this process only, when the user's key file cannot be used.

@@ -98,6 +98,8 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "HOXTON_SCOPE",
         "HOXTON_AUDIENCE",
         "HOXTON_AUTH_DOMAIN",
+        "HOXTON_PRIVATE_KEY_FILE",
+        "HOXTON_KEY_ID",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOXTON_AUTH_CACHE", str(path))

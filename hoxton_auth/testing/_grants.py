@@ -16,6 +16,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING
 
+from hoxton_auth.testing._assertions import check_assertion
 from hoxton_auth.testing._constants import AUDIENCE, DEFAULT_USERNAME
 from hoxton_auth.testing._device import DEVICE_CODE_GRANT, poll_device_code
 from hoxton_auth.testing._replies import (
@@ -51,7 +52,7 @@ def _invalid_grant(description: str) -> Rejected:
 
 
 def client_for(state: AuthState, fields: dict[str, str]) -> Client:
-    """Look up and authenticate the client (`client_secret_post`).
+    """Look up and authenticate the client (`client_secret_post`, or `private_key_jwt`).
 
     Public clients send no secret; a secret they send anyway is ignored.
 
@@ -61,7 +62,9 @@ def client_for(state: AuthState, fields: dict[str, str]) -> Client:
     client = state.clients.get(require(fields, "client_id"))
     if client is None:
         raise _unauthorized()
-    if client.secret is not None:
+    if client.public_key is not None:  # Private Key JWT (issue 24)
+        check_assertion(state, client, fields)
+    elif client.secret is not None:
         given = fields.get("client_secret", "")
         if not hmac.compare_digest(given.encode(), client.secret.encode()):
             raise _unauthorized()
@@ -122,7 +125,7 @@ def _offline_family(
 
 def _client_credentials(state: AuthState, fields: dict[str, str]) -> Reply:
     client = client_for(state, fields)
-    if client.secret is None:
+    if not client.confidential:
         raise Rejected(
             oauth_error(
                 403,
@@ -255,7 +258,7 @@ def _authorization_code(state: AuthState, fields: dict[str, str]) -> Reply:
     if redirect_uri != grant.redirect_uri:
         raise _invalid_grant("Invalid redirect_uri: it does not match the one sent to /authorize")
     if grant.code_challenge is None:
-        if client.secret is None:
+        if not client.confidential:
             # A public client proves itself only through PKCE.
             raise _unauthorized()
     elif not _pkce_ok(

@@ -7,6 +7,7 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
+from hoxton_auth.testing._assertions import public_key_of
 from hoxton_auth.testing._constants import (
     AUDIENCE,
     DEFAULT_CLIENT_ID,
@@ -212,17 +213,42 @@ class AuthServer(ServerControls):
         client_secret: str | None = None,
         *,
         redirect_uris: Sequence[str] | None = None,
+        public_key: Any = None,
     ) -> None:
         """Register (or replace) a client.
 
         Args:
             client_id: The client's id.
-            client_secret: Its secret; None makes a public client, which
-                authenticates with PKCE instead.
+            client_secret: Its secret; None (and no `public_key`) makes a
+                public client, which authenticates with PKCE instead.
             redirect_uris: Allowed callback URLs, matched exactly; None
                 allows any loopback `http://` URL (any port, any path).
+            public_key: Private Key JWT (RFC 7523): the client authenticates
+                with assertions signed by the matching private key. PEM
+                (`str`/`bytes`, of the public or the private key) or a
+                `cryptography` key object.
+
+        Raises:
+            ValueError: Both a secret and a key, or a key that does not load.
         """
-        self._state.add_client(client_id, client_secret, redirect_uris)
+        key = None
+        if public_key is not None:
+            if client_secret is not None:
+                msg = "a client authenticates with a secret or a public key, not both"
+                raise ValueError(msg)
+            key = public_key_of(public_key)
+        self._state.add_client(client_id, client_secret, redirect_uris, key)
+
+    def accept_assertion_audience(self, audience: str) -> None:
+        """Accept client assertions (Private Key JWT) addressed to ``audience`` too.
+
+        By default an assertion's ``aud`` must be this server: its `domain`
+        with a trailing slash (as Auth0 wants it), without, or its token URL.
+        A server reached under another name (a custom domain, a proxy's host)
+        is told that name here, e.g. ``"https://auth.example.com/"``.
+        """
+        with self._state.lock:
+            self._state.assertion_audiences.append(audience)
 
     def add_user(self, username: str, password: str) -> None:
         """Register (or replace) a user for the password grant."""

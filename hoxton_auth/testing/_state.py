@@ -14,7 +14,7 @@ import ipaddress
 import secrets
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from hoxton_auth.testing._constants import AUDIENCE
@@ -48,11 +48,21 @@ def _is_loopback_url(uri: str) -> bool:
 
 @dataclasses.dataclass
 class Client:
-    """A registered OAuth client; `secret` None means a public client."""
+    """A registered OAuth client; no `secret` nor `public_key` means a public client.
+
+    `public_key`: the client authenticates with Private Key JWT (RFC 7523),
+    assertions signed by the matching private key, instead of a secret.
+    """
 
     client_id: str
     secret: str | None = dataclasses.field(repr=False)
     redirect_uris: tuple[str, ...] | None
+    public_key: Any = None
+
+    @property
+    def confidential(self) -> bool:
+        """Whether the client authenticates itself (a secret or a key)."""
+        return self.secret is not None or self.public_key is not None
 
     def allows_redirect(self, uri: str) -> bool:
         """Exact match against the allow-list, or any loopback URL without one."""
@@ -153,6 +163,8 @@ class AuthState:
         # has moved on to a newer one.
         self.refresh_tokens: dict[str, str] = {}
         self.issued_jtis: set[str] = set()
+        self.assertion_jtis: set[str] = set()  # client assertions seen: each is single-use
+        self.assertion_audiences: list[str] = []  # more `aud` values (a custom domain)
         self.revoked_jtis: set[str] = set()
         self.expired_jtis: set[str] = set()
         self.faults: collections.deque[Fault] = collections.deque()
@@ -190,12 +202,16 @@ class AuthState:
         return self.issuer, self.key
 
     def add_client(
-        self, client_id: str, secret: str | None, redirect_uris: Sequence[str] | None
+        self,
+        client_id: str,
+        secret: str | None,
+        redirect_uris: Sequence[str] | None,
+        public_key: Any = None,
     ) -> None:
         """Register or replace a client."""
         uris = None if redirect_uris is None else tuple(redirect_uris)
         with self.lock:
-            self.clients[client_id] = Client(client_id, secret, uris)
+            self.clients[client_id] = Client(client_id, secret, uris, public_key)
 
     def add_user(self, username: str, password: str) -> None:
         """Register or replace a user."""
