@@ -40,6 +40,7 @@ from ._errors import (
     TokenRequestError,
     warn_once,
 )
+from ._telemetry import cooldown_skip, stale_served
 from ._token import Token
 
 __all__ = [
@@ -183,6 +184,8 @@ def during_cooldown(
     if entry.token.usable_until() > now:
         if not quiet:
             warn_stale_served(entry.token, note, now)
+        cooldown_skip("stale")
+        stale_served("cooldown")
         return entry.token
     left = float(note["until"]) - now
     why = f"not asking again for {left:.0f}s: a cooldown shared through the cache"
@@ -191,6 +194,7 @@ def during_cooldown(
     failure = _rebuild(note, why, left)
     if failure is None:
         return None
+    cooldown_skip("error")
     raise failure
 
 
@@ -204,6 +208,7 @@ def token_despite_failure(entry: CacheEntry | None, error: Exception, now: float
         return None
     note = _read_note(entry.meta, now) or {"first_at": now, "message": str(error)}
     warn_stale_served(entry.token, note, now)
+    stale_served("failure")
     return entry.token
 
 
