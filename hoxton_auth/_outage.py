@@ -185,7 +185,8 @@ def during_cooldown(
         if not quiet:
             warn_stale_served(entry.token, note, now)
         cooldown_skip("stale")
-        stale_served("cooldown")
+        if not quiet:  # a background renewal keeps its token: it serves nobody
+            stale_served("cooldown")
         return entry.token
     left = float(note["until"]) - now
     why = f"not asking again for {left:.0f}s: a cooldown shared through the cache"
