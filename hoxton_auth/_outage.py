@@ -21,8 +21,9 @@ a transient failure (``token_despite_failure``), with a warning once per
 outage. A note dated in the future or longer than ``MAX_COOLDOWN`` is not
 trusted: a host with a skewed clock cannot lock the fleet out.
 
-No I/O and no clock: callers pass the time of day; warnings and log records
-are the only side effects.
+No I/O and no clock: callers pass the time of day; warnings, log records and
+telemetry (``_telemetry.py``: cooldown skips, stale tokens served) are the
+only side effects.
 """
 
 from __future__ import annotations
@@ -182,11 +183,10 @@ def during_cooldown(
     if note is None or now >= float(note["until"] if "until" in note else note["at"]):
         return None
     if entry.token.usable_until() > now:
-        if not quiet:
-            warn_stale_served(entry.token, note, now)
-        cooldown_skip("stale")
         if not quiet:  # a background renewal keeps its token: it serves nobody
+            warn_stale_served(entry.token, note, now)
             stale_served("cooldown")
+        cooldown_skip("stale")
         return entry.token
     left = float(note["until"]) - now
     why = f"not asking again for {left:.0f}s: a cooldown shared through the cache"
