@@ -20,7 +20,7 @@ Instruments (under ``hoxton_auth.``, attributes ``hoxton_auth.<fact>``):
 
 | name | kind | facts |
 |---|---|---|
-| ``hoxton_auth.token_requests`` | counter | grant, grant_type, outcome, client_id |
+| ``hoxton_auth.token_requests`` | counter | grant, grant_sent, outcome, client_id |
 | ``hoxton_auth.token_request.duration`` | histogram (s) | same |
 | ``hoxton_auth.cache_hits`` | counter | layer (``memory``, ``shared_cache``), locked, cache |
 | ``hoxton_auth.lock_wait.duration`` | histogram (s) | outcome, wait, cache |
@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import CacheLockTimeoutError, TokenEndpointUnreachableError, TokenRequestError
+from ._grants import grant_type_sent
 
 if TYPE_CHECKING:
     from ._wire import Reply, TokenRequest
@@ -160,14 +161,14 @@ def renewal(
 
 
 class _Watched:
-    """``send``, remembering the last ``grant_type`` sent (a protocol name, not a secret)."""
+    """``send``, remembering the last grant type sent (a protocol name, not a secret)."""
 
     def __init__(self, send: Send) -> None:
         self.send = send
         self.grant_type = ""
 
     def __call__(self, request: TokenRequest) -> Reply:
-        self.grant_type = str(request.form.get("grant_type", ""))
+        self.grant_type = grant_type_sent(request.form)
         return self.send(request)
 
 
@@ -194,7 +195,7 @@ def _recorded_token_request(made: _Instruments, facts: Facts, send: Send) -> Ite
             raise
         finally:
             attributes = _attributes(
-                {**facts, "grant_type": watched.grant_type, "outcome": outcome}
+                {**facts, "grant_sent": watched.grant_type, "outcome": outcome}
             )
             span.set_attributes(attributes)
             made.token_requests.add(1, attributes)

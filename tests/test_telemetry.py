@@ -180,7 +180,7 @@ def test_a_fetch_is_a_renewal_with_a_lock_wait_and_a_token_request(
 
     ok = {"grant": "client_credentials", "client_id": DEFAULT_CLIENT_ID}
     assert telemetry.count("hoxton_auth.token_requests", **ok, outcome="ok") == 1
-    assert telemetry.count("hoxton_auth.token_requests", grant_type="client_credentials") == 1
+    assert telemetry.count("hoxton_auth.token_requests", grant_sent="client_credentials") == 1
     assert telemetry.count("hoxton_auth.token_request.duration", outcome="ok") == 1
     assert telemetry.count("hoxton_auth.lock_wait.duration", outcome="acquired") == 1
     ((renewal,), (lock,), (request,)) = (
