@@ -37,10 +37,18 @@ __all__ = [
     "check_grant_arguments",
     "device_authorization_fields",
     "grant_for",
+    "grant_type_sent",
     "mask_secrets",
     "revocation_fields",
     "with_fresh_assertion",
 ]
+
+
+def grant_type_sent(form: Mapping[str, str]) -> str:
+    """The ``grant_type`` a token request's ``form`` sends ("" if none): a protocol
+    name, never a secret (for telemetry, ``_telemetry.py``)."""
+    return str(form.get("grant_type", ""))
+
 
 # Form fields whose values are secrets (issue 12, item 8).
 SECRET_FIELDS = (

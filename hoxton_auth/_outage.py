@@ -21,8 +21,9 @@ a transient failure (``token_despite_failure``), with a warning once per
 outage. A note dated in the future or longer than ``MAX_COOLDOWN`` is not
 trusted: a host with a skewed clock cannot lock the fleet out.
 
-No I/O and no clock: callers pass the time of day; warnings and log records
-are the only side effects.
+No I/O and no clock: callers pass the time of day; warnings, log records and
+telemetry (``_telemetry.py``: cooldown skips, stale tokens served) are the
+only side effects.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ._errors import (
     TokenRequestError,
     warn_once,
 )
+from ._telemetry import cooldown_skip, stale_served
 from ._token import Token
 
 __all__ = [
@@ -181,8 +183,10 @@ def during_cooldown(
     if note is None or now >= float(note["until"] if "until" in note else note["at"]):
         return None
     if entry.token.usable_until() > now:
-        if not quiet:
+        if not quiet:  # a background renewal keeps its token: it serves nobody
             warn_stale_served(entry.token, note, now)
+            stale_served("cooldown")
+        cooldown_skip("stale")
         return entry.token
     left = float(note["until"]) - now
     why = f"not asking again for {left:.0f}s: a cooldown shared through the cache"
@@ -191,6 +195,7 @@ def during_cooldown(
     failure = _rebuild(note, why, left)
     if failure is None:
         return None
+    cooldown_skip("error")
     raise failure
 
 
@@ -204,6 +209,7 @@ def token_despite_failure(entry: CacheEntry | None, error: Exception, now: float
         return None
     note = _read_note(entry.meta, now) or {"first_at": now, "message": str(error)}
     warn_stale_served(entry.token, note, now)
+    stale_served("failure")
     return entry.token
 
 

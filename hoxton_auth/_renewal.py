@@ -57,6 +57,7 @@ from ._outage import (
     shared_failure,
     token_despite_failure,
 )
+from ._telemetry import cache_hit, lock_wait, log_extra, renewal, token_request
 from ._token import Token, subject_of
 
 if TYPE_CHECKING:
@@ -146,7 +147,8 @@ class SharedEntry:
         """
         if not self.exchanged:
             return self.begin_session(send)
-        token = self._renew(send, since, refused, wait=True, ahead=False)
+        with renewal(self, background=False, after_401=refused is not None):
+            token = self._renew(send, since, refused, wait=True, ahead=False)
         if token is None:  # pragma: no cover  a waiting renewal always ends with a token
             raise CacheLockTimeoutError(f"token cache lock not acquired: {self._describe()}")
         return token
@@ -176,19 +178,27 @@ class SharedEntry:
         """
         if not self.exchanged:
             return None
-        return self._renew(send, since, None, wait=False, ahead=ahead)
+        with renewal(self, background=ahead):
+            return self._renew(send, since, None, wait=False, ahead=ahead)
 
     def _renew(
         self, send: SyncTransport, since: float, refused: str | None, *, wait: bool, ahead: bool
     ) -> Token | None:
         entry = self._without(self._owned(self._peek()), refused)
         now = time.time()
-        token = self._fresh(entry, ahead) or during_cooldown(entry, now, since, quiet=ahead)
+        token = self._fresh(entry, ahead)
         if token is not None:
-            logger.debug("cache hit without locking: %s", self._describe())
+            facts = self.facts(layer="shared_cache", locked=False)
+            logger.debug("cache hit without locking: %s", self._describe(), extra=log_extra(facts))
+            cache_hit(self, "shared_cache", locked=False)
+            return token
+        token = during_cooldown(entry, now, since, quiet=ahead)
+        if token is not None:
             return token
         try:
-            with self.cache.lock(self.key, self.lock_timeout if wait else 0.0):
+            with lock_wait(
+                self, self.cache.lock(self.key, self.lock_timeout if wait else 0.0), wait
+            ):
                 return self._renew_locked(send, since, refused, ahead)
         except CacheError as exc:
             if isinstance(exc, CacheLockTimeoutError) and not wait:
@@ -267,12 +277,19 @@ class SharedEntry:
         owned = self._owned(stored)
         entry = self._without(owned, refused)
         now = time.time()
-        fresh = self._fresh(entry, ahead) or during_cooldown(entry, now, since, quiet=ahead)
+        fresh = self._fresh(entry, ahead)
         if fresh is not None:
-            logger.debug("cache hit: %s", self._describe())
+            facts = self.facts(layer="shared_cache", locked=True)
+            logger.debug("cache hit: %s", self._describe(), extra=log_extra(facts))
+            cache_hit(self, "shared_cache", locked=True)
+            return fresh
+        fresh = during_cooldown(entry, now, since, quiet=ahead)
+        if fresh is not None:
             return fresh
         self._raise_shared_failure(entry, since)
-        logger.debug("cache miss: %s", self._describe())
+        logger.debug(
+            "cache miss: %s", self._describe(), extra=log_extra(self.facts(outcome="miss"))
+        )
         claimed = claim_renewal(entry, time.time(), self.lock_timeout)  # issue 12
         if claimed is not None:  # an outage: the others keep the valid token meanwhile
             with contextlib.suppress(CacheError):
@@ -422,7 +439,8 @@ class SharedEntry:
 
     def _fetch(self, flow: Flow[Token], send: SyncTransport) -> Token:
         """Run a flow that asks the token endpoint; its token waits in ``take_fetched``."""
-        token = drive(flow, send)
+        with token_request(self, send) as recorded:
+            token = drive(flow, recorded)
         self._fetched.append(token)
         return token
 
@@ -532,6 +550,17 @@ class SharedEntry:
         if entry is None or not entry.token.access_token:
             return False
         return access_token is None or entry.token.access_token == access_token
+
+    def facts(self, **more: str | bool) -> dict[str, str | bool | int | float]:
+        """What telemetry and log records may say about this entry (``_telemetry.py``):
+        the client id, the grant kind and the cache's class; never a subject or secret."""
+        facts: dict[str, str | bool | int | float] = {
+            "client_id": self.config.client_id,
+            "grant": self.identity.meta.get("grant", "?"),
+            "cache": type(self.cache).__name__,
+        }
+        facts.update(more)
+        return facts
 
     def _describe(self) -> str:
         meta = self.identity.meta

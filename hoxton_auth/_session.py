@@ -34,6 +34,7 @@ from ._fork import reset_after_fork
 from ._grants import Grant
 from ._identity import Identity
 from ._renewal import SharedEntry, SyncTransport
+from ._telemetry import background_renewal, cache_hit, log_extra
 from ._token import Token, subject_of
 
 if TYPE_CHECKING:
@@ -207,9 +208,11 @@ class TokenManager:
         """
         served = self._served_ahead(send, now)
         if served is not None:
+            cache_hit(self.entry, "memory")
             return served
         current = self._current
         if renewing and current is not None and now < current[3] and current[0] != self._dead:
+            cache_hit(self.entry, "memory")
             return current[0]
         return None
 
@@ -234,12 +237,16 @@ class TokenManager:
             if refused is not None:
                 self._declare_dead(refused)
             token = self.cached_access_token()
-            if token is not None:
+            if token is not None:  # another thread renewed it meanwhile
+                cache_hit(self.entry, "memory")
                 return token
             current = self._current
             if refused is None and current is not None and time.time() < current[3]:
                 renewed = self.entry.renew_unless_busy(send, since, ahead=False)
-                return current[0] if renewed is None else self._remember(renewed)
+                if renewed is None:  # renewing elsewhere: keep the usable token
+                    cache_hit(self.entry, "memory")
+                    return current[0]
+                return self._remember(renewed)
             return self._remember(self.entry.renew(send, since, refused))
 
     # -- refresh ahead, in the background (issue 20) --------------------------------
@@ -276,15 +283,20 @@ class TokenManager:
         warn) themselves.
         """
         if not self._thread_lock.acquire(blocking=False):
+            background_renewal(self.entry, "busy")
             return
         try:
             renewed = self.entry.renew_unless_busy(send, time.time(), ahead=True)
             if renewed is not None:
                 self._remember(renewed)
+            outcome = "busy" if renewed is None else "renewed"
         except Exception as exc:  # quiet until the renewal point (issue 20)
-            logger.debug("background renewal failed; the valid token is kept: %s", exc)
+            outcome = "failed"
+            message = "background renewal failed; the valid token is kept: %s"
+            logger.debug(message, exc, extra=log_extra(self.entry.facts(outcome=outcome)))
         finally:
             self._thread_lock.release()
+        background_renewal(self.entry, outcome)
         self._report()
 
     def invalidate(self, access_token: str | None = None) -> None:
@@ -392,7 +404,8 @@ class TokenManager:
         try:
             async with lock:
                 token = self.cached_access_token()
-                if token is not None:
+                if token is not None:  # another task renewed it meanwhile
+                    cache_hit(self.entry, "memory")
                     return token
                 # Not abandoned on cancellation: the thread finishes its fetch (and stores
                 # it) before the task ends, so the lock is never left held by a ghost.

@@ -202,6 +202,23 @@ def test_cached_token_needs_no_request_and_no_heavy_module(
     assert modules & NOT_FOR_CACHED_TOKEN == set()
 
 
+def test_slow_path_never_loads_opentelemetry(
+    hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    # Issue 24: telemetry only when the application imported opentelemetry
+    # itself (importing it costs tens of milliseconds). The child fetches a
+    # token (lock, token request, store) and makes an API call with it.
+    report = _run_child(
+        _CACHED_TOKEN, isolated_cache, _cached_token_args(hoxton_auth_server, request=True)
+    )
+
+    assert hoxton_auth_server.count() == 1  # the child fetched: the slow path ran
+    assert report["status"] == 200
+    modules = set(report["after_request"])
+    assert "hoxton_auth._telemetry" in modules  # its hooks were asked...
+    assert {name for name in modules if name.partition(".")[0] == "opentelemetry"} == set()
+
+
 def test_requests_call_with_cached_token_loads_no_asyncio(
     hoxton_auth_server: AuthServer, isolated_cache: Path
 ) -> None:
