@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT",
     "ENVIRONMENT",
-    "GRANT_ARGUMENTS",
     "GRANT_CLASS_NAMES",
     "LOGIN_SCOPE",
     "AllArgs",

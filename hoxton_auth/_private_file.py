@@ -148,10 +148,18 @@ def _user_cache_dir(what: str, instead: str) -> Path:
 # -- is it ours ----------------------------------------------------------------------
 
 
-def _refuse(path: Path, reason: str, *, quiet: bool = False) -> CacheUnavailableError:
+def _refuse(
+    path: Path,
+    reason: str,
+    *,
+    quiet: bool = False,
+    what: str = "token cache",
+    instead: str = "remove it, or set HOXTON_AUTH_CACHE to another file",
+) -> CacheUnavailableError:
+    """The error (and, unless ``quiet``, the one warning) for a file we do not touch."""
     message = (
-        f"token cache {path} refused: {reason}; hoxton-auth does not read, change or "
-        f"replace it (remove it, or set HOXTON_AUTH_CACHE to another file)"
+        f"{what} {path} refused: {reason}; hoxton-auth does not read, change or "
+        f"replace it ({instead})"
     )
     if not quiet:
         warn_once("refused", f"{path}: {reason}", "%s", message)
@@ -596,10 +604,5 @@ def _read_key(path: Path, *, quiet: bool) -> bytes | None:
 
 
 def _refuse_key(path: Path, reason: str, quiet: bool) -> CacheUnavailableError:
-    message = (
-        f"login key {path} refused: {reason}; hoxton-auth does not use, change or replace "
-        f"it (remove it and log in again, or set {LOGIN_KEY_VARIABLE} to another file)"
-    )
-    if not quiet:
-        warn_once("refused", f"{path}: {reason}", "%s", message)
-    return CacheUnavailableError(message)
+    instead = f"remove it and log in again, or set {LOGIN_KEY_VARIABLE} to another file"
+    return _refuse(path, reason, quiet=quiet, what="login key", instead=instead)

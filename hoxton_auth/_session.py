@@ -415,13 +415,6 @@ class TokenManager:
         self._served_ahead(send, time.time())  # found in its window: renew it now
         return token
 
-    async def ainvalidate(self, access_token: str | None = None) -> None:
-        """``invalidate`` for asyncio and trio: the cache is touched in a worker thread."""
-        import anyio.to_thread  # here, not at the top: see aget_token
-
-        async with self._loop_lock():
-            await anyio.to_thread.run_sync(self.invalidate, access_token)
-
     def _loop_lock(self) -> anyio.Lock:
         """This event loop's lock (asyncio's loop or trio's token as the key)."""
         import anyio.lowlevel  # here, not at the top: see aget_token
