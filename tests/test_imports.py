@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ print(json.dumps(report))
 
 def _run_child(script: str, cache: Path, args: dict[str, Any]) -> dict[str, Any]:
     """Run ``script`` in a fresh interpreter on ``cache``; return its JSON report."""
-    env = {**os.environ, "HOXTON_AUTH_CACHE": str(cache)}
+    env = {**_unmeasured(os.environ), "HOXTON_AUTH_CACHE": str(cache)}
     child = subprocess.run(
         [sys.executable, "-c", script],
         input=json.dumps(args),
@@ -149,6 +150,12 @@ def _run_child(script: str, cache: Path, args: dict[str, Any]) -> dict[str, Any]
     assert child.returncode == 0, child.stderr
     report: dict[str, Any] = json.loads(child.stdout)
     return report
+
+
+def _unmeasured(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without coverage's subprocess switch: a measured child imports
+    coverage's own modules (typing, dataclasses...), which is not what users run."""
+    return {name: value for name, value in environ.items() if not name.startswith("COVERAGE_")}
 
 
 def _sha256(text: str) -> str:
@@ -238,7 +245,7 @@ def test_requests_call_with_cached_token_loads_no_asyncio(
 
 def _cli_imports(cache: Path, *command: str) -> tuple[str, set[str]]:
     """Run ``python -X importtime -m hoxton_auth *command``: its stdout, the modules it imported."""
-    env = {**os.environ, "HOXTON_AUTH_CACHE": str(cache)}
+    env = {**_unmeasured(os.environ), "HOXTON_AUTH_CACHE": str(cache)}
     for name in ("HOXTON_USERNAME", "HOXTON_PASSWORD", "HOXTON_REFRESH_TOKEN", "HOXTON_SCOPE"):
         env.pop(name, None)
     child = subprocess.run(
