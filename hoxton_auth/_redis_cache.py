@@ -192,10 +192,15 @@ class RedisLease:
             logger.debug("Redis lock %s not released (%s); it expires by itself", self.name, exc)
 
     def _start_heartbeat(self) -> None:
-        self._heartbeat = threading.Thread(
-            target=self._beat, name="hoxton-auth-redis-lock", daemon=True
-        )
-        self._heartbeat.start()
+        heartbeat = threading.Thread(target=self._beat, name="hoxton-auth-redis-lock", daemon=True)
+        try:
+            heartbeat.start()
+        except RuntimeError:
+            # The interpreter is exiting (a background renewal the exit waits for;
+            # Python 3.12+ starts no thread then): the lease's TTL covers the fetch.
+            logger.debug("Redis lock %s held without a heartbeat: the interpreter exits", self.name)
+            return
+        self._heartbeat = heartbeat
 
     def _beat(self) -> None:
         while not self._stopped.wait(self.ttl / 3):
