@@ -25,6 +25,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ._cache_format import NOT_OURS, Decoded, begins_as_ours, decode
@@ -271,14 +272,9 @@ def read_document(
         CacheUnavailableError: The file is refused, or cannot be read.
     """
     check_directory(path, quiet=quiet)
-    try:
-        fd = os.open(path, _O_OPEN)
-    except FileNotFoundError:
+    fd = _open_own(path, "token cache", lambda reason: _refuse(path, reason, quiet=quiet))
+    if fd is None:
         return None
-    except OSError as exc:
-        if os.path.islink(path):  # ELOOP from O_NOFOLLOW
-            raise _refuse(path, "it is a symbolic link", quiet=quiet) from exc
-        raise CacheUnavailableError(f"cannot read token cache {path}: {exc}") from exc
     try:
         info = os.fstat(fd)
         _check_file(path, info, quiet=quiet)  # before reading: a FIFO or /dev/zero is never read
@@ -568,15 +564,26 @@ def read_login_key(path: Path, *, create: bool, quiet: bool = False) -> bytes | 
     return _read_key(path, quiet=quiet)
 
 
-def _read_key(path: Path, *, quiet: bool) -> bytes | None:
+def _open_own(path: Path, what: str, refuse: Callable[[str], CacheUnavailableError]) -> int | None:
+    """A read-only descriptor of ``path``, never through a symbolic link; ``None`` if absent.
+
+    Raises:
+        CacheUnavailableError: ``path`` is a symbolic link (``refuse``), or unreadable.
+    """
     try:
-        fd = os.open(path, _O_OPEN)
+        return os.open(path, _O_OPEN)
     except FileNotFoundError:
         return None
     except OSError as exc:
         if os.path.islink(path):  # ELOOP from O_NOFOLLOW
-            raise _refuse_key(path, "it is a symbolic link", quiet) from exc
-        raise CacheUnavailableError(f"cannot read the login key {path}: {exc}") from exc
+            raise refuse("it is a symbolic link") from exc
+        raise CacheUnavailableError(f"cannot read the {what} {path}: {exc}") from exc
+
+
+def _read_key(path: Path, *, quiet: bool) -> bytes | None:
+    fd = _open_own(path, "login key", lambda reason: _refuse_key(path, reason, quiet))
+    if fd is None:
+        return None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
