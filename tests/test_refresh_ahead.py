@@ -164,12 +164,10 @@ class AsyncStream:
                 response = await client.get(server.api_url)
                 authorization = response.request.headers["Authorization"]
                 self.stream.add(authorization, response.status_code, server.count())
-                info = auth.token_info()
-                if (
-                    server.count() == 2
-                    and info is not None
-                    and info.expires_at > time.time() + 7200
-                ):
+                # Stop on a call that carried the renewed token. (Stopping when
+                # token_info() first shows it, as this did, raced: the renewal
+                # could land between a call with the old token and that look.)
+                if self.stream.renewed():
                     break
                 await self.sleep(0.05)
         self.done = True
@@ -207,11 +205,6 @@ def test_trio_callers_never_wait_and_the_loop_never_stalls(
 
     trio.run(main)
     assert run.longest_gap < SLOW, "the event loop stalled while the token was renewed"
-    if not run.stream.renewed():
-        # Seen about once in ten loaded CI runs, under trio only: every call went
-        # on with the valid token (what this test is for), but the stream never
-        # saw the renewed one. Cause not found yet: reported, not hidden.
-        pytest.xfail("known intermittent: the renewed token was not seen under trio")
     run.stream.check(old)
     assert server.count() == 2
 
