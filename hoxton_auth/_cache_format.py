@@ -29,6 +29,7 @@ __all__ = [
     "begins_as_ours",
     "decode",
     "encode",
+    "is_sealed",
     "salvage",
 ]
 
@@ -69,6 +70,21 @@ class Decoded:
         self.document = document
         self.refused = refused
         self.damage = damage
+
+
+def is_sealed(value: object) -> bool:
+    """Whether a token field holds a sealed value (``_sealing.py``), not the token itself:
+    ``{"sealed": <base64 of nonce and ciphertext>, "key": <the data key's id>}``.
+
+    hoxton-auth before 0.3 reads such an entry as damage of its own kind
+    (a token that is not a string): it skips it and keeps it in the file.
+    """
+    return (
+        isinstance(value, dict)
+        and len(value) == 2
+        and isinstance(value.get("sealed"), str)
+        and isinstance(value.get("key"), str)
+    )
 
 
 def begins_as_ours(text: str) -> bool:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from . import __version__
+from ._cache_format import is_sealed
 from ._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
@@ -89,7 +90,7 @@ def _fresh_access_token(raw: object) -> str | None:
     others = (raw.get(name) for name in ("refresh_token", "id_token"))
     if expires_at is None or obtained_at is None or not _plain_token(access_token):
         return None
-    if not all(other is None or _plain_token(other) for other in others):
+    if not all(other is None or _plain_token(other) or is_sealed(other) for other in others):
         return None
     if not isinstance(raw.get("scope", ""), (str, type(None))):
         return None

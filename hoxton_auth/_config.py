@@ -29,10 +29,12 @@ __all__ = [
     "LOGIN_PORT_VARIABLE",
     "ClientConfig",
     "NetworkSettings",
+    "cache_key_file",
     "check_bearer_url",
     "default_refresh_ahead",
     "normalize_scope",
     "read_environment",
+    "sealing_settings",
     "token_session",
     "unknown_variables",
 ]
@@ -110,12 +112,21 @@ REFRESH_AHEAD_VARIABLE = "HOXTON_REFRESH_AHEAD"
 LOGIN_KEY_VARIABLE = "HOXTON_AUTH_LOGIN_KEY"
 #: The default of ``allowed_origins=``: more origins that get the token.
 ALLOWED_ORIGINS_VARIABLE = "HOXTON_ALLOWED_ORIGINS"
+#: The default of ``FileTokenCache(sealing=)``: auto, required or off (``_sealing.py``).
+SEALING_VARIABLE = "HOXTON_AUTH_SEALING"
+#: The default of ``FileTokenCache(seal_access_tokens=)``: 1 or 0.
+SEAL_ACCESS_TOKENS_VARIABLE = "HOXTON_AUTH_SEAL_ACCESS_TOKENS"
+#: The default of ``RedisTokenCache(encryption_key_file=)`` for a ``HOXTON_AUTH_CACHE`` URL.
+CACHE_KEY_FILE_VARIABLE = "HOXTON_AUTH_CACHE_KEY_FILE"
 _KNOWN_VARIABLES = (
     *ENVIRONMENT.values(),
     LOGIN_PORT_VARIABLE,
     REFRESH_AHEAD_VARIABLE,
     LOGIN_KEY_VARIABLE,
     ALLOWED_ORIGINS_VARIABLE,
+    SEALING_VARIABLE,
+    SEAL_ACCESS_TOKENS_VARIABLE,
+    CACHE_KEY_FILE_VARIABLE,
 )
 _names_checked = False  # os.environ's HOXTON_* names: checked once per process
 
@@ -183,6 +194,25 @@ def default_refresh_ahead(environ: Mapping[str, str] | None = None) -> float:
             f"{REFRESH_AHEAD_VARIABLE} must be a fraction of the token's lifetime from 0 "
             f"(off) to 0.5, got {text[:20]!r}"
         ) from None
+
+
+def sealing_settings(environ: Mapping[str, str] | None = None) -> tuple[str | None, bool]:
+    """``$HOXTON_AUTH_SEALING`` (``None`` when unset) and ``$HOXTON_AUTH_SEAL_ACCESS_TOKENS``.
+
+    Raises:
+        ConfigError: ``HOXTON_AUTH_SEAL_ACCESS_TOKENS`` is not 1/0, true/false, yes/no.
+    """
+    environ = os.environ if environ is None else environ
+    mode = environ.get(SEALING_VARIABLE, "").strip().lower() or None
+    text = environ.get(SEAL_ACCESS_TOKENS_VARIABLE, "").strip().lower()
+    if text not in ("", "0", "1", "true", "false", "yes", "no"):
+        raise ConfigError(f"{SEAL_ACCESS_TOKENS_VARIABLE} must be 1 or 0, got {text[:20]!r}")
+    return mode, text in ("1", "true", "yes")
+
+
+def cache_key_file(environ: Mapping[str, str] | None = None) -> str | None:
+    """``$HOXTON_AUTH_CACHE_KEY_FILE``: the encryption key of a Redis cache named by URL."""
+    return (os.environ if environ is None else environ).get(CACHE_KEY_FILE_VARIABLE) or None
 
 
 def normalize_scope(scope: ScopeArg) -> str | None:

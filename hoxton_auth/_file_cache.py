@@ -34,7 +34,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 from ._cache import (
     LOCK_POLL_INTERVAL,
@@ -58,6 +58,7 @@ from ._private_file import (
     replace,
     reserve,
 )
+from ._sealing import SealedValueError, Sealing, without_sealed_values
 from ._token import Token, TokenFormatError
 
 __all__ = [
@@ -96,16 +97,30 @@ class FileTokenCache(TokenCache):
         lock_wait_timeout: Seconds an auth object waits for the lock while
             another process holds it; default: derived by each auth object
             from its ``retry_deadline`` and ``timeout``.
+        sealing: ``"auto"``: refresh tokens are sealed (AES-GCM) with a key
+            kept in the OS keyring when one works, else written in plain text
+            with one ``HoxtonAuthWarning``; ``"required"``: sealed, or nothing
+            is written (``CacheUnavailableError``, before any token request);
+            ``"off"``: plain text. Default: ``$HOXTON_AUTH_SEALING``, else
+            ``"auto"`` when ``hoxton-auth[keyring]`` is installed, else ``"off"``.
+        seal_access_tokens: Seal the access and ID tokens too (a cached
+            ``hoxton-auth token`` then loads the keyring). Default:
+            ``$HOXTON_AUTH_SEAL_ACCESS_TOKENS``, else False.
 
     Raises:
-        ConfigError: ``lock_wait_timeout`` is not a number >= 0, or ``path``
-            starts with ``~`` and there is no home directory.
+        ConfigError: ``lock_wait_timeout`` is not a number >= 0, ``sealing``
+            is unknown, or ``path`` starts with ``~`` and there is no home directory.
         CacheUnavailableError: No ``path`` and no default: this user has no
             home directory (``resolve_cache`` then keeps tokens in memory).
     """
 
     def __init__(
-        self, path: PathArg | None = None, *, lock_wait_timeout: float | None = None
+        self,
+        path: PathArg | None = None,
+        *,
+        lock_wait_timeout: float | None = None,
+        sealing: Literal["auto", "required", "off"] | None = None,
+        seal_access_tokens: bool | None = None,
     ) -> None:
         chosen = expand_path(path) if path is not None else default_cache_path()
         # The library's own file in its own directory (no path, no $HOXTON_AUTH_CACHE):
@@ -123,6 +138,8 @@ class FileTokenCache(TokenCache):
         ):
             raise ConfigError(f"lock_wait_timeout must be a finite number >= 0, got {wait!r}")
         self.lock_wait_timeout = wait
+        #: What this cache seals, and with which key (``_sealing.py``).
+        self.sealing = Sealing(str(self.path), sealing, seal_access_tokens)
         # Under the lock only: the reserved replacement file (fd, name), and
         # whether this object holds the lock. Only one holder at a time per
         # path exists (the lock is a flock), so plain attributes suffice.
@@ -197,12 +214,34 @@ class FileTokenCache(TokenCache):
             )
         return decoded.document
 
-    def _parse(self, key: str, raw: Any) -> CacheEntry | None:
+    def _parse(self, key: str, raw: Any, *, unsealed: bool = True) -> CacheEntry | None:
+        """The entry ``raw``, or ``None`` (with one warning) when it cannot be read.
+
+        ``unsealed=False``: its sealed fields are left closed (stand-ins), for
+        decisions on its times alone; no key is needed.
+        """
         try:
             if not isinstance(raw, dict) or not isinstance(raw.get("meta"), dict):
                 raise TokenFormatError("an entry must be an object with token and meta")
             meta = {str(k): str(v) for k, v in raw["meta"].items()}
-            return CacheEntry(Token.from_dict(raw.get("token")), meta)
+            token = raw.get("token")
+            if unsealed:
+                token = self.sealing.open_token(key, token)
+            else:
+                token = without_sealed_values(token)
+            return CacheEntry(Token.from_dict(token), meta)
+        except SealedValueError as exc:
+            # A miss, never a crash: that session logs in again (issue 24).
+            warn_once(
+                "sealed entry",
+                f"{self.path} {key} {exc}",
+                "token cache %s: entry %s cannot be read, %s: it is treated as absent "
+                "(log in again, or fetch a new token)",
+                self.path,
+                key[:8],
+                str(exc),
+            )
+            return None
         except TokenFormatError as exc:
             # Not dropped: it may be the entry of a newer hoxton-auth; it is kept on rewrite.
             warn_once(
@@ -214,6 +253,10 @@ class FileTokenCache(TokenCache):
                 str(exc),
             )
             return None
+
+    def _parse_times(self, key: str, raw: Any) -> CacheEntry | None:
+        """The entry with its sealed fields left closed: for pruning and "which is newer"."""
+        return None if raw is None else self._parse(key, raw, unsealed=False)
 
     # -- writing (under the lock) ------------------------------------------------
 
@@ -266,14 +309,15 @@ class FileTokenCache(TokenCache):
         entries = document.setdefault("entries", {})
         for key, entry in self._pending.items():
             old = entries.get(key)
-            if key != storing and _newer(self._parse(key, old) if old else None, entry):
+            if key != storing and _newer(self._parse_times(key, old), entry):
                 continue  # another process stored a newer token since the failed write
             unknown = (
                 {k: v for k, v in old.items() if k not in ("meta", "token")}
                 if isinstance(old, dict)
                 else {}
             )
-            entries[key] = {**unknown, "meta": dict(entry.meta), "token": entry.token.to_dict()}
+            token = self.sealing.seal_token(key, entry.token.to_dict())
+            entries[key] = {**unknown, "meta": dict(entry.meta), "token": token}
         try:
             self._write(document)
         except CacheUnavailableError as exc:
@@ -291,7 +335,7 @@ class FileTokenCache(TokenCache):
 
     def _write(self, document: dict[str, Any]) -> None:
         now = time.time()
-        parsed = {key: self._parse(key, raw) for key, raw in document.get("entries", {}).items()}
+        parsed = {key: self._parse_times(key, raw) for key, raw in document["entries"].items()}
         # Issue 19: whose clock decides that other users' entries are dead? Not
         # this process's alone: one running a year ahead would drop every
         # refresh token in the file. The file's last write and the entries
@@ -316,8 +360,11 @@ class FileTokenCache(TokenCache):
         """Right after the lock is taken: reserve, then write what is still pending.
 
         Raises:
-            CacheUnavailableError: No room for the next write.
+            CacheUnavailableError: No room for the next write, or sealing is
+                required and no keyring works.
         """
+        if self.sealing.mode == "required":
+            self.sealing.key_for_writing()  # fail closed now, before any token request
         self._reservation = reserve(self.path)
         self._locked = True
         if self._pending:

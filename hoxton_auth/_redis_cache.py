@@ -25,6 +25,7 @@ import inspect
 import json
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,12 +33,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 from urllib.parse import urlsplit
 
 from ._cache import LOCK_POLL_INTERVAL, CacheEntry, TokenCache
+from ._cache_format import is_sealed
+from ._config import cache_key_file
 from ._errors import (
     CacheLockTimeoutError,
     CacheUnavailableError,
     ConfigError,
     warn_once,
 )
+from ._sealing import SealedValueError, load_key
 from ._token import Token, TokenFormatError
 
 if TYPE_CHECKING:
@@ -229,10 +233,17 @@ class RedisTokenCache(TokenCache):
             access token).
         socket_timeout: Connect and read timeout for a client built from a URL
             (a ``socket_timeout`` in the URL wins).
+        encryption_key: Seal every value (AES-GCM, meta and tokens alike) with
+            this 32-byte key (bytes, or their base64): the fleet's hosts share
+            it, Redis and its backups never see a token. Values written
+            without a key are read as before and sealed on their next write; a
+            value sealed with another key is a miss, with one warning.
+        encryption_key_file: A file holding that key in base64 (make one with
+            ``openssl rand -base64 32``). Default: ``$HOXTON_AUTH_CACHE_KEY_FILE``.
 
     Raises:
         ImportError: redis-py is not installed (``pip install "redis>=4.5"``).
-        ConfigError: A timeout is not positive.
+        ConfigError: A timeout is not positive, or the key is not 32 bytes.
     """
 
     transient: ClassVar[bool] = True  # an outage ends: retry Redis on the next renewal
@@ -245,6 +256,8 @@ class RedisTokenCache(TokenCache):
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         refresh_token_ttl: float = DEFAULT_REFRESH_TOKEN_TTL,
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
+        encryption_key: bytes | str | None = None,
+        encryption_key_file: str | os.PathLike[str] | None = None,
     ) -> None:
         redis_module = import_redis()
         for name, value in (
@@ -262,11 +275,21 @@ class RedisTokenCache(TokenCache):
         self._errors: tuple[type[Exception], ...] = (redis_module.RedisError,)
         self._timeouts: tuple[type[Exception], ...] = (redis_module.TimeoutError,)
         self._quiet_until = 0.0  # monotonic time; see TIMEOUT_COOLDOWN
+        if encryption_key is None and encryption_key_file is None:
+            encryption_key_file = cache_key_file()
+        self._key = load_key(encryption_key, encryption_key_file)
         self.client: redis.Redis
         self.client, self._where = make_client(url_or_client, socket_timeout)
 
     def __repr__(self) -> str:
-        return f"RedisTokenCache({self._where!r}, prefix={self.prefix!r})"
+        sealed = "" if self._key is None else f", sealed with key {self._key.key_id!r}"
+        return f"RedisTokenCache({self._where!r}, prefix={self.prefix!r}{sealed})"
+
+    def describe_storage(self) -> str:
+        """How entries are stored, for ``hoxton-auth status``."""
+        if self._key is None:
+            return "plain text in Redis (give encryption_key= or HOXTON_AUTH_CACHE_KEY_FILE)"
+        return f"every value sealed with the fleet's encryption key (key id {self._key.key_id})"
 
     def close(self) -> None:
         """Close the client's connections."""
@@ -319,6 +342,9 @@ class RedisTokenCache(TokenCache):
         payload = json.dumps(
             {"version": FORMAT_VERSION, "meta": dict(entry.meta), "token": entry.token.to_dict()}
         )
+        if self._key is not None:
+            sealed = self._key.seal(payload, self._entry_key(key))
+            payload = json.dumps({"version": FORMAT_VERSION, **sealed})
         with self._translate("write"):
             self.client.set(self._entry_key(key), payload, px=math.ceil(ttl * 1000))
 
@@ -359,6 +385,10 @@ class RedisTokenCache(TokenCache):
     def _parse(self, key: str, raw: bytes | str) -> CacheEntry | None:
         try:
             data = json.loads(raw)
+            if isinstance(data, dict) and is_sealed({k: data.get(k) for k in ("sealed", "key")}):
+                if self._key is None:
+                    raise SealedValueError("it is sealed and this cache has no encryption key")
+                data = json.loads(self._key.open(data, self._entry_key(key)))
             if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
                 raise TokenFormatError("an entry must be an object with token and meta")
             if data.get("version") != FORMAT_VERSION:

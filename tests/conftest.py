@@ -100,12 +100,37 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "HOXTON_AUTH_DOMAIN",
         "HOXTON_PRIVATE_KEY_FILE",
         "HOXTON_KEY_ID",
+        "HOXTON_AUTH_SEAL_ACCESS_TOKENS",
+        "HOXTON_AUTH_CACHE_KEY_FILE",
     ):
         monkeypatch.delenv(name, raising=False)
+    # The suite stores plain text, as a machine without the keyring extra does
+    # (the test extra installs it); tests/test_sealing.py and the keyring_home
+    # fixture turn sealing on.
+    monkeypatch.setenv("HOXTON_AUTH_SEALING", "off")
     monkeypatch.setenv("HOXTON_AUTH_CACHE", str(path))
     # The login key (issue 21) is private to each test too, never the real user's.
     monkeypatch.setenv("HOXTON_AUTH_LOGIN_KEY", str(tmp_path / "login-key" / "login.key"))
     return path
+
+
+@pytest.fixture
+def keyring_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A file-backed keyring (keyrings.alt's) private to this test, for this process and
+    the workers it starts; sealing required. Returns the keyring's directory."""
+    import keyring
+    from keyrings.alt.file import PlaintextKeyring
+
+    home = tmp_path / "keyring"
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    monkeypatch.setenv("HOXTON_AUTH_SEALING", "required")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(PlaintextKeyring())
+    try:
+        yield home
+    finally:
+        keyring.set_keyring(previous)
 
 
 #: HS256 key for test tokens. The library never verifies signatures (the API

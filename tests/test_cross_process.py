@@ -64,10 +64,26 @@ def herd_args(server: AuthServer, cache_path: Path, **extra: Any) -> dict[str, A
     }
 
 
+def seal_if(sealed: bool, request: pytest.FixtureRequest) -> None:
+    """Turn sealing on (issue 24: a file-backed keyring, sealing required): the
+    single flight and rotation rules must hold alike."""
+    if sealed:
+        request.getfixturevalue("keyring_home")
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
 def test_32_processes_on_an_empty_cache_make_one_token_request(
-    server: AuthServer, isolated_cache: Path, spawn: Spawn
+    server: AuthServer,
+    isolated_cache: Path,
+    spawn: Spawn,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    sealed: bool,
 ) -> None:
+    seal_if(sealed, request)
+    if sealed:  # the access token too: 32 processes race to make the keyring's key
+        monkeypatch.setenv("HOXTON_AUTH_SEAL_ACCESS_TOKENS", "1")
     workers = [spawn("herd", herd_args(server, isolated_cache)) for _ in range(32)]
 
     results = release_together(workers)
@@ -75,12 +91,19 @@ def test_32_processes_on_an_empty_cache_make_one_token_request(
     assert server.count() == 1
     assert [result["status"] for result in results] == [200] * 32
     assert len({result["access"] for result in results}) == 1
+    assert ('"access_token": "eyJ' in isolated_cache.read_text()) is not sealed
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sealed", [False, True], ids=["plain", "sealed"])
 def test_8_processes_with_an_expired_token_make_one_refresh_request(
-    server: AuthServer, isolated_cache: Path, spawn: Spawn
+    server: AuthServer,
+    isolated_cache: Path,
+    spawn: Spawn,
+    request: pytest.FixtureRequest,
+    sealed: bool,
 ) -> None:
+    seal_if(sealed, request)
     # An earlier run left the cache with a rotated refresh token; every worker
     # is still given the original one, as a cron job's configuration would.
     original = server.mint_refresh_token()
@@ -123,6 +146,10 @@ def test_8_processes_with_an_expired_token_make_one_refresh_request(
     later.get_token()
     assert server.token_requests[-1]["refresh_token"] == newest
     assert server.reuse_detected == 0
+    # Sealed: no refresh token of the family is in the file in plain text.
+    text = isolated_cache.read_text()
+    family = [original, rotated, newest, refresh_token_in(cache, key)]
+    assert any(token in text for token in family) is not sealed
 
 
 def expire_access_token(cache: FileTokenCache, key: str) -> None:

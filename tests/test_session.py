@@ -57,7 +57,7 @@ from hoxton_auth.testing import (
 class CountingCache(FileTokenCache):
     """A ``FileTokenCache`` that counts every call the manager makes to it."""
 
-    def __init__(self, path: Path, **kwargs: float) -> None:
+    def __init__(self, path: Path, **kwargs: Any) -> None:
         super().__init__(path, **kwargs)
         self.calls: collections.Counter[str] = collections.Counter()
 

@@ -1,0 +1,365 @@
+"""Sealed secrets in a shared cache: AES-GCM under a 32-byte data key (issue 24).
+
+A ``FileTokenCache`` keeps its data key in the OS keyring (macOS Keychain,
+Windows Credential Locker, Secret Service: the ``keyring`` package, the
+``hoxton-auth[keyring]`` extra), one key per cache file; a
+``RedisTokenCache`` is given its key (a fleet's hosts share no keyring).
+This module owns every sealing decision: which fields are sealed, where the
+key comes from and when it is created, and what a missing key means. The
+caches call ``Sealing.seal_token``/``open_token`` (file) or
+``DataKey.seal``/``open`` (Redis); the shape of a sealed value in a document
+is ``_cache_format.is_sealed``.
+
+The lock, the atomic writes, the ownership checks and the single flight are
+the caches' own and do not change: sealing only changes the bytes of a field.
+
+Each sealed value is bound to its place (``context``: the entry's key and
+the field's name, as AES-GCM's associated data), so a sealed refresh token
+copied into another entry, or into another field, does not open.
+
+``keyring`` and ``cryptography`` load only when a value is sealed or opened:
+``import keyring`` costs about 50 ms and choosing its backend as much again,
+and a cached ``hoxton-auth token`` reads a plaintext access token without
+either (tests/test_imports.py, NOT_FOR_CLI_FAST_TOKEN).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ._cache_format import is_sealed
+from ._config import sealing_settings
+from ._errors import CacheUnavailableError, ConfigError, warn_once
+
+__all__ = [
+    "KEYRING_SERVICE",
+    "SEALING_MODES",
+    "DataKey",
+    "KeyUnavailable",
+    "SealedValueError",
+    "Sealing",
+    "load_key",
+    "without_sealed_values",
+]
+
+#: ``sealing=``: seal when a keyring works (else plain text, with one warning),
+#: seal or fail closed, never seal.
+SEALING_MODES = ("auto", "required", "off")
+#: The keyring service under which data keys are kept.
+KEYRING_SERVICE = "hoxton-auth"
+_KEY_BYTES = 32
+_NONCE_BYTES = 12  # AES-GCM's standard nonce; random per value (2**-32 collisions after 2**32)
+#: Token fields sealed always, and with ``seal_access_tokens``.
+_REFRESH_FIELDS = ("refresh_token",)
+_ACCESS_FIELDS = ("access_token", "id_token")
+
+
+class SealedValueError(ValueError):
+    """A sealed value does not open: another key, or damage. Its text holds no secret."""
+
+
+class KeyUnavailable(Exception):
+    """No data key: the keyring is missing, refuses, or does not keep what it is given."""
+
+
+class DataKey:
+    """A 32-byte AES-GCM key and its public id (a hash: it says which key, not the key)."""
+
+    __slots__ = ("_aead", "key_id")
+
+    def __init__(self, key: bytes) -> None:
+        if not isinstance(key, bytes) or len(key) != _KEY_BYTES:
+            raise ConfigError("an encryption key is 32 bytes (44 characters of base64)")
+        try:
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        except ImportError:
+            raise ConfigError(
+                "sealing needs the cryptography package: pip install 'hoxton-auth[keyring]'"
+            ) from None
+        self._aead = AESGCM(key)
+        self.key_id = hashlib.sha256(b"hoxton-auth data key\x00" + key).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"DataKey(key_id={self.key_id!r})"
+
+    def seal(self, text: str, context: str) -> dict[str, str]:
+        """``text`` sealed for ``context`` (where it is kept)."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, text.encode(), context.encode())
+        return {"sealed": base64.b64encode(nonce + sealed).decode(), "key": self.key_id}
+
+    def open(self, value: Mapping[str, Any], context: str) -> str:
+        """The text sealed in ``value`` for ``context``.
+
+        Raises:
+            SealedValueError: Sealed with another key, for another place, or damaged.
+        """
+        from cryptography.exceptions import InvalidTag
+
+        if value.get("key") != self.key_id:
+            raise SealedValueError(
+                f"it is sealed with another key (id {str(value.get('key'))[:16]!r}; "
+                f"this key's id is {self.key_id!r})"
+            )
+        try:
+            raw = base64.b64decode(str(value.get("sealed")), validate=True)
+            nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+            return self._aead.decrypt(nonce, sealed, context.encode()).decode()
+        except (binascii.Error, InvalidTag, ValueError):
+            raise SealedValueError("its sealed value does not open: damaged, or moved") from None
+
+
+def load_key(key: bytes | str | None, key_file: str | os.PathLike[str] | None) -> DataKey | None:
+    """The ``DataKey`` of ``encryption_key=`` (32 bytes, or their base64) or
+    ``encryption_key_file=`` (a file holding the base64), or ``None``.
+
+    Raises:
+        ConfigError: Both given, a file that cannot be read, or not a 32-byte key.
+    """
+    if key is not None and key_file is not None:
+        raise ConfigError("give encryption_key or encryption_key_file, not both")
+    if key_file is not None:
+        try:
+            with open(key_file, "rb") as file:
+                key = file.read(1024).strip()
+        except OSError as exc:
+            where = os.fspath(key_file)
+            raise ConfigError(f"encryption key file {where!r}: {exc.strerror}") from None
+    if key is None:
+        return None
+    if isinstance(key, str):
+        key = key.encode()
+    if len(key) != _KEY_BYTES:
+        try:
+            key = base64.b64decode(key, validate=True)
+        except (binascii.Error, ValueError):
+            raise ConfigError(
+                "an encryption key is 32 bytes, or their base64 (make one with "
+                "`openssl rand -base64 32`)"
+            ) from None
+    return DataKey(key)
+
+
+# -- the keyring ------------------------------------------------------------------------
+
+
+def _keyring() -> Any:
+    """The ``keyring`` module, if a backend that keeps secrets is in use.
+
+    keyring falls back to backends that do not (its ``fail`` and ``null``
+    backends) or that keep them in plain text (keyrings.alt's, priority
+    below 1): those count as no keyring, unless ``PYTHON_KEYRING_BACKEND``
+    names one on purpose.
+
+    Raises:
+        KeyUnavailable: Not installed, or no such backend.
+    """
+    try:
+        import keyring
+    except ImportError:
+        raise KeyUnavailable(
+            "the keyring package is not installed (pip install 'hoxton-auth[keyring]')"
+        ) from None
+    backend = keyring.get_keyring()
+    name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    chosen = os.environ.get("PYTHON_KEYRING_BACKEND")
+    if name.startswith(("keyring.backends.fail.", "keyring.backends.null.")):
+        raise KeyUnavailable(f"no OS keyring works here (keyring found only {name})")
+    if not chosen and getattr(backend, "priority", 0) < 1:
+        raise KeyUnavailable(
+            f"keyring's backend {name} is not an OS keyring (it may keep secrets in plain "
+            "text); set PYTHON_KEYRING_BACKEND to use it anyway"
+        )
+    return keyring
+
+
+def _keyring_call(action: str, call: Callable[[], Any]) -> Any:
+    try:
+        return call()
+    # Backends raise what their platform raises (D-Bus, Keychain, Windows errors):
+    # every one of them means "no key from here", said with its type.
+    except Exception as exc:
+        raise KeyUnavailable(f"the keyring failed to {action}: {type(exc).__name__}") from None
+
+
+def keyring_key(name: str, *, create: bool) -> DataKey | None:
+    """The data key kept in the keyring under ``name``; made and kept there if
+    absent and ``create`` (the caller holds the cache's lock, so one process
+    makes it); else ``None`` when absent.
+
+    Raises:
+        KeyUnavailable: No keyring works, or it does not keep the new key.
+    """
+    keyring = _keyring()
+    stored = _keyring_call("read the key", lambda: keyring.get_password(KEYRING_SERVICE, name))
+    if stored is None:
+        if not create:
+            return None
+        made = base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()
+        _keyring_call("keep a new key", lambda: keyring.set_password(KEYRING_SERVICE, name, made))
+        stored = _keyring_call("read the key", lambda: keyring.get_password(KEYRING_SERVICE, name))
+        if stored != made:
+            raise KeyUnavailable("the keyring does not keep what it is given")
+    try:
+        return load_key(stored, None)
+    except ConfigError:
+        raise KeyUnavailable(
+            f"the keyring's entry {KEYRING_SERVICE!r}/{name!r} is not a 32-byte key "
+            "(delete it, then log in again)"
+        ) from None
+
+
+# -- what a file cache seals ------------------------------------------------------------
+
+
+class Sealing:
+    """What one cache seals and with which key; the key is found once, on first need.
+
+    Args:
+        where: The cache file's path: the keyring entry's name, and for messages.
+        mode: One of ``SEALING_MODES``; ``None``: ``$HOXTON_AUTH_SEALING``, else
+            ``"auto"`` when the keyring extra is installed, else ``"off"``.
+        seal_access_tokens: Seal the access and ID tokens too (a cached
+            ``hoxton-auth token`` then runs in full); ``None``:
+            ``$HOXTON_AUTH_SEAL_ACCESS_TOKENS``.
+
+    Raises:
+        ConfigError: An unknown mode.
+    """
+
+    def __init__(self, where: str, mode: str | None, seal_access_tokens: bool | None) -> None:
+        configured_mode, configured_access = sealing_settings()
+        chosen = mode if mode is not None else configured_mode
+        if chosen is None:
+            chosen = "auto" if _keyring_installed() else "off"
+        if chosen not in SEALING_MODES:
+            raise ConfigError(f"sealing must be one of {', '.join(SEALING_MODES)}, got {chosen!r}")
+        self.mode = chosen
+        self.seal_access_tokens = (
+            configured_access if seal_access_tokens is None else bool(seal_access_tokens)
+        )
+        self.where = where
+        self._name = f"data key of {where}"
+        self._key: DataKey | None = None
+        self._unavailable: str | None = None  # why no key: said once, not asked again
+        self._guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Sealing(mode={self.mode!r}, seal_access_tokens={self.seal_access_tokens!r})"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The token fields this cache seals."""
+        return _REFRESH_FIELDS + (_ACCESS_FIELDS if self.seal_access_tokens else ())
+
+    def describe(self) -> str:
+        """How a new entry is stored, for ``hoxton-auth status`` (may look for the key)."""
+        if self.mode == "off":
+            return "plain text in a 0600 file (sealing is off)"
+        key = self._find_key(create=False)
+        sealed = "refresh, access and ID tokens" if self.seal_access_tokens else "refresh tokens"
+        if key is not None:
+            return f"{sealed} sealed with a key in the OS keyring (key id {key.key_id})"
+        if self._unavailable is None:
+            return f"{sealed} sealed with the OS keyring (no key yet: made at the next write)"
+        return f"plain text in a 0600 file: {self._unavailable}"
+
+    def key_for_writing(self) -> DataKey | None:
+        """The key to seal new entries with, made if absent; ``None`` for plain text.
+
+        Call while holding the cache's lock, before any token request: a rotated
+        refresh token that could not be stored as asked is then never fetched.
+
+        Raises:
+            CacheUnavailableError: ``required`` and no keyring works.
+        """
+        if self.mode == "off":
+            return None
+        key = self._find_key(create=True)
+        if key is not None:
+            return key
+        if self.mode == "required":
+            raise CacheUnavailableError(
+                f"token cache {self.where}: sealing is required and {self._unavailable}; "
+                "nothing was written (set HOXTON_AUTH_SEALING=auto to allow plain text)"
+            )
+        warn_once(
+            "not sealed",
+            self.where,
+            "token cache %s keeps refresh tokens in plain text (a 0600 file): %s; "
+            "set HOXTON_AUTH_SEALING=off to say that is intended",
+            self.where,
+            self._unavailable,
+        )
+        return None
+
+    def _find_key(self, *, create: bool) -> DataKey | None:
+        with self._guard:
+            if self._key is not None or (self._unavailable is not None and not create):
+                return self._key
+            if self._unavailable is not None:
+                return None
+            try:
+                self._key = keyring_key(self._name, create=create)
+            except KeyUnavailable as exc:
+                self._unavailable = str(exc)
+            return self._key
+
+    def seal_token(self, entry_key: str, token: dict[str, Any]) -> dict[str, Any]:
+        """``token`` (``Token.to_dict()``) with this cache's fields sealed, when it has any.
+
+        Raises:
+            CacheUnavailableError: ``required`` and no keyring works.
+        """
+        names = [name for name in self.fields if isinstance(token.get(name), str) and token[name]]
+        key = self.key_for_writing() if names else None
+        if key is None:
+            return token
+        return {**token, **{name: key.seal(token[name], f"{entry_key} {name}") for name in names}}
+
+    def open_token(self, entry_key: str, token: Any) -> Any:
+        """``token`` as ``Token.from_dict`` reads it: its sealed fields opened.
+
+        Raises:
+            SealedValueError: A field does not open (the message says why; the
+                entry is then a miss: log in again).
+        """
+        if not isinstance(token, dict) or not any(is_sealed(v) for v in token.values()):
+            return token
+        key = self._find_key(create=False)
+        if key is not None and any(
+            is_sealed(v) and v.get("key") != key.key_id for v in token.values()
+        ):
+            with self._guard:  # another process may have made a new key since: look again
+                self._key = None
+            key = self._find_key(create=False)
+        if key is None:
+            reason = self._unavailable or "the keyring holds no key for this cache"
+            raise SealedValueError(f"it is sealed and {reason}")
+        opened = dict(token)
+        for name, value in token.items():
+            if is_sealed(value):
+                opened[name] = key.open(value, f"{entry_key} {name}")
+        return opened
+
+
+def without_sealed_values(token: Any) -> Any:
+    """``token`` with each sealed field replaced by a stand-in that ``Token.from_dict``
+    accepts: for decisions on times and presence only (pruning, which entry is newer),
+    which need no key."""
+    if not isinstance(token, dict):
+        return token
+    return {name: "sealed" if is_sealed(value) else value for name, value in token.items()}
+
+
+def _keyring_installed() -> bool:
+    import importlib.util  # here: only a cache that decides its default needs it
+
+    return importlib.util.find_spec("keyring") is not None
