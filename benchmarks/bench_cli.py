@@ -22,7 +22,14 @@ install -e``) puts a finder in ``site`` that imports re, pathlib and more into
 every interpreter, ``python -c pass`` included; a regular install does not.
 The table says which one was timed; run it in both kinds of venv to see both.
 
-Usage: ``python benchmarks/bench_cli.py [--rounds N] [--before CHECKOUT]``; the
+With ``--sealed`` (issue 24; needs ``hoxton-auth[keyring]`` and keyrings.alt),
+three more rows, on a file-backed keyring named in ``PYTHON_KEYRING_BACKEND``:
+the logged-in session of ``hoxton-auth login`` with its refresh token plain
+and sealed (both answered by the fast path, which must not load the keyring),
+and client credentials with the access token sealed too (the full path,
+which opens it).
+
+Usage: ``python benchmarks/bench_cli.py [--rounds N] [--before CHECKOUT] [--sealed]``; the
 goal is a cached ``hoxton-auth token`` within 2x ``python -c pass``. With
 ``--before``, another checkout's ``hoxton-auth token`` (its own cache file, as
 the format may differ) and this checkout's are both run the same way (``python
@@ -44,7 +51,12 @@ from pathlib import Path
 
 import hoxton_auth
 from hoxton_auth import HoxtonAuth
-from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
+from hoxton_auth.testing import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    PUBLIC_CLIENT_ID,
+    AuthServer,
+)
 
 GOAL_RATIO = 2.0
 STDLIB_A_READER_NEEDS = "import re, json, hashlib, hmac, pathlib"
@@ -81,7 +93,48 @@ def _commands(before: str | None) -> dict[str, list[str]]:
     return commands
 
 
-def run(rounds: int, before: str | None = None) -> dict[str, float]:
+LOGIN_PLAIN = "token, login session, plain"
+LOGIN_SEALED = "token, login session, refresh sealed"
+ACCESS_SEALED = "token, access token sealed too"
+
+
+def _sealed_commands(
+    server: AuthServer, workdir: Path, env: dict[str, str]
+) -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """The ``--sealed`` rows: their commands and environments, each cache filled first."""
+    browser = Path(__file__).resolve().parent.parent / "tests" / "fake_browser.py"
+    keyring_env = {
+        "PYTHON_KEYRING_BACKEND": "keyrings.alt.file.PlaintextKeyring",
+        "XDG_DATA_HOME": str(workdir / "keyring"),
+        "HOXTON_AUTH_LOGIN_KEY": str(workdir / "login.key"),
+        "BROWSER": f"{sys.executable} {browser} %s",
+        "HOXTON_LOGIN_PORT": "0",
+    }
+    public = dict(env, **keyring_env, HOXTON_CLIENT_ID=PUBLIC_CLIENT_ID)
+    public.pop("HOXTON_CLIENT_SECRET")
+    envs = {
+        LOGIN_PLAIN: dict(
+            public, HOXTON_AUTH_SEALING="off", HOXTON_AUTH_CACHE=str(workdir / "plain.json")
+        ),
+        LOGIN_SEALED: dict(
+            public, HOXTON_AUTH_SEALING="required", HOXTON_AUTH_CACHE=str(workdir / "sealed.json")
+        ),
+        ACCESS_SEALED: dict(
+            env,
+            **keyring_env,
+            HOXTON_AUTH_SEALING="required",
+            HOXTON_AUTH_SEAL_ACCESS_TOKENS="1",
+            HOXTON_AUTH_CACHE=str(workdir / "all-sealed.json"),
+        ),
+    }
+    token = [sys.executable, "-m", "hoxton_auth", "token"]
+    for name in (LOGIN_PLAIN, LOGIN_SEALED):
+        login = [sys.executable, "-m", "hoxton_auth", "login"]
+        subprocess.run(login, env=envs[name], check=True, capture_output=True, timeout=120)
+    return {name: token for name in envs}, envs
+
+
+def run(rounds: int, before: str | None = None, sealed: bool = False) -> dict[str, float]:
     """Median CPU milliseconds per command over ``rounds`` rounds."""
     with tempfile.TemporaryDirectory() as workdir, AuthServer() as server:
         env = dict(os.environ)
@@ -110,6 +163,11 @@ def run(rounds: int, before: str | None = None) -> dict[str, float]:
             # The other checkout may not read this version's cache entries (the format
             # changes between versions): it gets its own file, filled by its first run.
             envs[BEFORE] = dict(env, HOXTON_AUTH_CACHE=str(Path(workdir) / "tokens-before.json"))
+        if sealed:
+            more, more_envs = _sealed_commands(server, Path(workdir), env)
+            commands.update(more)
+            envs.update(more_envs)
+            names = list(commands)
         for name in names * WARMUP_RUNS:
             subprocess.run(commands[name], env=envs[name], check=True, capture_output=True)
         fetched = server.count()
@@ -131,8 +189,11 @@ def main() -> int:
     parser.add_argument(
         "--before", metavar="CHECKOUT", help="also time `hoxton-auth token` of another checkout"
     )
+    parser.add_argument(
+        "--sealed", action="store_true", help="also time sealed caches (hoxton-auth[keyring])"
+    )
     args = parser.parse_args()
-    medians = run(args.rounds, args.before)
+    medians = run(args.rounds, args.before, args.sealed)
     floor = medians["python -c pass"]
     editable = any(name.startswith("__editable__") for name in sys.modules)
     install = "editable install (pip install -e)" if editable else "regular install"
@@ -141,10 +202,13 @@ def main() -> int:
         f"(python {sys.version.split()[0]}, {install}):"
     )
     for name, ms in medians.items():
-        print(f"  {name:<34} {ms:6.1f} ms  {ms / floor:4.2f}x")
+        print(f"  {name:<38} {ms:6.1f} ms  {ms / floor:4.2f}x")
     if BEFORE in medians:
         ratio = medians[BEFORE] / medians[AFTER]
         print(f"before / this checkout (both through runpy): {ratio:.3f}")
+    if LOGIN_SEALED in medians:
+        ratio = medians[LOGIN_SEALED] / medians[LOGIN_PLAIN]
+        print(f"login session, refresh token sealed / plain: {ratio:.3f}")
     ratio = medians.get("hoxton-auth token", medians["python -m hoxton_auth token"]) / floor
     verdict = "met" if ratio <= GOAL_RATIO else "NOT met"
     print(f"goal: cached `hoxton-auth token` within {GOAL_RATIO:g}x `python -c pass`: {verdict}")

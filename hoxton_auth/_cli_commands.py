@@ -353,6 +353,15 @@ def _where(cache: TokenCache) -> str:
     return f"Redis, {cache!r}" if type(cache).__name__ == "RedisTokenCache" else repr(cache)
 
 
+def _sealing(cache: TokenCache) -> str:
+    """How the cache keeps refresh tokens: sealed, or plain text (issue 24)."""
+    describe = getattr(cache, "describe_storage", None)
+    if describe is None:
+        return "not applicable (tokens live in this process's memory or a custom cache)"
+    said: str = describe()
+    return said
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     environment = read_environment()
     location = args.cache or environment.get("cache") or DEFAULT
@@ -374,12 +383,18 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     described.sort(key=lambda d: (d["token_url"], d["client_id"], d["grant"], d["scope"]))
     if args.json:
-        document = {"cache": repr(cache), "stored_in": _where(cache), "entries": described}
+        document = {
+            "cache": repr(cache),
+            "stored_in": _where(cache),
+            "sealing": _sealing(cache),
+            "entries": described,
+        }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return 0
     lines = [
         f"Cache: {cache!r} ({len(described)} entr{'y' if len(described) == 1 else 'ies'})",
         f"Stored in: {_where(cache)}",
+        f"Sealing: {_sealing(cache)}",
     ]
     for d in described:
         if d["expires_at"] is None:

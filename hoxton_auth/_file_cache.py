@@ -43,7 +43,7 @@ from ._cache import (
     CacheEntry,
     TokenCache,
 )
-from ._cache_format import encode
+from ._cache_format import encode, is_sealed
 from ._config import read_environment
 from ._errors import CacheLockTimeoutError, CacheUnavailableError, ConfigError, warn_once
 from ._private_file import (
@@ -257,6 +257,24 @@ class FileTokenCache(TokenCache):
     def _parse_times(self, key: str, raw: Any) -> CacheEntry | None:
         """The entry with its sealed fields left closed: for pruning and "which is newer"."""
         return None if raw is None else self._parse(key, raw, unsealed=False)
+
+    def describe_storage(self) -> str:
+        """How this cache keeps its secrets, for ``hoxton-auth status`` (issue 24).
+
+        Raises:
+            CacheUnavailableError: The file is refused.
+        """
+        tokens = [raw.get("token") for raw in self._read_document().get("entries", {}).values()]
+        refresh = [
+            t["refresh_token"]
+            for t in tokens
+            if isinstance(t, dict) and t.get("refresh_token") is not None
+        ]
+        sealed = sum(1 for value in refresh if is_sealed(value))
+        return (
+            f"{self.sealing.describe()}; {sealed} of the {len(refresh)} refresh token(s) "
+            "in the file are sealed"
+        )
 
     # -- writing (under the lock) ------------------------------------------------
 

@@ -129,9 +129,12 @@ def load_key(key: bytes | str | None, key_file: str | os.PathLike[str] | None) -
         try:
             with open(key_file, "rb") as file:
                 key = file.read(1024).strip()
+        except FileNotFoundError:  # worded as _config's path checks (verify=, cert=)
+            where = os.fspath(key_file)
+            raise ConfigError(f"encryption_key_file={where!r}: no such file or directory") from None
         except OSError as exc:
             where = os.fspath(key_file)
-            raise ConfigError(f"encryption key file {where!r}: {exc.strerror}") from None
+            raise ConfigError(f"encryption_key_file={where!r}: {exc.strerror}") from None
     if key is None:
         return None
     if isinstance(key, str):
