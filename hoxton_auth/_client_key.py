@@ -27,11 +27,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from ._config import PrivateKeyArg
-from ._errors import ConfigError
+from ._errors import ConfigError, MaskedBytes
 
 __all__ = [
     "ASSERTION_LIFETIME",
-    "MaskedBytes",
     "PrivateKey",
 ]
 
@@ -40,15 +39,6 @@ ASSERTION_LIFETIME = 60
 
 _RSA_ALGORITHMS = ("RS256", "RS384", "PS256")
 _EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384"}
-
-
-class MaskedBytes(bytes):
-    """Key material: ``bytes`` whose ``repr`` is masked (traceback locals, debuggers)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "b'***'"
 
 
 def _b64(data: bytes) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
+    "MaskedBytes",
     "MfaRequiredError",
     "NotLoggedInError",
     "TokenEndpointUnreachableError",
@@ -247,6 +248,15 @@ class HoxtonAuthWarning(UserWarning):
     whose logging is not configured still shows it; the same event is also a
     WARNING log record.
     """
+
+
+class MaskedBytes(bytes):
+    """Key material: ``bytes`` whose ``repr`` is masked (traceback locals, debuggers)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "b'***'"
 
 
 def library_logger() -> logging.Logger:

@@ -259,6 +259,8 @@ class RedisTokenCache(TokenCache):
         encryption_key: bytes | str | None = None,
         encryption_key_file: str | os.PathLike[str] | None = None,
     ) -> None:
+        # First: a traceback's locals show this object (repr) even if __init__ fails.
+        self.prefix, self._where, self._key = prefix, "(not built)", None
         redis_module = import_redis()
         for name, value in (
             ("lock_timeout", lock_timeout),
@@ -277,7 +279,11 @@ class RedisTokenCache(TokenCache):
         self._quiet_until = 0.0  # monotonic time; see TIMEOUT_COOLDOWN
         if encryption_key is None and encryption_key_file is None:
             encryption_key_file = cache_key_file()
-        self._key = load_key(encryption_key, encryption_key_file)
+        try:
+            self._key = load_key(encryption_key, encryption_key_file)
+        except ConfigError as exc:
+            encryption_key = None  # out of this frame's locals, which a traceback shows
+            raise ConfigError(str(exc)) from None
         self.client: redis.Redis
         self.client, self._where = make_client(url_or_client, socket_timeout)
 

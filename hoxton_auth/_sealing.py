@@ -36,7 +36,8 @@ from typing import Any
 
 from ._cache_format import is_sealed
 from ._config import sealing_settings
-from ._errors import CacheUnavailableError, ConfigError, warn_once
+from ._errors import CacheUnavailableError, ConfigError, MaskedBytes, warn_once
+from ._fork import reset_after_fork
 
 __all__ = [
     "KEYRING_SERVICE",
@@ -123,12 +124,14 @@ def load_key(key: bytes | str | None, key_file: str | os.PathLike[str] | None) -
     Raises:
         ConfigError: Both given, a file that cannot be read, or not a 32-byte key.
     """
+    # Rebound at once: a frame's locals (in a traceback) then show b'***', never the key.
+    key = None if key is None else MaskedBytes(key.encode() if isinstance(key, str) else key)
     if key is not None and key_file is not None:
         raise ConfigError("give encryption_key or encryption_key_file, not both")
     if key_file is not None:
         try:
             with open(key_file, "rb") as file:
-                key = file.read(1024).strip()
+                key = MaskedBytes(file.read(1024).strip())
         except FileNotFoundError:  # worded as _config's path checks (verify=, cert=)
             where = os.fspath(key_file)
             raise ConfigError(f"encryption_key_file={where!r}: no such file or directory") from None
@@ -137,11 +140,9 @@ def load_key(key: bytes | str | None, key_file: str | os.PathLike[str] | None) -
             raise ConfigError(f"encryption_key_file={where!r}: {exc.strerror}") from None
     if key is None:
         return None
-    if isinstance(key, str):
-        key = key.encode()
     if len(key) != _KEY_BYTES:
         try:
-            key = base64.b64decode(key, validate=True)
+            key = MaskedBytes(base64.b64decode(key, validate=True))
         except (binascii.Error, ValueError):
             raise ConfigError(
                 "an encryption key is 32 bytes, or their base64 (make one with "
@@ -208,11 +209,14 @@ def keyring_key(name: str, *, create: bool) -> DataKey | None:
         made = base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()
         _keyring_call("keep a new key", lambda: keyring.set_password(KEYRING_SERVICE, name, made))
         stored = _keyring_call("read the key", lambda: keyring.get_password(KEYRING_SERVICE, name))
-        if stored != made:
+        kept, made = stored == made, ""
+        if not kept:
+            stored = None
             raise KeyUnavailable("the keyring does not keep what it is given")
     try:
         return load_key(stored, None)
     except ConfigError:
+        stored = None
         raise KeyUnavailable(
             f"the keyring's entry {KEYRING_SERVICE!r}/{name!r} is not a 32-byte key "
             "(delete it, then log in again)"
@@ -252,6 +256,11 @@ class Sealing:
         self._name = f"data key of {where}"
         self._key: DataKey | None = None
         self._unavailable: str | None = None  # why no key: said once, not asked again
+        self._guard = threading.Lock()
+        reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        # Held by another thread of the parent at fork, it would never open here.
         self._guard = threading.Lock()
 
     def __repr__(self) -> str:
