@@ -46,7 +46,6 @@ __all__ = [
     "InvalidGrantError",
     "LoginError",
     "LoginRequiredError",
-    "MaskedBytes",
     "MfaRequiredError",
     "NotLoggedInError",
     "TokenEndpointUnreachableError",
