@@ -366,11 +366,11 @@ KEYWORDS = AllArgs.__required_keys__ | AllArgs.__optional_keys__
 def constructor_signature(function: Callable[..., object]) -> inspect.Signature:
     """The constructor's signature as ``help()`` and ``inspect.signature`` show it.
 
-    ``function``'s own parameters, its ``**arguments: Unpack[AllArgs]``
-    spelled out: ``AllArgs``'s keywords and types (what mypy reads), each
-    with the default that applies when it is left out: ``ClientConfig``'s or
-    ``NetworkSettings``'s own, ``DEFAULT`` for ``cache``, else ``None``
-    (``build_session``).
+    ``function``'s positional parameters (``self, client_id, client_secret``),
+    then ``AllArgs``'s keywords and types (what mypy reads) in place of its
+    ``**arguments: Unpack[AllArgs]``, each with the default that applies when
+    it is left out: ``ClientConfig``'s or ``NetworkSettings``'s own,
+    ``DEFAULT`` for ``cache``, else ``None`` (``build_session``).
     """
     applied: dict[str, object] = {"cache": DEFAULT}
     for value_class in (ClientConfig, NetworkSettings):
@@ -387,5 +387,5 @@ def constructor_signature(function: Callable[..., object]) -> inspect.Signature:
         for name, annotation in AllArgs.__annotations__.items()
     ]
     signature = inspect.signature(function)
-    own = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
-    return signature.replace(parameters=[*own, *keywords])
+    positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    return signature.replace(parameters=[*positional, *keywords])
