@@ -1,56 +1,69 @@
 """The constructor's and ``login()``'s arguments, without an HTTP library: what they build.
 
-Which grant they choose (``grant_kind_of``), the ``HOXTON_*`` variables, the
-``cache=`` argument (``resolve_cache``), the session they build
-(``build_session``), and their
-types for the overloads of ``HoxtonAuth(...)``. ``HoxtonAuth`` and the CLI
-both use it; it imports neither requests nor httpx, so ``hoxton-auth token``
-answered from the cache never loads them.
+The keyword arguments are declared once, in the ``TypedDict``s at the end
+(``Settings`` and the grant ones): mypy reads them through the overloads of
+``HoxtonAuth(...)``, and ``help()`` and ``inspect.signature`` through
+``constructor_signature``, which adds the defaults that apply. Also which
+grant they choose (``grant_kind_of``), the ``HOXTON_*`` variables, the
+``cache=`` argument (``resolve_cache``) and the session they build
+(``build_session``), which passes them on as one mapping. ``HoxtonAuth`` and
+the CLI both use it; it imports neither requests nor httpx, so ``hoxton-auth
+token`` answered from the cache never loads them.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ._cache import MemoryTokenCache, TokenCache
 from ._config import (
     ENVIRONMENT,
     GRANT_ARGUMENTS,
     GRANT_KINDS,
-    CertArg,
+    NETWORK_ARGUMENTS,
     ClientConfig,
     NetworkSettings,
-    PrivateKeyArg,
-    RequestFormat,
-    VerifyArg,
-    normalize_scope,
     read_environment,
 )
 from ._errors import CacheUnavailableError, ConfigError, warn_once
 from ._file_cache import FileTokenCache
 from ._grants import check_grant_arguments, grant_for
 from ._identity import identity_for
-from ._session import OnToken, TokenManager
+from ._session import TokenManager
 
 if TYPE_CHECKING:
     from typing_extensions import Required  # typing.Required is 3.11+; only type checkers read it
+
+    from ._types import (
+        CacheArg,
+        CertArg,
+        OnToken,
+        OtherOrigins,
+        PrivateKeyArg,
+        RequestFormat,
+        ScopeArg,
+        SigningAlgorithm,
+        VerifyArg,
+    )
 
 __all__ = [
     "DEFAULT",
     "ENVIRONMENT",
     "GRANT_CLASS_NAMES",
+    "KEYWORDS",
     "LOGIN_SCOPE",
     "AllArgs",
-    "CacheArg",
     "CodeArgs",
     "PasswordArgs",
     "RefreshArgs",
     "Settings",
     "build_session",
     "check_environment",
+    "constructor_signature",
     "gather",
     "grant_kind_of",
     "read_environment",
@@ -152,8 +165,6 @@ _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # RFC 3986 scheme, then "://"; a Windows drive ("C:\\x", "C:/x") has no "//".
 _URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
-CacheArg = TokenCache | str | os.PathLike[str] | None
-
 
 def resolve_cache(cache: CacheArg) -> TokenCache:
     """Turn the ``cache=`` argument into a ``TokenCache``.
@@ -204,18 +215,7 @@ def resolve_cache(cache: CacheArg) -> TokenCache:
 
 
 def build_session(
-    kind: str,
-    owner: str,
-    client_id: str,
-    client_secret: str | None,
-    *,
-    scope: str | Sequence[str] | None,
-    cache: CacheArg,
-    network: NetworkSettings,
-    realm: str | None = None,
-    otp: Callable[[], str] | None = None,
-    on_token: OnToken | None = None,
-    **arguments: Any,
+    kind: str, owner: str, client_id: str, client_secret: str | None, arguments: Mapping[str, Any]
 ) -> TokenManager:
     """Config, grant, cache and identity put together into the session that renews tokens.
 
@@ -224,28 +224,27 @@ def build_session(
         owner: The class name, for messages.
         client_id: The OAuth client's id.
         client_secret: The client's secret, if any.
-        scope: Space separated string or a sequence of scopes.
-        cache: The ``cache=`` argument.
-        network: verify/cert/proxy/trust_env for token requests.
-        realm: Password grant only.
-        otp: Password grant only.
-        on_token: Called with a ``TokenInfo`` after every fetch or refresh.
-        **arguments: The grant arguments (``GRANT_ARGUMENTS``; absent or
-            ``None`` when not given) and the other ``ClientConfig`` fields
-            (domain, audience, leeway, timeout, ...).
+        arguments: The constructor's keyword arguments given (``AllArgs``);
+            each one left out takes the default its owner gives it (see
+            ``constructor_signature``).
 
     Raises:
+        TypeError: An argument the constructor does not take (as Python would say).
         ConfigError: Arguments missing or contradictory.
     """
-    grant_arguments = {name: arguments.pop(name, None) for name in GRANT_ARGUMENTS}
-    check_grant_arguments(kind, owner, grant_arguments, realm=realm, otp=otp)
-    config = ClientConfig(
-        client_id=client_id,
-        client_secret=client_secret,
-        scope=normalize_scope(scope),
-        network=network,
-        **arguments,
+    unknown = sorted(set(arguments) - KEYWORDS)
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}")
+    rest = dict(arguments)
+    grant_arguments = {name: rest.pop(name, None) for name in GRANT_ARGUMENTS}
+    realm, otp = rest.pop("realm", None), rest.pop("otp", None)
+    cache, on_token = rest.pop("cache", DEFAULT), rest.pop("on_token", None)
+    network = NetworkSettings(
+        **{name: rest.pop(name) for name in NETWORK_ARGUMENTS if name in rest}
     )
+    check_grant_arguments(kind, owner, grant_arguments, realm=realm, otp=otp)
+    # The rest are ClientConfig's own fields (scope, domain, audience, leeway, ...).
+    config = ClientConfig(client_id, client_secret, network=network, **rest)
     grant = grant_for(
         kind,
         owner,
@@ -280,16 +279,8 @@ def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenMan
     # A command exits right after its answer: it never renews in the background
     # (`token --min-valid` is the scripts' way to renew early; issue 20).
     kwargs.setdefault("refresh_ahead", 0.0)
-    return build_session(
-        chosen,
-        GRANT_CLASS_NAMES[chosen],
-        kwargs.pop("client_id"),
-        kwargs.pop("client_secret", None),
-        scope=kwargs.pop("scope", None),
-        cache=kwargs.pop("cache", DEFAULT),
-        network=NetworkSettings.from_args(True, None, None, True),
-        **kwargs,
-    )
+    client_id, client_secret = kwargs.pop("client_id"), kwargs.pop("client_secret", None)
+    return build_session(chosen, GRANT_CLASS_NAMES[chosen], client_id, client_secret, kwargs)
 
 
 # -- login()'s own arguments ----------------------------------------------------------
@@ -297,13 +288,13 @@ def session_from_env(kind: str | None, overrides: Mapping[str, Any]) -> TokenMan
 LOGIN_SCOPE = "openid profile offline_access"
 """What ``login()`` asks for by default: an ID token and a refresh token."""
 
-# -- the arguments' types, for the overloads of HoxtonAuth(...) ---------------------------
+# -- the keyword arguments: declared here once ------------------------------------------
 
 
 class Settings(TypedDict, total=False):
     """The constructor's keyword arguments that are not grant arguments."""
 
-    scope: str | Sequence[str] | None
+    scope: ScopeArg
     audience: str
     domain: str
     cache: CacheArg
@@ -322,10 +313,10 @@ class Settings(TypedDict, total=False):
     on_token: OnToken | None
     refresh_ahead: float | None
     allowed_origins: Sequence[str] | str | None
-    other_origins: Literal["warn", "raise"]
+    other_origins: OtherOrigins
     private_key: PrivateKeyArg | None
     key_id: str | None
-    signing_algorithm: Literal["RS256", "RS384", "PS256", "ES256", "ES384"] | None
+    signing_algorithm: SigningAlgorithm | None
 
 
 class PasswordArgs(Settings, total=False):
@@ -351,8 +342,8 @@ class RefreshArgs(Settings, total=False):
     refresh_token: Required[str]
 
 
-class AllArgs(Settings, total=False):
-    """Every keyword argument of the constructor."""
+class _GrantArgs(TypedDict, total=False):
+    """The grant arguments as ``AllArgs`` takes them: any, or none (``None``)."""
 
     username: str | None
     password: str | None
@@ -362,3 +353,39 @@ class AllArgs(Settings, total=False):
     refresh_token: str | None
     realm: str | None
     otp: Callable[[], str] | None
+
+
+class AllArgs(_GrantArgs, Settings, total=False):
+    """Every keyword argument of the constructor (the grant ones first)."""
+
+
+#: The names of every keyword argument of the constructor.
+KEYWORDS = AllArgs.__required_keys__ | AllArgs.__optional_keys__
+
+
+def constructor_signature(function: Callable[..., object]) -> inspect.Signature:
+    """The constructor's signature as ``help()`` and ``inspect.signature`` show it.
+
+    ``function``'s positional parameters (``self, client_id, client_secret``),
+    then ``AllArgs``'s keywords and types (what mypy reads) in place of its
+    ``**arguments: Unpack[AllArgs]``, each with the default that applies when
+    it is left out: ``ClientConfig``'s or ``NetworkSettings``'s own,
+    ``DEFAULT`` for ``cache``, else ``None`` (``build_session``).
+    """
+    applied: dict[str, object] = {"cache": DEFAULT}
+    for value_class in (ClientConfig, NetworkSettings):
+        for name, parameter in inspect.signature(value_class).parameters.items():
+            applied.setdefault(name, parameter.default)
+    keywords = [
+        inspect.Parameter(
+            name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=applied.get(name),
+            # A forward reference (the module's annotations are strings): shown as written.
+            annotation=getattr(annotation, "__forward_arg__", annotation),
+        )
+        for name, annotation in AllArgs.__annotations__.items()
+    ]
+    signature = inspect.signature(function)
+    positional = [p for p in signature.parameters.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
+    return signature.replace(parameters=[*positional, *keywords])

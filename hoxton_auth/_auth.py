@@ -10,40 +10,31 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, overload
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from ._arguments import (
     DEFAULT,
     GRANT_CLASS_NAMES,
     LOGIN_SCOPE,
     AllArgs,
-    CacheArg,
     CodeArgs,
     PasswordArgs,
     RefreshArgs,
     Settings,
     build_session,
     check_environment,
+    constructor_signature,
     gather,
     grant_kind_of,
 )
 from ._cache import TokenCache
-from ._config import (
-    DEFAULT_AUDIENCE,
-    DEFAULT_DOMAIN,
-    CertArg,
-    ClientConfig,
-    NetworkSettings,
-    PrivateKeyArg,
-    RequestFormat,
-    VerifyArg,
-)
+from ._config import ClientConfig
 from ._errors import ConfigError, LoginError, TokenRequestError
 from ._httpx import HttpxAuth, HttpxTransport, token_hosts
 from ._identity import web_session_identity
 from ._requests import RequestsAuth, RequestsTransport, token_prefixes
-from ._session import OnToken, TokenInfo, TokenManager
+from ._session import TokenInfo, TokenManager
 from ._web import (
     IDENTITY_SETTINGS,
     LOGIN_REQUEST_LIFETIME,
@@ -57,6 +48,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing.Unpack is 3.11+; only type checkers read it
 
     from ._login import LoginOptions
+    from ._types import CacheArg
 
 __all__ = [
     "LOGIN_SCOPE",
@@ -77,7 +69,10 @@ logger = logging.getLogger("hoxton_auth")
 class _Constructed(RequestsAuth, HttpxAuth):
     """The constructor of ``HoxtonAuth`` (documented there), apart from its ``__new__``.
 
-    In one class mypy would type ``HoxtonAuth(...)`` by ``__init__``, not the overloads.
+    In one class mypy would type ``HoxtonAuth(...)`` by ``__init__``, not the
+    overloads. Its keywords are ``AllArgs``'s (``_arguments.py``), declared
+    there once; ``help()`` and ``inspect.signature`` show them with their
+    defaults (the end of this module).
     """
 
     grant_kind: ClassVar[str] = ""
@@ -89,76 +84,11 @@ class _Constructed(RequestsAuth, HttpxAuth):
         return self._manager.cache
 
     def __init__(
-        self,
-        client_id: str,
-        client_secret: str | None = None,
-        *,
-        username: str | None = None,
-        password: str | None = None,
-        code: str | None = None,
-        redirect_uri: str | None = None,
-        code_verifier: str | None = None,
-        refresh_token: str | None = None,
-        scope: str | Sequence[str] | None = None,
-        audience: str = DEFAULT_AUDIENCE,
-        domain: str = DEFAULT_DOMAIN,
-        cache: CacheArg = DEFAULT,
-        leeway: float = 60.0,
-        timeout: float = 30.0,
-        retry_deadline: float = 60.0,
-        token_request_format: RequestFormat = "form",  # noqa: S107  a format name, not a secret
-        max_attempts: int = 5,
-        organization: str | None = None,
-        realm: str | None = None,
-        forwarded_for: str | None = None,
-        otp: Callable[[], str] | None = None,
-        verify: VerifyArg = True,
-        cert: CertArg = None,
-        proxy: str | None = None,
-        trust_env: bool = True,
-        allow_insecure_http: bool = False,
-        on_token: OnToken | None = None,
-        refresh_ahead: float | None = None,
-        allowed_origins: Sequence[str] | str | None = None,
-        other_origins: Literal["warn", "raise"] = "warn",
-        private_key: PrivateKeyArg | None = None,
-        key_id: str | None = None,
-        signing_algorithm: Literal["RS256", "RS384", "PS256", "ES256", "ES384"] | None = None,
+        self, client_id: str, client_secret: str | None = None, **arguments: Unpack[AllArgs]
     ) -> None:
-        self._manager: TokenManager = build_session(
-            self.grant_kind,
-            type(self).__name__,
-            client_id,
-            client_secret,
-            username=username,
-            password=password,
-            code=code,
-            redirect_uri=redirect_uri,
-            code_verifier=code_verifier,
-            refresh_token=refresh_token,
-            scope=scope,
-            cache=cache,
-            network=NetworkSettings.from_args(verify, cert, proxy, trust_env),
-            realm=realm,
-            otp=otp,
-            domain=domain,
-            audience=audience,
-            leeway=leeway,
-            timeout=timeout,
-            retry_deadline=retry_deadline,
-            max_attempts=max_attempts,
-            token_request_format=token_request_format,
-            organization=organization,
-            forwarded_for=forwarded_for,
-            allow_insecure_http=allow_insecure_http,
-            on_token=on_token,
-            refresh_ahead=refresh_ahead,
-            allowed_origins=allowed_origins,
-            other_origins=other_origins,
-            private_key=private_key,
-            key_id=key_id,
-            signing_algorithm=signing_algorithm,
-        )
+        owner = type(self).__name__
+        session = build_session(self.grant_kind, owner, client_id, client_secret, arguments)
+        self._manager: TokenManager = session
         self.config = self._manager.config
         # Token requests go through this object's own verify/cert/proxy (issue 14).
         self._send_requests = RequestsTransport(self.config.network)
@@ -512,6 +442,14 @@ _GRANT_CLASSES: dict[str, type[HoxtonAuth]] = {
 }
 for _kind, _class in _GRANT_CLASSES.items():
     _class.grant_kind = _kind
+
+# help(HoxtonAuth), inspect.signature and the reference docs' test see every
+# keyword with its default, from the one declaration (issue 19, item 4).
+_SIGNATURE = constructor_signature(_Constructed.__init__)
+_Constructed.__init__.__signature__ = _SIGNATURE  # type: ignore[attr-defined]  # read by inspect
+_GrantAuth.__init__.__signature__ = _SIGNATURE  # type: ignore[attr-defined]  # read by inspect
+# inspect.signature(HoxtonAuth) reads __new__ (its first parameter is dropped).
+HoxtonAuth.__new__.__signature__ = _SIGNATURE  # type: ignore[attr-defined]  # read by inspect
 
 
 class LoginRequest(LoginRequestData):

@@ -21,13 +21,16 @@ import json
 import os
 import secrets
 import time
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from ._config import PrivateKeyArg
 from ._errors import ConfigError, MaskedBytes
+
+if TYPE_CHECKING:
+    from ._types import PrivateKeyArg
 
 __all__ = [
     "ASSERTION_LIFETIME",

@@ -5,8 +5,10 @@ arguments (``GRANT_KINDS``) and which session ``hoxton-auth token`` means
 (``token_session``). No dataclasses here: this module is on the path of a
 ``hoxton-auth token`` answered from the cache, which loads neither
 ``dataclasses`` nor ``inspect`` (tests/test_imports.py, NOT_FOR_CLI_FAST_TOKEN).
-``_Frozen`` gives the two value classes the equality, hashing and
-immutability a frozen dataclass would.
+So the two value classes are plain classes, as httpx writes its own: explicit
+attributes, ``__eq__``, ``__hash__`` and a ``__repr__`` without secrets; they
+refuse assignment (``auth.config`` is public, and a changed field would leave
+the values derived from it behind).
 """
 
 from __future__ import annotations
@@ -41,24 +43,20 @@ __all__ = [
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (see _cli.py)
 if TYPE_CHECKING:
-    from typing import Literal
-
     from ._client_key import PrivateKey
-
-    RequestFormat = Literal["form", "json"]
-else:
-    RequestFormat = str  # importable at run time, where annotations are never evaluated
+    from ._types import (
+        CertArg,
+        OtherOrigins,
+        PrivateKeyArg,
+        RequestFormat,
+        ScopeArg,
+        SigningAlgorithm,
+        VerifyArg,
+    )
 
 DEFAULT_AUDIENCE = "https://api.hoxton.cloud"
 DEFAULT_DOMAIN = "https://auth.hoxton.ai"
 DEFAULT_LEEWAY = 60.0  # seconds before expiry a token is renewed
-
-ScopeArg = str | Sequence[str] | None
-PathArg = str | os.PathLike[str]
-VerifyArg = bool | PathArg
-CertArg = PathArg | tuple[PathArg, PathArg] | None
-#: ``private_key=``: a PEM file's path, or PEM text or bytes (``_client_key.py``).
-PrivateKeyArg = str | bytes | os.PathLike[str]
 
 #: Constructor argument -> the variable it is read from (read in this module only).
 ENVIRONMENT = {
@@ -407,35 +405,16 @@ def _check_path_arg(name: str, value: object) -> str:
     return path
 
 
-class _Frozen:
-    """A value object: compared and hashed by its fields (in ``__init__``'s order), immutable."""
-
-    def _set(self, **fields: object) -> None:
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(vars(self).values())
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Frozen) or type(other) is not type(self):
-            return NotImplemented
-        return self._values() == other._values()
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: cannot assign {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+#: The constructor's keywords that become a ``NetworkSettings`` (its fields).
+NETWORK_ARGUMENTS = ("verify", "cert", "proxy", "trust_env")
 
 
-class NetworkSettings(_Frozen):
+class NetworkSettings:
     """How token requests (and ``/oauth/revoke``) reach the identity provider.
 
     The same settings serve the requests transport and the httpx transports.
+    A value: compared and hashed by its fields (the httpx transport caches
+    its TLS context by them), immutable.
 
     Attributes:
         verify: True checks the server's certificate against the default CA
@@ -463,40 +442,29 @@ class NetworkSettings(_Frozen):
         proxy: str | None = None,
         trust_env: bool = True,
     ) -> None:
-        self._set(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
-        if not isinstance(self.verify, bool):
-            object.__setattr__(self, "verify", _check_path_arg("verify", self.verify))
-        if self.cert is not None:
-            if isinstance(self.cert, tuple):
-                if len(self.cert) != 2:
-                    raise ConfigError("cert must be a path or a (certificate, key) pair of paths")
-                pair = (
-                    _check_path_arg("cert", self.cert[0]),
-                    _check_path_arg("cert", self.cert[1]),
-                )
-                object.__setattr__(self, "cert", pair)
-            else:
-                object.__setattr__(self, "cert", _check_path_arg("cert", self.cert))
-        if self.proxy is not None:
-            if not isinstance(self.proxy, str):
-                raise ConfigError(f"proxy must be a URL string, got {type(self.proxy).__name__}")
-            scheme = urlsplit(self.proxy).scheme
-            if scheme not in ("http", "https", "socks5", "socks5h"):
-                # Not echoed: a proxy URL may carry user:password.
-                raise ConfigError("proxy must be an http://, https:// or socks5:// URL")
-        if not isinstance(self.trust_env, bool):
-            raise ConfigError(f"trust_env must be True or False, got {self.trust_env!r}")
-
-    @classmethod
-    def from_args(
-        cls, verify: VerifyArg, cert: CertArg, proxy: str | None, trust_env: bool
-    ) -> NetworkSettings:
-        """Build from the auth classes' arguments (all positional there).
+        """Check and normalise the settings (paths become strings).
 
         Raises:
-            ConfigError: An argument has the wrong type.
+            ConfigError: An argument has the wrong type, or a file is missing.
         """
-        return cls(verify, cert, proxy, trust_env)
+        if not isinstance(verify, bool):
+            verify = _check_path_arg("verify", verify)
+        if isinstance(cert, tuple):
+            if len(cert) != 2:
+                raise ConfigError("cert must be a path or a (certificate, key) pair of paths")
+            cert = (_check_path_arg("cert", cert[0]), _check_path_arg("cert", cert[1]))
+        elif cert is not None:
+            cert = _check_path_arg("cert", cert)
+        if proxy is not None:
+            if not isinstance(proxy, str):
+                raise ConfigError(f"proxy must be a URL string, got {type(proxy).__name__}")
+            if urlsplit(proxy).scheme not in ("http", "https", "socks5", "socks5h"):
+                # Not echoed: a proxy URL may carry user:password.
+                raise ConfigError("proxy must be an http://, https:// or socks5:// URL")
+        if not isinstance(trust_env, bool):
+            raise ConfigError(f"trust_env must be True or False, got {trust_env!r}")
+        # Set once, in the instance's __dict__: __setattr__ refuses.
+        self.__dict__.update(verify=verify, cert=cert, proxy=proxy, trust_env=trust_env)
 
     def for_url(self, url: str) -> NetworkSettings:
         """The settings to send to ``url`` with: no proxy at all for a cleartext URL.
@@ -509,6 +477,23 @@ class NetworkSettings(_Frozen):
         if url[:7].lower() != "http://":
             return self
         return NetworkSettings(self.verify, self.cert, None, trust_env=False)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.verify, self.cert, self.proxy, self.trust_env)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not NetworkSettings:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"NetworkSettings is immutable: cannot assign {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"NetworkSettings is immutable: cannot delete {name!r}")
 
     def __repr__(self) -> str:
         # The proxy URL may carry user:password: show only whether there is one.
@@ -556,10 +541,13 @@ def _load_private_key(
     return PrivateKey(private_key, key_id, signing_algorithm)
 
 
-class ClientConfig(_Frozen):
+class ClientConfig:
     """Everything about the OAuth client that is the same for every grant.
 
-    Built by ``HoxtonAuth``; validated on construction.
+    Built by ``HoxtonAuth``; validated on construction. A value: compared and
+    hashed by its fields, immutable; its ``repr`` leaves out the client secret
+    (a private key shows only its public thumbprint, the network settings
+    only whether there is a proxy).
 
     Attributes (beyond the constructor's namesakes): ``backoff_base`` and
     ``backoff_cap`` shape the full-jitter backoff (the n-th retry waits a
@@ -574,6 +562,9 @@ class ClientConfig(_Frozen):
     ``refresh_ahead`` is the fraction of a token's lifetime before its renewal
     point when one background renewal starts (``_freshness.py``; 0: never;
     ``None``: ``$HOXTON_REFRESH_AHEAD``, else ``DEFAULT_REFRESH_AHEAD``).
+
+    The defaults of ``__init__`` are the constructor's: ``help(HoxtonAuth)``
+    shows them from here (``_arguments.constructor_signature``).
     """
 
     client_id: str
@@ -594,7 +585,7 @@ class ClientConfig(_Frozen):
     allow_insecure_http: bool
     refresh_ahead: float
     allowed_origins: tuple[str, ...]
-    other_origins: str
+    other_origins: OtherOrigins
     private_key: PrivateKey | None
 
     def __init__(
@@ -603,7 +594,7 @@ class ClientConfig(_Frozen):
         client_secret: str | None = None,
         domain: str = DEFAULT_DOMAIN,
         audience: str = DEFAULT_AUDIENCE,
-        scope: str | None = None,
+        scope: ScopeArg = None,
         leeway: float = DEFAULT_LEEWAY,
         timeout: float = 30.0,
         retry_deadline: float = 60.0,
@@ -617,12 +608,18 @@ class ClientConfig(_Frozen):
         allow_insecure_http: bool = False,
         refresh_ahead: float | None = None,
         allowed_origins: Sequence[str] | str | None = None,
-        other_origins: str = "warn",
+        other_origins: OtherOrigins = "warn",
         private_key: PrivateKeyArg | PrivateKey | None = None,
         key_id: str | None = None,
-        signing_algorithm: str | None = None,
+        signing_algorithm: SigningAlgorithm | None = None,
     ) -> None:
-        self._set(
+        """Check and normalise the fields (the domain, the scope, the origins).
+
+        Raises:
+            ConfigError: A field is missing, of the wrong type or out of range.
+        """
+        # Set once, in the instance's __dict__ (__setattr__ refuses); checked in place.
+        self.__dict__.update(
             client_id=client_id,
             client_secret=client_secret,
             domain=domain,
@@ -647,13 +644,62 @@ class ClientConfig(_Frozen):
             private_key=None,
         )
         self._check()
-        object.__setattr__(
-            self, "private_key", _load_private_key(self, private_key, key_id, signing_algorithm)
+        self.__dict__["private_key"] = _load_private_key(
+            self, private_key, key_id, signing_algorithm
         )
 
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.client_id,
+            self.client_secret,
+            self.domain,
+            self.audience,
+            self.scope,
+            self.leeway,
+            self.timeout,
+            self.retry_deadline,
+            self.max_attempts,
+            self.token_request_format,
+            self.backoff_base,
+            self.backoff_cap,
+            self.organization,
+            self.forwarded_for,
+            self.network,
+            self.allow_insecure_http,
+            self.refresh_ahead,
+            self.allowed_origins,
+            self.other_origins,
+            self.private_key,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not ClientConfig:
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"ClientConfig is immutable: cannot assign {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"ClientConfig is immutable: cannot delete {name!r}")
+
     def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "client_secret")
-        return f"ClientConfig({shown})"
+        # Every field but client_secret, in __init__'s order.
+        return (
+            f"ClientConfig(client_id={self.client_id!r}, domain={self.domain!r}, "
+            f"audience={self.audience!r}, scope={self.scope!r}, leeway={self.leeway!r}, "
+            f"timeout={self.timeout!r}, retry_deadline={self.retry_deadline!r}, "
+            f"max_attempts={self.max_attempts!r}, "
+            f"token_request_format={self.token_request_format!r}, "
+            f"backoff_base={self.backoff_base!r}, backoff_cap={self.backoff_cap!r}, "
+            f"organization={self.organization!r}, forwarded_for={self.forwarded_for!r}, "
+            f"network={self.network!r}, allow_insecure_http={self.allow_insecure_http!r}, "
+            f"refresh_ahead={self.refresh_ahead!r}, allowed_origins={self.allowed_origins!r}, "
+            f"other_origins={self.other_origins!r}, private_key={self.private_key!r})"
+        )
 
     def _check(self) -> None:
         if not isinstance(self.client_id, str) or not self.client_id.strip():
@@ -672,8 +718,8 @@ class ClientConfig(_Frozen):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 raise ConfigError(f"{name} must be a non-empty string or None")
-        object.__setattr__(self, "domain", _check_domain(self.domain))
-        object.__setattr__(self, "scope", normalize_scope(self.scope))
+        self.__dict__["domain"] = _check_domain(self.domain)
+        self.__dict__["scope"] = normalize_scope(self.scope)
         _check_positive("leeway", self.leeway)
         _check_positive("retry_deadline", self.retry_deadline)
         _check_positive("timeout", self.timeout)

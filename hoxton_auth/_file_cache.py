@@ -31,10 +31,9 @@ import contextlib
 import inspect
 import logging
 import math
-import os
 import time
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ._cache import (
     LOCK_POLL_INTERVAL,
@@ -61,14 +60,14 @@ from ._private_file import (
 from ._sealing import SealedValueError, Sealing, without_sealed_values
 from ._token import Token, TokenFormatError
 
+if TYPE_CHECKING:
+    from ._types import PathArg, SealingMode
+
 __all__ = [
     "FileTokenCache",
 ]
 
 logger = logging.getLogger("hoxton_auth")
-
-PathArg = str | os.PathLike[str]
-
 
 # Pruning trusts this process's clock only up to this far past the newest
 # entry that others wrote (see FileTokenCache._write).
@@ -119,7 +118,7 @@ class FileTokenCache(TokenCache):
         path: PathArg | None = None,
         *,
         lock_wait_timeout: float | None = None,
-        sealing: Literal["auto", "required", "off"] | None = None,
+        sealing: SealingMode | None = None,
         seal_access_tokens: bool | None = None,
     ) -> None:
         chosen = expand_path(path) if path is not None else default_cache_path()

@@ -25,7 +25,6 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._cache import TokenCache
@@ -40,10 +39,11 @@ from ._token import Token, subject_of
 if TYPE_CHECKING:
     import anyio
 
+    from ._types import OnToken
+
 __all__ = [
     "BEARER",
     "MIN_AGE_TO_RENEW_AFTER_401",
-    "OnToken",
     "TokenInfo",
     "TokenManager",
 ]
@@ -88,9 +88,6 @@ class TokenInfo:
             subject=subject_of(token),
             has_refresh_token=bool(token.refresh_token),
         )
-
-
-OnToken = Callable[[TokenInfo], None]
 
 
 # Background renewals under way -> how long one may still take (its fetch deadline).

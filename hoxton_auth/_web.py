@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from ._arguments import CacheArg, Settings
+from ._arguments import Settings
 from ._cache import CacheEntry, TokenCache
 from ._config import ClientConfig, normalize_scope
 from ._errors import ConfigError, LoginError, NotLoggedInError
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ._auth import AuthorizationCodeAuth  # for the checker only: _auth imports this module
+    from ._types import CacheArg
 
 LoginRequestT = TypeVar("LoginRequestT", bound="LoginRequestData")
 AuthT = TypeVar("AuthT", bound="AuthorizationCodeAuth")

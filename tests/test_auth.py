@@ -9,6 +9,7 @@ held endpoint of the event-loop tests (see ``HeldTokenEndpoint``).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import threading
@@ -130,6 +131,33 @@ def test_subclasses_can_be_built_directly() -> None:
     assert type(RefreshTokenAuth("cid", refresh_token="r", cache=None)) is RefreshTokenAuth
     # Without a code: the session a login() left in the cache.
     assert type(AuthorizationCodeAuth("cid", cache=None)) is AuthorizationCodeAuth
+
+
+@pytest.mark.parametrize("cls", [HoxtonAuth, ClientCredentialsAuth, PasswordAuth])
+def test_signature_shows_every_keyword_with_the_default_applied(cls: type[HoxtonAuth]) -> None:
+    parameters = inspect.signature(cls).parameters
+    assert list(parameters)[:2] == ["client_id", "client_secret"]
+    assert {"username", "code", "refresh_token", "realm", "otp", "cache", "on_token"} < set(
+        parameters
+    )
+    assert parameters["cache"].default is DEFAULT
+    assert inspect.signature(cls.__init__).parameters.keys() == {"self", *parameters}
+    # A keyword left out gets the default the signature shows.
+    config = HoxtonAuth("cid", "s", cache=None).config
+    for name in ("audience", "domain", "leeway", "timeout", "retry_deadline", "max_attempts"):
+        assert getattr(config, name) == parameters[name].default, name
+    for name in ("token_request_format", "organization", "other_origins", "allow_insecure_http"):
+        assert getattr(config, name) == parameters[name].default, name
+    for name in ("verify", "cert", "proxy", "trust_env"):
+        assert getattr(config.network, name) == parameters[name].default, name
+
+
+def test_an_unknown_keyword_is_a_type_error_naming_it() -> None:
+    with pytest.raises(TypeError, match="'leewy'"):
+        HoxtonAuth("cid", "s", cache=None, leewy=30)  # type: ignore[call-overload]  # on purpose
+    # A field of the configuration that is no argument of the constructor.
+    with pytest.raises(TypeError, match="'backoff_base'"):
+        PasswordAuth("cid", username="u", password="p", backoff_base=0.1)  # type: ignore[call-arg]  # on purpose
 
 
 @pytest.mark.parametrize(

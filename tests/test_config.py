@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from hoxton_auth._config import (
     DEFAULT_AUDIENCE,
     DEFAULT_DOMAIN,
     ClientConfig,
+    NetworkSettings,
     normalize_scope,
 )
 
@@ -61,6 +64,36 @@ def test_frozen() -> None:
         c.client_id = "other"
     with pytest.raises(AttributeError, match="immutable"):
         del c.client_id
+
+
+def test_network_settings_are_frozen_too() -> None:
+    settings = NetworkSettings()
+    with pytest.raises(AttributeError, match="immutable"):
+        settings.proxy = "http://proxy.example:3128"
+    with pytest.raises(AttributeError, match="immutable"):
+        del settings.verify
+
+
+def test_values_compare_hash_and_pickle_by_their_fields(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    network = NetworkSettings(tmp_path / "ca.pem", proxy="http://proxy.example:3128")
+    same_network = NetworkSettings(str(tmp_path / "ca.pem"), proxy="http://proxy.example:3128")
+    assert network == same_network
+    assert hash(network) == hash(same_network)
+    assert network != NetworkSettings(tmp_path / "ca.pem")
+    c = config(scope="read write", network=network)
+    same = config(scope=["read", "write"], network=same_network)
+    assert c == same
+    assert hash(c) == hash(same)
+    assert len({c, same}) == 1
+    assert c != config(scope="read")
+    assert c != config(scope="read write", network=network, leeway=30)
+    assert c != network
+    for value in (network, c):
+        copy = pickle.loads(pickle.dumps(value))  # noqa: S301  our own bytes
+        assert copy == value
+        assert hash(copy) == hash(value)
+    assert pickle.loads(pickle.dumps(c)).client_secret == SECRET  # noqa: S301  our own bytes
 
 
 def test_repr_hides_the_secret() -> None:

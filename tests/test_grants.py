@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -31,7 +31,7 @@ from hoxton_auth import (
     PasswordAuth,
     RefreshTokenAuth,
 )
-from hoxton_auth._config import ClientConfig, RequestFormat
+from hoxton_auth._config import ClientConfig
 from hoxton_auth._grants import (
     AuthorizationCode,
     ClientCredentials,
@@ -39,6 +39,9 @@ from hoxton_auth._grants import (
     RefreshToken,
     revocation_fields,
 )
+
+if TYPE_CHECKING:
+    from hoxton_auth._types import RequestFormat
 
 CLIENT_SECRET = "grant-client-secret-91f2"
 PASSWORD = "grant-user-password-77ad"

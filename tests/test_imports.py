@@ -27,13 +27,14 @@ from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthSe
 #: the file lock, asyncio, the optional Redis cache, the CLI and the browser
 #: login, and the default cache location (platformdirs). ``import hoxton_auth``
 #: imports requests and httpx, so this also proves that httpx's own import
-#: (0.28) loads no asyncio.
+#: (0.28) loads no asyncio. The type aliases are for type checkers only.
 NOT_FOR_IMPORT = frozenset(
     {
         "argparse",
         "asyncio",
         "cryptography",
         "filelock",
+        "hoxton_auth._types",
         "http.server",
         "jwt",
         "platformdirs",

@@ -455,12 +455,10 @@ def test_bad_network_arguments_name_themselves(kwargs: dict[str, object], word: 
 def test_network_settings_are_normalised(tmp_path: Path) -> None:
     for name in ("ca.pem", "c", "k", "both.pem"):
         (tmp_path / name).write_text("x")
-    settings = NetworkSettings.from_args(
-        tmp_path / "ca.pem", (tmp_path / "c", tmp_path / "k"), None, True
-    )
+    settings = NetworkSettings(tmp_path / "ca.pem", (tmp_path / "c", tmp_path / "k"))
     assert settings.verify == str(tmp_path / "ca.pem")
     assert settings.cert == (str(tmp_path / "c"), str(tmp_path / "k"))
-    both = NetworkSettings.from_args(True, tmp_path / "both.pem", None, True)
+    both = NetworkSettings(cert=tmp_path / "both.pem")
     assert both.cert == str(tmp_path / "both.pem")
 
 
