@@ -183,3 +183,10 @@ def test_the_table_reader_sees_every_row() -> None:
     assert len(rows) == 18
     assert _names(_table("constructor")[0][0]) == ["client_id"]
     assert "HOXTON_CLIENT_ID" in _documented("environment", set())
+
+
+def test_every_module_has_a_row_in_the_architecture_page() -> None:
+    page = (ROOT / "docs" / "explanation" / "architecture.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `([a-z_]+\.py)` \|", page, re.MULTILINE))
+    modules = {path.name for path in (ROOT / "hoxton_auth").glob("*.py")}
+    assert rows == modules
