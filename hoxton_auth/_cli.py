@@ -238,6 +238,10 @@ EXIT_STATUS = "exit status:\n" + "\n".join(
 #: deadline bounds the requests, this bounds what they cannot (a stuck DNS
 #: look-up, a lock).
 TIMEOUT_GRACE = 2.0
+#: Seconds the backstop then waits for a token answer already received to be
+#: stored: writing a cache entry takes milliseconds; a disk that takes longer
+#: has bigger problems.
+STORE_GRACE = 10.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -418,6 +422,11 @@ def _end_after(seconds: float) -> None:
     from ._cli_commands import PROG
 
     def expire() -> None:
+        # An answer that has arrived is stored before the end: a rotated refresh
+        # token lost here would be the login's end (_renewal.AnswersInHand).
+        renewal = sys.modules.get("hoxton_auth._renewal")
+        if renewal is not None:
+            renewal.ANSWERS_IN_HAND.wait_until_stored(STORE_GRACE)
         sys.stderr.write(
             f"{PROG}: error: no answer within --timeout {seconds:g}s "
             f"(+{TIMEOUT_GRACE:g}s grace); try again later\n"

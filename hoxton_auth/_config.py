@@ -526,7 +526,8 @@ def _load_private_key(
             f"give one (is {ENVIRONMENT['client_secret']} or {ENVIRONMENT['private_key']} "
             "left in the environment?)"
         )
-    # Here, not at the top: cryptography costs tens of ms a client secret never pays.
+    # Here, not at the top: a client secret never loads cryptography
+    # (tests/test_imports.py, NOT_FOR_CACHED_TOKEN).
     try:
         from ._client_key import PrivateKey
     except ImportError:

@@ -34,8 +34,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from ._cache import CacheEntry, MemoryTokenCache, TokenCache
@@ -47,6 +48,7 @@ from ._errors import (
     HoxtonAuthError,
     warn_once,
 )
+from ._fork import reset_after_fork
 from ._grants import AuthorizationCode, Grant
 from ._identity import Identity, login_identity, session_identity
 from ._outage import (
@@ -63,7 +65,14 @@ from ._token import Token, subject_of
 if TYPE_CHECKING:
     from ._wire import Flow, Reply, TokenRequest
 
-__all__ = ["LOCK_MARGIN", "SharedEntry", "SyncTransport", "drive"]
+__all__ = [
+    "ANSWERS_IN_HAND",
+    "LOCK_MARGIN",
+    "AnswersInHand",
+    "SharedEntry",
+    "SyncTransport",
+    "drive",
+]
 
 logger = logging.getLogger("hoxton_auth")
 
@@ -93,6 +102,68 @@ def drive(flow: Flow[T], send: SyncTransport, sleep: Callable[[float], None] = t
                 action = flow.send(send(action))
     except StopIteration as stop:
         return stop.value  # type: ignore[no-any-return]  # the flow's return value
+
+
+class AnswersInHand:
+    """Token endpoint answers this process has received and not yet stored.
+
+    A rotated refresh token that has arrived but is not in the cache yet is
+    the login's only copy. A process that must end at once (the CLI's
+    ``--timeout`` backstop, ``_cli._end_after``) first waits for it to be
+    stored (``wait_until_stored``), instead of losing it and leaving the old,
+    now spent, refresh token for the next run (reuse detection ends the login).
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._changed = threading.Condition()
+        reset_after_fork(self)
+
+    def _after_fork(self) -> None:
+        self._count, self._changed = 0, threading.Condition()  # the child holds no answer
+
+    @contextlib.contextmanager
+    def until_stored(self) -> Iterator[_InHand]:
+        """A renewal's fetch and store: answers seen by ``watch(send)`` count until the end."""
+        in_hand = _InHand(self)
+        try:
+            yield in_hand
+        finally:
+            if in_hand.counted:
+                with self._changed:
+                    self._count -= 1
+                    self._changed.notify_all()
+
+    def _count_one(self) -> None:
+        with self._changed:
+            self._count += 1
+
+    def wait_until_stored(self, timeout: float) -> bool:
+        """Whether every answer received was stored (or given up on) within ``timeout`` s."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count == 0, timeout)
+
+
+class _InHand:
+    """One renewal's mark in ``AnswersInHand``: set by the first answer it receives."""
+
+    def __init__(self, owner: AnswersInHand) -> None:
+        self.owner = owner
+        self.counted = False
+
+    def watch(self, send: SyncTransport) -> SyncTransport:
+        def send_and_mark(request: TokenRequest) -> Reply:
+            reply = send(request)
+            if not self.counted:
+                self.owner._count_one()
+                self.counted = True
+            return reply
+
+        return send_and_mark
+
+
+#: This process's answers in hand (one process, one count).
+ANSWERS_IN_HAND = AnswersInHand()
 
 
 class SharedEntry:
@@ -294,23 +365,24 @@ class SharedEntry:
         if claimed is not None:  # an outage: the others keep the valid token meanwhile
             with contextlib.suppress(CacheError):
                 self._store(claimed)
-        try:
-            token = self._fetch(self._obtain_flow(entry), send)
-        except HoxtonAuthError as exc:
-            noted = self._after_failure(stored, entry, exc)
-            if noted is None and entry is not owned:
-                noted = entry  # the refused token goes, whatever else happens
-            if noted is not None:
-                with contextlib.suppress(CacheError):  # the fetch's error matters more
-                    self._store(noted)
-            if ahead:
-                raise  # quiet: the caller still has its valid token
-            stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
-            if stale is not None:
-                return stale
-            raise
-        self._store(self._entry_for(token, stored))
-        return token
+        with ANSWERS_IN_HAND.until_stored() as in_hand:
+            try:
+                token = self._fetch(self._obtain_flow(entry), in_hand.watch(send))
+            except HoxtonAuthError as exc:
+                noted = self._after_failure(stored, entry, exc)
+                if noted is None and entry is not owned:
+                    noted = entry  # the refused token goes, whatever else happens
+                if noted is not None:
+                    with contextlib.suppress(CacheError):  # the fetch's error matters more
+                        self._store(noted)
+                if ahead:
+                    raise  # quiet: the caller still has its valid token
+                stale = token_despite_failure(noted or entry, exc, time.time())  # issue 12
+                if stale is not None:
+                    return stale
+                raise
+            self._store(self._entry_for(token, stored))
+            return token
 
     def drop_access_token(self, access_token: str | None) -> None:
         """Drop ``access_token`` (``None``: any) from the cache, keeping the refresh token."""

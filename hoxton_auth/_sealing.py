@@ -17,10 +17,10 @@ Each sealed value is bound to its place (``context``: the entry's key and
 the field's name, as AES-GCM's associated data), so a sealed refresh token
 copied into another entry, or into another field, does not open.
 
-``keyring`` and ``cryptography`` load only when a value is sealed or opened:
-``import keyring`` costs about 50 ms and choosing its backend as much again,
-and a cached ``hoxton-auth token`` reads a plaintext access token without
-either (tests/test_imports.py, NOT_FOR_CLI_FAST_TOKEN).
+``keyring`` and ``cryptography`` load only when a value is sealed or opened,
+never for a cached ``hoxton-auth token`` reading a plain access token
+(tests/test_sealing.py, test_cached_cli_token_stays_on_its_fast_path_with_a_sealed_refresh_token),
+nor with sealing off (test_off_never_loads_the_keyring).
 """
 
 from __future__ import annotations

@@ -917,3 +917,60 @@ def test_no_home_directory_a_logged_in_session_is_a_clear_miss(
     library = stranger(sys.executable, "-c", script, env=public)
     assert library.returncode == 0, library.stderr
     assert library.stdout.splitlines() == ["not logged in", "True"]
+
+
+SLOW_DISK_TOKEN = """
+import runpy, sys, time
+from hoxton_auth import FileTokenCache
+
+# A disk that takes seconds to write (an NFS home under load): the store of the
+# rotated refresh token is still running when the --timeout backstop fires.
+write = FileTokenCache.store
+def slow_store(self, key, entry):
+    time.sleep(4)
+    write(self, key, entry)
+FileTokenCache.store = slow_store
+sys.argv = ["hoxton-auth", "token", "--timeout", "0.5"]
+runpy.run_module("hoxton_auth", run_name="__main__")
+"""
+
+
+def test_token_timeout_never_loses_a_rotated_refresh_token(
+    hoxton_auth_server: AuthServer, isolated_cache: Path
+) -> None:
+    seed = hoxton_auth_server.mint_refresh_token()
+    env = {
+        **_environment({}),
+        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
+        "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+        "HOXTON_REFRESH_TOKEN": seed,
+    }
+    child = subprocess.run(
+        [sys.executable, "-c", SLOW_DISK_TOKEN],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+    # The backstop fired during the store and waited for it: then either it ends
+    # the command (5) or the command ends first with its token (0); never earlier.
+    status, said = child.returncode, child.stderr  # (stdout holds a token: never shown)
+    assert status in (0, 5), said
+    assert "Traceback" not in said
+    assert hoxton_auth_server.count("refresh_token") == 1
+    # The rotated refresh token was stored: the next run renews with it.
+    auth = HoxtonAuth(
+        DEFAULT_CLIENT_ID,
+        DEFAULT_CLIENT_SECRET,
+        refresh_token=seed,
+        domain=hoxton_auth_server.domain,
+    )
+    auth.get_token()  # the token the child stored
+    assert hoxton_auth_server.count("refresh_token") == 1
+    auth.invalidate()  # as after a 401: renew with the stored (rotated) refresh token
+    auth.get_token()
+    assert hoxton_auth_server.count("refresh_token") == 2
+    assert hoxton_auth_server.reuse_detected == 0
