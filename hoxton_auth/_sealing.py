@@ -44,6 +44,7 @@ __all__ = [
     "SEALING_MODES",
     "DataKey",
     "KeyUnavailable",
+    "NoKeyringError",
     "SealedValueError",
     "Sealing",
     "load_key",
@@ -64,6 +65,12 @@ _ACCESS_FIELDS = ("access_token", "id_token")
 
 class SealedValueError(ValueError):
     """A sealed value does not open: another key, or damage. Its text holds no secret."""
+
+
+class NoKeyringError(SealedValueError):
+    """A sealed value is not opened because no keyring works in this process: its key
+    may well exist (a desktop session's keyring, out of reach of cron or SSH), so the
+    entry is not known to be lost, and ``FileTokenCache.load`` refuses rather than miss."""
 
 
 class KeyUnavailable(Exception):
@@ -340,6 +347,7 @@ class Sealing:
         """``token`` as ``Token.from_dict`` reads it: its sealed fields opened.
 
         Raises:
+            NoKeyringError: It holds sealed fields and no keyring works here.
             SealedValueError: A field does not open (the message says why; the
                 entry is then a miss: log in again).
         """
@@ -352,9 +360,10 @@ class Sealing:
             with self._guard:  # another process may have made a new key since: look again
                 self._key = None
             key = self._find_key(create=False)
+        if key is None and self._unavailable is not None:
+            raise NoKeyringError(f"it is sealed and {self._unavailable}")
         if key is None:
-            reason = self._unavailable or "the keyring holds no key for this cache"
-            raise SealedValueError(f"it is sealed and {reason}")
+            raise SealedValueError("it is sealed and the keyring holds no key for this cache")
         opened = dict(token)
         for name, value in token.items():
             if is_sealed(value):

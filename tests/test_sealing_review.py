@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import keyring
@@ -12,7 +14,9 @@ import pytest
 from keyring.backends.fail import Keyring as FailKeyring
 
 from hoxton_auth import (
+    CacheUnavailableError,
     ConfigError,
+    FileTokenCache,
     HoxtonAuth,
     RedisTokenCache,
 )
@@ -35,8 +39,9 @@ def refreshing(server: AuthServer, cache: Any, refresh_token: str) -> HoxtonAuth
     return auth
 
 
-@pytest.fixture
-def failing_keyring() -> Iterator[None]:
+@contextlib.contextmanager
+def no_keyring_here() -> Iterator[None]:
+    """keyring as in a process that reaches no OS keyring (cron, SSH, a container)."""
     previous = keyring.get_keyring()
     keyring.set_keyring(FailKeyring())  # type: ignore[no-untyped-call]  # keyring: untyped
     try:
@@ -68,3 +73,32 @@ def test_redis_key_never_in_traceback_locals_when_another_argument_fails(
     for text in shown:
         assert "SSSS" not in text
         assert base64.b64encode(raw).decode()[:16] not in text
+
+
+@pytest.mark.parametrize("mode", ["auto", "off"])
+def test_a_process_without_the_keyring_never_refreshes_a_sealed_lineage_with_its_seed(
+    server: AuthServer,
+    isolated_cache: Path,
+    keyring_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    mode: str,
+) -> None:
+    seed = server.mint_refresh_token()
+    desktop = refreshing(server, FileTokenCache(isolated_cache), seed)
+    desktop.get_token()  # the rotated refresh token is sealed in the file
+    desktop.invalidate()
+    before = isolated_cache.read_bytes()
+    # A cron job or an SSH session of the same user: no keyring reachable, sealing auto.
+    monkeypatch.setenv("HOXTON_AUTH_SEALING", mode)
+    with no_keyring_here():
+        cron = refreshing(server, FileTokenCache(isolated_cache), seed)
+        with pytest.raises(CacheUnavailableError, match="sealed and no OS keyring works"):
+            cron.get_token()
+    # Before: the entry was a miss, the seed (superseded) was sent, Auth0 revoked the
+    # whole login, and the entry the desktop could still open was deleted.
+    assert server.reuse_detected == 0
+    assert server.count("refresh_token") == 1
+    assert isolated_cache.read_bytes() == before
+    monkeypatch.setenv("HOXTON_AUTH_SEALING", "required")
+    assert refreshing(server, FileTokenCache(isolated_cache), seed).get_token()
+    assert server.reuse_detected == 0
