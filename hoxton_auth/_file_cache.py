@@ -31,6 +31,7 @@ import contextlib
 import inspect
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -137,8 +138,10 @@ class FileTokenCache(TokenCache):
         ):
             raise ConfigError(f"lock_wait_timeout must be a finite number >= 0, got {wait!r}")
         self.lock_wait_timeout = wait
-        #: What this cache seals, and with which key (``_sealing.py``).
-        self.sealing = Sealing(str(self.path), sealing, seal_access_tokens)
+        #: What this cache seals, and with which key (``_sealing.py``). The key is named
+        #: after the real path: one file spelt two ways (``..``, a symlinked directory)
+        #: has one lock, so it must have one key.
+        self.sealing = Sealing(os.path.realpath(self.path), sealing, seal_access_tokens)
         # Under the lock only: the reserved replacement file (fd, name), and
         # whether this object holds the lock. Only one holder at a time per
         # path exists (the lock is a flock), so plain attributes suffice.

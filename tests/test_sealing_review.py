@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,3 +103,26 @@ def test_a_process_without_the_keyring_never_refreshes_a_sealed_lineage_with_its
     monkeypatch.setenv("HOXTON_AUTH_SEALING", "required")
     assert refreshing(server, FileTokenCache(isolated_cache), seed).get_token()
     assert server.reuse_detected == 0
+
+
+def test_two_spellings_of_one_cache_file_share_one_data_key(
+    server: AuthServer, isolated_cache: Path, keyring_home: Path
+) -> None:
+    # One file, one lock, named two ways (a `..`, or a symlinked directory): one key.
+    other_dir = isolated_cache.parent.parent / "elsewhere"
+    other_dir.mkdir()
+    (isolated_cache.parent.parent / "link").symlink_to(isolated_cache.parent)
+    spellings = [
+        other_dir / ".." / isolated_cache.parent.name / isolated_cache.name,
+        isolated_cache.parent.parent / "link" / isolated_cache.name,
+    ]
+    seed = server.mint_refresh_token()
+    first = refreshing(server, FileTokenCache(isolated_cache), seed)
+    first.get_token()
+    for spelling in spellings:
+        first.invalidate()
+        assert refreshing(server, FileTokenCache(spelling), seed).get_token()
+    assert server.reuse_detected == 0
+    assert server.count("refresh_token") == 3
+    (entry,) = json.loads(isolated_cache.read_text())["entries"].values()
+    assert isinstance(entry["token"]["refresh_token"], dict)
