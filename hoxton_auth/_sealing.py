@@ -180,6 +180,13 @@ def _keyring() -> Any:
         ) from None
     backend = keyring.get_keyring()
     name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if name == "keyring.backends.chainer.ChainerBackend":
+        # keyring chains whenever two backends are viable (priority 10 then, even for
+        # two of keyrings.alt's files) and writes to the first: that one decides.
+        chained = list(getattr(backend, "backends", ()))
+        if chained:
+            backend = chained[0]
+            name = f"{name} of {type(backend).__module__}.{type(backend).__qualname__}"
     chosen = os.environ.get("PYTHON_KEYRING_BACKEND")
     if name.startswith(("keyring.backends.fail.", "keyring.backends.null.")):
         raise KeyUnavailable(f"no OS keyring works here (keyring found only {name})")

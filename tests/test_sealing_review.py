@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,3 +129,56 @@ def test_two_spellings_of_one_cache_file_share_one_data_key(
     assert server.count("refresh_token") == 3
     (entry,) = json.loads(isolated_cache.read_text())["entries"].values()
     assert isinstance(entry["token"]["refresh_token"], dict)
+
+
+CHAINED_LOW_BACKENDS = """
+import sys
+import keyring
+from keyring.backend import KeyringBackend
+
+class SecondFileKeyring(KeyringBackend):
+    '''Another backend below priority 1 (as keyrings.alt's EncryptedKeyring, 0.6).'''
+    priority = 0.6
+    kept = {}
+    def get_password(self, service, username):
+        return self.kept.get((service, username))
+    def set_password(self, service, username, password):
+        self.kept[(service, username)] = password
+    def delete_password(self, service, username):
+        self.kept.pop((service, username), None)
+
+from hoxton_auth import CacheUnavailableError, FileTokenCache
+
+chosen = keyring.get_keyring()
+print(type(chosen).__name__, [type(b).__name__ for b in chosen.backends])
+cache = FileTokenCache(sys.argv[1], sealing="required")
+try:
+    with cache.lock("0" * 32, 5):
+        print("sealed: keys kept", len(SecondFileKeyring.kept))
+except CacheUnavailableError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_a_chain_of_backends_below_priority_1_is_not_an_os_keyring(
+    isolated_cache: Path, tmp_path: Path
+) -> None:
+    # With two such backends viable (keyrings.alt plus pycryptodome is enough), keyring
+    # picks its chainer, whose own priority is 10: it passed as an OS keyring, and the
+    # key went to the first chained backend (EncryptedKeyring prompts on the terminal).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_KEYRING_BACKEND"}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    run = subprocess.run(
+        [sys.executable, "-c", CHAINED_LOW_BACKENDS, str(isolated_cache)],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("ChainerBackend ['SecondFileKeyring', 'PlaintextKeyring']")
+    assert "refused:" in run.stdout
+    assert "not an OS keyring" in run.stdout
+    assert "sealed:" not in run.stdout
