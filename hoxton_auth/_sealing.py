@@ -30,6 +30,7 @@ import binascii
 import hashlib
 import os
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -215,6 +216,10 @@ def keyring_key(name: str, *, create: bool) -> DataKey | None:
     Raises:
         KeyUnavailable: No keyring works, or it does not keep the new key.
     """
+    if not _installed("cryptography"):  # first: no key is made that could not be used
+        raise KeyUnavailable(
+            "sealing needs the cryptography package (pip install 'hoxton-auth[keyring]')"
+        )
     keyring = _keyring()
     stored = _keyring_call("read the key", lambda: keyring.get_password(KEYRING_SERVICE, name))
     if stored is None:
@@ -388,6 +393,14 @@ def without_sealed_values(token: Any) -> Any:
 
 
 def _keyring_installed() -> bool:
+    """Whether the ``hoxton-auth[keyring]`` extra is: keyring alone (which many tools
+    bring) cannot seal."""
+    return _installed("keyring") and _installed("cryptography")
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None
     import importlib.util  # here: only a cache that decides its default needs it
 
-    return importlib.util.find_spec("keyring") is not None
+    return importlib.util.find_spec(module) is not None

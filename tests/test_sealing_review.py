@@ -182,3 +182,43 @@ def test_a_chain_of_backends_below_priority_1_is_not_an_os_keyring(
     assert "refused:" in run.stdout
     assert "not an OS keyring" in run.stdout
     assert "sealed:" not in run.stdout
+
+
+WITHOUT_CRYPTOGRAPHY = """
+import sys, warnings
+sys.modules["cryptography"] = None  # keyring installed (as many tools bring it), not the extra
+from hoxton_auth import FileTokenCache
+
+warnings.simplefilter("always")
+cache = FileTokenCache(sys.argv[1])
+print("mode", cache.sealing.mode)
+with cache.lock("0" * 32, 5):
+    cache.sealing.key_for_writing()  # what a write of a refresh token asks
+import keyring
+print("key made", keyring.get_password("hoxton-auth", "data key of " + sys.argv[1]) is not None)
+"""
+
+
+@pytest.mark.parametrize("mode", [None, "auto"])
+def test_keyring_without_cryptography_makes_no_key_and_says_what_is_missing(
+    isolated_cache: Path, keyring_home: Path, mode: str | None
+) -> None:
+    env = dict(os.environ)
+    env.pop("HOXTON_AUTH_SEALING")
+    if mode is not None:
+        env["HOXTON_AUTH_SEALING"] = mode
+    run = subprocess.run(
+        [sys.executable, "-c", WITHOUT_CRYPTOGRAPHY, str(isolated_cache)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    # The default is auto only with the extra (keyring and cryptography), as documented.
+    assert f"mode {mode or 'off'}" in run.stdout
+    assert "key made False" in run.stdout  # before: a key nothing here could use
+    if mode == "auto":
+        assert "sealing needs the cryptography package" in run.stderr
+        assert "not a 32-byte key" not in run.stderr  # before: "delete it, then log in again"
