@@ -31,6 +31,7 @@ import contextlib
 import inspect
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,7 @@ from ._private_file import (
     replace,
     reserve,
 )
-from ._sealing import SealedValueError, Sealing, without_sealed_values
+from ._sealing import NoKeyringError, SealedValueError, Sealing, without_sealed_values
 from ._token import Token, TokenFormatError
 
 if TYPE_CHECKING:
@@ -137,8 +138,10 @@ class FileTokenCache(TokenCache):
         ):
             raise ConfigError(f"lock_wait_timeout must be a finite number >= 0, got {wait!r}")
         self.lock_wait_timeout = wait
-        #: What this cache seals, and with which key (``_sealing.py``).
-        self.sealing = Sealing(str(self.path), sealing, seal_access_tokens)
+        #: What this cache seals, and with which key (``_sealing.py``). The key is named
+        #: after the real path: one file spelt two ways (``..``, a symlinked directory)
+        #: has one lock, so it must have one key.
+        self.sealing = Sealing(os.path.realpath(self.path), sealing, seal_access_tokens)
         # Under the lock only: the reserved replacement file (fd, name), and
         # whether this object holds the lock. Only one holder at a time per
         # path exists (the lock is a flock), so plain attributes suffice.
@@ -158,10 +161,20 @@ class FileTokenCache(TokenCache):
         """The entry for ``key``, or ``None`` when absent or unreadable.
 
         Raises:
-            CacheUnavailableError: The file is refused (see the class docstring).
+            CacheUnavailableError: The file is refused (see the class docstring),
+                or the entry is sealed and no keyring works in this process.
         """
         raw = self._read_document().get("entries", {}).get(key)
-        stored = None if raw is None else self._parse(key, raw)
+        try:
+            stored = None if raw is None else self._parse(key, raw, strict=True)
+        except NoKeyringError as exc:
+            # Not a miss: its key is likely in a keyring out of this process's reach
+            # (cron, SSH), and a miss would send a superseded seed refresh token, which
+            # makes Auth0 revoke the whole login for every process (issue 24 review).
+            raise CacheUnavailableError(
+                f"token cache {self.path}: entry {key[:8]} {exc}; it is not read here "
+                "(use it where the OS keyring works, or delete the cache file to start over)"
+            ) from None
         pending = self._pending.get(key)
         if pending is not None and not _newer(stored, pending):
             return pending
@@ -213,11 +226,14 @@ class FileTokenCache(TokenCache):
             )
         return decoded.document
 
-    def _parse(self, key: str, raw: Any, *, unsealed: bool = True) -> CacheEntry | None:
+    def _parse(
+        self, key: str, raw: Any, *, unsealed: bool = True, strict: bool = False
+    ) -> CacheEntry | None:
         """The entry ``raw``, or ``None`` (with one warning) when it cannot be read.
 
         ``unsealed=False``: its sealed fields are left closed (stand-ins), for
-        decisions on its times alone; no key is needed.
+        decisions on its times alone; no key is needed. ``strict``: a sealed
+        entry that no keyring here can open raises ``NoKeyringError``.
         """
         try:
             if not isinstance(raw, dict) or not isinstance(raw.get("meta"), dict):
@@ -230,6 +246,8 @@ class FileTokenCache(TokenCache):
                 token = without_sealed_values(token)
             return CacheEntry(Token.from_dict(token), meta)
         except SealedValueError as exc:
+            if strict and isinstance(exc, NoKeyringError):
+                raise
             # A miss, never a crash: that session logs in again (issue 24).
             warn_once(
                 "sealed entry",

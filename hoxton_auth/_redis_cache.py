@@ -39,6 +39,7 @@ from ._errors import (
     CacheLockTimeoutError,
     CacheUnavailableError,
     ConfigError,
+    MaskedBytes,
     warn_once,
 )
 from ._sealing import SealedValueError, load_key
@@ -259,8 +260,13 @@ class RedisTokenCache(TokenCache):
         encryption_key: bytes | str | None = None,
         encryption_key_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        # First: a traceback's locals show this object (repr) even if __init__ fails.
+        # First: a traceback's locals show this object (repr) and this frame's
+        # arguments even if __init__ fails (a timeout, the URL), so the key is masked.
         self.prefix, self._where, self._key = prefix, "(not built)", None
+        if encryption_key is not None:
+            encryption_key = MaskedBytes(
+                encryption_key.encode() if isinstance(encryption_key, str) else encryption_key
+            )
         redis_module = import_redis()
         for name, value in (
             ("lock_timeout", lock_timeout),
@@ -282,7 +288,6 @@ class RedisTokenCache(TokenCache):
         try:
             self._key = load_key(encryption_key, encryption_key_file)
         except ConfigError as exc:
-            encryption_key = None  # out of this frame's locals, which a traceback shows
             raise ConfigError(str(exc)) from None
         self.client: redis.Redis
         self.client, self._where = make_client(url_or_client, socket_timeout)

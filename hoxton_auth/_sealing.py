@@ -30,6 +30,7 @@ import binascii
 import hashlib
 import os
 import secrets
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,6 +45,7 @@ __all__ = [
     "SEALING_MODES",
     "DataKey",
     "KeyUnavailable",
+    "NoKeyringError",
     "SealedValueError",
     "Sealing",
     "load_key",
@@ -64,6 +66,12 @@ _ACCESS_FIELDS = ("access_token", "id_token")
 
 class SealedValueError(ValueError):
     """A sealed value does not open: another key, or damage. Its text holds no secret."""
+
+
+class NoKeyringError(SealedValueError):
+    """A sealed value is not opened because no keyring works in this process: its key
+    may well exist (a desktop session's keyring, out of reach of cron or SSH), so the
+    entry is not known to be lost, and ``FileTokenCache.load`` refuses rather than miss."""
 
 
 class KeyUnavailable(Exception):
@@ -173,6 +181,13 @@ def _keyring() -> Any:
         ) from None
     backend = keyring.get_keyring()
     name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if name == "keyring.backends.chainer.ChainerBackend":
+        # keyring chains whenever two backends are viable (priority 10 then, even for
+        # two of keyrings.alt's files) and writes to the first: that one decides.
+        chained = list(getattr(backend, "backends", ()))
+        if chained:
+            backend = chained[0]
+            name = f"{name} of {type(backend).__module__}.{type(backend).__qualname__}"
     chosen = os.environ.get("PYTHON_KEYRING_BACKEND")
     if name.startswith(("keyring.backends.fail.", "keyring.backends.null.")):
         raise KeyUnavailable(f"no OS keyring works here (keyring found only {name})")
@@ -201,6 +216,10 @@ def keyring_key(name: str, *, create: bool) -> DataKey | None:
     Raises:
         KeyUnavailable: No keyring works, or it does not keep the new key.
     """
+    if not _installed("cryptography"):  # first: no key is made that could not be used
+        raise KeyUnavailable(
+            "sealing needs the cryptography package (pip install 'hoxton-auth[keyring]')"
+        )
     keyring = _keyring()
     stored = _keyring_call("read the key", lambda: keyring.get_password(KEYRING_SERVICE, name))
     if stored is None:
@@ -340,6 +359,7 @@ class Sealing:
         """``token`` as ``Token.from_dict`` reads it: its sealed fields opened.
 
         Raises:
+            NoKeyringError: It holds sealed fields and no keyring works here.
             SealedValueError: A field does not open (the message says why; the
                 entry is then a miss: log in again).
         """
@@ -352,9 +372,10 @@ class Sealing:
             with self._guard:  # another process may have made a new key since: look again
                 self._key = None
             key = self._find_key(create=False)
+        if key is None and self._unavailable is not None:
+            raise NoKeyringError(f"it is sealed and {self._unavailable}")
         if key is None:
-            reason = self._unavailable or "the keyring holds no key for this cache"
-            raise SealedValueError(f"it is sealed and {reason}")
+            raise SealedValueError("it is sealed and the keyring holds no key for this cache")
         opened = dict(token)
         for name, value in token.items():
             if is_sealed(value):
@@ -372,6 +393,14 @@ def without_sealed_values(token: Any) -> Any:
 
 
 def _keyring_installed() -> bool:
+    """Whether the ``hoxton-auth[keyring]`` extra is: keyring alone (which many tools
+    bring) cannot seal."""
+    return _installed("keyring") and _installed("cryptography")
+
+
+def _installed(module: str) -> bool:
+    if module in sys.modules:
+        return sys.modules[module] is not None
     import importlib.util  # here: only a cache that decides its default needs it
 
-    return importlib.util.find_spec("keyring") is not None
+    return importlib.util.find_spec(module) is not None
