@@ -99,6 +99,16 @@ class TokenCache(abc.ABC):
     def entries(self) -> dict[str, CacheEntry]:
         """Every readable entry (for ``hoxton-auth status``)."""
 
+    def unreadable(self, key: str) -> str | None:
+        """Why the entry under ``key`` exists but could not be read at the last ``load``
+        (sealed with a key this process lacks), else ``None``. The default: ``None``.
+
+        A refresh token given to the constructor is never sent again while its
+        session's entry exists unread: it was rotated, and Auth0 would revoke
+        the whole login (issue 24).
+        """
+        return None
+
     def prepare(self) -> None:  # noqa: B027  an optional hook: doing nothing is right for most
         """Load now whatever ``lock`` and ``store`` will import later.
 

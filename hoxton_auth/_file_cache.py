@@ -151,6 +151,7 @@ class FileTokenCache(TokenCache):
         # and written again at every later lock() and store().
         self._pending: dict[str, CacheEntry] = {}
         self._written_at: float | None = None  # the file's mtime when last read
+        self._unreadable: dict[str, str] = {}  # key -> why its entry did not open
 
     def __repr__(self) -> str:
         return f"FileTokenCache({str(self.path)!r})"
@@ -165,6 +166,7 @@ class FileTokenCache(TokenCache):
                 or the entry is sealed and no keyring works in this process.
         """
         raw = self._read_document().get("entries", {}).get(key)
+        self._unreadable.pop(key, None)
         try:
             stored = None if raw is None else self._parse(key, raw, strict=True)
         except NoKeyringError as exc:
@@ -179,6 +181,10 @@ class FileTokenCache(TokenCache):
         if pending is not None and not _newer(stored, pending):
             return pending
         return stored
+
+    def unreadable(self, key: str) -> str | None:
+        """Why ``key``'s entry did not open at the last ``load`` (a sealed one), else ``None``."""
+        return self._unreadable.get(key)
 
     def entries(self) -> dict[str, CacheEntry]:
         """Every readable entry.
@@ -248,6 +254,7 @@ class FileTokenCache(TokenCache):
         except SealedValueError as exc:
             if strict and isinstance(exc, NoKeyringError):
                 raise
+            self._unreadable[key] = str(exc)
             # A miss, never a crash: that session logs in again (issue 24).
             warn_once(
                 "sealed entry",

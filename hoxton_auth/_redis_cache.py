@@ -263,6 +263,7 @@ class RedisTokenCache(TokenCache):
         # First: a traceback's locals show this object (repr) and this frame's
         # arguments even if __init__ fails (a timeout, the URL), so the key is masked.
         self.prefix, self._where, self._key = prefix, "(not built)", None
+        self._unreadable: dict[str, str] = {}  # key -> why its value did not open
         if encryption_key is not None:
             encryption_key = MaskedBytes(
                 encryption_key.encode() if isinstance(encryption_key, str) else encryption_key
@@ -340,7 +341,12 @@ class RedisTokenCache(TokenCache):
         """
         with self._translate("read"):
             raw = self.client.get(self._entry_key(key))
+        self._unreadable.pop(key, None)
         return None if raw is None else self._parse(key, raw)
+
+    def unreadable(self, key: str) -> str | None:
+        """Why ``key``'s value did not open at the last ``load`` (sealed), else ``None``."""
+        return self._unreadable.get(key)
 
     def store(self, key: str, entry: CacheEntry) -> None:
         """Save ``entry`` with a TTL: the token's remaining life (at least
@@ -408,6 +414,8 @@ class RedisTokenCache(TokenCache):
             return CacheEntry(Token.from_dict(data.get("token")), meta)
         # JSON, UTF-8 and TokenFormatError are ValueErrors; RecursionError: "[[[[..." too deep
         except (ValueError, RecursionError) as exc:
+            if isinstance(exc, SealedValueError):
+                self._unreadable[key] = str(exc)
             text = f"Redis token cache {self._where}: entry {key[:8]} skipped: {exc}"
             # Seen by users who configured no logging too (issue 11): damage
             # in a fleet's cache costs every host a token request.

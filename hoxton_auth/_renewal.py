@@ -46,6 +46,7 @@ from ._errors import (
     CacheLockTimeoutError,
     CacheUnavailableError,
     HoxtonAuthError,
+    NotLoggedInError,
     warn_once,
 )
 from ._fork import reset_after_fork
@@ -345,6 +346,8 @@ class SharedEntry:
         self, send: SyncTransport, since: float, refused: str | None, ahead: bool
     ) -> Token:
         stored = self.cache.load(self.key)
+        if stored is None and self._seed_refresh_token is not None:
+            self._refuse_spent_seed()
         owned = self._owned(stored)
         entry = self._without(owned, refused)
         now = time.time()
@@ -383,6 +386,26 @@ class SharedEntry:
                 raise
             self._store(self._entry_for(token, stored))
             return token
+
+    def _refuse_spent_seed(self) -> None:
+        """Refuse to send the constructor's refresh token while its session's entry
+        exists but could not be read (sealed with a key this process lacks).
+
+        The entry holds the lineage's newest refresh token: the one given was
+        rotated when that entry was first written, and sending it again makes
+        Auth0 revoke the whole login (reuse detection).
+
+        Raises:
+            NotLoggedInError: The entry is there, unread.
+        """
+        reason = self.cache.unreadable(self.key)
+        if reason is not None:
+            raise NotLoggedInError(
+                f"the cached session of this refresh token cannot be read here ({reason}); "
+                "its refresh token was rotated since the one given, and sending the given "
+                "one again would make Auth0 revoke the whole login: use this cache where "
+                "its key is, or give a new refresh token (or log in again)"
+            )
 
     def drop_access_token(self, access_token: str | None) -> None:
         """Drop ``access_token`` (``None``: any) from the cache, keeping the refresh token."""

@@ -22,6 +22,8 @@ from hoxton_auth import (
     ConfigError,
     FileTokenCache,
     HoxtonAuth,
+    HoxtonAuthWarning,
+    NotLoggedInError,
     RedisTokenCache,
 )
 from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthServer
@@ -222,3 +224,50 @@ def test_keyring_without_cryptography_makes_no_key_and_says_what_is_missing(
     if mode == "auto":
         assert "sealing needs the cryptography package" in run.stderr
         assert "not a 32-byte key" not in run.stderr  # before: "delete it, then log in again"
+
+
+def test_a_seed_refresh_token_is_never_resent_while_its_sealed_entry_is_unread(
+    server: AuthServer, isolated_cache: Path, keyring_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed = server.mint_refresh_token()
+    refreshing(server, FileTokenCache(isolated_cache), seed).get_token()  # rotated, sealed
+    before = isolated_cache.read_bytes()
+    # The keyring lost the key (reset, or another machine): the entry does not open.
+    keyring.delete_password("hoxton-auth", f"data key of {os.path.realpath(isolated_cache)}")
+
+    auth = refreshing(server, FileTokenCache(isolated_cache), seed)
+    with (
+        pytest.warns(HoxtonAuthWarning, match="cannot be read"),
+        pytest.raises(NotLoggedInError, match="would make Auth0 revoke the whole login") as caught,
+    ):
+        auth.get_token()
+
+    assert seed not in str(caught.value)
+    assert server.count("refresh_token") == 1  # the spent seed was not sent
+    assert server.reuse_detected == 0
+    assert isolated_cache.read_bytes() == before  # the entry waits for its key
+    # A new refresh token is a new session: it works.
+    assert refreshing(
+        server, FileTokenCache(isolated_cache), server.mint_refresh_token()
+    ).get_token()
+
+
+@pytest.mark.redis
+def test_a_seed_refresh_token_is_never_resent_while_its_redis_value_is_unread(
+    server: AuthServer, redis_url: str, tmp_path: Path
+) -> None:
+    prefix = f"seed-{os.getpid()}-{tmp_path.name}:"
+    seed = server.mint_refresh_token()
+    fleet_key = os.urandom(32)
+    first = RedisTokenCache(redis_url, prefix=prefix, encryption_key=fleet_key)
+    refreshing(server, first, seed).get_token()
+    # A host given another key (a rotation half done): the value does not open.
+    other = RedisTokenCache(redis_url, prefix=prefix, encryption_key=os.urandom(32))
+    with (
+        pytest.warns(HoxtonAuthWarning, match="sealed with another key"),
+        pytest.raises(NotLoggedInError),
+    ):
+        refreshing(server, other, seed).get_token()
+    assert server.count("refresh_token") == 1
+    assert server.reuse_detected == 0
+    first.client.delete(*first.client.keys(prefix + "*"))
