@@ -32,6 +32,7 @@ import os
 import secrets
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -57,6 +58,8 @@ __all__ = [
 SEALING_MODES = ("auto", "required", "off")
 #: The keyring service under which data keys are kept.
 KEYRING_SERVICE = "hoxton-auth"
+#: Seconds before a keyring that failed is asked again.
+KEYRING_RETRY_AFTER = 300.0
 _KEY_BYTES = 32
 _NONCE_BYTES = 12  # AES-GCM's standard nonce; random per value (2**-32 collisions after 2**32)
 #: Token fields sealed always, and with ``seal_access_tokens``.
@@ -274,7 +277,8 @@ class Sealing:
         self.where = where
         self._name = f"data key of {where}"
         self._key: DataKey | None = None
-        self._unavailable: str | None = None  # why no key: said once, not asked again
+        self._unavailable: str | None = None  # why no key (asked again after a while)
+        self._ask_again_at = 0.0  # monotonic
         self._guard = threading.Lock()
         reset_after_fork(self)
 
@@ -333,14 +337,18 @@ class Sealing:
 
     def _find_key(self, *, create: bool) -> DataKey | None:
         with self._guard:
-            if self._key is not None or (self._unavailable is not None and not create):
+            if self._key is not None:
                 return self._key
-            if self._unavailable is not None:
+            # A keyring that failed is asked again after a while (a Secret Service
+            # unlocked later, a D-Bus session that came up), not at every call.
+            if self._unavailable is not None and time.monotonic() < self._ask_again_at:
                 return None
             try:
                 self._key = keyring_key(self._name, create=create)
+                self._unavailable = None
             except KeyUnavailable as exc:
                 self._unavailable = str(exc)
+                self._ask_again_at = time.monotonic() + KEYRING_RETRY_AFTER
             return self._key
 
     def seal_token(self, entry_key: str, token: dict[str, Any]) -> dict[str, Any]:
