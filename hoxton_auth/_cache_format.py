@@ -76,8 +76,8 @@ def is_sealed(value: object) -> bool:
     """Whether a token field holds a sealed value (``_sealing.py``), not the token itself:
     ``{"sealed": <base64 of nonce and ciphertext>, "key": <the data key's id>}``.
 
-    hoxton-auth before 0.3 reads such an entry as damage of its own kind
-    (a token that is not a string): it skips it and keeps it in the file.
+    hoxton-auth 0.2.0.dev0 and earlier read such an entry as damage of its kind
+    (a token that is not a string): they skip it and keep it in the file.
     """
     return (
         isinstance(value, dict)
