@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ._session import TokenInfo
     from ._token import Token
 
-__version__ = "0.2.0.dev0"
+__version__ = "0.2.0.dev1"
 
 __all__ = [
     "DEFAULT",

@@ -256,10 +256,11 @@ class HoxtonAuth(_Constructed):
     def from_env(cls: type[_AuthT], **overrides: Any) -> _AuthT:
         """Build an auth object from ``HOXTON_*`` environment variables.
 
-        Reads ``HOXTON_CLIENT_ID``, ``HOXTON_CLIENT_SECRET``, ``HOXTON_USERNAME``,
-        ``HOXTON_PASSWORD``, ``HOXTON_REFRESH_TOKEN``, ``HOXTON_SCOPE``,
-        ``HOXTON_AUDIENCE``, ``HOXTON_AUTH_DOMAIN`` and ``HOXTON_AUTH_CACHE``;
-        empty ones count as unset. Keyword arguments win over them; a grant
+        Reads the variables of ``_config.ENVIRONMENT``: ``HOXTON_CLIENT_ID``,
+        ``HOXTON_CLIENT_SECRET``, ``HOXTON_USERNAME``, ``HOXTON_PASSWORD``,
+        ``HOXTON_REFRESH_TOKEN``, ``HOXTON_SCOPE``, ``HOXTON_AUDIENCE``,
+        ``HOXTON_AUTH_DOMAIN``, ``HOXTON_AUTH_CACHE``, ``HOXTON_PRIVATE_KEY_FILE``
+        and ``HOXTON_KEY_ID``; empty ones count as unset. Keyword arguments win over them; a grant
         argument given here replaces all the grant variables.
 
         Raises:

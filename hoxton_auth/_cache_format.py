@@ -76,8 +76,8 @@ def is_sealed(value: object) -> bool:
     """Whether a token field holds a sealed value (``_sealing.py``), not the token itself:
     ``{"sealed": <base64 of nonce and ciphertext>, "key": <the data key's id>}``.
 
-    hoxton-auth 0.2.0.dev0 and earlier read such an entry as damage of its kind
-    (a token that is not a string): they skip it and keep it in the file.
+    hoxton-auth 0.2.0.dev0 and earlier (0.2.0.dev1 brought sealing) read such
+    an entry as damage of its kind (a token that is not a string): they skip it.
     """
     return (
         isinstance(value, dict)

@@ -25,8 +25,9 @@ from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, AuthSe
 
 #: Never needed to import the package: token decoding (PyJWT, cryptography),
 #: the file lock, asyncio, the optional Redis cache, the CLI and the browser
-#: login, and the default cache location (platformdirs). ``import hoxton_auth``
-#: imports requests and httpx, so this also proves that httpx's own import
+#: login, and the default cache location (platformdirs). The auth classes
+#: import requests and httpx (``import hoxton_auth`` does not: PEP 562), and the
+#: test checks this set after them too, which proves that httpx's own import
 #: (0.28) loads no asyncio. The type aliases are for type checkers only.
 NOT_FOR_IMPORT = frozenset(
     {
