@@ -61,6 +61,8 @@ SEALING_MODES = ("auto", "required", "off")
 KEYRING_SERVICE = "hoxton-auth"
 #: Seconds before a keyring that failed is asked again.
 KEYRING_RETRY_AFTER = 300.0
+#: Seconds a keyring has to answer (a prompt to allow access included).
+KEYRING_TIMEOUT = 20.0
 _KEY_BYTES = 32
 _NONCE_BYTES = 12  # AES-GCM's standard nonce; random per value (2**-32 collisions after 2**32)
 #: Token fields sealed always, and with ``seal_access_tokens``.
@@ -204,12 +206,39 @@ def _keyring() -> Any:
 
 
 def _keyring_call(action: str, call: Callable[[], Any]) -> Any:
+    """``call()``, in a thread given ``KEYRING_TIMEOUT`` seconds: the caller holds the
+    cache's lock, and a keyring that never answers (a Secret Service waiting for
+    an unlock prompt nobody sees) would otherwise hold every process of the user.
+
+    Raises:
+        KeyUnavailable: The call failed, or did not answer in time.
+    """
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        # Backends raise what their platform raises (D-Bus, Keychain, Windows
+        # errors): every one of them means "no key from here", said with its type.
+        try:
+            outcome.append((True, call()))
+        except Exception as exc:
+            outcome.append((False, exc))
+
+    worker = threading.Thread(target=run, name="hoxton-auth keyring", daemon=True)
     try:
-        return call()
-    # Backends raise what their platform raises (D-Bus, Keychain, Windows errors):
-    # every one of them means "no key from here", said with its type.
-    except Exception as exc:
-        raise KeyUnavailable(f"the keyring failed to {action}: {type(exc).__name__}") from None
+        worker.start()
+    except RuntimeError:  # at interpreter exit no thread starts (3.12+): ask directly
+        run()
+    else:
+        worker.join(KEYRING_TIMEOUT)
+    if not outcome:
+        raise KeyUnavailable(
+            f"the keyring did not answer within {KEYRING_TIMEOUT:g}s when asked to {action} "
+            "(is it locked, waiting for a password?)"
+        )
+    answered, value = outcome[0]
+    if not answered:
+        raise KeyUnavailable(f"the keyring failed to {action}: {type(value).__name__}")
+    return value
 
 
 def keyring_key(name: str, *, create: bool) -> DataKey | None:

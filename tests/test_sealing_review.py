@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import keyring
 import pytest
+from keyring.backend import KeyringBackend
 from keyring.backends.fail import Keyring as FailKeyring
 
 from hoxton_auth import (
@@ -271,3 +273,43 @@ def test_a_seed_refresh_token_is_never_resent_while_its_redis_value_is_unread(
     assert server.count("refresh_token") == 1
     assert server.reuse_detected == 0
     first.client.delete(*first.client.keys(prefix + "*"))
+
+
+class SilentKeyring(KeyringBackend):
+    """An OS keyring that never answers (a Secret Service waiting for an unlock
+    prompt nobody sees) until ``answer`` is set."""
+
+    priority = 5  # an OS keyring's: above keyring's threshold of 1
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # keyring is not typed here
+        self.answer = threading.Event()
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.answer.wait(120)
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.answer.wait(120)
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.answer.wait(120)
+
+
+def test_a_keyring_that_never_answers_does_not_hold_the_cache(
+    server: AuthServer, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    silent = SilentKeyring()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(silent)
+    monkeypatch.setenv("HOXTON_AUTH_SEALING", "auto")
+    try:
+        auth = refreshing(server, FileTokenCache(isolated_cache), server.mint_refresh_token())
+        with pytest.warns(HoxtonAuthWarning, match="did not answer within"):
+            auth.get_token()  # after the keyring's timeout: plain text, with the reason
+    finally:
+        silent.answer.set()
+        keyring.set_keyring(previous)
+    (entry,) = json.loads(isolated_cache.read_text())["entries"].values()
+    assert isinstance(entry["token"]["refresh_token"], str)
+    assert server.reuse_detected == 0
