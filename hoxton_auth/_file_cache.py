@@ -193,6 +193,7 @@ class FileTokenCache(TokenCache):
             CacheUnavailableError: The file is refused (see the class docstring).
         """
         raws = self._read_document().get("entries", {})
+        self._unreadable.clear()
         parsed = {key: self._parse(key, raw) for key, raw in raws.items()}
         for key, pending in list(self._pending.items()):
             if not _newer(parsed.get(key), pending):
@@ -288,17 +289,23 @@ class FileTokenCache(TokenCache):
         Raises:
             CacheUnavailableError: The file is refused.
         """
-        tokens = [raw.get("token") for raw in self._read_document().get("entries", {}).values()]
+        self.entries()  # notes the entries that do not open here (``unreadable``)
+        raws = self._read_document().get("entries", {}).values()
+        tokens = [raw.get("token") if isinstance(raw, dict) else None for raw in raws]
         refresh = [
             t["refresh_token"]
             for t in tokens
             if isinstance(t, dict) and t.get("refresh_token") is not None
         ]
         sealed = sum(1 for value in refresh if is_sealed(value))
-        return (
+        said = (
             f"{self.sealing.describe()}; {sealed} of the {len(refresh)} refresh token(s) "
             "in the file are sealed"
         )
+        if self._unreadable:
+            count, why = len(self._unreadable), next(iter(self._unreadable.values()))
+            said += f"; {count} entr{'y' if count == 1 else 'ies'} cannot be opened here ({why})"
+        return said
 
     # -- writing (under the lock) ------------------------------------------------
 

@@ -218,6 +218,8 @@ def test_a_cache_file_read_with_the_wrong_key_is_a_miss_and_loses_nothing(
 
     with pytest.warns(HoxtonAuthWarning, match="sealed with another key"):
         assert FileTokenCache(isolated_cache).entries() == {}
+    said = FileTokenCache(isolated_cache).describe_storage()  # what `status` prints
+    assert "1 entry cannot be opened here (it is sealed with another key" in said
     with pytest.raises(NotLoggedInError):
         logged_in_session(server, isolated_cache).get_token()
     assert isolated_cache.read_bytes() == before  # nothing lost: the right key still opens it
@@ -529,3 +531,18 @@ def test_a_bad_redis_key_is_named_and_never_shown(
     for text in shown:
         assert "too short" not in text
         assert "xxxxxxxx" not in text
+
+
+def test_status_survives_a_damaged_entry(
+    isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolated_cache.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    document = {"format": "hoxton-auth token cache", "version": 1, "entries": {"0" * 32: []}}
+    isolated_cache.write_text(json.dumps(document))
+    isolated_cache.chmod(0o600)
+    with pytest.warns(HoxtonAuthWarning, match="skipped"):
+        said = FileTokenCache(isolated_cache).describe_storage()
+    assert "0 of the 0 refresh token(s)" in said
+    status = cli("status")
+    assert status.returncode == 0, status.stderr
+    assert "Sealing: plain text" in status.stdout
