@@ -388,6 +388,7 @@ class RedisTokenCache(TokenCache):
         """
         head = self._entry_key("")
         pattern = "".join("\\" + c if c in "*?[]\\" else c for c in head) + "*"
+        self._unreadable.clear()  # noted again by _parse, for these entries only
         with self._translate("scan"):
             names = list(self.client.scan_iter(match=pattern, count=500))
             values = self.client.mget(names) if names else []

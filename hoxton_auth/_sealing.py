@@ -441,10 +441,17 @@ def holds_sealed(token: Any) -> bool:
     return False
 
 
+_extra_installed: bool | None = None  # found once per process: installs do not change
+
+
 def _keyring_installed() -> bool:
     """Whether the ``hoxton-auth[keyring]`` extra is: keyring alone (which many tools
-    bring) cannot seal."""
-    return _installed("keyring") and _installed("cryptography")
+    bring) cannot seal. Looked up once (a search of ``sys.path``), not per cache: a web
+    back end builds an auth object, and with it a cache, per request."""
+    global _extra_installed
+    if _extra_installed is None:
+        _extra_installed = _installed("keyring") and _installed("cryptography")
+    return _extra_installed
 
 
 def _installed(module: str) -> bool:
