@@ -124,43 +124,32 @@ class AnswersInHand:
         self._count, self._changed = 0, threading.Condition()  # the child holds no answer
 
     @contextlib.contextmanager
-    def until_stored(self) -> Iterator[_InHand]:
-        """A renewal's fetch and store: answers seen by ``watch(send)`` count until the end."""
-        in_hand = _InHand(self)
+    def until_stored(self, send: SyncTransport) -> Iterator[SyncTransport]:
+        """``send`` for a renewal's fetch: from its first reply to the end of the block
+        (the store), that renewal counts as an answer in hand."""
+        counted = False
+
+        def send_and_count(request: TokenRequest) -> Reply:
+            nonlocal counted
+            reply = send(request)
+            if not counted:
+                counted = True
+                with self._changed:
+                    self._count += 1
+            return reply
+
         try:
-            yield in_hand
+            yield send_and_count
         finally:
-            if in_hand.counted:
+            if counted:
                 with self._changed:
                     self._count -= 1
                     self._changed.notify_all()
-
-    def _count_one(self) -> None:
-        with self._changed:
-            self._count += 1
 
     def wait_until_stored(self, timeout: float) -> bool:
         """Whether every answer received was stored (or given up on) within ``timeout`` s."""
         with self._changed:
             return self._changed.wait_for(lambda: self._count == 0, timeout)
-
-
-class _InHand:
-    """One renewal's mark in ``AnswersInHand``: set by the first answer it receives."""
-
-    def __init__(self, owner: AnswersInHand) -> None:
-        self.owner = owner
-        self.counted = False
-
-    def watch(self, send: SyncTransport) -> SyncTransport:
-        def send_and_mark(request: TokenRequest) -> Reply:
-            reply = send(request)
-            if not self.counted:
-                self.owner._count_one()
-                self.counted = True
-            return reply
-
-        return send_and_mark
 
 
 #: This process's answers in hand (one process, one count).
@@ -368,9 +357,9 @@ class SharedEntry:
         if claimed is not None:  # an outage: the others keep the valid token meanwhile
             with contextlib.suppress(CacheError):
                 self._store(claimed)
-        with ANSWERS_IN_HAND.until_stored() as in_hand:
+        with ANSWERS_IN_HAND.until_stored(send) as send_and_count:
             try:
-                token = self._fetch(self._obtain_flow(entry), in_hand.watch(send))
+                token = self._fetch(self._obtain_flow(entry), send_and_count)
             except HoxtonAuthError as exc:
                 noted = self._after_failure(stored, entry, exc)
                 if noted is None and entry is not owned:
