@@ -115,6 +115,18 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def m2m(hoxton_auth_server: AuthServer) -> dict[str, str]:
+    """The ``HOXTON_*`` variables of the test server's confidential client."""
+    from hoxton_auth.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+
+    return {
+        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
+        "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+    }
+
+
+@pytest.fixture
 def keyring_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A file-backed keyring (keyrings.alt's) private to this test, for this process and
     the workers it starts; sealing required. Returns the keyring's directory."""

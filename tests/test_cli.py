@@ -41,16 +41,6 @@ def run(
 
 
 @pytest.fixture
-def m2m(hoxton_auth_server: AuthServer) -> dict[str, str]:
-    """Variables for the server's confidential client."""
-    return {
-        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
-        "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
-        "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
-    }
-
-
-@pytest.fixture
 def public(hoxton_auth_server: AuthServer, fake_browser_command: Path) -> dict[str, str]:
     """Variables for the server's public client, with the fake browser as $BROWSER."""
     return {

@@ -63,15 +63,6 @@ def assert_one_line_each(stderr: str) -> None:
 
 
 @pytest.fixture
-def m2m(hoxton_auth_server: AuthServer) -> dict[str, str]:
-    return {
-        "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
-        "HOXTON_CLIENT_ID": DEFAULT_CLIENT_ID,
-        "HOXTON_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
-    }
-
-
-@pytest.fixture
 def public(hoxton_auth_server: AuthServer) -> dict[str, str]:
     return {
         "HOXTON_AUTH_DOMAIN": hoxton_auth_server.domain,
